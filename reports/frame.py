@@ -1,0 +1,62 @@
+"""Stored trials -> one pandas row per trial, read only from what the trial stores."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+from optuna.trial import FrozenTrial, TrialState
+
+COLUMNS = [
+    "number",
+    "state",
+    "params",
+    "macs",
+    "receptive_field",
+    "val_acc",
+    "epochs",
+    "train_time_s",
+    "device",
+    "summary",
+    "reason",
+    "spec",
+]
+
+_STATES = {
+    TrialState.COMPLETE: "complete",
+    TrialState.PRUNED: "pruned",
+    TrialState.FAIL: "failed",
+    TrialState.RUNNING: "running",
+    TrialState.WAITING: "waiting",
+}
+
+
+def _row(t: FrozenTrial) -> dict:
+    attrs = t.user_attrs
+    curve = attrs.get("val_curve") or []
+    rejected = attrs.get("rejected")
+    return {
+        "number": t.number,
+        "state": "rejected" if rejected else _STATES[t.state],
+        "params": attrs.get("params"),
+        "macs": attrs.get("macs"),
+        "receptive_field": attrs.get("receptive_field"),
+        # a completed trial's value; for a pruned one, its last validation accuracy
+        "val_acc": t.value if t.state == TrialState.COMPLETE else (curve[-1] if curve else None),
+        "epochs": len(curve),
+        "train_time_s": attrs.get("train_time_s"),
+        "device": attrs.get("device"),
+        "summary": attrs.get("summary"),
+        "reason": rejected or attrs.get("error"),
+        "spec": attrs.get("spec"),
+    }
+
+
+def trials_frame(trials: Iterable[FrozenTrial]) -> pd.DataFrame:
+    """One row per trial, in trial order, with the columns of ``COLUMNS``."""
+    rows = [_row(t) for t in trials]
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    for col in ("params", "macs", "receptive_field"):
+        df[col] = df[col].astype("Int64")
+    df["val_acc"] = df["val_acc"].astype("float64")
+    return df.sort_values("number").reset_index(drop=True)

@@ -1,0 +1,195 @@
+"""Draw what ``frame`` and ``pareto`` computed: one self-contained plotly page, and CSVs.
+
+The page embeds plotly.js (no CDN), so it opens offline.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+from optuna.trial import FrozenTrial
+
+from reports.frame import trials_frame
+from reports.pareto import best_row, pareto_front
+from space.count import analyze
+from space.spec import ArchSpec
+from space.zoo import ZOO
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    html: Path
+    trials_csv: Path
+    pareto_csv: Path
+
+
+def _hover(df: pd.DataFrame) -> list[str]:
+    return [
+        f"trial {r.number}<br>{r.params:,} params, {r.macs:,} MACs<br>"
+        f"val acc {r.val_acc:.2%} after {r.epochs} epoch(s)<br>{html.escape(str(r.summary))}"
+        for r in df.itertuples()
+    ]
+
+
+def pareto_figure(df: pd.DataFrame, front: pd.DataFrame, *, cap: int, dataset: str) -> go.Figure:
+    fig = go.Figure()
+    styles = {
+        "complete": dict(color="#1f77b4", symbol="circle", size=8),
+        "pruned": dict(color="#b0b0b0", symbol="x", size=7),
+    }
+    for state, marker in styles.items():
+        rows = df[(df["state"] == state) & df["val_acc"].notna()]
+        if rows.empty:
+            continue
+        label = "completed trials" if state == "complete" else "pruned trials (acc when pruned)"
+        fig.add_trace(
+            go.Scatter(
+                x=rows["params"].astype(int), y=rows["val_acc"], mode="markers", name=label,
+                marker=marker, hovertext=_hover(rows), hoverinfo="text",
+            )
+        )
+    if not front.empty:
+        fig.add_trace(
+            go.Scatter(
+                x=front["params"].astype(int), y=front["val_acc"], mode="lines+markers",
+                line_shape="hv", name="Pareto front", line=dict(color="#d62728", width=2),
+                marker=dict(size=10, color="#d62728"), hovertext=_hover(front), hoverinfo="text",
+            )
+        )
+    if dataset == "mnist":
+        seeds = list(ZOO.values())
+        fig.add_trace(
+            go.Scatter(
+                x=[analyze(e.spec).params for e in seeds],
+                y=[e.claimed_accuracy for e in seeds],
+                mode="markers+text",
+                text=[f"seed {e.key}" for e in seeds],
+                textposition="top center",
+                name="seed networks (published test acc)",
+                marker=dict(symbol="diamond", size=11, color="#2ca02c"),
+                hovertext=[f"seed {e.key}: {e.title}<br>{e.claim}" for e in seeds],
+                hoverinfo="text",
+            )
+        )
+    fig.add_vline(x=cap, line_dash="dash", line_color="black", annotation_text=f"cap {cap:,}")
+    fig.update_layout(
+        title="Validation accuracy vs parameters",
+        xaxis_title="parameters",
+        yaxis_title="validation accuracy",
+        yaxis_tickformat=".2%",
+        template="plotly_white",
+        height=560,
+    )
+    return fig
+
+
+def curves_figure(trials: dict[int, FrozenTrial], front: pd.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    for r in front.itertuples():
+        curve = trials[r.number].user_attrs.get("val_curve") or []
+        fig.add_trace(
+            go.Scatter(
+                x=list(range(1, len(curve) + 1)), y=curve, mode="lines+markers",
+                name=f"#{r.number} ({r.params:,})",
+            )
+        )
+    fig.update_layout(
+        title="Validation curves of the front",
+        xaxis_title="epoch",
+        yaxis_title="validation accuracy",
+        yaxis_tickformat=".2%",
+        template="plotly_white",
+        height=420,
+    )
+    return fig
+
+
+def breakdown_figure(spec: ArchSpec, number: int) -> go.Figure:
+    layers = analyze(spec).layers
+    names = [f"{i}. {layer.name}" if layer.index else f"head: {layer.name}"
+             for i, layer in enumerate(layers, 1)]
+    fig = go.Figure(
+        go.Bar(
+            x=[layer.params for layer in layers], y=names, orientation="h",
+            hovertext=[
+                f"{layer.params:,} params, {layer.macs:,} MACs<br>"
+                f"{layer.in_shape} -> {layer.out_shape}, receptive field {layer.receptive_field}"
+                for layer in layers
+            ],
+            hoverinfo="text",
+        )
+    )
+    fig.update_layout(
+        title=f"Parameters per block of the best network (trial {number})",
+        xaxis_title="parameters",
+        yaxis=dict(autorange="reversed"),
+        template="plotly_white",
+        height=max(300, 40 * len(layers) + 120),
+    )
+    return fig
+
+
+def _table(df: pd.DataFrame) -> str:
+    shown = df[["number", "params", "macs", "val_acc", "epochs", "train_time_s", "summary"]].copy()
+    shown["val_acc"] = shown["val_acc"].map(lambda v: f"{v:.2%}")
+    return shown.to_html(index=False, border=0, classes="tbl", escape=True)
+
+
+def write_reports(
+    trials: list[FrozenTrial],
+    out_dir: Path | str,
+    *,
+    cap: int,
+    dataset: str,
+    title: str = "budgetnas search",
+    counts: dict | None = None,
+) -> ReportFiles:
+    """Write ``report.html``, ``trials.csv`` and ``pareto.csv`` into ``out_dir``."""
+    out_dir = Path(out_dir)
+    df = trials_frame(trials)
+    front = pareto_front(df, cap=cap)
+    files = ReportFiles(out_dir / "report.html", out_dir / "trials.csv", out_dir / "pareto.csv")
+    df.to_csv(files.trials_csv, index=False)
+    front.to_csv(files.pareto_csv, index=False)
+
+    by_number = {t.number: t for t in trials}
+    figures = [pareto_figure(df, front, cap=cap, dataset=dataset)]
+    best = best_row(df, cap=cap)
+    if best is not None:
+        figures.append(curves_figure(by_number, front))
+        figures.append(breakdown_figure(ArchSpec.from_json(best["spec"]), int(best["number"])))
+    parts = [
+        fig.to_html(full_html=False, include_plotlyjs=(i == 0), config={"displaylogo": False})
+        for i, fig in enumerate(figures)
+    ]
+    head = f"<h1>{html.escape(title)}</h1><p>cap {cap:,} parameters, dataset {dataset}"
+    if counts:
+        head += "; trials: " + ", ".join(
+            f"{k} {v}" for k, v in counts.items() if k != "rejected_fraction"
+        )
+        head += f" (rejected before training: {counts.get('rejected_fraction', 0):.1%})"
+    head += "</p>"
+    if best is not None:
+        head += (
+            f"<p>best: trial {int(best['number'])}, {int(best['params']):,} parameters, "
+            f"validation accuracy {best['val_acc']:.2%} &mdash; "
+            f"{html.escape(str(best['summary']))}</p>"
+        )
+    page = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>body{{font-family:sans-serif;margin:2em}}"
+        ".tbl{border-collapse:collapse}.tbl td,.tbl th{padding:2px 10px;text-align:right}"
+        "</style></head><body>"
+        + head
+        + parts[0]
+        + "<h2>Pareto front</h2>"
+        + (_table(front) if not front.empty else "<p>no completed trial yet</p>")
+        + "".join(parts[1:])
+        + "</body></html>"
+    )
+    files.html.write_text(page, encoding="utf-8")
+    return files

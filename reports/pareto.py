@@ -1,0 +1,44 @@
+"""The Pareto front of (parameters, validation accuracy): fewer parameters, higher accuracy.
+
+Computed exactly from the completed trials; the plots only draw what this returns.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+
+def pareto_front(
+    df: pd.DataFrame,
+    *,
+    cap: int | None = None,
+    size: str = "params",
+    score: str = "val_acc",
+) -> pd.DataFrame:
+    """The non-dominated completed rows of ``df`` (with ``size <= cap`` when given).
+
+    Row a dominates row b when a has no more parameters and no lower accuracy, and is strictly
+    better in one of them. Rows equal in both are kept together. Sorted by size, ascending.
+    """
+    rows = df[(df["state"] == "complete") & df[size].notna() & df[score].notna()]
+    if cap is not None:
+        rows = rows[rows[size] <= cap]
+    rows = rows.sort_values([size, score, "number"], ascending=[True, False, True])
+    keep = []
+    best_smaller = -math.inf  # best score among rows with strictly fewer parameters
+    for _, group in rows.groupby(size, sort=True):
+        top = group[score].max()
+        if top > best_smaller:
+            keep.extend(group.index[group[score] == top])
+        best_smaller = max(best_smaller, top)
+    return rows.loc[keep].reset_index(drop=True)
+
+
+def best_row(df: pd.DataFrame, *, cap: int | None = None) -> pd.Series | None:
+    """The most accurate completed row under ``cap`` (ties: fewer parameters, earlier trial)."""
+    front = pareto_front(df, cap=cap)
+    if front.empty:
+        return None
+    return front.sort_values(["val_acc", "params", "number"], ascending=[False, True, True]).iloc[0]

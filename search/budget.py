@@ -1,0 +1,35 @@
+"""Parameter budgets as users write them: ``10000``, ``10k``, ``10K``, ``12.5k``, ``1.2M``."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from search.errors import SearchError
+
+_BUDGET = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kKmM]?)\s*$")
+_SCALE = {"": 1, "k": 1_000, "m": 1_000_000}
+
+
+def parse_budget(text: str) -> int:
+    """The parameter cap ``text`` names, as an integer; ``SearchError`` if it names none."""
+    m = _BUDGET.match(str(text))
+    if not m:
+        raise SearchError(
+            f"bad budget {text!r}: write a parameter count such as 10000, 10k, 12.5k or 1.2M"
+        )
+    value = float(m.group(1)) * _SCALE[m.group(2).lower()]
+    if not math.isfinite(value) or value != int(value):
+        raise SearchError(f"bad budget {text!r}: it must be a whole number of parameters")
+    if value < 1:
+        raise SearchError(f"bad budget {text!r}: it must be at least 1 parameter")
+    return int(value)
+
+
+def format_params(n: int) -> str:
+    """12400 -> '12.4K', 9798 -> '9.8K', 812 -> '812'."""
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:.3g}M"
+    if n >= 1_000:
+        return f"{n / 1_000:.3g}K"
+    return str(n)

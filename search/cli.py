@@ -1,0 +1,211 @@
+"""The ``budgetnas`` command line: parse, build a config, call one library function.
+
+User mistakes (a bad budget, missing data, an unknown dataset, a run folder that is not there)
+end as one line on stderr and exit code 1; Ctrl-C ends a search with its report written and
+exit code 130.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from search.budget import parse_budget
+from search.errors import SearchError
+from search.export import export_trial
+from search.run import PRUNERS, SearchConfig, open_run, run_search, summary_counts
+from space.count import analyze
+from space.spec import SpecError
+from space.zoo import ZOO
+from trainers.data import DATASETS, DataError, default_data_dir
+from trainers.train import ConfigError
+
+USER_ERRORS = (SearchError, SpecError, DataError, ConfigError)
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help=(
+        "Find the most accurate small CNN under a hard parameter cap.\n\n"
+        "search: sample and train candidates under --budget; report: (re)write the Pareto "
+        "report of a run; export: write the best (or --trial N) network as a standalone "
+        "module; zoo: the hand-made seed networks with exact counts."
+    ),
+)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _write_reports(cfg: SearchConfig, study) -> None:
+    from reports.html import write_reports
+
+    counts = summary_counts(study)
+    files = write_reports(
+        study.get_trials(deepcopy=False),
+        cfg.out,
+        cap=cfg.budget,
+        dataset=cfg.dataset,
+        title=f"budgetnas: {cfg.dataset} under {cfg.budget:,} parameters",
+        counts=counts,
+    )
+    typer.echo(
+        f"trials: {counts['complete']} complete, {counts['pruned']} pruned, "
+        f"{counts['rejected']} rejected before training ({counts['rejected_fraction']:.1%}), "
+        f"{counts['failed']} failed",
+        err=True,
+    )
+    typer.echo(f"wrote {files.html}, {files.trials_csv.name}, {files.pareto_csv.name}", err=True)
+
+
+@app.command()
+def search(
+    budget: Optional[str] = typer.Option(
+        None, "--budget", "-b", help="Hard parameter cap: 10000, 10k, 12.5k, 1.2M."
+    ),
+    dataset: str = typer.Option("mnist", help=f"One of: {', '.join(DATASETS)}."),
+    trials: Optional[int] = typer.Option(
+        None, help="Trials to run in total, a resumed run's included [default: 50]."
+    ),
+    timeout: Optional[float] = typer.Option(None, help="Stop starting trials after this many seconds."),
+    epochs: int = typer.Option(15, help="Training epochs per candidate."),
+    batch_size: int = typer.Option(128, help="Training batch size."),
+    lr: float = typer.Option(0.05, help="Peak learning rate (OneCycle)."),
+    optimizer: str = typer.Option("sgd", help="sgd (momentum, Nesterov) or adamw."),
+    label_smoothing: float = typer.Option(0.0, help="Label smoothing of the loss."),
+    augment: bool = typer.Option(True, help="Random rotation / shift / scale on the device."),
+    seed: int = typer.Option(0, help="Seed of the sampler and of every training run."),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:N."),
+    train_subset: Optional[int] = typer.Option(
+        None, help="Train on a random subset of this many images (quick runs)."
+    ),
+    val_size: int = typer.Option(5000, help="Validation images carved from the training set."),
+    data_dir: Optional[Path] = typer.Option(
+        None, help="Root folder of the data sets (default: $BUDGETNAS_DATA or ~/.cache/budgetnas/data)."
+    ),
+    download: bool = typer.Option(False, help="Download the data set when it is missing."),
+    storage: Optional[str] = typer.Option(
+        None, help="Optuna storage URL (default: sqlite study.db in the run folder)."
+    ),
+    study: str = typer.Option("budgetnas", "--study", help="Study name inside the storage."),
+    pruner: str = typer.Option("median", help=f"One of: {', '.join(PRUNERS)}."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder to create."),
+    resume: Optional[Path] = typer.Option(
+        None, help="Continue the search in this run folder (up to --trials in total)."
+    ),
+    quiet: bool = typer.Option(False, help="No progress lines."),
+) -> None:
+    """Search for the most accurate network under --budget; writes the study and reports."""
+    try:
+        if resume is not None:
+            cfg, _ = open_run(resume)
+            overrides: dict = {"trials": trials} if trials is not None else {}
+            if timeout is not None:
+                overrides["timeout"] = timeout
+            if device != "auto":
+                overrides["device"] = device
+            cfg = replace(cfg, **overrides)
+        else:
+            if budget is None:
+                raise SearchError("--budget is required (for example --budget 10k)")
+            if out is None:
+                raise SearchError("--out is required: the run folder to create")
+            cfg = SearchConfig(
+                budget=parse_budget(budget),
+                out=str(out),
+                dataset=dataset,
+                trials=50 if trials is None else trials,
+                timeout=timeout,
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr,
+                optimizer=optimizer,
+                label_smoothing=label_smoothing,
+                augment=augment,
+                seed=seed,
+                device=device,
+                train_subset=train_subset,
+                val_size=val_size,
+                data_dir=str((data_dir or default_data_dir()).resolve()),
+                download=download,
+                storage=storage,
+                study_name=study,
+                pruner=pruner,
+            )
+            cfg.train_config()  # validate the training settings before any work
+        result = run_search(cfg, resume=resume is not None, quiet=quiet)
+    except USER_ERRORS as err:
+        raise _fail(str(err)) from None
+    except KeyboardInterrupt:
+        typer.echo("\ninterrupted: finished trials are kept in the study", err=True)
+        try:
+            cfg, result = open_run(cfg.out)
+            _write_reports(cfg, result)
+        except Exception as err:  # the study may not exist yet
+            typer.echo(f"(no report written: {err})", err=True)
+        typer.echo(f"continue with: budgetnas search --resume {cfg.out}", err=True)
+        raise typer.Exit(130) from None
+    _write_reports(cfg, result)
+
+
+@app.command()
+def report(
+    run: Path = typer.Argument(..., help="A run folder made by `budgetnas search`."),
+) -> None:
+    """(Re)write report.html, trials.csv and pareto.csv of a run from its study."""
+    try:
+        cfg, study = open_run(run)
+        _write_reports(cfg, study)
+    except USER_ERRORS as err:
+        raise _fail(str(err)) from None
+
+
+@app.command()
+def export(
+    run: Path = typer.Argument(..., help="A run folder made by `budgetnas search`."),
+    out: Path = typer.Option(..., "--out", "-o", help="The .py module to write (weights: .pt)."),
+    trial: Optional[int] = typer.Option(None, help="Export this trial instead of the best."),
+    force: bool = typer.Option(False, help="Overwrite existing files."),
+    data_dir: Optional[Path] = typer.Option(None, help="Data root for the test set."),
+    device: str = typer.Option("cpu", help="Device for the test evaluation."),
+) -> None:
+    """Write a trained network as a standalone module + weights; print its test accuracy."""
+    try:
+        res = export_trial(run, out=out, trial=trial, force=force, data_dir=data_dir, device=device)
+    except USER_ERRORS as err:
+        raise _fail(str(err)) from None
+    typer.echo(
+        f"trial {res.trial}: {res.params:,} parameters, validation accuracy {res.val_acc:.2%}, "
+        f"test accuracy {res.test_acc:.2%}"
+    )
+    typer.echo(f"wrote {res.module} and {res.weights}")
+
+
+@app.command()
+def zoo(
+    spec: Optional[str] = typer.Option(None, help="Print this entry's spec as JSON (e.g. 001)."),
+) -> None:
+    """The hand-made seed networks as specs, with exact parameter counts."""
+    if spec is not None:
+        if spec not in ZOO:
+            raise _fail(f"no zoo entry {spec!r}; entries: {', '.join(ZOO)}")
+        typer.echo(ZOO[spec].spec.to_json(indent=2))
+        return
+    typer.echo(f"{'key':<4} {'params':>7} {'published':>9} {'MACs':>10} {'RF':>3} {'claimed':>8}  title")
+    for e in ZOO.values():
+        a = analyze(e.spec)
+        published = f"{e.published_params:,}" if e.published_params else "-"
+        typer.echo(
+            f"{e.key:<4} {a.params:>7,} {published:>9} {a.macs:>10,} {a.receptive_field:>3} "
+            f"{e.claimed_accuracy:>8.2%}  {e.title} ({e.claim})"
+        )
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,7 @@
+"""The error a user's input or a run folder can cause; the CLI prints it as one line."""
+
+from __future__ import annotations
+
+
+class SearchError(Exception):
+    """A problem the user can fix: a bad budget, a missing run folder, a study that is absent."""

@@ -1,0 +1,295 @@
+"""A search run: its config, its Optuna study, its objective, and the loop that drives them.
+
+A run folder holds ``config.json`` (the exact settings), the study (``study.db``, SQLite, unless
+``--storage`` named another Optuna storage), ``weights/`` (one file per completed trial) and
+the reports. Everything a report or an export needs is on the study's trials: the spec JSON,
+the counts, the validation curve, the train time and the device.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from search.budget import format_params
+from search.errors import SearchError
+from search.progress import Progress
+from space.count import analyze
+from space.sample import Rejected, SpaceConfig, sample_spec, smallest_network
+from space.spec import ArchSpec
+from trainers.augment import AugmentConfig
+from trainers.data import TrainVal, dataset_info, load_train_val
+from trainers.train import TrainConfig, TrainingError, resolve_device, train
+
+CONFIG_FILE = "config.json"
+STUDY_FILE = "study.db"
+WEIGHTS_DIR = "weights"
+PRUNERS = ("median", "hyperband", "none")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything that defines a search; saved as ``config.json`` in the run folder."""
+
+    budget: int
+    out: str
+    dataset: str = "mnist"
+    trials: int = 50
+    timeout: float | None = None
+    epochs: int = 15
+    batch_size: int = 128
+    lr: float = 0.05
+    optimizer: str = "sgd"
+    label_smoothing: float = 0.0
+    augment: bool = True
+    seed: int = 0
+    device: str = "auto"
+    train_subset: int | None = None
+    val_size: int = 5000
+    split_seed: int = 0
+    data_dir: str | None = None
+    download: bool = False
+    storage: str | None = None
+    study_name: str = "budgetnas"
+    pruner: str = "median"
+
+    def __post_init__(self) -> None:
+        if self.budget < 1:
+            raise SearchError(f"budget must be at least 1 parameter, got {self.budget}")
+        if self.trials < 1:
+            raise SearchError(f"--trials must be at least 1, got {self.trials}")
+        if self.epochs < 1:
+            raise SearchError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise SearchError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.timeout is not None and self.timeout <= 0:
+            raise SearchError(f"--timeout must be positive, got {self.timeout}")
+        if self.pruner not in PRUNERS:
+            raise SearchError(f"unknown pruner {self.pruner!r}; choose {', '.join(PRUNERS)}")
+        dataset_info(self.dataset)  # raises DataError for an unknown name
+        smallest = smallest_network(self.space_config())
+        if self.budget < smallest:
+            raise SearchError(
+                f"budget {self.budget:,} is below the smallest network the space can build "
+                f"({smallest:,} parameters)"
+            )
+
+    def space_config(self) -> SpaceConfig:
+        info = dataset_info(self.dataset)
+        return SpaceConfig(
+            in_channels=info.in_channels,
+            input_size=info.image_size,
+            num_classes=info.num_classes,
+            norm=(info.mean, info.std),
+        )
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            optimizer=self.optimizer,
+            label_smoothing=self.label_smoothing,
+            augment=AugmentConfig() if self.augment else AugmentConfig(0.0, 0.0, 0.0),
+            seed=self.seed,
+        )
+
+    def storage_url(self) -> str:
+        return self.storage or f"sqlite:///{(Path(self.out) / STUDY_FILE).resolve()}"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> SearchConfig:
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _pruner(name: str) -> optuna.pruners.BasePruner:
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def _sampler(seed: int) -> optuna.samplers.BaseSampler:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, group=True, n_startup_trials=10, constant_liar=True
+        )
+
+
+def _storage(url: str) -> optuna.storages.BaseStorage:
+    try:
+        return optuna.storages.get_storage(url)
+    except Exception as err:  # SQLAlchemy's and Optuna's errors are many; all mean "bad URL"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SearchError(f"cannot open storage {url!r}: {first}") from None
+
+
+class Objective:
+    """Sample a spec, enforce the cap, train, report each epoch; store everything on the trial."""
+
+    def __init__(
+        self, cfg: SearchConfig, data: TrainVal, device: torch.device, progress: Progress
+    ) -> None:
+        self.cfg, self.data, self.device, self.progress = cfg, data, device, progress
+        self.space = cfg.space_config()
+        self.train_cfg = cfg.train_config()
+        self.weights_dir = Path(cfg.out) / WEIGHTS_DIR
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            spec = sample_spec(trial, budget=self.cfg.budget, cfg=self.space)
+        except Rejected as rej:
+            trial.set_user_attr("rejected", rej.reason)
+            trial.set_user_attr("params", rej.params)
+            raise optuna.TrialPruned(f"rejected: {rej.reason}") from None
+        stats = analyze(spec)
+        trial.set_user_attr("spec", spec.to_json())
+        trial.set_user_attr("summary", spec.summary())
+        trial.set_user_attr("params", stats.params)
+        trial.set_user_attr("macs", stats.macs)
+        trial.set_user_attr("receptive_field", stats.receptive_field)
+        if stats.params > self.cfg.budget:  # the hard cap, checked before anything is built
+            trial.set_user_attr("rejected", f"{stats.params:,} parameters over the cap")
+            raise optuna.TrialPruned("rejected: over the parameter cap")
+
+        curve: list[float] = []
+        epochs = self.cfg.epochs
+
+        def on_epoch(epoch: int, acc: float, loss: float) -> None:
+            curve.append(acc)
+            trial.set_user_attr("val_curve", curve)
+            trial.report(acc, epoch)
+            self.progress.epoch(trial.number, epoch, epochs, acc)
+            if epoch + 1 < epochs and trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} at {acc:.4f}")
+
+        trial.set_user_attr("device", str(self.device))
+        try:
+            result = train(spec, self.data, self.train_cfg, device=self.device, on_epoch=on_epoch)
+        except TrainingError as err:
+            trial.set_user_attr("error", str(err))
+            raise
+        self.weights_dir.mkdir(parents=True, exist_ok=True)
+        path = self.weights_dir / f"trial-{trial.number:05d}.pt"
+        torch.save({k: v.cpu() for k, v in result.model.state_dict().items()}, path)
+        trial.set_user_attr("weights", str(path.relative_to(self.cfg.out)))
+        trial.set_user_attr("train_time_s", round(result.train_time_s, 3))
+        trial.set_user_attr("device", result.device)
+        trial.set_user_attr("loss_curve", result.loss_curve)
+        return result.val_acc
+
+
+def finished(study: optuna.Study) -> int:
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+def run_search(cfg: SearchConfig, *, resume: bool = False, quiet: bool = False) -> optuna.Study:
+    """Run (or continue) the search until ``cfg.trials`` trials have finished or time is up."""
+    out = Path(cfg.out)
+    config_path = out / CONFIG_FILE
+    if not resume and config_path.exists():
+        raise SearchError(
+            f"{out} already holds a search; continue it with --resume {out} or choose another --out"
+        )
+    device = resolve_device(cfg.device)
+    data = load_train_val(
+        cfg.dataset,
+        data_dir=cfg.data_dir,
+        val_size=cfg.val_size,
+        split_seed=cfg.split_seed,
+        train_subset=cfg.train_subset,
+        device=device,
+        download=cfg.download,
+    )
+    storage = _storage(cfg.storage) if cfg.storage else None  # a bad URL fails before any write
+    out.mkdir(parents=True, exist_ok=True)
+    storage = storage or _storage(cfg.storage_url())
+    config_path.write_text(cfg.to_json())
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=cfg.study_name,
+        direction="maximize",
+        sampler=_sampler(cfg.seed),
+        pruner=_pruner(cfg.pruner),
+        load_if_exists=True,
+    )
+    study.set_user_attr("budget", cfg.budget)
+    study.set_user_attr("dataset", cfg.dataset)
+    study.set_user_attr("config", json.loads(cfg.to_json()))
+
+    done = finished(study)
+    progress = Progress(total=cfg.trials, done=done, timeout=cfg.timeout, quiet=quiet)
+    progress.header(
+        f"budgetnas: cap {cfg.budget:,} params ({format_params(cfg.budget)}), {cfg.dataset} "
+        f"({len(data.train):,} train / {len(data.val):,} val), {cfg.trials} trials x "
+        f"{cfg.epochs} epochs on {device}" + (f"; resuming after {done} trials" if done else "")
+    )
+    remaining = cfg.trials - done
+    if remaining > 0:
+        study.optimize(
+            Objective(cfg, data, device, progress),
+            n_trials=remaining,
+            timeout=cfg.timeout,
+            callbacks=[progress],
+            catch=(TrainingError,),
+        )
+    return study
+
+
+def open_run(run: Path | str) -> tuple[SearchConfig, optuna.Study]:
+    """The config and study of an existing run folder."""
+    run = Path(run)
+    if not run.is_dir():
+        raise SearchError(f"run folder {run} does not exist")
+    config_path = run / CONFIG_FILE
+    if not config_path.is_file():
+        raise SearchError(f"{run} holds no budgetnas run (no {CONFIG_FILE})")
+    try:
+        cfg = SearchConfig.from_json(config_path.read_text())
+    except (json.JSONDecodeError, TypeError) as err:
+        raise SearchError(f"{config_path} is unreadable: {err}") from None
+    cfg = replace(cfg, out=str(run))
+    storage = _storage(cfg.storage_url())
+    try:
+        study = optuna.load_study(study_name=cfg.study_name, storage=storage)
+    except KeyError:
+        raise SearchError(f"{run} holds no study named {cfg.study_name!r}") from None
+    return cfg, study
+
+
+def trial_spec(trial: optuna.trial.FrozenTrial) -> ArchSpec:
+    """The spec stored on a trial (what reports, export and re-training rebuild from)."""
+    text = trial.user_attrs.get("spec")
+    if text is None:
+        raise SearchError(f"trial {trial.number} has no stored spec (it was rejected)")
+    return ArchSpec.from_json(text)
+
+
+def summary_counts(study: optuna.Study) -> dict[str, Any]:
+    trials = study.get_trials(deepcopy=False)
+    rejected = sum(1 for t in trials if t.user_attrs.get("rejected"))
+    counts = {
+        "complete": sum(t.state == TrialState.COMPLETE for t in trials),
+        "pruned": sum(t.state == TrialState.PRUNED for t in trials) - rejected,
+        "rejected": rejected,
+        "failed": sum(t.state == TrialState.FAIL for t in trials),
+    }
+    counts["total"] = len(trials)
+    counts["rejected_fraction"] = rejected / len(trials) if trials else 0.0
+    return counts

@@ -1,0 +1,43 @@
+"""Architecture specs: validation, exact counting, building, rendering, the seed zoo."""
+
+from space.build import build, plan
+from space.count import Analysis, LayerStats, analyze, count_macs, count_params, receptive_field
+from space.render import render
+from space.sample import Rejected, SpaceConfig, sample_spec, smallest_network
+from space.spec import (
+    BLOCK_KINDS,
+    ArchSpec,
+    Conv,
+    Head,
+    Pool,
+    Residual,
+    SpecError,
+    Transition,
+)
+from space.zoo import ZOO, ZooEntry
+
+__all__ = [
+    "BLOCK_KINDS",
+    "ZOO",
+    "Analysis",
+    "ArchSpec",
+    "Conv",
+    "Head",
+    "LayerStats",
+    "Pool",
+    "Rejected",
+    "Residual",
+    "SpaceConfig",
+    "SpecError",
+    "Transition",
+    "ZooEntry",
+    "analyze",
+    "build",
+    "count_macs",
+    "count_params",
+    "plan",
+    "receptive_field",
+    "render",
+    "sample_spec",
+    "smallest_network",
+]

@@ -1,0 +1,153 @@
+"""The search space: an Optuna trial's suggestions -> an ``ArchSpec`` under a parameter budget.
+
+Structure (stages, convs per stage, padding, residual shortcuts, head) and relative widths are
+sampled from fixed distributions, so Optuna's samplers see the same space on every trial.
+Absolute widths then follow from the budget: a sampled ``size`` fraction sets the target
+``size * budget``, and one width scale is found by bisection so that the network has as many
+parameters as fit under that target. A candidate can exceed the budget only when even the
+narrowest network of its structure does (``Rejected``).
+
+Only ``trial.suggest_*`` is used, so any object with those methods works (tests use a fake).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from space.count import count_params
+from space.spec import ArchSpec, Conv, Head, Residual, SpecError, Transition
+
+MIN_WIDTH = 4
+MAX_WIDTH = 256
+
+
+class Suggester(Protocol):
+    def suggest_int(self, name: str, low: int, high: int) -> int: ...
+    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float: ...
+    def suggest_categorical(self, name: str, choices: Any) -> Any: ...
+
+
+class Rejected(Exception):
+    """The sampled structure cannot be made to fit the budget; nothing is trained."""
+
+    def __init__(self, reason: str, params: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.params = params
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    """What the space may produce; the defaults suit 28x28 inputs and 2K-100K budgets."""
+
+    in_channels: int = 1
+    input_size: int = 28
+    num_classes: int = 10
+    norm: tuple[float, float] = (0.1307, 0.3081)
+    min_size_fraction: float = 0.3  # smallest target, as a fraction of the budget
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Skeleton:
+    """A sampled structure with relative widths; ``at(scale)`` gives a spec."""
+
+    stages: tuple[tuple[tuple[float, int], ...], ...]  # per stage: (weight, pad) per conv
+    residual: tuple[bool, ...]
+    transitions: tuple[tuple[float, bool], ...]  # (weight, pool_first) between stages
+    head_k: int
+    cfg: SpaceConfig
+
+    def at(self, scale: float) -> ArchSpec:
+        def width(weight: float) -> int:
+            return max(MIN_WIDTH, min(MAX_WIDTH, round(scale * weight)))
+
+        blocks: list[Any] = []
+        for s, convs in enumerate(self.stages):
+            layer = tuple(
+                Conv(width(w), pad=pad, dropout=self.cfg.dropout) for w, pad in convs
+            )
+            blocks += [Residual(layer, proj=True)] if self.residual[s] else list(layer)
+            if s < len(self.transitions):
+                w, pool_first = self.transitions[s]
+                blocks.append(Transition(width(w), pool_first=pool_first))
+        head = Head(kind="conv_gap", k=3, bias=False) if self.head_k == 3 else Head(kind="fc")
+        return ArchSpec(
+            blocks=tuple(blocks),
+            head=head,
+            in_channels=self.cfg.in_channels,
+            input_size=self.cfg.input_size,
+            num_classes=self.cfg.num_classes,
+            norm=self.cfg.norm,
+        )
+
+
+def _sample_skeleton(trial: Suggester, cfg: SpaceConfig) -> _Skeleton:
+    n_stages = trial.suggest_int("stages", 2, 3)
+    size = cfg.input_size
+    stages, residual, transitions = [], [], []
+    for s in range(n_stages):
+        n_convs = trial.suggest_int(f"s{s}_convs", 1, 3)
+        pad = trial.suggest_categorical(f"s{s}_pad", [0, 1])
+        res = trial.suggest_categorical(f"s{s}_res", [False, True]) if pad == 1 else False
+        convs = []
+        for j in range(n_convs):
+            weight = trial.suggest_float(f"s{s}_w{j}", 8.0, 32.0, log=True)
+            # A valid conv that would leave less than a 3x3 map is padded instead.
+            p = 1 if pad == 1 or size - 2 < 3 else 0
+            size -= 2 * (1 - p)
+            convs.append((weight, p))
+        stages.append(tuple(convs))
+        residual.append(bool(res))
+        if s < n_stages - 1:
+            tw = trial.suggest_float(f"t{s}_w", 4.0, 24.0, log=True)
+            pool_first = trial.suggest_categorical(f"t{s}_pool_first", [True, False])
+            transitions.append((tw, bool(pool_first)))
+            size //= 2
+    head = trial.suggest_categorical("head", ["gap", "conv3_gap"])
+    head_k = 3 if head == "conv3_gap" and size >= 3 else 1
+    return _Skeleton(tuple(stages), tuple(residual), tuple(transitions), head_k, cfg)
+
+
+def sample_spec(trial: Suggester, *, budget: int, cfg: SpaceConfig | None = None) -> ArchSpec:
+    """A spec with at most ``budget`` parameters, or ``Rejected`` when none of its kind fits."""
+    cfg = cfg or SpaceConfig()
+    skeleton = _sample_skeleton(trial, cfg)
+    fraction = trial.suggest_float("size", cfg.min_size_fraction, 1.0)
+    target = max(1, int(fraction * budget))
+
+    def fits(scale: float) -> bool:
+        return count_params(skeleton.at(scale)) <= target
+
+    smallest = skeleton.at(0.0)
+    if count_params(smallest) > budget:
+        raise Rejected(
+            f"narrowest network of this structure has {count_params(smallest):,} parameters",
+            count_params(smallest),
+        )
+    if not fits(0.0):  # the target is below the narrowest network: take the narrowest
+        return smallest
+    lo, hi = 0.0, 1.0
+    while fits(hi) and hi < MAX_WIDTH:
+        lo, hi = hi, hi * 2
+    for _ in range(24):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return skeleton.at(lo)
+
+
+def smallest_network(cfg: SpaceConfig | None = None) -> int:
+    """Parameters of the smallest network the space can build (every width at its minimum)."""
+    cfg = cfg or SpaceConfig()
+    skeleton = _Skeleton(
+        stages=(((1.0, 0),), ((1.0, 0),)),
+        residual=(False, False),
+        transitions=((1.0, True),),
+        head_k=1,
+        cfg=cfg,
+    )
+    try:
+        return count_params(skeleton.at(0.0))
+    except SpecError:  # pragma: no cover - 28x28 always fits
+        return 0
