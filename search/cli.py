@@ -209,3 +209,7 @@ def zoo(
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers import write_synthetic_mnist
+
+MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA; no GPU here")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def mnist_root() -> Path:
+    """The real MNIST root from $BUDGETNAS_DATA; tests that need it skip without it."""
+    env = os.environ.get("BUDGETNAS_DATA")
+    if not env:
+        pytest.skip("BUDGETNAS_DATA is not set: no real MNIST for this test")
+    root = Path(env)
+    missing = [f for f in MNIST_FILES if not (root / "MNIST" / "raw" / f).is_file()]
+    if missing:
+        pytest.skip(f"BUDGETNAS_DATA={root} lacks MNIST/raw/{missing[0]}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """A data root with a small synthetic, learnable data set in MNIST's IDX layout."""
+    return write_synthetic_mnist(tmp_path_factory.mktemp("synthetic-data"))

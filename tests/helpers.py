@@ -1,0 +1,113 @@
+"""Shared test helpers: random specs of every block kind, synthetic IDX data sets."""
+
+from __future__ import annotations
+
+import random
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from space.spec import ArchSpec, Conv, Head, Pool, Residual, SpecError, Transition
+
+
+def _conv(rng: random.Random, *, same: bool = False) -> Conv:
+    k = rng.choice([1, 3, 3, 5])
+    return Conv(
+        out=rng.randint(1, 24),
+        k=k,
+        pad=k // 2 if same else rng.randint(0, k // 2),
+        bias=rng.random() < 0.5,
+        bn=rng.random() < 0.7,
+        act=rng.choice(["relu", "gelu", "none"]),
+        order=rng.choice(["bn_act", "act_bn"]),
+        dropout=rng.choice([0.0, 0.0, 0.1]),
+    )
+
+
+def random_spec(rng: random.Random) -> ArchSpec:
+    """A valid spec drawn from all block kinds and head kinds (retries invalid draws)."""
+    while True:
+        blocks = []
+        channels = 1
+        for _ in range(rng.randint(1, 7)):
+            kind = rng.choice(["conv", "conv", "pool", "transition", "residual"])
+            if kind == "conv":
+                blocks.append(_conv(rng))
+            elif kind == "pool":
+                blocks.append(Pool(ceil=rng.random() < 0.3))
+            elif kind == "transition":
+                blocks.append(
+                    Transition(
+                        rng.randint(1, 16),
+                        pool_first=rng.random() < 0.5,
+                        bias=rng.random() < 0.5,
+                        bn=rng.random() < 0.5,
+                        act=rng.choice(["relu", "none"]),
+                    )
+                )
+            else:
+                body = tuple(_conv(rng, same=True) for _ in range(rng.randint(1, 2)))
+                proj = rng.random() < 0.7 or body[-1].out != channels
+                blocks.append(Residual(body, proj=proj, bias=rng.random() < 0.5))
+            channels = getattr(blocks[-1], "out", channels)
+        if rng.random() < 0.5:
+            k = rng.choice([1, 3])
+            head = Head(kind="conv_gap", k=k, pad=rng.randint(0, k // 2), bias=rng.random() < 0.5)
+        else:
+            head = Head(
+                kind="fc",
+                pool_to=rng.choice([1, 1, 2, 3]),
+                hidden=tuple(rng.randint(4, 32) for _ in range(rng.randint(0, 2))),
+                bias=rng.random() < 0.8,
+                dropout=rng.choice([0.0, 0.2]),
+            )
+        try:
+            return ArchSpec(
+                blocks=tuple(blocks), head=head, num_classes=rng.choice([10, 10, 2, 47])
+            )
+        except SpecError:
+            continue
+
+
+# ---- synthetic data in torchvision's IDX layout -------------------------------------------
+
+
+def synthetic_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n 28x28 uint8 images; the class (0-9) is a local texture a small CNN with global pooling
+    can learn in a few epochs: stripes of one of five orientations, with period 2 or 4, in a
+    random 14x14 window over noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, size=n).astype(np.uint8)
+    images = (rng.random((n, 28, 28)) * 40).astype(np.uint8)
+    r, c = np.mgrid[0:14, 0:14]
+    patterns = []
+    for label in range(10):
+        period = 2 if label < 5 else 4
+        phase = [r, c, r + c, r - c, (r // period) + (c // period)][label % 5]
+        if label % 5 == 4:
+            patterns.append((phase % 2) == 0)
+        else:
+            patterns.append((phase % period) < period // 2)
+    for i, label in enumerate(labels):
+        y, x = rng.integers(0, 15, size=2)
+        window = images[i, y : y + 14, x : x + 14]
+        window[patterns[label]] = 255
+    return images, labels
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    magic = 0x0800 | array.ndim  # unsigned bytes, ndim dimensions
+    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def write_synthetic_mnist(root: Path, *, n_train: int = 1200, n_test: int = 300) -> Path:
+    """Write MNIST/raw/* under root with synthetic, learnable images; returns root."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, n, seed in (("train", n_train, 1), ("t10k", n_test, 2)):
+        images, labels = synthetic_images(n, seed)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+    return root

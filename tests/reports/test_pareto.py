@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import pandas as pd
+
+from reports.pareto import best_row, pareto_front
+
+
+def _frame(rows):
+    return pd.DataFrame(rows, columns=["number", "state", "params", "val_acc"])
+
+
+def _numbers(front):
+    return front["number"].tolist()
+
+
+def test_front_of_a_hand_made_frame():
+    df = _frame(
+        [
+            (0, "complete", 5000, 0.980),
+            (1, "complete", 7000, 0.985),  # front
+            (2, "complete", 6000, 0.970),  # dominated by 0
+            (3, "complete", 9000, 0.991),  # front
+            (4, "pruned", 4000, 0.999),  # pruned: never on the front
+            (5, "complete", 9500, 0.991),  # same acc, more params: dominated by 3
+            (6, "complete", 3000, 0.950),  # front
+            (7, "rejected", 12000, None),
+        ]
+    )
+    assert _numbers(pareto_front(df)) == [6, 0, 1, 3]
+    assert _numbers(pareto_front(df, cap=8000)) == [6, 0, 1]
+    assert int(best_row(df)["number"]) == 3
+    assert int(best_row(df, cap=8000)["number"]) == 1
+
+
+def test_ties_in_both_objectives_stay_together():
+    df = _frame([(0, "complete", 100, 0.9), (1, "complete", 100, 0.9), (2, "complete", 100, 0.8)])
+    assert _numbers(pareto_front(df)) == [0, 1]
+    assert int(best_row(df)["number"]) == 0  # earlier trial wins a full tie
+
+
+def test_front_matches_brute_force_on_random_frames():
+    import random
+
+    rng = random.Random(3)
+    for _ in range(50):
+        rows = [
+            (i, rng.choice(["complete", "complete", "pruned"]), rng.randint(1, 20),
+             rng.randint(0, 10) / 10)
+            for i in range(rng.randint(1, 30))
+        ]
+        df = _frame(rows)
+        done = [r for r in rows if r[1] == "complete"]
+
+        def dominated(r):
+            return any(
+                o[2] <= r[2] and o[3] >= r[3] and (o[2] < r[2] or o[3] > r[3]) for o in done
+            )
+
+        expected = sorted((r for r in done if not dominated(r)), key=lambda r: (r[2], r[0]))
+        assert _numbers(pareto_front(df)) == [r[0] for r in expected]
+
+
+def test_empty_when_nothing_completed():
+    df = _frame([(0, "pruned", 10, 0.5)])
+    assert pareto_front(df).empty and best_row(df) is None

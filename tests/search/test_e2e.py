@@ -1,0 +1,183 @@
+"""search -> report -> export on data sets small enough for a CPU test run."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from reports.pareto import pareto_front
+from search.cli import app
+from search.export import export_trial
+from search.run import SearchConfig, open_run, run_search
+
+runner = CliRunner()
+
+QUICK = ["--train-subset", "400", "--val-size", "200", "--batch-size", "32", "--epochs", "2"]
+
+
+def _search(tmp_path: Path, data_root: Path, *extra: str) -> Path:
+    run = tmp_path / "run"
+    result = runner.invoke(
+        app, ["search", "--budget", "5k", "--data-dir", str(data_root), "--out", str(run),
+              "--device", "cpu", *extra],
+    )
+    assert result.exit_code == 0, result.stderr
+    return run
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory, synthetic_root) -> Path:
+    return _search(tmp_path_factory.mktemp("e2e"), synthetic_root, "--trials", "6", *QUICK)
+
+
+def test_run_folder_holds_study_reports_and_weights(synthetic_run):
+    for name in ("config.json", "study.db", "trials.csv", "pareto.csv", "report.html"):
+        assert (synthetic_run / name).is_file(), name
+    cfg, study = open_run(synthetic_run)
+    assert cfg.budget == 5000 and len(study.trials) == 6
+    trials = pd.read_csv(synthetic_run / "trials.csv")
+    done = trials[trials["state"] == "complete"]
+    assert len(done) >= 1
+    assert (done["params"] <= 5000).all()
+    for t in study.trials:
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            assert (synthetic_run / t.user_attrs["weights"]).is_file()
+            assert len(t.user_attrs["val_curve"]) == 2
+            assert t.user_attrs["device"] == "cpu"
+            assert t.user_attrs["train_time_s"] > 0
+
+
+def test_pareto_csv_is_the_front_of_trials_csv(synthetic_run):
+    trials = pd.read_csv(synthetic_run / "trials.csv")
+    front = pd.read_csv(synthetic_run / "pareto.csv")
+    assert front["number"].tolist() == pareto_front(trials, cap=5000)["number"].tolist()
+
+
+def test_report_is_self_contained(synthetic_run):
+    page = (synthetic_run / "report.html").read_text()
+    assert re.findall(r"<script[^>]*\bsrc=", page) == []  # nothing fetched: opens offline
+    assert "plotly.js v" in page or "plotly.js" in page[:2_000_000]  # the library is inline
+    assert page.count("Plotly.newPlot") >= 3  # front, curves, per-block breakdown
+    assert "seed 001" in page and "Pareto front" in page
+    (synthetic_run / "report.html").unlink()
+    assert runner.invoke(app, ["report", str(synthetic_run)]).exit_code == 0
+    assert (synthetic_run / "report.html").is_file()
+
+
+def test_export_in_a_fresh_interpreter_with_only_torch(synthetic_run, synthetic_root, tmp_path):
+    res = export_trial(synthetic_run, out=tmp_path / "mynet.py", data_dir=synthetic_root)
+    _, study = open_run(synthetic_run)
+    trial = study.trials[res.trial]
+    assert res.params == trial.user_attrs["params"]
+    script = textwrap.dedent(
+        f"""
+        import json, struct, sys
+        import torch
+        sys.path.insert(0, {str(tmp_path)!r})
+        import mynet
+        net = mynet.load()
+        raw = {str(synthetic_root / "MNIST" / "raw")!r}
+        def idx(name):
+            data = open(raw + "/" + name, "rb").read()
+            ndim = data[3]
+            dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
+            return torch.frombuffer(bytearray(data[4 + 4 * ndim :]), dtype=torch.uint8).reshape(dims)
+        x = idx("t10k-images-idx3-ubyte").unsqueeze(1).float() / 255
+        y = idx("t10k-labels-idx1-ubyte").long()
+        with torch.no_grad():
+            acc = (net(x).argmax(1) == y).sum().item() / len(y)
+        leaked = sorted(m for m in ("space", "search", "trainers", "reports", "optuna", "torchvision")
+                        if m in sys.modules)
+        print(json.dumps({{"num_params": mynet.NUM_PARAMS,
+                          "numel": sum(p.numel() for p in net.parameters()),
+                          "acc": acc, "leaked": leaked}}))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["leaked"] == []
+    assert out["num_params"] == out["numel"] == trial.user_attrs["params"]
+    assert out["acc"] == res.test_acc
+
+
+def test_export_refuses_to_overwrite_and_bad_trials(synthetic_run, synthetic_root, tmp_path):
+    out = tmp_path / "net.py"
+    args = ["export", str(synthetic_run), "--out", str(out), "--data-dir", str(synthetic_root)]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.stderr
+    assert "test accuracy" in first.stdout
+    before = out.read_bytes()
+    again = runner.invoke(app, args)
+    assert again.exit_code == 1 and "pass --force to overwrite" in again.stderr
+    assert out.read_bytes() == before
+    assert runner.invoke(app, [*args, "--force"]).exit_code == 0
+    missing = runner.invoke(app, [*args, "--force", "--trial", "999"])
+    assert missing.exit_code == 1 and "trial 999 does not exist" in missing.stderr
+
+
+def test_existing_run_needs_resume(synthetic_run, synthetic_root):
+    result = runner.invoke(
+        app, ["search", "--budget", "5k", "--data-dir", str(synthetic_root), "--out",
+              str(synthetic_run)],
+    )
+    assert result.exit_code == 1 and "--resume" in result.stderr
+
+
+def test_resume_continues_to_the_trial_count(tmp_path, synthetic_root):
+    run = _search(tmp_path, synthetic_root, "--trials", "2", *QUICK)
+    result = runner.invoke(app, ["search", "--resume", str(run), "--trials", "4"])
+    assert result.exit_code == 0, result.stderr
+    _, study = open_run(run)
+    assert len(study.trials) == 4
+
+
+def test_twenty_trials_with_the_pruner_leave_pruned_trials(tmp_path, synthetic_root):
+    cfg = SearchConfig(
+        budget=5000, out=str(tmp_path / "prune"), trials=20, epochs=3, batch_size=50,
+        train_subset=300, val_size=100, data_dir=str(synthetic_root), device="cpu",
+    )
+    study = run_search(cfg, quiet=True)
+    states = [t.state for t in study.trials]
+    assert len(states) == 20
+    assert states.count(optuna.trial.TrialState.PRUNED) >= 1
+    assert states.count(optuna.trial.TrialState.COMPLETE) >= 1
+
+
+def test_same_seed_same_specs_and_accuracies(tmp_path, synthetic_root):
+    def specs_and_values(name):
+        cfg = SearchConfig(
+            budget=5000, out=str(tmp_path / name), trials=4, epochs=1, batch_size=50,
+            train_subset=200, val_size=100, data_dir=str(synthetic_root), device="cpu",
+            pruner="none",
+        )
+        study = run_search(cfg, quiet=True)
+        return [(t.user_attrs.get("spec"), t.value) for t in study.trials]
+
+    assert specs_and_values("a") == specs_and_values("b")
+
+
+def test_real_mnist_search_and_export(tmp_path, mnist_root):
+    run = tmp_path / "mnist"
+    result = runner.invoke(
+        app,
+        ["search", "--budget", "10k", "--data-dir", str(mnist_root), "--out", str(run),
+         "--trials", "3", "--epochs", "1", "--train-subset", "2000", "--val-size", "1000",
+         "--batch-size", "64", "--device", "cpu"],
+    )
+    assert result.exit_code == 0, result.stderr
+    trials = pd.read_csv(run / "trials.csv")
+    done = trials[trials["state"] == "complete"]
+    assert len(done) >= 1 and (done["params"] <= 10_000).all()
+    res = export_trial(run, out=tmp_path / "best.py", data_dir=mnist_root)
+    assert res.test_acc > 0.5  # one short epoch on 2,000 images; chance is 0.1

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from space.spec import ArchSpec, Conv, Head, Transition
+from trainers.augment import NO_AUGMENT
+from trainers.data import load_train_val
+from trainers.train import ConfigError, TrainConfig, TrainingError, resolve_device, train
+
+SPEC = ArchSpec(blocks=(Conv(8, pad=1), Transition(8), Conv(12)), head=Head())
+
+
+@pytest.fixture(scope="module")
+def data(synthetic_root):
+    return load_train_val("mnist", data_dir=synthetic_root, val_size=200, train_subset=600)
+
+
+def test_training_learns_the_synthetic_task(data):
+    cfg = TrainConfig(epochs=3, batch_size=32, lr=0.1, augment=NO_AUGMENT)
+    seen = []
+    result = train(SPEC, data, cfg, on_epoch=lambda e, acc, loss: seen.append((e, acc)))
+    assert [e for e, _ in seen] == [0, 1, 2]
+    assert result.val_curve == [acc for _, acc in seen]
+    assert result.val_acc > 0.5  # chance is 0.1
+    assert result.device == "cpu" and result.train_time_s > 0
+
+
+def test_same_seed_same_result_and_global_rng_untouched(data):
+    cfg = TrainConfig(epochs=1, batch_size=64)
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    a = train(SPEC, data, cfg)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    b = train(SPEC, data, cfg)
+    assert a.val_curve == b.val_curve and a.loss_curve == b.loss_curve
+    c = train(SPEC, data, TrainConfig(epochs=1, batch_size=64, seed=1))
+    assert c.loss_curve != a.loss_curve
+
+
+def test_callback_exception_stops_training(data):
+    class Stop(Exception):
+        pass
+
+    calls = []
+
+    def on_epoch(epoch, acc, loss):
+        calls.append(epoch)
+        raise Stop
+
+    with pytest.raises(Stop):
+        train(SPEC, data, TrainConfig(epochs=5, batch_size=64), on_epoch=on_epoch)
+    assert calls == [0]
+
+
+def test_diverging_loss_is_a_training_error(data):
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=1e12, schedule="constant", momentum=0.0)
+    with pytest.raises(TrainingError, match="training loss became"):
+        train(SPEC, data, cfg)
+
+
+def test_adamw_and_label_smoothing_run(data):
+    cfg = TrainConfig(epochs=1, batch_size=64, optimizer="adamw", lr=3e-3, label_smoothing=0.1)
+    assert 0.0 <= train(SPEC, data, cfg).val_acc <= 1.0
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"epochs": 0}, "epochs"), ({"optimizer": "lion"}, "optimizer"), ({"lr": 0.0}, "learning")],
+)
+def test_bad_config(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**kwargs)
+
+
+def test_devices():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(ConfigError, match="unknown device"):
+        resolve_device("tpu9")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            resolve_device("cuda")
