@@ -19,6 +19,8 @@ COLUMNS = [
     "device",
     "summary",
     "reason",
+    "cap",
+    "duplicate_of",
     "spec",
 ]
 
@@ -48,6 +50,8 @@ def _row(t: FrozenTrial) -> dict:
         "device": attrs.get("device"),
         "summary": attrs.get("summary"),
         "reason": rejected or attrs.get("error"),
+        "cap": attrs.get("cap"),
+        "duplicate_of": attrs.get("duplicate_of"),
         "spec": attrs.get("spec"),
     }
 
@@ -56,7 +60,7 @@ def trials_frame(trials: Iterable[FrozenTrial]) -> pd.DataFrame:
     """One row per trial, in trial order, with the columns of ``COLUMNS``."""
     rows = [_row(t) for t in trials]
     df = pd.DataFrame(rows, columns=COLUMNS)
-    for col in ("params", "macs", "receptive_field"):
+    for col in ("params", "macs", "receptive_field", "cap", "duplicate_of"):
         df[col] = df[col].astype("Int64")
     df["val_acc"] = df["val_acc"].astype("float64")
     return df.sort_values("number").reset_index(drop=True)

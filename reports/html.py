@@ -48,16 +48,27 @@ def pareto_figure(df: pd.DataFrame, front: pd.DataFrame, *, cap: int, dataset: s
         label = "completed trials" if state == "complete" else "pruned trials (acc when pruned)"
         fig.add_trace(
             go.Scatter(
-                x=rows["params"].astype(int), y=rows["val_acc"], mode="markers", name=label,
-                marker=marker, hovertext=_hover(rows), hoverinfo="text",
+                x=rows["params"].astype(int),
+                y=rows["val_acc"],
+                mode="markers",
+                name=label,
+                marker=marker,
+                hovertext=_hover(rows),
+                hoverinfo="text",
             )
         )
     if not front.empty:
         fig.add_trace(
             go.Scatter(
-                x=front["params"].astype(int), y=front["val_acc"], mode="lines+markers",
-                line_shape="hv", name="Pareto front", line=dict(color="#d62728", width=2),
-                marker=dict(size=10, color="#d62728"), hovertext=_hover(front), hoverinfo="text",
+                x=front["params"].astype(int),
+                y=front["val_acc"],
+                mode="lines+markers",
+                line_shape="hv",
+                name="Pareto front",
+                line=dict(color="#d62728", width=2),
+                marker=dict(size=10, color="#d62728"),
+                hovertext=_hover(front),
+                hoverinfo="text",
             )
         )
     if dataset == "mnist":
@@ -93,7 +104,9 @@ def curves_figure(trials: dict[int, FrozenTrial], front: pd.DataFrame) -> go.Fig
         curve = trials[r.number].user_attrs.get("val_curve") or []
         fig.add_trace(
             go.Scatter(
-                x=list(range(1, len(curve) + 1)), y=curve, mode="lines+markers",
+                x=list(range(1, len(curve) + 1)),
+                y=curve,
+                mode="lines+markers",
                 name=f"#{r.number} ({r.params:,})",
             )
         )
@@ -110,11 +123,15 @@ def curves_figure(trials: dict[int, FrozenTrial], front: pd.DataFrame) -> go.Fig
 
 def breakdown_figure(spec: ArchSpec, number: int) -> go.Figure:
     layers = analyze(spec).layers
-    names = [f"{i}. {layer.name}" if layer.index else f"head: {layer.name}"
-             for i, layer in enumerate(layers, 1)]
+    names = [
+        f"{i}. {layer.name}" if layer.index else f"head: {layer.name}"
+        for i, layer in enumerate(layers, 1)
+    ]
     fig = go.Figure(
         go.Bar(
-            x=[layer.params for layer in layers], y=names, orientation="h",
+            x=[layer.params for layer in layers],
+            y=names,
+            orientation="h",
             hovertext=[
                 f"{layer.params:,} params, {layer.macs:,} MACs<br>"
                 f"{layer.in_shape} -> {layer.out_shape}, receptive field {layer.receptive_field}"
@@ -139,6 +156,25 @@ def _table(df: pd.DataFrame) -> str:
     return shown.to_html(index=False, border=0, classes="tbl", escape=True)
 
 
+def _verified_html(verified: pd.DataFrame | None, ladder: pd.DataFrame | None) -> str:
+    """Tables of ``budgetnas verify`` results (test accuracy over seeds) and the ladder."""
+    if verified is None or verified.empty:
+        return "<p>No architecture verified yet (<code>budgetnas verify RUN</code>).</p>"
+    parts = []
+    if ladder is not None and not ladder.empty:
+        parts.append(
+            "<h2>Best verified network under each cap</h2><p>Chosen by mean validation "
+            "accuracy over the seeds; test accuracy only reported.</p>"
+            + ladder.to_html(index=False, border=0, classes="tbl")
+        )
+    parts.append(
+        "<h2>Verified architectures</h2><p>Retrained from scratch with seeds 0..n-1 on the "
+        "full training split; final-epoch accuracies.</p>"
+        + verified.to_html(index=False, border=0, classes="tbl")
+    )
+    return "".join(parts)
+
+
 def write_reports(
     trials: list[FrozenTrial],
     out_dir: Path | str,
@@ -147,6 +183,8 @@ def write_reports(
     dataset: str,
     title: str = "budgetnas search",
     counts: dict | None = None,
+    verified: pd.DataFrame | None = None,
+    ladder: pd.DataFrame | None = None,
 ) -> ReportFiles:
     """Write ``report.html``, ``trials.csv`` and ``pareto.csv`` into ``out_dir``."""
     out_dir = Path(out_dir)
@@ -188,6 +226,7 @@ def write_reports(
         + parts[0]
         + "<h2>Pareto front</h2>"
         + (_table(front) if not front.empty else "<p>no completed trial yet</p>")
+        + _verified_html(verified, ladder)
         + "".join(parts[1:])
         + "</body></html>"
     )

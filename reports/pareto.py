@@ -23,6 +23,8 @@ def pareto_front(
     better in one of them. Rows equal in both are kept together. Sorted by size, ascending.
     """
     rows = df[(df["state"] == "complete") & df[size].notna() & df[score].notna()]
+    if "duplicate_of" in rows:  # a reused result is the same point as its original
+        rows = rows[rows["duplicate_of"].isna()]
     if cap is not None:
         rows = rows[rows[size] <= cap]
     rows = rows.sort_values([size, score, "number"], ascending=[True, False, True])

@@ -26,6 +26,12 @@ def parse_budget(text: str) -> int:
     return int(value)
 
 
+def parse_ladder(text: str) -> tuple[int, ...]:
+    """``10k,13k,25k`` -> (10000, 13000, 25000): the caps one search answers, ascending."""
+    caps = sorted({parse_budget(part) for part in str(text).split(",")})
+    return tuple(caps)
+
+
 def format_params(n: int) -> str:
     """12400 -> '12.4K', 9798 -> '9.8K', 812 -> '812'."""
     if n >= 1_000_000:

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from search.budget import parse_budget
+from search.budget import parse_ladder
 from search.errors import SearchError
 from search.export import export_trial
-from search.run import PRUNERS, SearchConfig, open_run, run_search, summary_counts
+from search.pruners import PRUNERS
+from search.reporting import write_run_reports
+from search.run import SearchConfig, open_run, run_search
+from search.verify import Verified, verify_run
 from space.count import analyze
 from space.spec import SpecError
 from space.zoo import ZOO
@@ -44,19 +46,10 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def _write_reports(cfg: SearchConfig, study) -> None:
-    from reports.html import write_reports
-
-    counts = summary_counts(study)
-    files = write_reports(
-        study.get_trials(deepcopy=False),
-        cfg.out,
-        cap=cfg.budget,
-        dataset=cfg.dataset,
-        title=f"budgetnas: {cfg.dataset} under {cfg.budget:,} parameters",
-        counts=counts,
-    )
+    files, counts = write_run_reports(cfg, study)
     typer.echo(
-        f"trials: {counts['complete']} complete, {counts['pruned']} pruned, "
+        f"trials: {counts['complete']} complete ({counts['duplicates']} reused), "
+        f"{counts['pruned']} pruned, "
         f"{counts['rejected']} rejected before training ({counts['rejected_fraction']:.1%}), "
         f"{counts['failed']} failed",
         err=True,
@@ -66,14 +59,19 @@ def _write_reports(cfg: SearchConfig, study) -> None:
 
 @app.command()
 def search(
-    budget: Optional[str] = typer.Option(
-        None, "--budget", "-b", help="Hard parameter cap: 10000, 10k, 12.5k, 1.2M."
+    budget: str | None = typer.Option(
+        None,
+        "--budget",
+        "-b",
+        help="Hard parameter cap: 10000, 10k, 12.5k, 1.2M; or a ladder 10k,13k,25k.",
     ),
     dataset: str = typer.Option("mnist", help=f"One of: {', '.join(DATASETS)}."),
-    trials: Optional[int] = typer.Option(
+    trials: int | None = typer.Option(
         None, help="Trials to run in total, a resumed run's included [default: 50]."
     ),
-    timeout: Optional[float] = typer.Option(None, help="Stop starting trials after this many seconds."),
+    timeout: float | None = typer.Option(
+        None, help="Stop starting trials after this many seconds."
+    ),
     epochs: int = typer.Option(15, help="Training epochs per candidate."),
     batch_size: int = typer.Option(128, help="Training batch size."),
     lr: float = typer.Option(0.05, help="Peak learning rate (OneCycle)."),
@@ -82,21 +80,28 @@ def search(
     augment: bool = typer.Option(True, help="Random rotation / shift / scale on the device."),
     seed: int = typer.Option(0, help="Seed of the sampler and of every training run."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:N."),
-    train_subset: Optional[int] = typer.Option(
+    train_subset: int | None = typer.Option(
         None, help="Train on a random subset of this many images (quick runs)."
     ),
     val_size: int = typer.Option(5000, help="Validation images carved from the training set."),
-    data_dir: Optional[Path] = typer.Option(
-        None, help="Root folder of the data sets (default: $BUDGETNAS_DATA or ~/.cache/budgetnas/data)."
+    data_dir: Path | None = typer.Option(
+        None,
+        help="Root folder of the data sets (default: $BUDGETNAS_DATA or ~/.cache/budgetnas/data).",
     ),
     download: bool = typer.Option(False, help="Download the data set when it is missing."),
-    storage: Optional[str] = typer.Option(
+    storage: str | None = typer.Option(
         None, help="Optuna storage URL (default: sqlite study.db in the run folder)."
     ),
     study: str = typer.Option("budgetnas", "--study", help="Study name inside the storage."),
-    pruner: str = typer.Option("median", help=f"One of: {', '.join(PRUNERS)}."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder to create."),
-    resume: Optional[Path] = typer.Option(
+    pruner: str = typer.Option(
+        "banded",
+        help=f"One of: {', '.join(PRUNERS)}. banded: median pruning among trials of similar size.",
+    ),
+    search_recipe: bool = typer.Option(
+        False, help="Also search lr, label smoothing, dropout and augmentation strength."
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Run folder to create."),
+    resume: Path | None = typer.Option(
         None, help="Continue the search in this run folder (up to --trials in total)."
     ),
     quiet: bool = typer.Option(False, help="No progress lines."),
@@ -116,8 +121,10 @@ def search(
                 raise SearchError("--budget is required (for example --budget 10k)")
             if out is None:
                 raise SearchError("--out is required: the run folder to create")
+            caps = parse_ladder(budget)
             cfg = SearchConfig(
-                budget=parse_budget(budget),
+                budget=caps[-1],
+                ladder=caps if len(caps) > 1 else (),
                 out=str(out),
                 dataset=dataset,
                 trials=50 if trials is None else trials,
@@ -137,6 +144,7 @@ def search(
                 storage=storage,
                 study_name=study,
                 pruner=pruner,
+                search_recipe=search_recipe,
             )
             cfg.train_config()  # validate the training settings before any work
         result = run_search(cfg, resume=resume is not None, quiet=quiet)
@@ -170,9 +178,9 @@ def report(
 def export(
     run: Path = typer.Argument(..., help="A run folder made by `budgetnas search`."),
     out: Path = typer.Option(..., "--out", "-o", help="The .py module to write (weights: .pt)."),
-    trial: Optional[int] = typer.Option(None, help="Export this trial instead of the best."),
+    trial: int | None = typer.Option(None, help="Export this trial instead of the best."),
     force: bool = typer.Option(False, help="Overwrite existing files."),
-    data_dir: Optional[Path] = typer.Option(None, help="Data root for the test set."),
+    data_dir: Path | None = typer.Option(None, help="Data root for the test set."),
     device: str = typer.Option("cpu", help="Device for the test evaluation."),
 ) -> None:
     """Write a trained network as a standalone module + weights; print its test accuracy."""
@@ -188,8 +196,61 @@ def export(
 
 
 @app.command()
+def verify(
+    run: Path = typer.Argument(..., help="A run folder made by `budgetnas search`."),
+    trial: list[int] | None = typer.Option(None, help="Verify this trial (repeatable)."),
+    top: int | None = typer.Option(None, help="Verify the K best trials by validation."),
+    zoo: list[str] | None = typer.Option(
+        None, help="Verify a seed network from the zoo with the run's recipe (repeatable)."
+    ),
+    seeds: int = typer.Option(3, help="Seeds 0..N-1 per architecture."),
+    epochs: int | None = typer.Option(None, help="Epochs (default: the run's)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
+    data_dir: Path | None = typer.Option(None, help="Data root (default: the run's)."),
+    train_subset: int | None = typer.Option(
+        None, help="Train on a subset (quick checks only; default: the full training split)."
+    ),
+) -> None:
+    """Retrain the Pareto front (or --top K, --trial N, --zoo KEY) with several seeds; report
+    test accuracy mean ± std. Results are stored in the run and shown in its report."""
+
+    def show(item: Verified, r) -> None:
+        typer.echo(
+            f"{item.key:<12} {item.params:>7,}  seed {r.seed}  val {r.val_acc:.2%}  "
+            f"test {r.test_acc:.2%}  ({r.train_time_s:.0f} s on {r.device})",
+            err=True,
+        )
+
+    try:
+        results = verify_run(
+            run,
+            trials=trial or None,
+            top=top,
+            zoo=zoo or None,
+            seeds=seeds,
+            epochs=epochs,
+            device=device,
+            data_dir=data_dir,
+            train_subset=train_subset,
+            on_result=show,
+        )
+        cfg, study = open_run(run)
+        _write_reports(cfg, study)
+    except USER_ERRORS as err:
+        raise _fail(str(err)) from None
+    typer.echo(
+        f"{'network':<12} {'params':>7}  {'val mean':>8}  {'test mean ± std':>17}  {'min':>6}"
+    )
+    for v in results:
+        typer.echo(
+            f"{v.key:<12} {v.params:>7,}  {v.val_mean:>8.2%}  "
+            f"{v.test_mean:>8.2%} ± {v.test_std:>6.2%}  {v.test_min:>6.2%}"
+        )
+
+
+@app.command()
 def zoo(
-    spec: Optional[str] = typer.Option(None, help="Print this entry's spec as JSON (e.g. 001)."),
+    spec: str | None = typer.Option(None, help="Print this entry's spec as JSON (e.g. 001)."),
 ) -> None:
     """The hand-made seed networks as specs, with exact parameter counts."""
     if spec is not None:
@@ -197,7 +258,9 @@ def zoo(
             raise _fail(f"no zoo entry {spec!r}; entries: {', '.join(ZOO)}")
         typer.echo(ZOO[spec].spec.to_json(indent=2))
         return
-    typer.echo(f"{'key':<4} {'params':>7} {'published':>9} {'MACs':>10} {'RF':>3} {'claimed':>8}  title")
+    typer.echo(
+        f"{'key':<4} {'params':>7} {'published':>9} {'MACs':>10} {'RF':>3} {'claimed':>8}  title"
+    )
     for e in ZOO.values():
         a = analyze(e.spec)
         published = f"{e.published_params:,}" if e.published_params else "-"

@@ -107,7 +107,7 @@ def export_trial(
 
     module = import_module_from(out)  # evaluate what was written, not what is in memory
     net = module.load(weights_out).to(dev)
-    if module.NUM_PARAMS != sum(p.numel() for p in net.parameters()):
+    if sum(p.numel() for p in net.parameters()) != module.NUM_PARAMS:
         raise SearchError(f"{out}: NUM_PARAMS does not match the module")  # pragma: no cover
     test_acc = evaluate(net, test)
     return ExportResult(

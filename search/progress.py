@@ -58,8 +58,10 @@ class Progress:
 
     def header(self, text: str) -> None:
         self._print(text)
-        self._print(f"{'trial':>5}  {'params':>8}  {'val acc':>7}  {'state':<8}  "
-                    f"{'best so far':<20}  {'elapsed':>7}  {'eta':>7}")
+        self._print(
+            f"{'trial':>5}  {'params':>8}  {'val acc':>7}  {'state':<8}  "
+            f"{'best so far':<20}  {'elapsed':>7}  {'eta':>7}"
+        )
 
     def epoch(self, number: int, epoch: int, epochs: int, acc: float) -> None:
         if self._tty and not self.quiet:

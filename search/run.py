@@ -8,6 +8,7 @@ the counts, the validation curve, the train time and the device.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from dataclasses import asdict, dataclass, fields, replace
@@ -21,6 +22,8 @@ from optuna.trial import TrialState
 from search.budget import format_params
 from search.errors import SearchError
 from search.progress import Progress
+from search.pruners import PRUNERS, make_pruner
+from search.recipe import sample_recipe
 from space.count import analyze
 from space.sample import Rejected, SpaceConfig, sample_spec, smallest_network
 from space.spec import ArchSpec
@@ -31,15 +34,15 @@ from trainers.train import TrainConfig, TrainingError, resolve_device, train
 CONFIG_FILE = "config.json"
 STUDY_FILE = "study.db"
 WEIGHTS_DIR = "weights"
-PRUNERS = ("median", "hyperband", "none")
 
 
 @dataclass(frozen=True)
 class SearchConfig:
     """Everything that defines a search; saved as ``config.json`` in the run folder."""
 
-    budget: int
+    budget: int  # the hard cap: the largest rung of the ladder
     out: str
+    ladder: tuple[int, ...] = ()  # several caps answered by one search; () means (budget,)
     dataset: str = "mnist"
     trials: int = 50
     timeout: float | None = None
@@ -58,11 +61,14 @@ class SearchConfig:
     download: bool = False
     storage: str | None = None
     study_name: str = "budgetnas"
-    pruner: str = "median"
+    pruner: str = "banded"
+    search_recipe: bool = False
 
     def __post_init__(self) -> None:
         if self.budget < 1:
             raise SearchError(f"budget must be at least 1 parameter, got {self.budget}")
+        if self.ladder and max(self.ladder) != self.budget:
+            raise SearchError("the budget must be the largest cap of the ladder")
         if self.trials < 1:
             raise SearchError(f"--trials must be at least 1, got {self.trials}")
         if self.epochs < 1:
@@ -75,19 +81,26 @@ class SearchConfig:
             raise SearchError(f"unknown pruner {self.pruner!r}; choose {', '.join(PRUNERS)}")
         dataset_info(self.dataset)  # raises DataError for an unknown name
         smallest = smallest_network(self.space_config())
-        if self.budget < smallest:
-            raise SearchError(
-                f"budget {self.budget:,} is below the smallest network the space can build "
-                f"({smallest:,} parameters)"
-            )
+        for cap in self.caps:
+            if cap < smallest:
+                raise SearchError(
+                    f"budget {cap:,} is below the smallest network the space can build "
+                    f"({smallest:,} parameters)"
+                )
 
-    def space_config(self) -> SpaceConfig:
+    @property
+    def caps(self) -> tuple[int, ...]:
+        """The caps this search answers, ascending; the last is the hard cap."""
+        return tuple(sorted(set(self.ladder))) if self.ladder else (self.budget,)
+
+    def space_config(self, dropout: float = 0.0) -> SpaceConfig:
         info = dataset_info(self.dataset)
         return SpaceConfig(
             in_channels=info.in_channels,
             input_size=info.image_size,
             num_classes=info.num_classes,
             norm=(info.mean, info.std),
+            dropout=dropout,
         )
 
     def train_config(self) -> TrainConfig:
@@ -111,15 +124,9 @@ class SearchConfig:
     def from_json(cls, text: str) -> SearchConfig:
         data = json.loads(text)
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-
-def _pruner(name: str) -> optuna.pruners.BasePruner:
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=3)
-    return optuna.pruners.NopPruner()
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["ladder"] = tuple(kwargs.get("ladder") or ())
+        return cls(**kwargs)
 
 
 def _sampler(seed: int) -> optuna.samplers.BaseSampler:
@@ -138,36 +145,58 @@ def _storage(url: str) -> optuna.storages.BaseStorage:
         raise SearchError(f"cannot open storage {url!r}: {first}") from None
 
 
+def candidate_key(spec: ArchSpec, recipe: TrainConfig) -> str:
+    """Canonical identity of a candidate: the spec and the recipe it is trained with."""
+    text = spec.to_json() + json.dumps(recipe.to_dict(), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
 class Objective:
-    """Sample a spec, enforce the cap, train, report each epoch; store everything on the trial."""
+    """Sample a spec, enforce the cap, train, report each epoch; store everything on the trial.
+
+    With a budget ladder, trial n aims at cap ``caps[n % len(caps)]``, so candidates spread
+    over every rung. A candidate identical (spec and recipe) to one already trained in the
+    study reuses that result instead of training again.
+    """
 
     def __init__(
         self, cfg: SearchConfig, data: TrainVal, device: torch.device, progress: Progress
     ) -> None:
         self.cfg, self.data, self.device, self.progress = cfg, data, device, progress
-        self.space = cfg.space_config()
         self.train_cfg = cfg.train_config()
         self.weights_dir = Path(cfg.out) / WEIGHTS_DIR
 
     def __call__(self, trial: optuna.Trial) -> float:
+        caps = self.cfg.caps
+        cap = caps[trial.number % len(caps)]
+        recipe, dropout = self.train_cfg, 0.0
+        if self.cfg.search_recipe:
+            recipe, dropout = sample_recipe(trial, self.train_cfg)
+        trial.set_user_attr("cap", cap)
         try:
-            spec = sample_spec(trial, budget=self.cfg.budget, cfg=self.space)
+            spec = sample_spec(trial, budget=cap, cfg=self.cfg.space_config(dropout))
         except Rejected as rej:
             trial.set_user_attr("rejected", rej.reason)
             trial.set_user_attr("params", rej.params)
             raise optuna.TrialPruned(f"rejected: {rej.reason}") from None
         stats = analyze(spec)
+        key = candidate_key(spec, recipe)
         trial.set_user_attr("spec", spec.to_json())
         trial.set_user_attr("summary", spec.summary())
         trial.set_user_attr("params", stats.params)
         trial.set_user_attr("macs", stats.macs)
         trial.set_user_attr("receptive_field", stats.receptive_field)
+        trial.set_user_attr("recipe", recipe.to_dict())
+        trial.set_user_attr("key", key)
         if stats.params > self.cfg.budget:  # the hard cap, checked before anything is built
             trial.set_user_attr("rejected", f"{stats.params:,} parameters over the cap")
             raise optuna.TrialPruned("rejected: over the parameter cap")
+        earlier = self._earlier(trial, key)
+        if earlier is not None:
+            return self._reuse(trial, earlier)
 
         curve: list[float] = []
-        epochs = self.cfg.epochs
+        epochs = recipe.epochs
 
         def on_epoch(epoch: int, acc: float, loss: float) -> None:
             curve.append(acc)
@@ -179,7 +208,7 @@ class Objective:
 
         trial.set_user_attr("device", str(self.device))
         try:
-            result = train(spec, self.data, self.train_cfg, device=self.device, on_epoch=on_epoch)
+            result = train(spec, self.data, recipe, device=self.device, on_epoch=on_epoch)
         except TrainingError as err:
             trial.set_user_attr("error", str(err))
             raise
@@ -191,6 +220,25 @@ class Objective:
         trial.set_user_attr("device", result.device)
         trial.set_user_attr("loss_curve", result.loss_curve)
         return result.val_acc
+
+    @staticmethod
+    def _earlier(trial: optuna.Trial, key: str) -> optuna.trial.FrozenTrial | None:
+        states = (TrialState.COMPLETE, TrialState.PRUNED)
+        for t in trial.study.get_trials(deepcopy=False, states=states):
+            if t.user_attrs.get("key") == key and t.user_attrs.get("duplicate_of") is None:
+                return t
+        return None
+
+    @staticmethod
+    def _reuse(trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> float:
+        trial.set_user_attr("duplicate_of", earlier.number)
+        for name in ("val_curve", "loss_curve", "weights", "device"):
+            if name in earlier.user_attrs:
+                trial.set_user_attr(name, earlier.user_attrs[name])
+        trial.set_user_attr("train_time_s", 0.0)
+        if earlier.state == TrialState.PRUNED:
+            raise optuna.TrialPruned(f"same candidate as trial {earlier.number}, which was pruned")
+        return float(earlier.value)
 
 
 def finished(study: optuna.Study) -> int:
@@ -226,7 +274,7 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, quiet: bool = False) 
         study_name=cfg.study_name,
         direction="maximize",
         sampler=_sampler(cfg.seed),
-        pruner=_pruner(cfg.pruner),
+        pruner=make_pruner(cfg.pruner),
         load_if_exists=True,
     )
     study.set_user_attr("budget", cfg.budget)
@@ -286,6 +334,7 @@ def summary_counts(study: optuna.Study) -> dict[str, Any]:
     rejected = sum(1 for t in trials if t.user_attrs.get("rejected"))
     counts = {
         "complete": sum(t.state == TrialState.COMPLETE for t in trials),
+        "duplicates": sum(t.user_attrs.get("duplicate_of") is not None for t in trials),
         "pruned": sum(t.state == TrialState.PRUNED for t in trials) - rejected,
         "rejected": rejected,
         "failed": sum(t.state == TrialState.FAIL for t in trials),

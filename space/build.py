@@ -63,7 +63,9 @@ def plan(spec: ArchSpec) -> tuple[list[Layer], list[Layer]]:
         if isinstance(block, Conv):
             features += _conv_layers(c, block)
         elif isinstance(block, Pool):
-            features.append(Layer("MaxPool2d", (2, 2), (("ceil_mode", True),) if block.ceil else ()))
+            features.append(
+                Layer("MaxPool2d", (2, 2), (("ceil_mode", True),) if block.ceil else ())
+            )
         elif isinstance(block, Transition):
             pool = Layer("MaxPool2d", (2, 2))
             conv = [_pointwise(c, block.out, block.bias)]
@@ -88,7 +90,11 @@ def plan(spec: ArchSpec) -> tuple[list[Layer], list[Layer]]:
             Layer(
                 "Conv2d",
                 (c, spec.num_classes),
-                (("kernel_size", head_spec.k), ("padding", head_spec.pad), ("bias", head_spec.bias)),
+                (
+                    ("kernel_size", head_spec.k),
+                    ("padding", head_spec.pad),
+                    ("bias", head_spec.bias),
+                ),
             ),
             Layer("AdaptiveAvgPool2d", (1,)),
             Layer("Flatten"),

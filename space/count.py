@@ -104,7 +104,12 @@ def analyze(spec: ArchSpec) -> Analysis:
     head_rf = rf + (spec.head.k - 1) * jump if spec.head.kind == "conv_gap" else rf
     layers.append(
         LayerStats(
-            0, spec.head.describe(), (c, s, s), (spec.num_classes, 1, 1), head_params, head_macs,
+            0,
+            spec.head.describe(),
+            (c, s, s),
+            (spec.num_classes, 1, 1),
+            head_params,
+            head_macs,
             head_rf,
         )
     )

@@ -12,7 +12,7 @@ from space.build import Layer, plan
 from space.count import analyze
 from space.spec import ArchSpec
 
-_RESIDUAL_CLASS = '''
+_RESIDUAL_CLASS = """
 
 class Residual(nn.Module):
     def __init__(self, body: nn.Module, shortcut: nn.Module) -> None:
@@ -22,7 +22,7 @@ class Residual(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x) + self.shortcut(x)
-'''
+"""
 
 
 def _layer_source(layer: Layer, indent: int) -> str:
@@ -68,8 +68,7 @@ def render(spec: ArchSpec, *, doc: str = "") -> str:
     lines += [
         "",
         "    net = load()                    # weights from the .pt file beside this module",
-        "    logits = net(images)            # images: (B, "
-        f"{c}, {s}, {s}) in [0, 1]",
+        f"    logits = net(images)            # images: (B, {c}, {s}, {s}) in [0, 1]",
         '"""',
         "",
         "from __future__ import annotations",
@@ -104,7 +103,7 @@ def render(spec: ArchSpec, *, doc: str = "") -> str:
         "        x = self.features(x)  # (B, C, H, W)\n"
         f"        return self.head(x)  # (B, {spec.num_classes})\n"
         "\n\n"
-        "def load(path: str | Path | None = None, map_location: str = \"cpu\") -> Net:\n"
+        'def load(path: str | Path | None = None, map_location: str = "cpu") -> Net:\n'
         '    """A ``Net`` with the trained weights (default: the .pt file beside this module)."""\n'
         "    net = Net()\n"
         "    state = torch.load(path or WEIGHTS, map_location=map_location, weights_only=True)\n"

@@ -65,9 +65,7 @@ class _Skeleton:
 
         blocks: list[Any] = []
         for s, convs in enumerate(self.stages):
-            layer = tuple(
-                Conv(width(w), pad=pad, dropout=self.cfg.dropout) for w, pad in convs
-            )
+            layer = tuple(Conv(width(w), pad=pad, dropout=self.cfg.dropout) for w, pad in convs)
             blocks += [Residual(layer, proj=True)] if self.residual[s] else list(layer)
             if s < len(self.transitions):
                 w, pool_first = self.transitions[s]

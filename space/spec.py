@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 ACTIVATIONS = ("relu", "gelu", "none")
 ORDERS = ("bn_act", "act_bn")  # conv -> BN -> act, or conv -> act -> BN
@@ -144,7 +144,7 @@ class Residual:
         return f"residual[{inner}]" + (" +1x1" if self.proj else "")
 
 
-Block = Union[Conv, Pool, Transition, Residual]
+Block = Conv | Pool | Transition | Residual
 
 BLOCK_KINDS: dict[str, type] = {cls.kind: cls for cls in (Conv, Pool, Transition, Residual)}
 
@@ -364,4 +364,3 @@ def _head_from_dict(data: Any) -> Head:
             raise SpecError("head: hidden must be a list of layer widths")
         kwargs["hidden"] = tuple(kwargs["hidden"])
     return Head(**kwargs)
-

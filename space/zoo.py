@@ -72,7 +72,16 @@ def seed_001() -> ZooEntry:
         key="001",
         title="9.8K, three blocks, two transitions",
         spec=ArchSpec(
-            blocks=(conv(10), conv(16), trans(10), conv(16), conv(16), trans(10), conv(16), conv(16)),
+            blocks=(
+                conv(10),
+                conv(16),
+                trans(10),
+                conv(16),
+                conv(16),
+                trans(10),
+                conv(16),
+                conv(16),
+            ),
             head=Head(kind="conv_gap", k=1, bias=True),
         ),
         published_params=9_798,

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +61,17 @@ class TrainConfig:
             raise ConfigError(f"learning rate must be positive, got {self.lr}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        if isinstance(kwargs.get("augment"), dict):
+            kwargs["augment"] = AugmentConfig(**kwargs["augment"])
+        return cls(**kwargs)
 
 
 @dataclass

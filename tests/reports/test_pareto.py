@@ -44,17 +44,19 @@ def test_front_matches_brute_force_on_random_frames():
     rng = random.Random(3)
     for _ in range(50):
         rows = [
-            (i, rng.choice(["complete", "complete", "pruned"]), rng.randint(1, 20),
-             rng.randint(0, 10) / 10)
+            (
+                i,
+                rng.choice(["complete", "complete", "pruned"]),
+                rng.randint(1, 20),
+                rng.randint(0, 10) / 10,
+            )
             for i in range(rng.randint(1, 30))
         ]
         df = _frame(rows)
         done = [r for r in rows if r[1] == "complete"]
 
-        def dominated(r):
-            return any(
-                o[2] <= r[2] and o[3] >= r[3] and (o[2] < r[2] or o[3] > r[3]) for o in done
-            )
+        def dominated(r, done=done):
+            return any(o[2] <= r[2] and o[3] >= r[3] and (o[2] < r[2] or o[3] > r[3]) for o in done)
 
         expected = sorted((r for r in done if not dominated(r)), key=lambda r: (r[2], r[0]))
         assert _numbers(pareto_front(df)) == [r[0] for r in expected]

@@ -8,19 +8,35 @@ from search.errors import SearchError
 
 @pytest.mark.parametrize(
     "text, value",
-    [("10000", 10_000), ("10k", 10_000), ("10K", 10_000), ("12.5k", 12_500), (" 25k ", 25_000),
-     ("1.2M", 1_200_000), ("1m", 1_000_000), ("999", 999), (".5k", 500)],
+    [
+        ("10000", 10_000),
+        ("10k", 10_000),
+        ("10K", 10_000),
+        ("12.5k", 12_500),
+        (" 25k ", 25_000),
+        ("1.2M", 1_200_000),
+        ("1m", 1_000_000),
+        ("999", 999),
+        (".5k", 500),
+    ],
 )
 def test_parse_budget(text, value):
     assert parse_budget(text) == value
 
 
-@pytest.mark.parametrize("text", ["", "abc", "10x", "-5", "-5k", "1e4", "10 000", "k", "12.3456k", "0",
-                                  "0k", "1.5", "nan"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "abc", "10x", "-5", "-5k", "1e4", "10 000", "k", "12.3456k", "0", "0k", "1.5", "nan"],
+)
 def test_bad_budgets(text):
     with pytest.raises(SearchError, match="bad budget"):
         parse_budget(text)
 
 
 def test_format_params():
-    assert [format_params(n) for n in (812, 9798, 12_400, 1_500_000)] == ["812", "9.8K", "12.4K", "1.5M"]
+    assert [format_params(n) for n in (812, 9798, 12_400, 1_500_000)] == [
+        "812",
+        "9.8K",
+        "12.4K",
+        "1.5M",
+    ]

@@ -36,8 +36,15 @@ def test_budget_below_the_smallest_network(tmp_path):
 
 def test_missing_data(tmp_path):
     msg = _error(
-        ["search", "--budget", "10k", "--data-dir", str(tmp_path / "empty"), "--out",
-         str(tmp_path / "run")]
+        [
+            "search",
+            "--budget",
+            "10k",
+            "--data-dir",
+            str(tmp_path / "empty"),
+            "--out",
+            str(tmp_path / "run"),
+        ]
     )
     assert "data not found in" in msg and "train-images-idx3-ubyte" in msg
 
@@ -49,15 +56,26 @@ def test_unknown_dataset(tmp_path):
 
 def test_unknown_device(tmp_path, synthetic_root):
     msg = _error(
-        ["search", "--budget", "10k", "--device", "tpu", "--data-dir", str(synthetic_root),
-         "--out", str(tmp_path / "r")]
+        [
+            "search",
+            "--budget",
+            "10k",
+            "--device",
+            "tpu",
+            "--data-dir",
+            str(synthetic_root),
+            "--out",
+            str(tmp_path / "r"),
+        ]
     )
     assert "unknown device 'tpu'" in msg
 
 
 @pytest.mark.parametrize("command", ["report", "export"])
 def test_run_folder_that_does_not_exist(command, tmp_path):
-    args = [command, str(tmp_path / "nope")] + (["--out", str(tmp_path / "m.py")] if command == "export" else [])
+    args = [command, str(tmp_path / "nope")] + (
+        ["--out", str(tmp_path / "m.py")] if command == "export" else []
+    )
     assert "does not exist" in _error(args)
 
 
@@ -83,7 +101,8 @@ def test_zoo_lists_every_seed_and_prints_specs():
 def test_console_script_exit_code_and_one_line(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "search.cli", "search", "--budget", "ten", "--out", str(tmp_path)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [

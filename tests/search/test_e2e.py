@@ -27,8 +27,19 @@ QUICK = ["--train-subset", "400", "--val-size", "200", "--batch-size", "32", "--
 def _search(tmp_path: Path, data_root: Path, *extra: str) -> Path:
     run = tmp_path / "run"
     result = runner.invoke(
-        app, ["search", "--budget", "5k", "--data-dir", str(data_root), "--out", str(run),
-              "--device", "cpu", *extra],
+        app,
+        [
+            "search",
+            "--budget",
+            "5k",
+            "--data-dir",
+            str(data_root),
+            "--out",
+            str(run),
+            "--device",
+            "cpu",
+            *extra,
+        ],
     )
     assert result.exit_code == 0, result.stderr
     return run
@@ -90,20 +101,22 @@ def test_export_in_a_fresh_interpreter_with_only_torch(synthetic_run, synthetic_
             data = open(raw + "/" + name, "rb").read()
             ndim = data[3]
             dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
-            return torch.frombuffer(bytearray(data[4 + 4 * ndim :]), dtype=torch.uint8).reshape(dims)
+            body = bytearray(data[4 + 4 * ndim :])
+            return torch.frombuffer(body, dtype=torch.uint8).reshape(dims)
         x = idx("t10k-images-idx3-ubyte").unsqueeze(1).float() / 255
         y = idx("t10k-labels-idx1-ubyte").long()
         with torch.no_grad():
             acc = (net(x).argmax(1) == y).sum().item() / len(y)
-        leaked = sorted(m for m in ("space", "search", "trainers", "reports", "optuna", "torchvision")
-                        if m in sys.modules)
+        ours = ("space", "search", "trainers", "reports", "optuna", "torchvision")
+        leaked = sorted(m for m in ours if m in sys.modules)
         print(json.dumps({{"num_params": mynet.NUM_PARAMS,
                           "numel": sum(p.numel() for p in net.parameters()),
                           "acc": acc, "leaked": leaked}}))
         """
     )
-    proc = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True,
-                          cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", script], capture_output=True, text=True, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["leaked"] == []
@@ -128,8 +141,16 @@ def test_export_refuses_to_overwrite_and_bad_trials(synthetic_run, synthetic_roo
 
 def test_existing_run_needs_resume(synthetic_run, synthetic_root):
     result = runner.invoke(
-        app, ["search", "--budget", "5k", "--data-dir", str(synthetic_root), "--out",
-              str(synthetic_run)],
+        app,
+        [
+            "search",
+            "--budget",
+            "5k",
+            "--data-dir",
+            str(synthetic_root),
+            "--out",
+            str(synthetic_run),
+        ],
     )
     assert result.exit_code == 1 and "--resume" in result.stderr
 
@@ -144,8 +165,15 @@ def test_resume_continues_to_the_trial_count(tmp_path, synthetic_root):
 
 def test_twenty_trials_with_the_pruner_leave_pruned_trials(tmp_path, synthetic_root):
     cfg = SearchConfig(
-        budget=5000, out=str(tmp_path / "prune"), trials=20, epochs=3, batch_size=50,
-        train_subset=300, val_size=100, data_dir=str(synthetic_root), device="cpu",
+        budget=5000,
+        out=str(tmp_path / "prune"),
+        trials=20,
+        epochs=3,
+        batch_size=50,
+        train_subset=300,
+        val_size=100,
+        data_dir=str(synthetic_root),
+        device="cpu",
     )
     study = run_search(cfg, quiet=True)
     states = [t.state for t in study.trials]
@@ -157,8 +185,15 @@ def test_twenty_trials_with_the_pruner_leave_pruned_trials(tmp_path, synthetic_r
 def test_same_seed_same_specs_and_accuracies(tmp_path, synthetic_root):
     def specs_and_values(name):
         cfg = SearchConfig(
-            budget=5000, out=str(tmp_path / name), trials=4, epochs=1, batch_size=50,
-            train_subset=200, val_size=100, data_dir=str(synthetic_root), device="cpu",
+            budget=5000,
+            out=str(tmp_path / name),
+            trials=4,
+            epochs=1,
+            batch_size=50,
+            train_subset=200,
+            val_size=100,
+            data_dir=str(synthetic_root),
+            device="cpu",
             pruner="none",
         )
         study = run_search(cfg, quiet=True)
@@ -171,9 +206,27 @@ def test_real_mnist_search_and_export(tmp_path, mnist_root):
     run = tmp_path / "mnist"
     result = runner.invoke(
         app,
-        ["search", "--budget", "10k", "--data-dir", str(mnist_root), "--out", str(run),
-         "--trials", "3", "--epochs", "1", "--train-subset", "2000", "--val-size", "1000",
-         "--batch-size", "64", "--device", "cpu"],
+        [
+            "search",
+            "--budget",
+            "10k",
+            "--data-dir",
+            str(mnist_root),
+            "--out",
+            str(run),
+            "--trials",
+            "3",
+            "--epochs",
+            "1",
+            "--train-subset",
+            "2000",
+            "--val-size",
+            "1000",
+            "--batch-size",
+            "64",
+            "--device",
+            "cpu",
+        ],
     )
     assert result.exit_code == 0, result.stderr
     trials = pd.read_csv(run / "trials.csv")

@@ -60,5 +60,11 @@ def test_receptive_field_of_seed_000():
     # 3x3, 3x3 (5), 1x1+pool (6, jump 2), 3x3 (10), 3x3 (14), 3x3 (18), head 3x3 (22)
     assert analyze(ZOO["000"].spec).receptive_field == 22
     assert [layer.receptive_field for layer in analyze(ZOO["000"].spec).layers] == [
-        3, 5, 6, 10, 14, 18, 22,
+        3,
+        5,
+        6,
+        10,
+        14,
+        18,
+        22,
     ]

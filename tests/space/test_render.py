@@ -37,7 +37,9 @@ def test_rendered_module_is_the_built_network(spec):
 
 def test_rendered_module_imports_only_torch():
     source = render(ZOO["002"].spec)
-    imports = {line.split()[1] for line in source.splitlines() if line.startswith(("import ", "from "))}
+    imports = {
+        line.split()[1] for line in source.splitlines() if line.startswith(("import ", "from "))
+    }
     assert imports == {"__future__", "pathlib", "torch"}
     assert "class Residual" in source
     assert "class Residual" not in render(ZOO["001"].spec)

@@ -1,0 +1,82 @@
+"""Compare the pruners on one search: same seed, same data, same trial count.
+
+    python benchmarks/pruners.py --data-dir .data --trials 24 --epochs 3 --train-subset 3000
+
+Prints, per pruner: wall time, trials completed / pruned, epochs trained in total, the best
+validation accuracy and the number of Pareto-front members under the cap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from reports.frame import trials_frame
+from reports.pareto import pareto_front
+from search.run import SearchConfig, run_search, summary_counts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--budget", type=int, default=10_000)
+    ap.add_argument("--trials", type=int, default=24)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--train-subset", type=int, default=3000)
+    ap.add_argument("--val-size", type=int, default=2000)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pruners", default="none,median,hyperband")
+    args = ap.parse_args()
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for pruner in args.pruners.split(","):
+            cfg = SearchConfig(
+                budget=args.budget,
+                out=str(Path(tmp) / pruner),
+                trials=args.trials,
+                epochs=args.epochs,
+                train_subset=args.train_subset,
+                val_size=args.val_size,
+                batch_size=args.batch_size,
+                data_dir=args.data_dir,
+                device=args.device,
+                seed=args.seed,
+                pruner=pruner,
+            )
+            start = time.perf_counter()
+            study = run_search(cfg, quiet=True)
+            wall = time.perf_counter() - start
+            df = trials_frame(study.trials)
+            counts = summary_counts(study)
+            done = df[df["state"] == "complete"]
+            rows.append(
+                (
+                    pruner,
+                    wall,
+                    counts["complete"],
+                    counts["pruned"],
+                    int(df["epochs"].sum()),
+                    done["val_acc"].max(),
+                    len(pareto_front(df, cap=args.budget)),
+                )
+            )
+            print(f"{pruner}: done in {wall:.0f} s", flush=True)
+    print(
+        f"\n{args.trials} trials x {args.epochs} epochs, cap {args.budget:,}, "
+        f"{args.train_subset} train images, seed {args.seed}, device {args.device}"
+    )
+    print(
+        f"{'pruner':<10} {'wall s':>7} {'complete':>8} {'pruned':>6} {'epochs':>6} "
+        f"{'best val':>8} {'front':>5}"
+    )
+    for name, wall, c, p, e, best, front in rows:
+        print(f"{name:<10} {wall:>7.0f} {c:>8} {p:>6} {e:>6} {best:>8.2%} {front:>5}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""Training recipes: the defaults per epoch budget, and the recipe as part of the search.
+
+With ``--search-recipe`` a trial also samples its learning rate, label smoothing, dropout and
+augmentation strength; the epoch budget stays the user's. The sampled recipe is stored on the
+trial, so ``verify`` retrains with exactly the recipe that was selected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from trainers.augment import AugmentConfig
+from trainers.train import TrainConfig
+
+DEFAULT_AUGMENT = AugmentConfig()
+
+
+def scaled_augment(strength: float) -> AugmentConfig:
+    """The default augmentation times ``strength`` (0 = none)."""
+    return AugmentConfig(
+        degrees=DEFAULT_AUGMENT.degrees * strength,
+        translate=DEFAULT_AUGMENT.translate * strength,
+        scale=DEFAULT_AUGMENT.scale * strength,
+    )
+
+
+def sample_recipe(trial, base: TrainConfig) -> tuple[TrainConfig, float]:
+    """(training config, dropout) for this trial, around ``base``."""
+    lr = trial.suggest_float("lr", base.lr / 4, base.lr * 4, log=True)
+    smoothing = trial.suggest_float("label_smoothing", 0.0, 0.15)
+    strength = trial.suggest_float("augment", 0.0, 1.5)
+    dropout = trial.suggest_float("dropout", 0.0, 0.15)
+    return replace(
+        base, lr=lr, label_smoothing=smoothing, augment=scaled_augment(strength)
+    ), dropout

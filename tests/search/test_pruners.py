@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from search.pruners import BandedMedianPruner, make_pruner
+
+
+def _study(rows):
+    """rows: (params, accuracy at step 0) of completed trials."""
+    study = optuna.create_study(direction="maximize")
+    for params, acc in rows:
+        study.add_trial(
+            create_trial(
+                state=TrialState.COMPLETE, value=acc, intermediate_values={0: acc},
+                user_attrs={"params": params}, params={"x": 0.0},
+                distributions={"x": FloatDistribution(0, 1)},
+            )
+        )
+    return study
+
+
+def _running(study, params, acc):
+    trial = study.ask()
+    trial.set_user_attr("params", params)
+    trial.report(acc, 0)
+    return study._storage.get_trial(trial._trial_id)
+
+
+BIG = [(9000, 0.97), (9500, 0.975), (8800, 0.968), (9900, 0.98), (9200, 0.971)]
+
+
+def test_small_network_is_not_judged_against_big_ones():
+    study = _study(BIG)
+    small = _running(study, 3000, 0.93)
+    assert not BandedMedianPruner().prune(study, small)
+    # the stock pruner cuts it: it is below the median of all trials at step 0
+    assert optuna.pruners.MedianPruner(n_startup_trials=5).prune(study, small)
+
+
+def test_weak_network_among_its_peers_is_pruned():
+    study = _study(BIG + [(3100, 0.95), (2900, 0.955), (2500, 0.94)])
+    assert BandedMedianPruner().prune(study, _running(study, 3000, 0.93))
+    assert not BandedMedianPruner().prune(study, _running(study, 3000, 0.96))
+
+
+def test_band_width_decides_who_is_a_peer():
+    study = _study([(4000, 0.96), (4200, 0.97), (4400, 0.965)])
+    trial = _running(study, 3000, 0.95)
+    assert not BandedMedianPruner(band=1.2).prune(study, trial)  # 3600 is the limit
+    assert BandedMedianPruner(band=1.5).prune(study, trial)
+
+
+def test_make_pruner_names():
+    assert isinstance(make_pruner("banded"), BandedMedianPruner)
+    assert isinstance(make_pruner("median"), optuna.pruners.MedianPruner)
+    assert isinstance(make_pruner("none"), optuna.pruners.NopPruner)
+    with pytest.raises(ValueError, match="unknown pruner"):
+        make_pruner("random")
