@@ -3,7 +3,8 @@
     python benchmarks/pruners.py --data-dir .data --trials 24 --epochs 3 --train-subset 3000
 
 Prints, per pruner: wall time, trials completed / pruned, epochs trained in total, the best
-validation accuracy and the number of Pareto-front members under the cap.
+validation accuracy, the number of Pareto-front members under the cap, and how many completed
+trials and front members have at most half the cap.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def main() -> None:
             df = trials_frame(study.trials)
             counts = summary_counts(study)
             done = df[df["state"] == "complete"]
+            front = pareto_front(df, cap=args.budget)
             rows.append(
                 (
                     pruner,
@@ -62,7 +64,9 @@ def main() -> None:
                     counts["pruned"],
                     int(df["epochs"].sum()),
                     done["val_acc"].max(),
-                    len(pareto_front(df, cap=args.budget)),
+                    len(front),
+                    int((done["params"] <= args.budget // 2).sum()),
+                    int((front["params"] <= args.budget // 2).sum()),
                 )
             )
             print(f"{pruner}: done in {wall:.0f} s", flush=True)
@@ -72,10 +76,13 @@ def main() -> None:
     )
     print(
         f"{'pruner':<10} {'wall s':>7} {'complete':>8} {'pruned':>6} {'epochs':>6} "
-        f"{'best val':>8} {'front':>5}"
+        f"{'best val':>8} {'front':>5} {'complete<=cap/2':>15} {'front<=cap/2':>12}"
     )
-    for name, wall, c, p, e, best, front in rows:
-        print(f"{name:<10} {wall:>7.0f} {c:>8} {p:>6} {e:>6} {best:>8.2%} {front:>5}")
+    for name, wall, c, p, e, best, front, low, front_low in rows:
+        print(
+            f"{name:<10} {wall:>7.0f} {c:>8} {p:>6} {e:>6} {best:>8.2%} {front:>5} "
+            f"{low:>15} {front_low:>12}"
+        )
 
 
 if __name__ == "__main__":

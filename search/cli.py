@@ -17,7 +17,7 @@ from search.errors import SearchError
 from search.export import export_trial
 from search.pruners import PRUNERS
 from search.reporting import write_run_reports
-from search.run import SearchConfig, open_run, run_search
+from search.run import SearchConfig, open_run, run_search, run_worker
 from search.verify import Verified, verify_run
 from space.count import analyze
 from space.spec import SpecError
@@ -100,6 +100,9 @@ def search(
     search_recipe: bool = typer.Option(
         False, help="Also search lr, label smoothing, dropout and augmentation strength."
     ),
+    heartbeat: int = typer.Option(
+        30, help="Seconds between liveness beats; a trial silent for 2x this is failed and retried."
+    ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Run folder to create."),
     resume: Path | None = typer.Option(
         None, help="Continue the search in this run folder (up to --trials in total)."
@@ -145,6 +148,7 @@ def search(
                 study_name=study,
                 pruner=pruner,
                 search_recipe=search_recipe,
+                heartbeat=heartbeat,
             )
             cfg.train_config()  # validate the training settings before any work
         result = run_search(cfg, resume=resume is not None, quiet=quiet)
@@ -160,6 +164,32 @@ def search(
         typer.echo(f"continue with: budgetnas search --resume {cfg.out}", err=True)
         raise typer.Exit(130) from None
     _write_reports(cfg, result)
+
+
+@app.command()
+def worker(
+    storage: str = typer.Option(..., help="The shared study's storage, e.g. postgresql://..."),
+    study: str = typer.Option("budgetnas", "--study", help="Study name inside the storage."),
+    out: Path = typer.Option(..., "--out", "-o", help="Local folder for this worker's weights."),
+    device: str | None = typer.Option(None, help="Device here (default: the study's)."),
+    data_dir: Path | None = typer.Option(None, help="Data root on this machine."),
+    quiet: bool = typer.Option(False, help="No progress lines."),
+) -> None:
+    """Join a search started elsewhere (shared RDB storage) and train its candidates here."""
+    try:
+        run_worker(
+            storage,
+            study,
+            out=out,
+            device=device,
+            data_dir=str(data_dir.resolve()) if data_dir else None,
+            quiet=quiet,
+        )
+    except USER_ERRORS as err:
+        raise _fail(str(err)) from None
+    except KeyboardInterrupt:
+        typer.echo("\ninterrupted: finished trials are kept in the study", err=True)
+        raise typer.Exit(130) from None
 
 
 @app.command()

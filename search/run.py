@@ -9,7 +9,10 @@ the counts, the validation curve, the train time and the device.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+import os
+import socket
 import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -26,7 +29,7 @@ from search.pruners import PRUNERS, make_pruner
 from search.recipe import sample_recipe
 from space.count import analyze
 from space.sample import Rejected, SpaceConfig, sample_spec, smallest_network
-from space.spec import ArchSpec
+from space.spec import ArchSpec, SpecError
 from trainers.augment import AugmentConfig
 from trainers.data import TrainVal, dataset_info, load_train_val
 from trainers.train import TrainConfig, TrainingError, resolve_device, train
@@ -34,6 +37,10 @@ from trainers.train import TrainConfig, TrainingError, resolve_device, train
 CONFIG_FILE = "config.json"
 STUDY_FILE = "study.db"
 WEIGHTS_DIR = "weights"
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# A trial's own failures: the trial is marked failed with the reason, the search goes on.
+TRIAL_ERRORS = (TrainingError, SpecError, torch.cuda.OutOfMemoryError)
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,7 @@ class SearchConfig:
     study_name: str = "budgetnas"
     pruner: str = "banded"
     search_recipe: bool = False
+    heartbeat: int = 30  # seconds; a trial silent for twice this long is failed and retried
 
     def __post_init__(self) -> None:
         if self.budget < 1:
@@ -137,9 +145,41 @@ def _sampler(seed: int) -> optuna.samplers.BaseSampler:
         )
 
 
-def _storage(url: str) -> optuna.storages.BaseStorage:
+RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
+
+
+def _retry_callback() -> object:
+    cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return (cls or optuna.storages.RetryFailedTrialCallback)(max_retry=2)
+
+
+def open_storage(url: str, *, heartbeat: int = 30) -> optuna.storages.BaseStorage:
+    """An Optuna storage for ``url``; RDB storages (SQLite, PostgreSQL, MySQL) get a heartbeat.
+
+    A trial whose process died (kill -9, a reboot) stops beating; ``heartbeat * 2`` seconds
+    later the next trial start marks it failed and re-queues its candidate once more.
+    """
+    scheme = url.split(":", 1)[0].split("+", 1)[0]
     try:
-        return optuna.storages.get_storage(url)
+        if scheme not in RDB_SCHEMES:
+            return optuna.storages.get_storage(url)
+        kwargs: dict[str, Any] = {"heartbeat_interval": heartbeat, "grace_period": 2 * heartbeat}
+        params = inspect.signature(optuna.storages.RDBStorage.__init__).parameters
+        name = (
+            "heartbeat_stale_trial_callback"
+            if "heartbeat_stale_trial_callback" in params
+            else "failed_trial_callback"
+        )
+        kwargs[name] = _retry_callback()
+        engine = (
+            {"connect_args": {"timeout": 60}} if scheme == "sqlite" else {"pool_pre_ping": True}
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine, **kwargs)
     except Exception as err:  # SQLAlchemy's and Optuna's errors are many; all mean "bad URL"
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SearchError(f"cannot open storage {url!r}: {first}") from None
@@ -173,12 +213,16 @@ class Objective:
         if self.cfg.search_recipe:
             recipe, dropout = sample_recipe(trial, self.train_cfg)
         trial.set_user_attr("cap", cap)
+        trial.set_user_attr("worker", WORKER)
         try:
             spec = sample_spec(trial, budget=cap, cfg=self.cfg.space_config(dropout))
         except Rejected as rej:
             trial.set_user_attr("rejected", rej.reason)
             trial.set_user_attr("params", rej.params)
             raise optuna.TrialPruned(f"rejected: {rej.reason}") from None
+        except SpecError as err:
+            trial.set_user_attr("error", f"SpecError: {err}")
+            raise
         stats = analyze(spec)
         key = candidate_key(spec, recipe)
         trial.set_user_attr("spec", spec.to_json())
@@ -209,8 +253,10 @@ class Objective:
         trial.set_user_attr("device", str(self.device))
         try:
             result = train(spec, self.data, recipe, device=self.device, on_epoch=on_epoch)
-        except TrainingError as err:
-            trial.set_user_attr("error", str(err))
+        except TRIAL_ERRORS as err:
+            trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:2000])
+            if isinstance(err, torch.cuda.OutOfMemoryError):
+                torch.cuda.empty_cache()
             raise
         self.weights_dir.mkdir(parents=True, exist_ok=True)
         path = self.weights_dir / f"trial-{trial.number:05d}.pt"
@@ -242,8 +288,8 @@ class Objective:
 
 
 def finished(study: optuna.Study) -> int:
-    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    return len(study.get_trials(deepcopy=False, states=states))
+    """Trials that count towards ``--trials``: completed or pruned (a failed one is retried)."""
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
 def run_search(cfg: SearchConfig, *, resume: bool = False, quiet: bool = False) -> optuna.Study:
@@ -254,6 +300,76 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, quiet: bool = False) 
         raise SearchError(
             f"{out} already holds a search; continue it with --resume {out} or choose another --out"
         )
+    device, data = _prepare(cfg)
+    # a bad --storage URL fails here, before anything is written
+    storage = open_storage(cfg.storage, heartbeat=cfg.heartbeat) if cfg.storage else None
+    out.mkdir(parents=True, exist_ok=True)
+    storage = storage or open_storage(cfg.storage_url(), heartbeat=cfg.heartbeat)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=cfg.study_name,
+        direction="maximize",
+        sampler=_sampler(cfg.seed),
+        pruner=make_pruner(cfg.pruner),
+        load_if_exists=True,
+    )
+    config_path.write_text(cfg.to_json())
+    study.set_user_attr("budget", cfg.budget)
+    study.set_user_attr("dataset", cfg.dataset)
+    study.set_user_attr("config", json.loads(cfg.to_json()))
+    _drive(cfg, study, device, data, quiet=quiet)
+    return study
+
+
+def run_worker(
+    storage: str,
+    study_name: str,
+    *,
+    out: Path | str,
+    device: str | None = None,
+    data_dir: str | None = None,
+    quiet: bool = False,
+) -> optuna.Study:
+    """Join an existing study (e.g. on PostgreSQL) from this machine and work on it until the
+    study has its trial count. Weights of the trials trained here go to ``out``."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    store = open_storage(storage)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=store)
+    except KeyError:
+        raise SearchError(f"no study named {study_name!r} in {storage}") from None
+    stored = study.user_attrs.get("config")
+    if not stored:
+        raise SearchError(f"study {study_name!r} was not made by budgetnas search (no config)")
+    cfg = SearchConfig.from_json(json.dumps(stored))
+    overrides: dict[str, Any] = {"out": str(out), "storage": storage, "study_name": study_name}
+    if device is not None:
+        overrides["device"] = device
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    cfg = replace(cfg, **overrides)
+    device_, data = _prepare(cfg)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / CONFIG_FILE).write_text(cfg.to_json())
+    store = open_storage(storage, heartbeat=cfg.heartbeat)
+    # each worker samples with its own seed, or workers would propose the same candidates
+    seed = (
+        cfg.seed
+        + 1
+        + int(hashlib.sha256(f"{socket.gethostname()}:{os.getpid()}".encode()).hexdigest()[:6], 16)
+    )
+    study = optuna.load_study(
+        study_name=study_name,
+        storage=store,
+        sampler=_sampler(seed),
+        pruner=make_pruner(cfg.pruner),
+    )
+    _drive(cfg, study, device_, data, quiet=quiet)
+    return study
+
+
+def _prepare(cfg: SearchConfig) -> tuple[torch.device, TrainVal]:
     device = resolve_device(cfg.device)
     data = load_train_val(
         cfg.dataset,
@@ -264,23 +380,12 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, quiet: bool = False) 
         device=device,
         download=cfg.download,
     )
-    storage = _storage(cfg.storage) if cfg.storage else None  # a bad URL fails before any write
-    out.mkdir(parents=True, exist_ok=True)
-    storage = storage or _storage(cfg.storage_url())
-    config_path.write_text(cfg.to_json())
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        storage=storage,
-        study_name=cfg.study_name,
-        direction="maximize",
-        sampler=_sampler(cfg.seed),
-        pruner=make_pruner(cfg.pruner),
-        load_if_exists=True,
-    )
-    study.set_user_attr("budget", cfg.budget)
-    study.set_user_attr("dataset", cfg.dataset)
-    study.set_user_attr("config", json.loads(cfg.to_json()))
+    return device, data
 
+
+def _drive(
+    cfg: SearchConfig, study: optuna.Study, device: torch.device, data: TrainVal, *, quiet: bool
+) -> None:
     done = finished(study)
     progress = Progress(total=cfg.trials, done=done, timeout=cfg.timeout, quiet=quiet)
     progress.header(
@@ -289,15 +394,18 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, quiet: bool = False) 
         f"{cfg.epochs} epochs on {device}" + (f"; resuming after {done} trials" if done else "")
     )
     remaining = cfg.trials - done
-    if remaining > 0:
-        study.optimize(
-            Objective(cfg, data, device, progress),
-            n_trials=remaining,
-            timeout=cfg.timeout,
-            callbacks=[progress],
-            catch=(TrainingError,),
-        )
-    return study
+    if remaining <= 0:
+        return
+    # n_trials bounds this process; MaxTrialsCallback stops it when other workers have
+    # brought the study to its count first.
+    stop = optuna.study.MaxTrialsCallback(cfg.trials, states=FINISHED)
+    study.optimize(
+        Objective(cfg, data, device, progress),
+        n_trials=remaining,
+        timeout=cfg.timeout,
+        callbacks=[progress, stop],
+        catch=TRIAL_ERRORS,
+    )
 
 
 def open_run(run: Path | str) -> tuple[SearchConfig, optuna.Study]:
@@ -313,7 +421,7 @@ def open_run(run: Path | str) -> tuple[SearchConfig, optuna.Study]:
     except (json.JSONDecodeError, TypeError) as err:
         raise SearchError(f"{config_path} is unreadable: {err}") from None
     cfg = replace(cfg, out=str(run))
-    storage = _storage(cfg.storage_url())
+    storage = open_storage(cfg.storage_url(), heartbeat=cfg.heartbeat)
     try:
         study = optuna.load_study(study_name=cfg.study_name, storage=storage)
     except KeyError:

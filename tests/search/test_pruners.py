@@ -14,8 +14,11 @@ def _study(rows):
     for params, acc in rows:
         study.add_trial(
             create_trial(
-                state=TrialState.COMPLETE, value=acc, intermediate_values={0: acc},
-                user_attrs={"params": params}, params={"x": 0.0},
+                state=TrialState.COMPLETE,
+                value=acc,
+                intermediate_values={0: acc},
+                user_attrs={"params": params},
+                params={"x": 0.0},
                 distributions={"x": FloatDistribution(0, 1)},
             )
         )

@@ -15,8 +15,16 @@ runner = CliRunner()
 
 def _cfg(root, out, **kw):
     base = dict(
-        budget=5000, out=str(out), trials=4, epochs=1, batch_size=50, train_subset=300,
-        val_size=100, data_dir=str(root), device="cpu", pruner="none",
+        budget=5000,
+        out=str(out),
+        trials=4,
+        epochs=1,
+        batch_size=50,
+        train_subset=300,
+        val_size=100,
+        data_dir=str(root),
+        device="cpu",
+        pruner="none",
     )
     base.update(kw)
     return SearchConfig(**base)
@@ -78,8 +86,18 @@ def test_verify_stores_results_and_fills_the_ladder(ladder_run, synthetic_root):
 def test_verify_cli_zoo_and_report(ladder_run):
     result = runner.invoke(
         app,
-        ["verify", str(ladder_run), "--zoo", "001", "--seeds", "2", "--train-subset", "200",
-         "--device", "cpu"],
+        [
+            "verify",
+            str(ladder_run),
+            "--zoo",
+            "001",
+            "--seeds",
+            "2",
+            "--train-subset",
+            "200",
+            "--device",
+            "cpu",
+        ],
     )
     assert result.exit_code == 0, result.stderr
     assert "zoo-001" in result.stdout and "9,798" in result.stdout
@@ -90,7 +108,9 @@ def test_verify_cli_zoo_and_report(ladder_run):
 
 
 def test_search_recipe_samples_and_stores_the_recipe(tmp_path, synthetic_root):
-    study = run_search(_cfg(synthetic_root, tmp_path / "r", trials=3, search_recipe=True), quiet=True)
+    study = run_search(
+        _cfg(synthetic_root, tmp_path / "r", trials=3, search_recipe=True), quiet=True
+    )
     recipes = [t.user_attrs["recipe"] for t in study.trials]
     assert len({r["lr"] for r in recipes}) == 3
     for t in study.trials:

@@ -13,10 +13,14 @@ from space.zoo import ZOO
 from tests.helpers import random_spec
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10, 5000) | st.floats(allow_nan=True)
+    st.none()
+    | st.booleans()
+    | st.integers(-10, 5000)
+    | st.floats(allow_nan=True)
     | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 

@@ -1,0 +1,105 @@
+"""A search killed with SIGKILL mid-trial loses nothing; resume finishes it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+from optuna.trial import TrialState
+
+from search.run import open_run
+
+
+def _cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "search.cli", *args]
+
+
+def _wait(proc, run, deadline_s: float = 120.0):
+    """Poll the study until two trials completed and a third reported an epoch."""
+    storage = f"sqlite:///{run / 'study.db'}"
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the search ended before it could be killed"
+        try:
+            trials = optuna.load_study(study_name="budgetnas", storage=storage).trials
+        except Exception:  # the study is not created yet
+            time.sleep(0.2)
+            continue
+        done = [t for t in trials if t.state == TrialState.COMPLETE]
+        running = [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values]
+        if len(done) >= 2 and running:
+            return done, running[0]
+        time.sleep(0.1)
+    raise AssertionError("no trial was caught in the middle")
+
+
+def test_sigkill_mid_trial_then_resume(tmp_path, synthetic_root):
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        _cmd(
+            "search",
+            "--budget",
+            "5k",
+            "--data-dir",
+            str(synthetic_root),
+            "--out",
+            str(run),
+            "--trials",
+            "5",
+            "--epochs",
+            "6",
+            "--train-subset",
+            "800",
+            "--val-size",
+            "200",
+            "--batch-size",
+            "32",
+            "--device",
+            "cpu",
+            "--pruner",
+            "none",
+            "--heartbeat",
+            "1",
+            "--quiet",
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        done, running = _wait(proc, run)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    _, study = open_run(run)
+    killed = study.trials[running.number]
+    assert killed.state == TrialState.RUNNING  # left behind by the dead process
+    kept = {
+        t.number: (t.value, t.user_attrs["spec"])
+        for t in study.trials
+        if t.state == TrialState.COMPLETE
+    }
+    assert len(kept) >= 2
+
+    time.sleep(2.5)  # longer than 2 heartbeats: the dead trial is now stale
+    result = subprocess.run(
+        _cmd("search", "--resume", str(run), "--quiet"), capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+    _, study = open_run(run)
+    trials = study.trials
+    for number, (value, spec) in kept.items():  # every trial completed before the kill is there
+        assert trials[number].state == TrialState.COMPLETE
+        assert (trials[number].value, trials[number].user_attrs["spec"]) == (value, spec)
+    assert trials[killed.number].state == TrialState.FAIL  # detected by the heartbeat
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retried) == 1 and retried[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert retried[0].params == killed.params  # the same candidate, trained again
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 5
+    assert (run / "report.html").is_file()
