@@ -14,6 +14,8 @@ _SCALE = {"": 1, "k": 1_000, "m": 1_000_000}
 def parse_budget(text: str) -> int:
     """The parameter cap ``text`` names, as an integer; ``SearchError`` if it names none."""
     m = _BUDGET.match(str(text))
+    if not m and str(text).strip().startswith("-"):
+        raise SearchError(f"bad budget {text!r}: it must be a positive number of parameters")
     if not m:
         raise SearchError(
             f"bad budget {text!r}: write a parameter count such as 10000, 10k, 12.5k or 1.2M"

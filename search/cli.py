@@ -20,7 +20,7 @@ from search.reporting import write_run_reports
 from search.run import SearchConfig, open_run, run_search, run_worker
 from search.verify import Verified, verify_run
 from space.count import analyze
-from space.spec import SpecError
+from space.spec import ArchSpec, SpecError
 from space.zoo import ZOO
 from trainers.data import DATASETS, DataError, default_data_dir
 from trainers.train import ConfigError
@@ -276,6 +276,32 @@ def verify(
             f"{v.key:<12} {v.params:>7,}  {v.val_mean:>8.2%}  "
             f"{v.test_mean:>8.2%} ± {v.test_std:>6.2%}  {v.test_min:>6.2%}"
         )
+
+
+@app.command()
+def count(
+    spec_file: Path = typer.Argument(..., help="A spec as JSON (see `budgetnas zoo --spec 001`)."),
+) -> None:
+    """Exact parameters, MACs, shapes and receptive field of a hand-written spec, per block."""
+    try:
+        if not spec_file.is_file():
+            raise SearchError(f"spec file {spec_file} does not exist")
+        spec = ArchSpec.from_json(spec_file.read_text(encoding="utf-8", errors="replace"))
+    except USER_ERRORS as err:
+        raise _fail(str(err)) from None
+    stats = analyze(spec)
+    typer.echo(f"{'#':>3}  {'block':<34} {'out (C,H,W)':>14} {'params':>8} {'MACs':>11} {'RF':>3}")
+    for layer in stats.layers:
+        idx = str(layer.index) if layer.index else "head"
+        shape = ",".join(map(str, layer.out_shape))
+        typer.echo(
+            f"{idx:>3}  {layer.name[:34]:<34} {shape:>14} {layer.params:>8,} {layer.macs:>11,} "
+            f"{layer.receptive_field:>3}"
+        )
+    typer.echo(
+        f"total: {stats.params:,} parameters, {stats.macs:,} MACs, receptive field "
+        f"{stats.receptive_field}"
+    )
 
 
 @app.command()

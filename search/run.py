@@ -300,9 +300,9 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, quiet: bool = False) 
         raise SearchError(
             f"{out} already holds a search; continue it with --resume {out} or choose another --out"
         )
-    device, data = _prepare(cfg)
-    # a bad --storage URL fails here, before anything is written
+    # a bad --storage URL fails first, before data is loaded or anything is written
     storage = open_storage(cfg.storage, heartbeat=cfg.heartbeat) if cfg.storage else None
+    device, data = _prepare(cfg)
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or open_storage(cfg.storage_url(), heartbeat=cfg.heartbeat)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -421,6 +421,8 @@ def open_run(run: Path | str) -> tuple[SearchConfig, optuna.Study]:
     except (json.JSONDecodeError, TypeError) as err:
         raise SearchError(f"{config_path} is unreadable: {err}") from None
     cfg = replace(cfg, out=str(run))
+    if cfg.storage is None and not (run / STUDY_FILE).is_file():
+        raise SearchError(f"{run} holds no study ({STUDY_FILE} is missing)")
     storage = open_storage(cfg.storage_url(), heartbeat=cfg.heartbeat)
     try:
         study = optuna.load_study(study_name=cfg.study_name, storage=storage)

@@ -109,7 +109,7 @@ class Transition:
         _check_choice("transition", "act", self.act, ACTIVATIONS)
 
     def describe(self) -> str:
-        return f"transition pool+1x1->{self.out}"
+        return f"transition {'pool+1x1' if self.pool_first else '1x1+pool'}->{self.out}"
 
 
 @dataclass(frozen=True)

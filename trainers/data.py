@@ -67,7 +67,9 @@ def _torchvision_split(info: DatasetInfo, root: Path, *, train: bool, download: 
                 f"put the decompressed IDX files there or point --data-dir at their root{hint}"
             ) from None
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"{info.name}: could not read the IDX files in {raw}: {reason}") from None
+        raise DataError(
+            f"{info.name}: could not read the IDX files in {raw} (truncated or not IDX?): {reason}"
+        ) from None
 
 
 @dataclass

@@ -1,0 +1,226 @@
+"""The README's bad-input table, one test per row: one line on stderr, exit code 1, and the
+run folder the command pointed at is left exactly as it was."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+from typer.testing import CliRunner
+
+from search.cli import app
+from search.run import SearchConfig, open_run, run_search
+from tests.helpers import write_synthetic_mnist
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, synthetic_root):
+    """A finished run (2 trials + one pruned trial) and data folders broken in two ways."""
+    base = tmp_path_factory.mktemp("bad-input")
+    run = base / "run"
+    cfg = SearchConfig(
+        budget=5000,
+        out=str(run),
+        trials=2,
+        epochs=1,
+        batch_size=50,
+        train_subset=200,
+        val_size=100,
+        data_dir=str(synthetic_root),
+        device="cpu",
+        pruner="none",
+    )
+    study = run_search(cfg, quiet=True)
+    study.add_trial(
+        create_trial(
+            state=TrialState.PRUNED,
+            params={"x": 0.5},
+            distributions={"x": FloatDistribution(0, 1)},
+            user_attrs={"params": 10},
+        )
+    )
+    truncated = write_synthetic_mnist(base / "truncated", n_train=100, n_test=20)
+    images = truncated / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:5000])
+    magic = write_synthetic_mnist(base / "magic", n_train=100, n_test=20)
+    labels = magic / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    labels.write_bytes(b"\x00\x00\x08\x07" + labels.read_bytes()[4:])
+    bad_spec = base / "bad-spec.json"
+    spec = json.loads(study.trials[0].user_attrs["spec"])
+    spec["blocks"][0]["k"] = 4
+    bad_spec.write_text(json.dumps(spec))
+    (base / "not-a-run").mkdir()
+    return {
+        "run": run,
+        "data": synthetic_root,
+        "base": base,
+        "truncated": truncated,
+        "magic": magic,
+        "bad_spec": bad_spec,
+    }
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+# (name, argv with {placeholders}, the message the README shows)
+CASES = [
+    (
+        "budget 0",
+        ["search", "--budget", "0", "--out", "{base}/new"],
+        "bad budget '0': it must be at least 1 parameter",
+    ),
+    (
+        "negative budget",
+        ["search", "--budget", "-5k", "--out", "{base}/new"],
+        "bad budget '-5k': it must be a positive number of parameters",
+    ),
+    (
+        "non-numeric budget",
+        ["search", "--budget", "ten", "--out", "{base}/new"],
+        "bad budget 'ten': write a parameter count such as 10000, 10k, 12.5k or 1.2M",
+    ),
+    (
+        "budget below the smallest network",
+        ["search", "--budget", "100", "--out", "{base}/new"],
+        "budget 100 is below the smallest network the space can build (262 parameters)",
+    ),
+    (
+        "unknown dataset",
+        ["search", "--budget", "10k", "--dataset", "cifar10", "--out", "{base}/new"],
+        "unknown dataset 'cifar10'; choose one of mnist, fashion-mnist, kmnist",
+    ),
+    (
+        "unknown device",
+        [
+            "search",
+            "--budget",
+            "10k",
+            "--device",
+            "tpu",
+            "--data-dir",
+            "{data}",
+            "--out",
+            "{base}/new",
+        ],
+        "unknown device 'tpu'; use auto, cpu, cuda or cuda:N",
+    ),
+    (
+        "missing data",
+        ["search", "--budget", "10k", "--data-dir", "{base}/nothing", "--out", "{base}/new"],
+        "mnist: data not found in {base}/nothing/MNIST/raw: missing train-images-idx3-ubyte",
+    ),
+    (
+        "truncated IDX file",
+        ["search", "--budget", "10k", "--data-dir", "{truncated}", "--out", "{base}/new"],
+        "mnist: could not read the IDX files in {truncated}/MNIST/raw (truncated or not IDX?)",
+    ),
+    (
+        "wrong IDX magic",
+        ["search", "--budget", "10k", "--data-dir", "{magic}", "--out", "{base}/new"],
+        "mnist: could not read the IDX files in {magic}/MNIST/raw (truncated or not IDX?)",
+    ),
+    (
+        "unreachable storage",
+        [
+            "search",
+            "--budget",
+            "10k",
+            "--data-dir",
+            "{data}",
+            "--storage",
+            "postgresql://nobody@127.0.0.1:1/none",
+            "--out",
+            "{base}/new",
+        ],
+        "cannot open storage 'postgresql://nobody@127.0.0.1:1/none'",
+    ),
+    (
+        "malformed storage URL",
+        [
+            "search",
+            "--budget",
+            "10k",
+            "--data-dir",
+            "{data}",
+            "--storage",
+            "not a url",
+            "--out",
+            "{base}/new",
+        ],
+        "cannot open storage 'not a url': Could not parse SQLAlchemy URL",
+    ),
+    (
+        "existing run without --resume",
+        ["search", "--budget", "5k", "--data-dir", "{data}", "--out", "{run}"],
+        "{run} already holds a search; continue it with --resume {run} or choose another --out",
+    ),
+    (
+        "--resume of a folder with no study",
+        ["search", "--resume", "{base}/not-a-run"],
+        "{base}/not-a-run holds no budgetnas run (no config.json)",
+    ),
+    (
+        "--resume of a folder that does not exist",
+        ["search", "--resume", "{base}/nowhere"],
+        "run folder {base}/nowhere does not exist",
+    ),
+    (
+        "--resume with a bad device",
+        ["search", "--resume", "{run}", "--device", "tpu"],
+        "unknown device 'tpu'; use auto, cpu, cuda or cuda:N",
+    ),
+    (
+        "report of a folder that does not exist",
+        ["report", "{base}/nowhere"],
+        "run folder {base}/nowhere does not exist",
+    ),
+    (
+        "export of a trial that does not exist",
+        ["export", "{run}", "--trial", "99", "--out", "{base}/m.py"],
+        "trial 99 does not exist (the study has trials 0..2)",
+    ),
+    (
+        "export of a pruned trial",
+        ["export", "{run}", "--trial", "2", "--out", "{base}/m.py"],
+        "trial 2 was pruned; only completed trials have weights",
+    ),
+    (
+        "export over an existing file",
+        ["export", "{run}", "--out", "{run}/config.py"],
+        None,
+    ),  # filled below: needs the file to exist
+    (
+        "hand-edited invalid spec JSON",
+        ["count", "{bad_spec}"],
+        "conv: kernel size must be odd, got 4",
+    ),
+]
+
+
+@pytest.mark.parametrize("name, argv, message", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_and_damages_nothing(env, name, argv, message):
+    if name == "export over an existing file":
+        (env["run"] / "config.py").write_text("# mine\n")
+        message = f"{env['run']}/config.py already exist(s); pass --force to overwrite"
+    args = [a.format(**env) for a in argv]
+    before = _snapshot(env["run"])
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: " + message.format(**env)), lines[0]
+    assert _snapshot(env["run"]) == before
+    assert not (env["base"] / "new").exists()
+    open_run(env["run"])  # the run still opens
