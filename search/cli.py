@@ -100,6 +100,9 @@ def search(
     search_recipe: bool = typer.Option(
         False, help="Also search lr, label smoothing, dropout and augmentation strength."
     ),
+    workers: int = typer.Option(
+        1, help="Trial processes on this machine sharing the study (a journal file)."
+    ),
     heartbeat: int = typer.Option(
         30, help="Seconds between liveness beats; a trial silent for 2x this is failed and retried."
     ),
@@ -149,6 +152,7 @@ def search(
                 pruner=pruner,
                 search_recipe=search_recipe,
                 heartbeat=heartbeat,
+                workers=workers,
             )
             cfg.train_config()  # validate the training settings before any work
         result = run_search(cfg, resume=resume is not None, quiet=quiet)

@@ -82,13 +82,14 @@ class Progress:
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Optuna callback: called once per finished trial."""
-        self.done += 1
+        states = (TrialState.COMPLETE, TrialState.PRUNED)
+        self.done = len(study.get_trials(deepcopy=False, states=states))  # all workers
         self.finished_here += 1
         params = trial.user_attrs.get("params")
         curve = trial.user_attrs.get("val_curve") or []
         acc = curve[-1] if curve else None
-        if trial.state == TrialState.COMPLETE and trial.value is not None:
-            key = (trial.value, -int(params or 0), trial.number)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            key = (t.value, -int(t.user_attrs.get("params") or 0), t.number)  # other workers too
             if self.best is None or key[:2] > self.best[:2]:
                 self.best = key
         best = f"{self.best[0]:.2%} (#{self.best[2]})" if self.best else "-"

@@ -9,10 +9,12 @@ the counts, the validation curve, the train time and the device.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import socket
+import subprocess
+import sys
+import time
 import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -27,6 +29,7 @@ from search.errors import SearchError
 from search.progress import Progress
 from search.pruners import PRUNERS, make_pruner
 from search.recipe import sample_recipe
+from search.storage import fail_orphans, is_rdb, journal_url, open_storage
 from space.count import analyze
 from space.sample import Rejected, SpaceConfig, sample_spec, smallest_network
 from space.spec import ArchSpec, SpecError
@@ -36,6 +39,7 @@ from trainers.train import TrainConfig, TrainingError, resolve_device, train
 
 CONFIG_FILE = "config.json"
 STUDY_FILE = "study.db"
+JOURNAL_FILE = "study.journal"
 WEIGHTS_DIR = "weights"
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -71,6 +75,7 @@ class SearchConfig:
     pruner: str = "banded"
     search_recipe: bool = False
     heartbeat: int = 30  # seconds; a trial silent for twice this long is failed and retried
+    workers: int = 1  # trial processes on this machine, sharing the study
 
     def __post_init__(self) -> None:
         if self.budget < 1:
@@ -85,6 +90,8 @@ class SearchConfig:
             raise SearchError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.timeout is not None and self.timeout <= 0:
             raise SearchError(f"--timeout must be positive, got {self.timeout}")
+        if self.workers < 1:
+            raise SearchError(f"--workers must be at least 1, got {self.workers}")
         if self.pruner not in PRUNERS:
             raise SearchError(f"unknown pruner {self.pruner!r}; choose {', '.join(PRUNERS)}")
         dataset_info(self.dataset)  # raises DataError for an unknown name
@@ -123,7 +130,13 @@ class SearchConfig:
         )
 
     def storage_url(self) -> str:
-        return self.storage or f"sqlite:///{(Path(self.out) / STUDY_FILE).resolve()}"
+        """--storage, else a SQLite file in the run folder, or for several workers a journal
+        file (SQLite would lock under concurrent writers)."""
+        if self.storage:
+            return self.storage
+        if self.workers > 1:
+            return journal_url((Path(self.out) / JOURNAL_FILE).resolve())
+        return f"sqlite:///{(Path(self.out) / STUDY_FILE).resolve()}"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -143,46 +156,6 @@ def _sampler(seed: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.TPESampler(
             seed=seed, multivariate=True, group=True, n_startup_trials=10, constant_liar=True
         )
-
-
-RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
-
-
-def _retry_callback() -> object:
-    cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return (cls or optuna.storages.RetryFailedTrialCallback)(max_retry=2)
-
-
-def open_storage(url: str, *, heartbeat: int = 30) -> optuna.storages.BaseStorage:
-    """An Optuna storage for ``url``; RDB storages (SQLite, PostgreSQL, MySQL) get a heartbeat.
-
-    A trial whose process died (kill -9, a reboot) stops beating; ``heartbeat * 2`` seconds
-    later the next trial start marks it failed and re-queues its candidate once more.
-    """
-    scheme = url.split(":", 1)[0].split("+", 1)[0]
-    try:
-        if scheme not in RDB_SCHEMES:
-            return optuna.storages.get_storage(url)
-        kwargs: dict[str, Any] = {"heartbeat_interval": heartbeat, "grace_period": 2 * heartbeat}
-        params = inspect.signature(optuna.storages.RDBStorage.__init__).parameters
-        name = (
-            "heartbeat_stale_trial_callback"
-            if "heartbeat_stale_trial_callback" in params
-            else "failed_trial_callback"
-        )
-        kwargs[name] = _retry_callback()
-        engine = (
-            {"connect_args": {"timeout": 60}} if scheme == "sqlite" else {"pool_pre_ping": True}
-        )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            warnings.simplefilter("ignore", FutureWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine, **kwargs)
-    except Exception as err:  # SQLAlchemy's and Optuna's errors are many; all mean "bad URL"
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise SearchError(f"cannot open storage {url!r}: {first}") from None
 
 
 def candidate_key(spec: ArchSpec, recipe: TrainConfig) -> str:
@@ -251,6 +224,10 @@ class Objective:
                 raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} at {acc:.4f}")
 
         trial.set_user_attr("device", str(self.device))
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+        start = time.perf_counter()
         try:
             result = train(spec, self.data, recipe, device=self.device, on_epoch=on_epoch)
         except TRIAL_ERRORS as err:
@@ -258,6 +235,11 @@ class Objective:
             if isinstance(err, torch.cuda.OutOfMemoryError):
                 torch.cuda.empty_cache()
             raise
+        finally:  # also for pruned trials
+            trial.set_user_attr("wall_time_s", round(time.perf_counter() - start, 3))
+            if cuda:
+                peak = torch.cuda.max_memory_allocated(self.device) / 2**20
+                trial.set_user_attr("peak_gpu_mem_mb", round(peak, 1))
         self.weights_dir.mkdir(parents=True, exist_ok=True)
         path = self.weights_dir / f"trial-{trial.number:05d}.pt"
         torch.save({k: v.cpu() for k, v in result.model.state_dict().items()}, path)
@@ -318,8 +300,46 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, quiet: bool = False) 
     study.set_user_attr("budget", cfg.budget)
     study.set_user_attr("dataset", cfg.dataset)
     study.set_user_attr("config", json.loads(cfg.to_json()))
-    _drive(cfg, study, device, data, quiet=quiet)
+    if resume and not is_rdb(cfg.storage_url()):
+        orphans = fail_orphans(study)  # no heartbeat here: the dead run's trials are ours
+        if orphans and not quiet:
+            print(
+                f"trials {orphans} were left running by a dead process: failed, queued again",
+                file=sys.stderr,
+            )
+    helpers = _spawn_workers(cfg) if cfg.workers > 1 else []
+    try:
+        _drive(cfg, study, device, data, quiet=quiet)
+    finally:
+        for proc in helpers:
+            if proc.wait() != 0 and not quiet:
+                print(f"worker process {proc.pid} exited with {proc.returncode}", file=sys.stderr)
     return study
+
+
+def _threads_per_worker(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def _spawn_workers(cfg: SearchConfig) -> list[subprocess.Popen]:
+    """cfg.workers - 1 more processes working on the same study (this one is the first)."""
+    threads = _threads_per_worker(cfg.workers)
+    torch.set_num_threads(threads)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "search.cli",
+        "worker",
+        "--storage",
+        cfg.storage_url(),
+        "--study",
+        cfg.study_name,
+        "--out",
+        str(cfg.out),
+        "--quiet",
+    ]
+    return [subprocess.Popen(cmd, env=env) for _ in range(cfg.workers - 1)]
 
 
 def run_worker(
@@ -351,7 +371,8 @@ def run_worker(
     cfg = replace(cfg, **overrides)
     device_, data = _prepare(cfg)
     Path(out).mkdir(parents=True, exist_ok=True)
-    (Path(out) / CONFIG_FILE).write_text(cfg.to_json())
+    if not (Path(out) / CONFIG_FILE).exists():  # a helper process of a local run shares it
+        (Path(out) / CONFIG_FILE).write_text(cfg.to_json())
     store = open_storage(storage, heartbeat=cfg.heartbeat)
     # each worker samples with its own seed, or workers would propose the same candidates
     seed = (
@@ -421,8 +442,9 @@ def open_run(run: Path | str) -> tuple[SearchConfig, optuna.Study]:
     except (json.JSONDecodeError, TypeError) as err:
         raise SearchError(f"{config_path} is unreadable: {err}") from None
     cfg = replace(cfg, out=str(run))
-    if cfg.storage is None and not (run / STUDY_FILE).is_file():
-        raise SearchError(f"{run} holds no study ({STUDY_FILE} is missing)")
+    study_file = run / (JOURNAL_FILE if cfg.workers > 1 else STUDY_FILE)
+    if cfg.storage is None and not study_file.is_file():
+        raise SearchError(f"{run} holds no study ({study_file.name} is missing)")
     storage = open_storage(cfg.storage_url(), heartbeat=cfg.heartbeat)
     try:
         study = optuna.load_study(study_name=cfg.study_name, storage=storage)

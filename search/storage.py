@@ -1,0 +1,87 @@
+"""Optuna storages: SQLite (default), any RDB URL (PostgreSQL for several machines), or a
+journal file (several worker processes on one machine, no database locks).
+
+RDB storages get Optuna's heartbeat, so a trial whose process died is detected and retried.
+A journal file has no heartbeat; its trials are owned by the processes of one run folder, and
+``fail_orphans`` hands the ones a dead run left RUNNING back to the queue on ``--resume``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from search.errors import SearchError
+
+JOURNAL_PREFIX = "journal:///"
+
+
+RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
+
+
+def _retry_callback() -> object:
+    cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return (cls or optuna.storages.RetryFailedTrialCallback)(max_retry=2)
+
+
+def open_storage(url: str, *, heartbeat: int = 30) -> optuna.storages.BaseStorage:
+    """An Optuna storage for ``url``; RDB storages (SQLite, PostgreSQL, MySQL) get a heartbeat.
+
+    A trial whose process died (kill -9, a reboot) stops beating; ``heartbeat * 2`` seconds
+    later the next trial start marks it failed and re-queues its candidate once more.
+    """
+    scheme = url.split(":", 1)[0].split("+", 1)[0]
+    try:
+        if url.startswith(JOURNAL_PREFIX):
+            path = "/" + url[len(JOURNAL_PREFIX) :].lstrip("/")
+            backend = optuna.storages.journal.JournalFileBackend(path)
+            return optuna.storages.JournalStorage(backend)
+        if scheme not in RDB_SCHEMES:
+            return optuna.storages.get_storage(url)
+        kwargs: dict[str, Any] = {"heartbeat_interval": heartbeat, "grace_period": 2 * heartbeat}
+        params = inspect.signature(optuna.storages.RDBStorage.__init__).parameters
+        name = (
+            "heartbeat_stale_trial_callback"
+            if "heartbeat_stale_trial_callback" in params
+            else "failed_trial_callback"
+        )
+        kwargs[name] = _retry_callback()
+        engine = (
+            {"connect_args": {"timeout": 60}} if scheme == "sqlite" else {"pool_pre_ping": True}
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine, **kwargs)
+    except Exception as err:  # SQLAlchemy's and Optuna's errors are many; all mean "bad URL"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SearchError(f"cannot open storage {url!r}: {first}") from None
+
+
+def is_rdb(url: str) -> bool:
+    return url.split(":", 1)[0].split("+", 1)[0] in RDB_SCHEMES
+
+
+def journal_url(path) -> str:
+    return JOURNAL_PREFIX + str(path).lstrip("/")
+
+
+def fail_orphans(study: optuna.Study) -> list[int]:
+    """Mark RUNNING trials failed and queue their candidates again; returns their numbers.
+
+    Only for storages without a heartbeat, and only when no other process works on the study
+    (``--resume`` of a local run folder).
+    """
+    numbers = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study._storage.set_trial_user_attr(t._trial_id, "error", "its process died")
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        study.enqueue_trial(t.params, skip_if_exists=False)
+        numbers.append(t.number)
+    return numbers

@@ -1,0 +1,74 @@
+"""Several trial processes on one machine share a journal-file study."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+from typer.testing import CliRunner
+
+from search.cli import app
+from search.run import open_run
+from search.storage import fail_orphans, journal_url, open_storage
+
+runner = CliRunner()
+
+
+def test_two_workers_on_cpu(tmp_path, synthetic_root):
+    run = tmp_path / "run"
+    result = runner.invoke(
+        app,
+        [
+            "search",
+            "--budget",
+            "5k",
+            "--workers",
+            "2",
+            "--trials",
+            "12",
+            "--epochs",
+            "3",
+            "--train-subset",
+            "600",
+            "--val-size",
+            "100",
+            "--batch-size",
+            "30",
+            "--device",
+            "cpu",
+            "--data-dir",
+            str(synthetic_root),
+            "--out",
+            str(run),
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "locked" not in result.stderr
+    assert (run / "study.journal").is_file() and not (run / "study.db").exists()
+    cfg, study = open_run(run)
+    trials = study.get_trials()
+    assert sorted(t.number for t in trials) == list(range(len(trials)))
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert 12 <= len(finished) <= 13
+    assert len({t.user_attrs["worker"] for t in trials}) == 2
+    for t in trials:
+        if t.state == TrialState.COMPLETE:
+            assert (run / t.user_attrs["weights"]).is_file()
+            assert t.user_attrs["wall_time_s"] >= t.user_attrs["train_time_s"] > 0
+    assert (run / "report.html").is_file()
+
+
+def test_orphans_of_a_dead_journal_run_are_failed_and_queued(tmp_path):
+    study = optuna.create_study(storage=open_storage(journal_url(tmp_path / "j.log")))
+    dist = {"x": FloatDistribution(0, 1)}
+    study.add_trial(
+        create_trial(state=TrialState.COMPLETE, value=1.0, params={"x": 0.1}, distributions=dist)
+    )
+    orphan = study.ask({"x": FloatDistribution(0, 1)})  # left RUNNING, as by a killed process
+    assert fail_orphans(study) == [orphan.number]
+    trials = study.get_trials()
+    assert trials[orphan.number].state == TrialState.FAIL
+    assert trials[0].state == TrialState.COMPLETE
+    queued = [t for t in trials if t.state == TrialState.WAITING]
+    assert len(queued) == 1
+    assert queued[0].system_attrs["fixed_params"] == trials[orphan.number].params
