@@ -283,6 +283,72 @@ def verify(
 
 
 @app.command()
+def bench(
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
+    steps: int = typer.Option(60, help="Optimizer steps timed per pipeline and batch size."),
+    nets: str = typer.Option("000,001", help="Zoo networks to time."),
+    batches: str = typer.Option("128,512", help="Batch sizes."),
+    concurrent: str = typer.Option(
+        "", help="Also time N trainer processes at once on the device, e.g. 1,2,4."
+    ),
+    loader_workers: int = typer.Option(2, help="DataLoader workers of the seeds' pipeline."),
+    data_dir: Path | None = typer.Option(None, help="MNIST root (default: $BUDGETNAS_DATA)."),
+) -> None:
+    """Epochs per second: the seeds' DataLoader pipeline vs budgetnas's trainer, side by side
+    in one run (same net, batch, optimizer steps and augmentation)."""
+    from trainers.bench import run_bench, run_concurrent
+    from trainers.train import device_name, resolve_device
+
+    try:
+        dev = resolve_device(device)
+        root = str((data_dir or default_data_dir()).resolve())
+        net_keys = tuple(k.strip() for k in nets.split(","))
+        unknown = [k for k in net_keys if k not in ZOO]
+        if unknown:
+            raise SearchError(f"no zoo entry {unknown[0]!r}; entries: {', '.join(ZOO)}")
+        sizes = tuple(int(b) for b in batches.split(","))
+        typer.echo(
+            f"device: {device_name(dev)}, torch {__import__('torch').__version__}, "
+            f"{steps} steps per measurement",
+            err=True,
+        )
+        typer.echo(
+            f"{'net':<4} {'batch':>5} {'DataLoader ep/s':>15} {'budgetnas ep/s':>14} {'ratio':>6}"
+        )
+
+        def show(loader, ours) -> None:
+            typer.echo(
+                f"{ours.net:<4} {ours.batch:>5} {loader.epochs_per_s:>15.3f} "
+                f"{ours.epochs_per_s:>14.3f} {ours.epochs_per_s / loader.epochs_per_s:>5.2f}x"
+            )
+
+        run_bench(
+            data_dir=root,
+            device=dev,
+            nets=net_keys,
+            batches=sizes,
+            steps=steps,
+            loader_workers=loader_workers,
+            progress=show,
+        )
+        for n in (int(c) for c in concurrent.split(",") if c.strip()):
+            rate = run_concurrent(
+                data_dir=root,
+                device=str(dev),
+                processes=n,
+                net=net_keys[-1],
+                batch=sizes[-1],
+                steps=steps,
+            )
+            typer.echo(
+                f"{n} concurrent trainer process(es), net {net_keys[-1]}, batch "
+                f"{sizes[-1]}: {rate:.3f} epochs/s in total"
+            )
+    except (ValueError, *USER_ERRORS) as err:
+        raise _fail(str(err)) from None
+
+
+@app.command()
 def count(
     spec_file: Path = typer.Argument(..., help="A spec as JSON (see `budgetnas zoo --spec 001`)."),
 ) -> None:
