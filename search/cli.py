@@ -16,6 +16,7 @@ from search.budget import parse_ladder
 from search.errors import SearchError
 from search.export import export_trial
 from search.pruners import PRUNERS
+from search.recipe import recipe_defaults
 from search.reporting import write_run_reports
 from search.run import SearchConfig, open_run, run_search, run_worker
 from search.verify import Verified, verify_run
@@ -73,11 +74,19 @@ def search(
         None, help="Stop starting trials after this many seconds."
     ),
     epochs: int = typer.Option(15, help="Training epochs per candidate."),
-    batch_size: int = typer.Option(128, help="Training batch size."),
-    lr: float = typer.Option(0.05, help="Peak learning rate (OneCycle)."),
+    batch_size: int | None = typer.Option(
+        None, help="Training batch size. Default: 128, or the one-epoch recipe's."
+    ),
+    lr: float | None = typer.Option(
+        None, help="Peak learning rate (OneCycle). Default: 0.05, or the one-epoch recipe's."
+    ),
     optimizer: str = typer.Option("sgd", help="sgd (momentum, Nesterov) or adamw."),
     label_smoothing: float = typer.Option(0.0, help="Label smoothing of the loss."),
-    augment: bool = typer.Option(True, help="Random rotation / shift / scale on the device."),
+    augment: float | None = typer.Option(
+        None,
+        help="Augmentation strength: 1 = rotation ±10°, shift ±10%, scale ±10% (on the device);"
+        " 0 = none. Default: 1, or the one-epoch recipe's with --epochs 1.",
+    ),
     seed: int = typer.Option(0, help="Seed of the sampler and of every training run."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:N."),
     train_subset: int | None = typer.Option(
@@ -128,6 +137,7 @@ def search(
             if out is None:
                 raise SearchError("--out is required: the run folder to create")
             caps = parse_ladder(budget)
+            recipe = recipe_defaults(epochs)
             cfg = SearchConfig(
                 budget=caps[-1],
                 ladder=caps if len(caps) > 1 else (),
@@ -136,11 +146,11 @@ def search(
                 trials=50 if trials is None else trials,
                 timeout=timeout,
                 epochs=epochs,
-                batch_size=batch_size,
-                lr=lr,
+                batch_size=recipe.batch_size if batch_size is None else batch_size,
+                lr=recipe.lr if lr is None else lr,
                 optimizer=optimizer,
                 label_smoothing=label_smoothing,
-                augment=augment,
+                augment=recipe.augment if augment is None else augment,
                 seed=seed,
                 device=device,
                 train_subset=train_subset,

@@ -7,12 +7,29 @@ trial, so ``verify`` retrains with exactly the recipe that was selected.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from trainers.augment import AugmentConfig
 from trainers.train import TrainConfig
 
 DEFAULT_AUGMENT = AugmentConfig()
+
+
+@dataclass(frozen=True)
+class RecipeDefaults:
+    batch_size: int
+    lr: float
+    augment: float  # strength, see ``scaled_augment``
+
+
+# Chosen on the validation split; see the README ("One-epoch recipe").
+MULTI_EPOCH = RecipeDefaults(batch_size=128, lr=0.05, augment=1.0)
+ONE_EPOCH = RecipeDefaults(batch_size=64, lr=0.1, augment=0.0)
+
+
+def recipe_defaults(epochs: int) -> RecipeDefaults:
+    """The default batch size, learning rate and augmentation for an epoch budget."""
+    return ONE_EPOCH if epochs == 1 else MULTI_EPOCH
 
 
 def scaled_augment(strength: float) -> AugmentConfig:

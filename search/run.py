@@ -28,12 +28,11 @@ from search.budget import format_params
 from search.errors import SearchError
 from search.progress import Progress
 from search.pruners import PRUNERS, make_pruner
-from search.recipe import sample_recipe
+from search.recipe import sample_recipe, scaled_augment
 from search.storage import fail_orphans, is_rdb, journal_url, open_storage
 from space.count import analyze
 from space.sample import Rejected, SpaceConfig, sample_spec, smallest_network
 from space.spec import ArchSpec, SpecError
-from trainers.augment import AugmentConfig
 from trainers.data import TrainVal, dataset_info, load_train_val
 from trainers.train import TrainConfig, TrainingError, resolve_device, train
 
@@ -62,7 +61,7 @@ class SearchConfig:
     lr: float = 0.05
     optimizer: str = "sgd"
     label_smoothing: float = 0.0
-    augment: bool = True
+    augment: float = 1.0  # strength: 1 = rotation ±10°, shift ±10%, scale ±10%; 0 = none
     seed: int = 0
     device: str = "auto"
     train_subset: int | None = None
@@ -90,6 +89,8 @@ class SearchConfig:
             raise SearchError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.timeout is not None and self.timeout <= 0:
             raise SearchError(f"--timeout must be positive, got {self.timeout}")
+        if not 0 <= self.augment <= 3:
+            raise SearchError(f"--augment must be between 0 and 3, got {self.augment}")
         if self.workers < 1:
             raise SearchError(f"--workers must be at least 1, got {self.workers}")
         if self.pruner not in PRUNERS:
@@ -125,7 +126,7 @@ class SearchConfig:
             lr=self.lr,
             optimizer=self.optimizer,
             label_smoothing=self.label_smoothing,
-            augment=AugmentConfig() if self.augment else AugmentConfig(0.0, 0.0, 0.0),
+            augment=scaled_augment(float(self.augment)),
             seed=self.seed,
         )
 
