@@ -111,3 +111,12 @@ def write_synthetic_mnist(root: Path, *, n_train: int = 1200, n_test: int = 300)
         write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
     return root
+
+
+def cli_error(result) -> str:
+    """The one ``error: ...`` line of a failed CLI run (exit code 1, no traceback)."""
+    assert result.exit_code == 1, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    return lines[0]

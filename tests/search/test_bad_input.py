@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from search.cli import app
 from search.run import SearchConfig, open_run, run_search
-from tests.helpers import write_synthetic_mnist
+from tests.helpers import cli_error, write_synthetic_mnist
 
 runner = CliRunner()
 
@@ -217,10 +217,8 @@ def test_bad_input_is_one_line_and_damages_nothing(env, name, argv, message):
     args = [a.format(**env) for a in argv]
     before = _snapshot(env["run"])
     result = runner.invoke(app, args)
-    assert result.exit_code == 1, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: " + message.format(**env)), lines[0]
+    line = cli_error(result)
+    assert line.startswith("error: " + message.format(**env)), line
     assert _snapshot(env["run"]) == before
     assert not (env["base"] / "new").exists()
     open_run(env["run"])  # the run still opens

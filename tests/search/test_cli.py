@@ -9,17 +9,14 @@ import pytest
 from typer.testing import CliRunner
 
 from search.cli import app
+from tests.helpers import cli_error
 
 runner = CliRunner()
 
 
 def _error(args: list[str]) -> str:
     result = runner.invoke(app, args)
-    assert result.exit_code == 1, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
-    return lines[0]
+    return cli_error(result)
 
 
 @pytest.mark.parametrize("budget", ["abc", "10x", "-5", "0", "1.5", "", "12,000"])
