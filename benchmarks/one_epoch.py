@@ -13,10 +13,10 @@ import argparse
 import statistics
 from dataclasses import replace
 
-from search.recipe import scaled_augment
-from space.zoo import ZOO
-from trainers.data import load_train_val
-from trainers.train import TrainConfig, resolve_device, train
+from budgetnas.search.recipe import scaled_augment
+from budgetnas.space.zoo import ZOO
+from budgetnas.trainers.data import load_train_val
+from budgetnas.trainers.train import TrainConfig, resolve_device, train
 
 RECIPES = {
     "b128 lr0.05 aug1": TrainConfig(epochs=1, batch_size=128, lr=0.05),

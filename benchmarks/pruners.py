@@ -14,9 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from reports.frame import trials_frame
-from reports.pareto import pareto_front
-from search.run import SearchConfig, run_search, summary_counts
+from budgetnas.reports.frame import trials_frame
+from budgetnas.reports.pareto import pareto_front
+from budgetnas.search.run import SearchConfig, run_search, summary_counts
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Stored trials -> pandas frame -> Pareto front; plotly HTML and CSV reports."""
 
-from reports.frame import trials_frame
-from reports.html import ReportFiles, write_reports
-from reports.pareto import best_row, pareto_front
+from budgetnas.reports.frame import trials_frame
+from budgetnas.reports.html import ReportFiles, write_reports
+from budgetnas.reports.pareto import best_row, pareto_front
 
 __all__ = ["ReportFiles", "best_row", "pareto_front", "trials_frame", "write_reports"]

@@ -13,11 +13,11 @@ import pandas as pd
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial
 
-from reports.frame import trials_frame
-from reports.pareto import best_row, pareto_front
-from space.count import analyze
-from space.spec import ArchSpec
-from space.zoo import ZOO
+from budgetnas.reports.frame import trials_frame
+from budgetnas.reports.pareto import best_row, pareto_front
+from budgetnas.space.count import analyze
+from budgetnas.space.spec import ArchSpec
+from budgetnas.space.zoo import ZOO
 
 
 @dataclass(frozen=True)

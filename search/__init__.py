@@ -1,9 +1,9 @@
 """The Optuna search: config, study, objective, export, and the ``budgetnas`` CLI."""
 
-from search.budget import format_params, parse_budget
-from search.errors import SearchError
-from search.export import ExportResult, export_trial
-from search.run import SearchConfig, open_run, run_search, summary_counts, trial_spec
+from budgetnas.search.budget import format_params, parse_budget
+from budgetnas.search.errors import SearchError
+from budgetnas.search.export import ExportResult, export_trial
+from budgetnas.search.run import SearchConfig, open_run, run_search, summary_counts, trial_spec
 
 __all__ = [
     "ExportResult",

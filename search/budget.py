@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 
-from search.errors import SearchError
+from budgetnas.search.errors import SearchError
 
 _BUDGET = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kKmM]?)\s*$")
 _SCALE = {"": 1, "k": 1_000, "m": 1_000_000}

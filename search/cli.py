@@ -12,19 +12,19 @@ from pathlib import Path
 
 import typer
 
-from search.budget import parse_ladder
-from search.errors import SearchError
-from search.export import export_trial
-from search.pruners import PRUNERS
-from search.recipe import recipe_defaults
-from search.reporting import write_run_reports
-from search.run import SearchConfig, open_run, run_search, run_worker
-from search.verify import Verified, verify_run
-from space.count import analyze
-from space.spec import ArchSpec, SpecError
-from space.zoo import ZOO
-from trainers.data import DATASETS, DataError, default_data_dir
-from trainers.train import ConfigError
+from budgetnas.search.budget import parse_ladder
+from budgetnas.search.errors import SearchError
+from budgetnas.search.export import export_trial
+from budgetnas.search.pruners import PRUNERS
+from budgetnas.search.recipe import recipe_defaults
+from budgetnas.search.reporting import write_run_reports
+from budgetnas.search.run import SearchConfig, open_run, run_search, run_worker
+from budgetnas.search.verify import Verified, verify_run
+from budgetnas.space.count import analyze
+from budgetnas.space.spec import ArchSpec, SpecError
+from budgetnas.space.zoo import ZOO
+from budgetnas.trainers.data import DATASETS, DataError, default_data_dir
+from budgetnas.trainers.train import ConfigError
 
 USER_ERRORS = (SearchError, SpecError, DataError, ConfigError)
 
@@ -306,8 +306,8 @@ def bench(
 ) -> None:
     """Epochs per second: the seeds' DataLoader pipeline vs budgetnas's trainer, side by side
     in one run (same net, batch, optimizer steps and augmentation)."""
-    from trainers.bench import run_bench, run_concurrent
-    from trainers.train import device_name, resolve_device
+    from budgetnas.trainers.bench import run_bench, run_concurrent
+    from budgetnas.trainers.train import device_name, resolve_device
 
     try:
         dev = resolve_device(device)

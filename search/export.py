@@ -15,13 +15,13 @@ from types import ModuleType
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from reports.frame import trials_frame
-from reports.pareto import best_row
-from search.errors import SearchError
-from search.run import open_run, trial_spec
-from space.render import render
-from trainers.data import load_test
-from trainers.train import evaluate, resolve_device
+from budgetnas.reports.frame import trials_frame
+from budgetnas.reports.pareto import best_row
+from budgetnas.search.errors import SearchError
+from budgetnas.search.run import open_run, trial_spec
+from budgetnas.space.render import render
+from budgetnas.trainers.data import load_test
+from budgetnas.trainers.train import evaluate, resolve_device
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from trainers.augment import AugmentConfig
-from trainers.train import TrainConfig
+from budgetnas.trainers.augment import AugmentConfig
+from budgetnas.trainers.train import TrainConfig
 
 DEFAULT_AUGMENT = AugmentConfig()
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import optuna
 import pandas as pd
 
-from reports.html import ReportFiles, write_reports
-from search.run import SearchConfig, summary_counts
-from search.verify import Verified, ladder_rows, stored_results
+from budgetnas.reports.html import ReportFiles, write_reports
+from budgetnas.search.run import SearchConfig, summary_counts
+from budgetnas.search.verify import Verified, ladder_rows, stored_results
 
 
 def _row(v: Verified) -> dict:

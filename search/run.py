@@ -24,17 +24,17 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from search.budget import format_params
-from search.errors import SearchError
-from search.progress import Progress
-from search.pruners import PRUNERS, make_pruner
-from search.recipe import sample_recipe, scaled_augment
-from search.storage import fail_orphans, is_rdb, journal_url, open_storage
-from space.count import analyze
-from space.sample import Rejected, SpaceConfig, sample_spec, smallest_network
-from space.spec import ArchSpec, SpecError
-from trainers.data import TrainVal, dataset_info, load_train_val
-from trainers.train import TrainConfig, TrainingError, resolve_device, train
+from budgetnas.search.budget import format_params
+from budgetnas.search.errors import SearchError
+from budgetnas.search.progress import Progress
+from budgetnas.search.pruners import PRUNERS, make_pruner
+from budgetnas.search.recipe import sample_recipe, scaled_augment
+from budgetnas.search.storage import fail_orphans, is_rdb, journal_url, open_storage
+from budgetnas.space.count import analyze
+from budgetnas.space.sample import Rejected, SpaceConfig, sample_spec, smallest_network
+from budgetnas.space.spec import ArchSpec, SpecError
+from budgetnas.trainers.data import TrainVal, dataset_info, load_train_val
+from budgetnas.trainers.train import TrainConfig, TrainingError, resolve_device, train
 
 CONFIG_FILE = "config.json"
 STUDY_FILE = "study.db"
@@ -330,7 +330,7 @@ def _spawn_workers(cfg: SearchConfig) -> list[subprocess.Popen]:
     cmd = [
         sys.executable,
         "-m",
-        "search.cli",
+        "budgetnas.search.cli",
         "worker",
         "--storage",
         cfg.storage_url(),

@@ -15,7 +15,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from search.errors import SearchError
+from budgetnas.search.errors import SearchError
 
 JOURNAL_PREFIX = "journal:///"
 

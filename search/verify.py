@@ -17,16 +17,16 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from reports.frame import trials_frame
-from reports.pareto import pareto_front
-from search.errors import SearchError
-from search.export import pick_trial
-from search.run import SearchConfig, open_run, trial_spec
-from space.count import count_params
-from space.spec import ArchSpec
-from space.zoo import ZOO
-from trainers.data import load_test, load_train_val
-from trainers.train import TrainConfig, evaluate, resolve_device, train
+from budgetnas.reports.frame import trials_frame
+from budgetnas.reports.pareto import pareto_front
+from budgetnas.search.errors import SearchError
+from budgetnas.search.export import pick_trial
+from budgetnas.search.run import SearchConfig, open_run, trial_spec
+from budgetnas.space.count import count_params
+from budgetnas.space.spec import ArchSpec
+from budgetnas.space.zoo import ZOO
+from budgetnas.trainers.data import load_test, load_train_val
+from budgetnas.trainers.train import TrainConfig, evaluate, resolve_device, train
 
 VERIFY_ATTR = "verify"
 

@@ -1,10 +1,17 @@
 """Architecture specs: validation, exact counting, building, rendering, the seed zoo."""
 
-from space.build import build, plan
-from space.count import Analysis, LayerStats, analyze, count_macs, count_params, receptive_field
-from space.render import render
-from space.sample import Rejected, SpaceConfig, sample_spec, smallest_network
-from space.spec import (
+from budgetnas.space.build import build, plan
+from budgetnas.space.count import (
+    Analysis,
+    LayerStats,
+    analyze,
+    count_macs,
+    count_params,
+    receptive_field,
+)
+from budgetnas.space.render import render
+from budgetnas.space.sample import Rejected, SpaceConfig, sample_spec, smallest_network
+from budgetnas.space.spec import (
     BLOCK_KINDS,
     ArchSpec,
     Conv,
@@ -14,7 +21,7 @@ from space.spec import (
     SpecError,
     Transition,
 )
-from space.zoo import ZOO, ZooEntry
+from budgetnas.space.zoo import ZOO, ZooEntry
 
 __all__ = [
     "BLOCK_KINDS",

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from space.spec import ArchSpec, Conv, Pool, Transition
-from space.spec import Residual as ResidualSpec
+from budgetnas.space.spec import ArchSpec, Conv, Pool, Transition
+from budgetnas.space.spec import Residual as ResidualSpec
 
 
 @dataclass(frozen=True)

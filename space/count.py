@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from space.spec import (
+from budgetnas.space.spec import (
     ArchSpec,
     Conv,
     Pool,

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pprint
 
-from space.build import Layer, plan
-from space.count import analyze
-from space.spec import ArchSpec
+from budgetnas.space.build import Layer, plan
+from budgetnas.space.count import analyze
+from budgetnas.space.spec import ArchSpec
 
 _RESIDUAL_CLASS = """
 

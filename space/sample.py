@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from space.count import count_params
-from space.spec import ArchSpec, Conv, Head, Residual, SpecError, Transition
+from budgetnas.space.count import count_params
+from budgetnas.space.spec import ArchSpec, Conv, Head, Residual, SpecError, Transition
 
 MIN_WIDTH = 4
 MAX_WIDTH = 256

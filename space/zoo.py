@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from space.spec import ArchSpec, Conv, Head, Pool, Residual, Transition
+from budgetnas.space.spec import ArchSpec, Conv, Head, Pool, Residual, Transition
 
 
 @dataclass(frozen=True)

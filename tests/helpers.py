@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from space.spec import ArchSpec, Conv, Head, Pool, Residual, SpecError, Transition
+from budgetnas.space.spec import ArchSpec, Conv, Head, Pool, Residual, SpecError, Transition
 
 
 def _conv(rng: random.Random, *, same: bool = False) -> Conv:

@@ -1,7 +1,7 @@
 """Data on the device, batched augmentation, and the training loop."""
 
-from trainers.augment import NO_AUGMENT, AugmentConfig, random_affine
-from trainers.data import (
+from budgetnas.trainers.augment import NO_AUGMENT, AugmentConfig, random_affine
+from budgetnas.trainers.data import (
     DATASETS,
     DataError,
     DatasetInfo,
@@ -12,7 +12,7 @@ from trainers.data import (
     load_test,
     load_train_val,
 )
-from trainers.train import (
+from budgetnas.trainers.train import (
     ConfigError,
     TrainConfig,
     TrainingError,

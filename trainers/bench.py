@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from space.zoo import ZOO
-from trainers.augment import AugmentConfig
-from trainers.data import Split, TrainVal, load_train_val
-from trainers.train import TrainConfig, init_model, train
+from budgetnas.space.zoo import ZOO
+from budgetnas.trainers.augment import AugmentConfig
+from budgetnas.trainers.data import Split, TrainVal, load_train_val
+from budgetnas.trainers.train import TrainConfig, init_model, train
 
 EPOCH_IMAGES = 60_000
 ROTATION = 7.0  # degrees, seed 001's augmentation
@@ -152,8 +152,8 @@ def run_concurrent(
     """Aggregate epochs/s of ``processes`` trainer processes running at once on one device."""
     threads = max(1, (os.cpu_count() or 1) // processes)
     code = (
-        "import sys, torch; from trainers.bench import time_budgetnas; "
-        "from trainers.data import load_train_val; "
+        "import sys, torch; from budgetnas.trainers.bench import time_budgetnas; "
+        "from budgetnas.trainers.data import load_train_val; "
         f"d = torch.device({device!r}); torch.set_num_threads({threads}); "
         f"data = load_train_val('mnist', data_dir={data_dir!r}, device=d); "
         "print('ready', flush=True); sys.stdin.readline(); "

@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from space.build import build
-from space.spec import ArchSpec
-from trainers.augment import AugmentConfig, random_affine
-from trainers.data import Split, TrainVal
+from budgetnas.space.build import build
+from budgetnas.space.spec import ArchSpec
+from budgetnas.trainers.augment import AugmentConfig, random_affine
+from budgetnas.trainers.data import Split, TrainVal
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "constant")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reports.pareto import best_row, pareto_front
+from budgetnas.reports.pareto import best_row, pareto_front
 
 
 def _frame(rows):

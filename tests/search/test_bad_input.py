@@ -12,8 +12,8 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 from typer.testing import CliRunner
 
-from search.cli import app
-from search.run import SearchConfig, open_run, run_search
+from budgetnas.search.cli import app
+from budgetnas.search.run import SearchConfig, open_run, run_search
 from tests.helpers import cli_error, write_synthetic_mnist
 
 runner = CliRunner()

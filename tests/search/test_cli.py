@@ -8,7 +8,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from search.cli import app
+from budgetnas.search.cli import app
 from tests.helpers import cli_error
 
 runner = CliRunner()
@@ -97,7 +97,16 @@ def test_zoo_lists_every_seed_and_prints_specs():
 
 def test_console_script_exit_code_and_one_line(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "search.cli", "search", "--budget", "ten", "--out", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "budgetnas.search.cli",
+            "search",
+            "--budget",
+            "ten",
+            "--out",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
     )

@@ -11,11 +11,11 @@ import time
 import optuna
 from optuna.trial import TrialState
 
-from search.run import open_run
+from budgetnas.search.run import open_run
 
 
 def _cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "search.cli", *args]
+    return [sys.executable, "-m", "budgetnas.search.cli", *args]
 
 
 def _wait(proc, run, deadline_s: float = 120.0):

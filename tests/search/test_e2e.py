@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from reports.pareto import pareto_front
-from search.cli import app
-from search.export import export_trial
-from search.run import SearchConfig, open_run, run_search
+from budgetnas.reports.pareto import pareto_front
+from budgetnas.search.cli import app
+from budgetnas.search.export import export_trial
+from budgetnas.search.run import SearchConfig, open_run, run_search
 
 runner = CliRunner()
 
@@ -107,7 +107,7 @@ def test_export_in_a_fresh_interpreter_with_only_torch(synthetic_run, synthetic_
         y = idx("t10k-labels-idx1-ubyte").long()
         with torch.no_grad():
             acc = (net(x).argmax(1) == y).sum().item() / len(y)
-        ours = ("space", "search", "trainers", "reports", "optuna", "torchvision")
+        ours = ("budgetnas", "space", "search", "trainers", "reports", "optuna", "torchvision")
         leaked = sorted(m for m in ours if m in sys.modules)
         print(json.dumps({{"num_params": mynet.NUM_PARAMS,
                           "numel": sum(p.numel() for p in net.parameters()),

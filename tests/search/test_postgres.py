@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from reports.frame import trials_frame
-from reports.pareto import pareto_front
+from budgetnas.reports.frame import trials_frame
+from budgetnas.reports.pareto import pareto_front
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def pg_url():
 
 
 def _cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "search.cli", *args]
+    return [sys.executable, "-m", "budgetnas.search.cli", *args]
 
 
 def test_two_workers_share_one_study(tmp_path, synthetic_root, pg_url):

@@ -6,9 +6,9 @@ import optuna
 import pytest
 from typer.testing import CliRunner
 
-from search.cli import app
-from search.run import SearchConfig, open_run, run_search
-from search.verify import ladder_rows, stored_results, verify_run
+from budgetnas.search.cli import app
+from budgetnas.search.run import SearchConfig, open_run, run_search
+from budgetnas.search.verify import ladder_rows, stored_results, verify_run
 
 runner = CliRunner()
 

@@ -7,9 +7,9 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 from typer.testing import CliRunner
 
-from search.cli import app
-from search.run import open_run
-from search.storage import fail_orphans, journal_url, open_storage
+from budgetnas.search.cli import app
+from budgetnas.search.run import open_run
+from budgetnas.search.storage import fail_orphans, journal_url, open_storage
 
 runner = CliRunner()
 

@@ -7,9 +7,9 @@ import random
 import pytest
 import torch
 
-from space.build import build
-from space.count import analyze
-from space.zoo import ZOO
+from budgetnas.space.build import build
+from budgetnas.space.count import analyze
+from budgetnas.space.zoo import ZOO
 from tests.helpers import random_spec
 
 fvcore_nn = pytest.importorskip("fvcore.nn")

@@ -8,8 +8,8 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from space.spec import ArchSpec, SpecError
-from space.zoo import ZOO
+from budgetnas.space.spec import ArchSpec, SpecError
+from budgetnas.space.zoo import ZOO
 from tests.helpers import random_spec
 
 json_values = st.recursive(

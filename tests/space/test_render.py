@@ -5,9 +5,9 @@ import random
 import pytest
 import torch
 
-from space.build import build
-from space.render import render
-from space.zoo import ZOO
+from budgetnas.space.build import build
+from budgetnas.space.render import render
+from budgetnas.space.zoo import ZOO
 from tests.helpers import random_spec
 
 CASES = [e.spec for _, e in sorted(ZOO.items())] + [

@@ -3,8 +3,8 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from space.count import count_params
-from space.sample import Rejected, SpaceConfig, sample_spec, smallest_network
+from budgetnas.space.count import count_params
+from budgetnas.space.sample import Rejected, SpaceConfig, sample_spec, smallest_network
 
 
 def _specs(budget: int, n: int, seed: int = 0):

@@ -5,8 +5,17 @@ import random
 
 import pytest
 
-from space.spec import BLOCK_KINDS, ArchSpec, Conv, Head, Pool, Residual, SpecError, Transition
-from space.zoo import ZOO
+from budgetnas.space.spec import (
+    BLOCK_KINDS,
+    ArchSpec,
+    Conv,
+    Head,
+    Pool,
+    Residual,
+    SpecError,
+    Transition,
+)
+from budgetnas.space.zoo import ZOO
 from tests.helpers import random_spec
 
 

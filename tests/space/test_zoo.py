@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from space.build import build
-from space.count import count_params
-from space.zoo import ZOO
+from budgetnas.space.build import build
+from budgetnas.space.count import count_params
+from budgetnas.space.zoo import ZOO
 
 PUBLISHED = {"000": 12_400, "001": 9_798, "002": 8_530, "004": 16_966}
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from trainers.augment import NO_AUGMENT, AugmentConfig, random_affine
+from budgetnas.trainers.augment import NO_AUGMENT, AugmentConfig, random_affine
 
 
 def _gen(seed: int = 0) -> torch.Generator:

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainers.bench import BenchRow, time_budgetnas, time_dataloader
-from trainers.data import load_train_val
+from budgetnas.trainers.bench import BenchRow, time_budgetnas, time_dataloader
+from budgetnas.trainers.data import load_train_val
 
 
 def test_both_pipelines_time_the_same_steps(synthetic_root):

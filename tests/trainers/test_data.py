@@ -3,8 +3,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from budgetnas.trainers.data import (
+    DataError,
+    dataset_info,
+    load_test,
+    load_train_val,
+    split_indices,
+)
 from tests.helpers import write_synthetic_mnist
-from trainers.data import DataError, dataset_info, load_test, load_train_val, split_indices
 
 
 def test_split_is_fixed_disjoint_and_complete():

@@ -3,10 +3,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from space.spec import ArchSpec, Conv, Head, Transition
-from trainers.augment import NO_AUGMENT
-from trainers.data import load_train_val
-from trainers.train import ConfigError, TrainConfig, TrainingError, resolve_device, train
+from budgetnas.space.spec import ArchSpec, Conv, Head, Transition
+from budgetnas.trainers.augment import NO_AUGMENT
+from budgetnas.trainers.data import load_train_val
+from budgetnas.trainers.train import ConfigError, TrainConfig, TrainingError, resolve_device, train
 
 SPEC = ArchSpec(blocks=(Conv(8, pad=1), Transition(8), Conv(12)), head=Head())
 
