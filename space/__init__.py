@@ -1,5 +1,6 @@
 """Architecture specs: validation, exact counting, building, rendering, the seed zoo."""
 
+from budgetnas.space.blocks import Block, Layer, register_block
 from budgetnas.space.build import build, plan
 from budgetnas.space.count import (
     Analysis,
@@ -28,8 +29,10 @@ __all__ = [
     "ZOO",
     "Analysis",
     "ArchSpec",
+    "Block",
     "Conv",
     "Head",
+    "Layer",
     "LayerStats",
     "Pool",
     "Rejected",
@@ -44,6 +47,7 @@ __all__ = [
     "count_params",
     "plan",
     "receptive_field",
+    "register_block",
     "render",
     "sample_spec",
     "smallest_network",

@@ -6,23 +6,16 @@ names match a trained ``Net``'s ``state_dict`` and its weights load as they are.
 
 from __future__ import annotations
 
+import inspect
 import pprint
 
-from budgetnas.space.build import Layer, plan
+from budgetnas.space.blocks import Layer
+from budgetnas.space.build import Residual, plan
 from budgetnas.space.count import analyze
 from budgetnas.space.spec import ArchSpec
 
-_RESIDUAL_CLASS = """
-
-class Residual(nn.Module):
-    def __init__(self, body: nn.Module, shortcut: nn.Module) -> None:
-        super().__init__()
-        self.body = body
-        self.shortcut = shortcut
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x) + self.shortcut(x)
-"""
+# The exported module defines the same composite as ``space.build``: its source, not a copy.
+_RESIDUAL_CLASS = "\n\n" + inspect.getsource(Residual)
 
 
 def _layer_source(layer: Layer, indent: int) -> str:
