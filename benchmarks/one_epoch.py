@@ -13,17 +13,20 @@ import argparse
 import statistics
 from dataclasses import replace
 
-from budgetnas.search.recipe import scaled_augment
 from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.data import load_train_val
-from budgetnas.trainers.train import TrainConfig, resolve_device, train
+from budgetnas.trainers.evaluate import resolve_device
+from budgetnas.trainers.recipe import NO_AUGMENT, AugmentConfig, TrainConfig
+from budgetnas.trainers.train import train
 
 RECIPES = {
     "b128 lr0.05 aug1": TrainConfig(epochs=1, batch_size=128, lr=0.05),
-    "b64 lr0.05 aug0": TrainConfig(epochs=1, batch_size=64, lr=0.05, augment=scaled_augment(0)),
-    "b64 lr0.1 aug0": TrainConfig(epochs=1, batch_size=64, lr=0.1, augment=scaled_augment(0)),
-    "b32 lr0.05 aug0": TrainConfig(epochs=1, batch_size=32, lr=0.05, augment=scaled_augment(0)),
-    "b64 lr0.1 aug0.5": TrainConfig(epochs=1, batch_size=64, lr=0.1, augment=scaled_augment(0.5)),
+    "b64 lr0.05 aug0": TrainConfig(epochs=1, batch_size=64, lr=0.05, augment=NO_AUGMENT),
+    "b64 lr0.1 aug0": TrainConfig(epochs=1, batch_size=64, lr=0.1, augment=NO_AUGMENT),
+    "b32 lr0.05 aug0": TrainConfig(epochs=1, batch_size=32, lr=0.05, augment=NO_AUGMENT),
+    "b64 lr0.1 aug0.5": TrainConfig(
+        epochs=1, batch_size=64, lr=0.1, augment=AugmentConfig.scaled(0.5)
+    ),
 }
 
 

@@ -16,7 +16,9 @@ from pathlib import Path
 
 from budgetnas.reports.frame import trials_frame
 from budgetnas.reports.pareto import pareto_front
-from budgetnas.search.run import SearchConfig, run_search, summary_counts
+from budgetnas.search.config import new_config
+from budgetnas.search.driver import run_search
+from budgetnas.search.runs import summary_counts
 
 
 def main() -> None:
@@ -36,9 +38,9 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for pruner in args.pruners.split(","):
-            cfg = SearchConfig(
-                budget=args.budget,
-                out=str(Path(tmp) / pruner),
+            cfg = new_config(
+                out=Path(tmp) / pruner,
+                caps=(args.budget,),
                 trials=args.trials,
                 epochs=args.epochs,
                 train_subset=args.train_subset,

@@ -1,9 +1,10 @@
-"""The Optuna search: config, study, objective, export, and the ``budgetnas`` CLI."""
+"""The Optuna search: config, study, objective, driver, verification, export, and the CLI."""
 
-from budgetnas.search.budget import format_params, parse_budget
+from budgetnas.search.budget import format_params, parse_budget, parse_ladder
+from budgetnas.search.config import SearchConfig
 from budgetnas.search.errors import SearchError
 from budgetnas.search.export import ExportResult, export_trial
-from budgetnas.search.run import SearchConfig, open_run, run_search, summary_counts, trial_spec
+from budgetnas.search.runs import open_run, read_config, summary_counts, trial_spec
 
 __all__ = [
     "ExportResult",
@@ -13,7 +14,25 @@ __all__ = [
     "format_params",
     "open_run",
     "parse_budget",
+    "parse_ladder",
+    "read_config",
     "run_search",
+    "run_worker",
     "summary_counts",
     "trial_spec",
+    "verify_run",
 ]
+
+
+def __getattr__(name: str):
+    """``run_search``, ``run_worker`` and ``verify_run`` import the training stack: on use only,
+    so that reading a run (reports, export) does not."""
+    if name in ("run_search", "run_worker"):
+        from budgetnas.search import driver
+
+        return getattr(driver, name)
+    if name == "verify_run":
+        from budgetnas.search.verify import verify_run
+
+        return verify_run
+    raise AttributeError(f"module 'budgetnas.search' has no attribute {name!r}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 
@@ -18,10 +18,9 @@ from optuna.trial import FrozenTrial, TrialState
 from budgetnas.reports.frame import trials_frame
 from budgetnas.reports.pareto import best_row
 from budgetnas.search.errors import SearchError
-from budgetnas.search.run import open_run, trial_spec
+from budgetnas.search.runs import open_run, trial_spec
 from budgetnas.space.render import render
-from budgetnas.trainers.data import load_test
-from budgetnas.trainers.train import evaluate, resolve_device
+from budgetnas.trainers.evaluate import evaluate, resolve_device
 
 
 @dataclass(frozen=True)
@@ -93,12 +92,13 @@ def export_trial(
         raise SearchError(f"weights of trial {chosen.number} are missing: {weights_src}")
     spec = trial_spec(chosen)
     dev = resolve_device(device)
-    test = load_test(cfg.dataset, data_dir=data_dir or cfg.data_dir, device=dev)
+    root = str(data_dir) if data_dir is not None else cfg.data.data_dir
+    test = replace(cfg.data, data_dir=root).load_test(dev)
 
     state = torch.load(weights_src, map_location="cpu", weights_only=True)
     doc = (
-        f"Trial {chosen.number} of a budgetnas search on {cfg.dataset} "
-        f"(cap {cfg.budget:,} parameters, {cfg.epochs} epochs);\n"
+        f"Trial {chosen.number} of a budgetnas search on {cfg.data.dataset} "
+        f"(cap {cfg.budget:,} parameters, {cfg.recipe.epochs} epochs);\n"
         f"validation accuracy {chosen.value:.4f}."
     )
     out.parent.mkdir(parents=True, exist_ok=True)

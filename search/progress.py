@@ -94,9 +94,13 @@ class Progress:
                 self.best = key
         best = f"{self.best[0]:.2%} (#{self.best[2]})" if self.best else "-"
         eta = self.eta()
-        self._print(
+        line = (
             f"{trial.number:>5}  {f'{params:,}' if params is not None else '-':>8}  "
             f"{f'{acc:.2%}' if acc is not None else '-':>7}  {trial_state(trial):<8}  "
             f"{best:<20}  {_clock(time.perf_counter() - self.start):>7}  "
             f"{_clock(eta) if eta is not None else '-':>7}"
         )
+        if trial.state == TrialState.FAIL:  # the reason, on the trial's own line
+            reason = str(trial.user_attrs.get("error", "no reason recorded")).splitlines()
+            line += f"  {reason[0][:200] if reason else ''}"
+        self._print(line)

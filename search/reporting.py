@@ -6,8 +6,9 @@ import optuna
 import pandas as pd
 
 from budgetnas.reports.html import ReportFiles, write_reports
-from budgetnas.search.run import SearchConfig, summary_counts
-from budgetnas.search.verify import Verified, ladder_rows, stored_results
+from budgetnas.search.config import SearchConfig
+from budgetnas.search.runs import summary_counts
+from budgetnas.search.verified import Verified, ladder_rows, stored_results
 
 
 def _row(v: Verified) -> dict:
@@ -43,8 +44,8 @@ def write_run_reports(cfg: SearchConfig, study: optuna.Study) -> tuple[ReportFil
         study.get_trials(deepcopy=False),
         cfg.out,
         cap=cfg.budget,
-        dataset=cfg.dataset,
-        title=f"budgetnas: {cfg.dataset} under {caps} parameters",
+        dataset=cfg.data.dataset,
+        title=f"budgetnas: {cfg.data.dataset} under {caps} parameters",
         counts=counts,
         verified=verified,
         ladder=ladder,

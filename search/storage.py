@@ -21,6 +21,8 @@ JOURNAL_PREFIX = "journal:///"
 
 
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
+# What a requeued trial keeps of the one it replaces (the heartbeat retry keeps every attribute).
+QUEUED_ATTRS = ("cap",)
 
 
 def _retry_callback() -> object:
@@ -82,6 +84,8 @@ def fail_orphans(study: optuna.Study) -> list[int]:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study._storage.set_trial_user_attr(t._trial_id, "error", "its process died")
         study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        study.enqueue_trial(t.params, skip_if_exists=False)
+        # the queued copy keeps the rung of the ladder its trial was answering
+        kept = {k: t.user_attrs[k] for k in QUEUED_ATTRS if k in t.user_attrs}
+        study.enqueue_trial(t.params, user_attrs=kept or None, skip_if_exists=False)
         numbers.append(t.number)
     return numbers

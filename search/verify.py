@@ -2,16 +2,17 @@
 
 The architectures were chosen on validation by the search; here each is trained again from
 scratch on the full training split (the validation images held out, as in the search) with
-seeds 0..n-1, and its final-epoch validation and test accuracies are recorded. Seed networks
+seeds the search did not use (0, 1, 2, ... without the seed the search trained with), so no
+verified run repeats the selected run, and its final-epoch validation and test accuracies are
+recorded. Seed networks
 from the zoo go through the same function, so the comparison uses the same recipe, data and
 seeds. Results are stored on the study (user attribute ``verify``) and shown in the report.
 """
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -19,77 +20,22 @@ from optuna.trial import TrialState
 
 from budgetnas.reports.frame import trials_frame
 from budgetnas.reports.pareto import pareto_front
+from budgetnas.search.config import SearchConfig
 from budgetnas.search.errors import SearchError
 from budgetnas.search.export import pick_trial
-from budgetnas.search.run import SearchConfig, open_run, trial_spec
+from budgetnas.search.runs import open_run, trial_spec
+from budgetnas.search.verified import VERIFY_ATTR, SeedRun, Verified
 from budgetnas.space.count import count_params
 from budgetnas.space.spec import ArchSpec
 from budgetnas.space.zoo import ZOO
-from budgetnas.trainers.data import load_test, load_train_val
-from budgetnas.trainers.train import TrainConfig, evaluate, resolve_device, train
-
-VERIFY_ATTR = "verify"
-
-
-@dataclass(frozen=True)
-class SeedRun:
-    seed: int
-    val_acc: float
-    test_acc: float
-    epochs: int
-    train_time_s: float
-    device: str
+from budgetnas.trainers.evaluate import evaluate, resolve_device
+from budgetnas.trainers.recipe import TrainConfig
+from budgetnas.trainers.train import train
 
 
-@dataclass
-class Verified:
-    key: str  # "trial-12" or "zoo-001"
-    params: int
-    spec: str
-    recipe: dict
-    search_val_acc: float | None
-    runs: list[SeedRun] = field(default_factory=list)
-
-    @property
-    def test_mean(self) -> float:
-        return statistics.fmean(r.test_acc for r in self.runs)
-
-    @property
-    def test_std(self) -> float:
-        return statistics.stdev(r.test_acc for r in self.runs) if len(self.runs) > 1 else 0.0
-
-    @property
-    def test_min(self) -> float:
-        return min(r.test_acc for r in self.runs)
-
-    @property
-    def val_mean(self) -> float:
-        return statistics.fmean(r.val_acc for r in self.runs)
-
-    def to_dict(self) -> dict:
-        return {
-            "key": self.key,
-            "params": self.params,
-            "spec": self.spec,
-            "recipe": self.recipe,
-            "search_val_acc": self.search_val_acc,
-            "runs": [asdict(r) for r in self.runs],
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Verified:
-        return cls(
-            key=d["key"],
-            params=d["params"],
-            spec=d["spec"],
-            recipe=d["recipe"],
-            search_val_acc=d.get("search_val_acc"),
-            runs=[SeedRun(**r) for r in d["runs"]],
-        )
-
-
-def stored_results(study: optuna.Study) -> dict[str, Verified]:
-    return {k: Verified.from_dict(v) for k, v in study.user_attrs.get(VERIFY_ATTR, {}).items()}
+def verify_seeds(n: int, used: int) -> list[int]:
+    """The first ``n`` seeds other than ``used``, the one the search trained with."""
+    return [s for s in range(n + 1) if s != used][:n]
 
 
 def _choose(
@@ -100,7 +46,7 @@ def _choose(
     top: int | None,
     zoo: list[str] | None,
 ) -> list[Verified]:
-    base = cfg.train_config()
+    base = cfg.recipe
     if zoo:
         unknown = [k for k in zoo if k not in ZOO]
         if unknown:
@@ -152,30 +98,27 @@ def verify_run(
     train_subset: int | None = None,
     on_result: Callable[[Verified, SeedRun], None] | None = None,
 ) -> list[Verified]:
-    """Retrain the chosen architectures with seeds 0..seeds-1; store and return the results."""
+    """Retrain the chosen architectures with ``seeds`` seeds the search did not use; store and
+    return the results."""
     if seeds < 1:
         raise SearchError(f"--seeds must be at least 1, got {seeds}")
     cfg, study = open_run(run)
     chosen = _choose(cfg, study, trials=trials, top=top, zoo=zoo)
     dev = resolve_device(device)
-    root = data_dir or cfg.data_dir
-    data = load_train_val(
-        cfg.dataset,
-        data_dir=root,
-        val_size=cfg.val_size,
-        split_seed=cfg.split_seed,
+    data_cfg = replace(
+        cfg.data,
         train_subset=train_subset,
-        device=dev,
-        download=cfg.download,
+        data_dir=str(data_dir) if data_dir is not None else cfg.data.data_dir,
     )
-    test = load_test(cfg.dataset, data_dir=root, device=dev)
+    data = data_cfg.load(dev)
+    test = data_cfg.load_test(dev)
     store = study.user_attrs.get(VERIFY_ATTR, {})
     for item in chosen:
         recipe = TrainConfig.from_dict(item.recipe)
         if epochs is not None:
             recipe = replace(recipe, epochs=epochs)
         spec = ArchSpec.from_json(item.spec)
-        for seed in range(seeds):
+        for seed in verify_seeds(seeds, used=recipe.seed):
             result = train(spec, data, replace(recipe, seed=seed), device=dev)
             run_ = SeedRun(
                 seed=seed,
@@ -191,14 +134,3 @@ def verify_run(
         store[item.key] = item.to_dict()
         study.set_user_attr(VERIFY_ATTR, store)  # saved after each architecture
     return chosen
-
-
-def ladder_rows(results: dict[str, Verified], caps: tuple[int, ...]) -> list[tuple[int, Verified]]:
-    """Per cap, the verified searched network with the best mean *validation* accuracy."""
-    rows = []
-    searched = [v for k, v in results.items() if k.startswith("trial-") and v.runs]
-    for cap in caps:
-        under = [v for v in searched if v.params <= cap]
-        if under:
-            rows.append((cap, max(under, key=lambda v: (v.val_mean, -v.params))))
-    return rows

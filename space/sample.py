@@ -12,7 +12,7 @@ Only ``trial.suggest_*`` is used, so any object with those methods works (tests 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from budgetnas.space.count import count_params
@@ -47,6 +47,23 @@ class SpaceConfig:
     norm: tuple[float, float] = (0.1307, 0.3081)
     min_size_fraction: float = 0.3  # smallest target, as a fraction of the budget
     dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_size_fraction <= 1:
+            raise SpecError(
+                f"space: min_size_fraction must be in (0, 1], got {self.min_size_fraction}"
+            )
+        if not 0 <= self.dropout < 1:
+            raise SpecError(f"space: dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["norm"] = list(self.norm)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SpaceConfig:
+        return cls(**{**data, "norm": tuple(data.get("norm", cls.norm))})
 
 
 @dataclass(frozen=True)

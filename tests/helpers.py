@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +121,46 @@ def cli_error(result) -> str:
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     return lines[0]
+
+
+# ---- quick searches: one place for the small configs and command lines tests use ---------
+
+QUICK = {"train_subset": 300, "val_size": 100, "batch_size": 50, "epochs": 1}
+
+
+def quick_config(root: Path, out: Path, **overrides):
+    """A search config small enough for a CPU test (synthetic or real data at ``root``):
+    cap 5K, 4 trials of 1 epoch on 300 images, batch 50, no pruning, on the CPU.
+    ``overrides`` are search options as ``budgetnas search`` takes them (``caps`` too)."""
+    from budgetnas.search.config import new_config
+
+    options = {"trials": 4, "pruner": "none", "device": "cpu", **QUICK, **overrides}
+    caps = tuple(options.pop("caps", (5000,)))
+    return new_config(out=out, caps=caps, data_dir=root, **options)
+
+
+def search_args(root: Path, out: Path, *extra: str, budget: str = "5k") -> list[str]:
+    """``budgetnas search`` arguments for a quick CPU search; ``extra`` adds or overrides."""
+    quick: list[str] = []
+    for name, value in QUICK.items():
+        option = "--" + name.replace("_", "-")
+        if option not in extra:
+            quick += [option, str(value)]
+    return [
+        "search",
+        "--budget",
+        budget,
+        "--data-dir",
+        str(root),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        *quick,
+        *extra,
+    ]
+
+
+def cli_module(*args: str) -> list[str]:
+    """The command line running the CLI in a fresh interpreter."""
+    return [sys.executable, "-m", "budgetnas.search.cli", *args]

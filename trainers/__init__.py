@@ -1,8 +1,8 @@
-"""Data on the device, batched augmentation, and the training loop."""
+"""Data on the device, batched augmentation, the recipe, and the training loop."""
 
-from budgetnas.trainers.augment import NO_AUGMENT, AugmentConfig, random_affine
 from budgetnas.trainers.data import (
     DATASETS,
+    DataConfig,
     DataError,
     DatasetInfo,
     Split,
@@ -12,23 +12,23 @@ from budgetnas.trainers.data import (
     load_test,
     load_train_val,
 )
-from budgetnas.trainers.train import (
+from budgetnas.trainers.evaluate import device_name, evaluate, resolve_device
+from budgetnas.trainers.recipe import (
+    NO_AUGMENT,
+    ONE_EPOCH_DEFAULTS,
+    AugmentConfig,
     ConfigError,
     TrainConfig,
-    TrainingError,
-    TrainResult,
-    device_name,
-    evaluate,
-    init_model,
-    resolve_device,
-    train,
+    default_recipe,
 )
 
 __all__ = [
     "DATASETS",
     "NO_AUGMENT",
+    "ONE_EPOCH_DEFAULTS",
     "AugmentConfig",
     "ConfigError",
+    "DataConfig",
     "DataError",
     "DatasetInfo",
     "Split",
@@ -38,6 +38,7 @@ __all__ = [
     "TrainingError",
     "dataset_info",
     "default_data_dir",
+    "default_recipe",
     "device_name",
     "evaluate",
     "init_model",
@@ -45,5 +46,23 @@ __all__ = [
     "load_train_val",
     "random_affine",
     "resolve_device",
-    "train",
-]
+    "seeded",
+]  # the training loop itself: budgetnas.trainers.train.train
+
+_TRAINING = {
+    "random_affine": "budgetnas.trainers.augment",
+    "TrainingError": "budgetnas.trainers.train",
+    "TrainResult": "budgetnas.trainers.train",
+    "init_model": "budgetnas.trainers.train",
+    "seeded": "budgetnas.trainers.train",
+}
+
+
+def __getattr__(name: str):
+    """The training loop is imported on first use, so that reading a run's data, recipe and
+    results (reports, export) does not import it."""
+    if name in _TRAINING:
+        import importlib
+
+        return getattr(importlib.import_module(_TRAINING[name]), name)
+    raise AttributeError(f"module 'budgetnas.trainers' has no attribute {name!r}")

@@ -7,24 +7,13 @@ draws come from a ``torch.Generator`` the caller owns, so runs are reproducible.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from budgetnas.trainers.recipe import NO_AUGMENT, AugmentConfig
 
-@dataclass(frozen=True)
-class AugmentConfig:
-    degrees: float = 10.0  # rotation drawn from [-degrees, degrees]
-    translate: float = 0.1  # shift drawn from [-translate, translate] x image size, per axis
-    scale: float = 0.1  # zoom factor drawn from [1 - scale, 1 + scale]
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.degrees or self.translate or self.scale)
-
-
-NO_AUGMENT = AugmentConfig(0.0, 0.0, 0.0)
+__all__ = ["NO_AUGMENT", "AugmentConfig", "random_affine"]
 
 
 def random_affine(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:

@@ -13,15 +13,19 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.augment import AugmentConfig
-from budgetnas.trainers.data import Split, TrainVal, load_train_val
-from budgetnas.trainers.train import TrainConfig, init_model, train
+from budgetnas.trainers.data import Split, TrainVal, default_data_dir, load_train_val
+from budgetnas.trainers.evaluate import device_name, resolve_device
+from budgetnas.trainers.recipe import ConfigError, TrainConfig
+from budgetnas.trainers.train import init_model, train
 
 EPOCH_IMAGES = 60_000
 ROTATION = 7.0  # degrees, seed 001's augmentation
@@ -177,3 +181,63 @@ def run_concurrent(
     if any(p.returncode for p in procs):
         raise RuntimeError("a benchmark process failed")
     return processes * steps * batch / EPOCH_IMAGES / wall
+
+
+def _csv(text: str, what: str, convert: Callable = str) -> tuple:
+    try:
+        return tuple(convert(part.strip()) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"{what} must be a comma-separated list, got {text!r}") from None
+
+
+def bench_table(
+    *,
+    device: str,
+    steps: int,
+    nets: str,
+    batches: str,
+    concurrent: str,
+    loader_workers: int,
+    data_dir: Path | str | None,
+    echo: Callable[[str], None] = print,
+) -> None:
+    """``budgetnas bench``: one table row per (net, batch), then the concurrency sweep."""
+    dev = resolve_device(device)
+    root = str(Path(data_dir or default_data_dir()).resolve())
+    net_keys = _csv(nets, "--nets")
+    unknown = [k for k in net_keys if k not in ZOO]
+    if unknown:
+        raise ConfigError(f"no zoo entry {unknown[0]!r}; entries: {', '.join(ZOO)}")
+    sizes = _csv(batches, "--batches", int)
+    counts = _csv(concurrent, "--concurrent", int)
+    echo(f"device: {device_name(dev)}, torch {torch.__version__}, {steps} steps per measurement")
+    echo(f"{'net':<4} {'batch':>5} {'DataLoader ep/s':>15} {'budgetnas ep/s':>14} {'ratio':>6}")
+
+    def show(loader: BenchRow, ours: BenchRow) -> None:
+        echo(
+            f"{ours.net:<4} {ours.batch:>5} {loader.epochs_per_s:>15.3f} "
+            f"{ours.epochs_per_s:>14.3f} {ours.epochs_per_s / loader.epochs_per_s:>5.2f}x"
+        )
+
+    run_bench(
+        data_dir=root,
+        device=dev,
+        nets=net_keys,
+        batches=sizes,
+        steps=steps,
+        loader_workers=loader_workers,
+        progress=show,
+    )
+    for n in counts:
+        rate = run_concurrent(
+            data_dir=root,
+            device=str(dev),
+            processes=n,
+            net=net_keys[-1],
+            batch=sizes[-1],
+            steps=steps,
+        )
+        echo(
+            f"{n} concurrent trainer process(es), net {net_keys[-1]}, batch {sizes[-1]}: "
+            f"{rate:.3f} epochs/s in total"
+        )

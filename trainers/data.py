@@ -8,9 +8,11 @@ with no DataLoader and no per-sample transforms. The test split is loaded only o
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -91,6 +93,67 @@ class TrainVal:
     info: DatasetInfo
     train: Split
     val: Split
+    digest: str = ""  # sha256 of the images and labels of both splits, as loaded
+
+
+def _digest(*splits: Split) -> str:
+    h = hashlib.sha256()
+    for split in splits:
+        for t in (split.x, split.y):
+            h.update(str((tuple(t.shape), t.dtype)).encode())
+            h.update(t.contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data a search trains and selects on: the data set and its train/validation split.
+
+    ``data_dir`` and ``download`` say where the files are and how to get them; they do not
+    change what is loaded, so they are not part of ``fingerprint()``.
+    """
+
+    dataset: str = "mnist"
+    val_size: int = 5000
+    split_seed: int = 0
+    train_subset: int | None = None
+    data_dir: str | None = None  # default: $BUDGETNAS_DATA, else ~/.cache/budgetnas/data
+    download: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dataset", dataset_info(self.dataset).name)  # canonical name
+        if self.val_size < 1:
+            raise DataError(f"--val-size must be at least 1, got {self.val_size}")
+        if self.train_subset is not None and self.train_subset < 1:
+            raise DataError(f"--train-subset must be at least 1, got {self.train_subset}")
+
+    @property
+    def info(self) -> DatasetInfo:
+        return dataset_info(self.dataset)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What defines the loaded splits (not where they are read from)."""
+        return {
+            "dataset": self.dataset,
+            "val_size": self.val_size,
+            "split_seed": self.split_seed,
+            "train_subset": self.train_subset,
+        }
+
+    def load(self, device: torch.device | str = "cpu") -> TrainVal:
+        return load_train_val(
+            self.dataset,
+            data_dir=self.data_dir,
+            val_size=self.val_size,
+            split_seed=self.split_seed,
+            train_subset=self.train_subset,
+            device=device,
+            download=self.download,
+        )
+
+    def load_test(self, device: torch.device | str = "cpu") -> Split:
+        """The held-out test split: for reporting final numbers only, never for selection."""
+        return load_test(self.dataset, data_dir=self.data_dir, device=device)
 
 
 def _as_split(ds) -> Split:
@@ -135,9 +198,9 @@ def load_train_val(
             )
         keep = torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(split_seed))
         train_idx = train_idx[keep[:train_subset].sort().values]
-    train = Split(full.x[train_idx], full.y[train_idx]).to(device)
-    val = Split(full.x[val_idx], full.y[val_idx]).to(device)
-    return TrainVal(info, train, val)
+    train = Split(full.x[train_idx], full.y[train_idx])
+    val = Split(full.x[val_idx], full.y[val_idx])
+    return TrainVal(info, train.to(device), val.to(device), digest=_digest(train, val))
 
 
 def load_test(

@@ -13,8 +13,9 @@ from optuna.trial import TrialState, create_trial
 from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
-from budgetnas.search.run import SearchConfig, open_run, run_search
-from tests.helpers import cli_error, write_synthetic_mnist
+from budgetnas.search.driver import run_search
+from budgetnas.search.runs import open_run
+from tests.helpers import cli_error, quick_config, write_synthetic_mnist
 
 runner = CliRunner()
 
@@ -24,19 +25,7 @@ def env(tmp_path_factory, synthetic_root):
     """A finished run (2 trials + one pruned trial) and data folders broken in two ways."""
     base = tmp_path_factory.mktemp("bad-input")
     run = base / "run"
-    cfg = SearchConfig(
-        budget=5000,
-        out=str(run),
-        trials=2,
-        epochs=1,
-        batch_size=50,
-        train_subset=200,
-        val_size=100,
-        data_dir=str(synthetic_root),
-        device="cpu",
-        pruner="none",
-    )
-    study = run_search(cfg, quiet=True)
+    study = run_search(quick_config(synthetic_root, run, trials=2), quiet=True)
     study.add_trial(
         create_trial(
             state=TrialState.PRUNED,

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
-from tests.helpers import cli_error
+from tests.helpers import cli_error, cli_module
 
 runner = CliRunner()
 
@@ -97,16 +96,7 @@ def test_zoo_lists_every_seed_and_prints_specs():
 
 def test_console_script_exit_code_and_one_line(tmp_path):
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "budgetnas.search.cli",
-            "search",
-            "--budget",
-            "ten",
-            "--out",
-            str(tmp_path),
-        ],
+        cli_module("search", "--budget", "ten", "--out", str(tmp_path)),
         capture_output=True,
         text=True,
     )

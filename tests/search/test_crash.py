@@ -1,21 +1,18 @@
-"""A search killed with SIGKILL mid-trial loses nothing; resume finishes it."""
+"""A search killed with SIGKILL mid-trial loses nothing; resume finishes it, retrying the killed
+trial on its own rung of the ladder."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import optuna
 from optuna.trial import TrialState
 
-from budgetnas.search.run import open_run
-
-
-def _cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "budgetnas.search.cli", *args]
+from budgetnas.search.runs import open_run
+from tests.helpers import cli_module, search_args
 
 
 def _wait(proc, run, deadline_s: float = 120.0):
@@ -40,31 +37,27 @@ def _wait(proc, run, deadline_s: float = 120.0):
 def test_sigkill_mid_trial_then_resume(tmp_path, synthetic_root):
     run = tmp_path / "run"
     proc = subprocess.Popen(
-        _cmd(
-            "search",
-            "--budget",
-            "5k",
-            "--data-dir",
-            str(synthetic_root),
-            "--out",
-            str(run),
-            "--trials",
-            "5",
-            "--epochs",
-            "6",
-            "--train-subset",
-            "800",
-            "--val-size",
-            "200",
-            "--batch-size",
-            "32",
-            "--device",
-            "cpu",
-            "--pruner",
-            "none",
-            "--heartbeat",
-            "1",
-            "--quiet",
+        cli_module(
+            *search_args(
+                synthetic_root,
+                run,
+                "--trials",
+                "5",
+                "--epochs",
+                "6",
+                "--train-subset",
+                "800",
+                "--val-size",
+                "200",
+                "--batch-size",
+                "32",
+                "--pruner",
+                "none",
+                "--heartbeat",
+                "1",
+                "--quiet",
+                budget="2k,5k",
+            )
         ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -87,7 +80,7 @@ def test_sigkill_mid_trial_then_resume(tmp_path, synthetic_root):
 
     time.sleep(2.5)  # longer than 2 heartbeats: the dead trial is now stale
     result = subprocess.run(
-        _cmd("search", "--resume", str(run), "--quiet"), capture_output=True, text=True
+        cli_module("search", "--resume", str(run), "--quiet"), capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
 
@@ -100,6 +93,9 @@ def test_sigkill_mid_trial_then_resume(tmp_path, synthetic_root):
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
     assert len(retried) == 1 and retried[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
     assert retried[0].params == killed.params  # the same candidate, trained again
+    assert retried[0].number != killed.number
+    assert retried[0].user_attrs["cap"] == killed.user_attrs["cap"]  # on the same rung
+    assert retried[0].user_attrs.get("spec") == killed.user_attrs.get("spec")
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == 5
     assert (run / "report.html").is_file()

@@ -16,8 +16,11 @@ from typer.testing import CliRunner
 
 from budgetnas.reports.pareto import pareto_front
 from budgetnas.search.cli import app
+from budgetnas.search.driver import run_search
 from budgetnas.search.export import export_trial
-from budgetnas.search.run import SearchConfig, open_run, run_search
+from budgetnas.search.runs import open_run
+from budgetnas.trainers import data as data_module
+from tests.helpers import quick_config, search_args
 
 runner = CliRunner()
 
@@ -26,21 +29,7 @@ QUICK = ["--train-subset", "400", "--val-size", "200", "--batch-size", "32", "--
 
 def _search(tmp_path: Path, data_root: Path, *extra: str) -> Path:
     run = tmp_path / "run"
-    result = runner.invoke(
-        app,
-        [
-            "search",
-            "--budget",
-            "5k",
-            "--data-dir",
-            str(data_root),
-            "--out",
-            str(run),
-            "--device",
-            "cpu",
-            *extra,
-        ],
-    )
+    result = runner.invoke(app, search_args(data_root, run, *extra))
     assert result.exit_code == 0, result.stderr
     return run
 
@@ -54,7 +43,9 @@ def test_run_folder_holds_study_reports_and_weights(synthetic_run):
     for name in ("config.json", "study.db", "trials.csv", "pareto.csv", "report.html"):
         assert (synthetic_run / name).is_file(), name
     cfg, study = open_run(synthetic_run)
-    assert cfg.budget == 5000 and len(study.trials) == 6
+    assert cfg.budget == 5000
+    finished = [t for t in study.trials if t.state != optuna.trial.TrialState.FAIL]
+    assert len(finished) == 6
     trials = pd.read_csv(synthetic_run / "trials.csv")
     done = trials[trials["state"] == "complete"]
     assert len(done) >= 1
@@ -140,18 +131,7 @@ def test_export_refuses_to_overwrite_and_bad_trials(synthetic_run, synthetic_roo
 
 
 def test_existing_run_needs_resume(synthetic_run, synthetic_root):
-    result = runner.invoke(
-        app,
-        [
-            "search",
-            "--budget",
-            "5k",
-            "--data-dir",
-            str(synthetic_root),
-            "--out",
-            str(synthetic_run),
-        ],
-    )
+    result = runner.invoke(app, search_args(synthetic_root, synthetic_run))
     assert result.exit_code == 1 and "--resume" in result.stderr
 
 
@@ -163,43 +143,23 @@ def test_resume_continues_to_the_trial_count(tmp_path, synthetic_root):
     assert len(study.trials) == 4
 
 
-def test_twenty_trials_with_the_pruner_leave_pruned_trials(tmp_path, synthetic_root):
-    cfg = SearchConfig(
-        budget=5000,
-        out=str(tmp_path / "prune"),
-        trials=20,
-        epochs=3,
-        batch_size=50,
-        train_subset=300,
-        val_size=100,
-        data_dir=str(synthetic_root),
-        device="cpu",
-    )
-    study = run_search(cfg, quiet=True)
-    states = [t.state for t in study.trials]
-    assert len(states) == 20
-    assert states.count(optuna.trial.TrialState.PRUNED) >= 1
-    assert states.count(optuna.trial.TrialState.COMPLETE) >= 1
+def test_same_seed_same_search_past_the_startup_trials(tmp_path, synthetic_root):
+    """14 trials: past TPE's 10 random startup trials, so the model-based proposals and the
+    banded pruner are part of what must repeat, values and prunings alike."""
 
-
-def test_same_seed_same_specs_and_accuracies(tmp_path, synthetic_root):
-    def specs_and_values(name):
-        cfg = SearchConfig(
-            budget=5000,
-            out=str(tmp_path / name),
-            trials=4,
-            epochs=1,
-            batch_size=50,
-            train_subset=200,
-            val_size=100,
-            data_dir=str(synthetic_root),
-            device="cpu",
-            pruner="none",
+    def search(name):
+        cfg = quick_config(
+            synthetic_root, tmp_path / name, trials=14, epochs=3, pruner="banded", seed=1
         )
         study = run_search(cfg, quiet=True)
-        return [(t.user_attrs.get("spec"), t.value) for t in study.trials]
+        return [(t.state, t.user_attrs.get("spec"), t.intermediate_values) for t in study.trials]
 
-    assert specs_and_values("a") == specs_and_values("b")
+    a = search("a")
+    assert len(a) >= 14
+    pruned = [t for t in a if t[0] == optuna.trial.TrialState.PRUNED and t[1] is not None]
+    assert pruned, "the pruner never cut a trial: the test would not cover it"
+    assert len({spec for _, spec, _ in a[10:]} - {spec for _, spec, _ in a[:10]}) >= 1
+    assert search("b") == a
 
 
 def test_real_mnist_search_and_export(tmp_path, mnist_root):
@@ -234,3 +194,20 @@ def test_real_mnist_search_and_export(tmp_path, mnist_root):
     assert len(done) >= 1 and (done["params"] <= 10_000).all()
     res = export_trial(run, out=tmp_path / "best.py", data_dir=mnist_root)
     assert res.test_acc > 0.5  # one short epoch on 2,000 images; chance is 0.1
+
+
+def test_a_search_never_reads_the_test_split(tmp_path, synthetic_root, monkeypatch):
+    read = data_module._torchvision_split
+
+    def train_split_only(info, root, *, train, download):
+        if not train:
+            raise AssertionError("the search read the test split")
+        return read(info, root, train=train, download=download)
+
+    monkeypatch.setattr(data_module, "_torchvision_split", train_split_only)
+    run = tmp_path / "run"
+    result = runner.invoke(app, search_args(synthetic_root, run, "--trials", "12", "--epochs", "2"))
+    assert result.exit_code == 0, result.stderr
+    assert (run / "report.html").is_file()
+    with pytest.raises(AssertionError, match="read the test split"):  # the guard does bite
+        export_trial(run, out=tmp_path / "m.py")

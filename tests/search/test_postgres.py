@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 import uuid
 
@@ -15,6 +14,7 @@ from optuna.trial import TrialState
 
 from budgetnas.reports.frame import trials_frame
 from budgetnas.reports.pareto import pareto_front
+from tests.helpers import cli_module
 
 
 @pytest.fixture
@@ -31,14 +31,10 @@ def pg_url():
     conn.close()
 
 
-def _cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "budgetnas.search.cli", *args]
-
-
 def test_two_workers_share_one_study(tmp_path, synthetic_root, pg_url):
     quick = ["--device", "cpu", "--quiet"]
     first = subprocess.Popen(
-        _cmd(
+        cli_module(
             "search",
             "--budget",
             "5k",
@@ -74,7 +70,7 @@ def test_two_workers_share_one_study(tmp_path, synthetic_root, pg_url):
             assert time.monotonic() < deadline and first.poll() is None, first.stderr.read()
             time.sleep(0.2)
     second = subprocess.run(
-        _cmd(
+        cli_module(
             "worker",
             "--storage",
             pg_url,
@@ -105,7 +101,9 @@ def test_two_workers_share_one_study(tmp_path, synthetic_root, pg_url):
     assert len(workers) == 2  # both processes trained trials
 
     # the front written by the report is exactly what the stored trials imply
-    report = subprocess.run(_cmd("report", str(tmp_path / "a")), capture_output=True, text=True)
+    report = subprocess.run(
+        cli_module("report", str(tmp_path / "a")), capture_output=True, text=True
+    )
     assert report.returncode == 0, report.stderr
     written = pd.read_csv(tmp_path / "a" / "pareto.csv")["number"].tolist()
     assert written == pareto_front(trials_frame(trials), cap=5000)["number"].tolist()

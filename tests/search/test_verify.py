@@ -7,33 +7,19 @@ import pytest
 from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
-from budgetnas.search.run import SearchConfig, open_run, run_search
-from budgetnas.search.verify import ladder_rows, stored_results, verify_run
+from budgetnas.search.driver import run_search
+from budgetnas.search.runs import open_run
+from budgetnas.search.verified import ladder_rows, stored_results
+from budgetnas.search.verify import verify_run, verify_seeds
+from tests.helpers import quick_config
 
 runner = CliRunner()
-
-
-def _cfg(root, out, **kw):
-    base = dict(
-        budget=5000,
-        out=str(out),
-        trials=4,
-        epochs=1,
-        batch_size=50,
-        train_subset=300,
-        val_size=100,
-        data_dir=str(root),
-        device="cpu",
-        pruner="none",
-    )
-    base.update(kw)
-    return SearchConfig(**base)
 
 
 @pytest.fixture(scope="module")
 def ladder_run(tmp_path_factory, synthetic_root):
     out = tmp_path_factory.mktemp("ladder") / "run"
-    run_search(_cfg(synthetic_root, out, budget=5000, ladder=(2000, 5000)), quiet=True)
+    run_search(quick_config(synthetic_root, out, caps=(2000, 5000)), quiet=True)
     return out
 
 
@@ -50,15 +36,13 @@ def test_ladder_spreads_trials_over_the_caps(ladder_run):
 def test_duplicate_candidate_reuses_the_result(ladder_run, synthetic_root):
     cfg, study = open_run(ladder_run)
     first = next(t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE)
-    # the same suggestions (and trial number parity, hence the same cap) give the same spec
-    study.enqueue_trial(first.params)
-    study.enqueue_trial(first.params)
-    runner_result = runner.invoke(app, ["search", "--resume", str(ladder_run), "--trials", "6"])
+    # the same suggestions on the same rung give the same spec
+    study.enqueue_trial(first.params, user_attrs={"cap": first.user_attrs["cap"]})
+    runner_result = runner.invoke(app, ["search", "--resume", str(ladder_run), "--trials", "5"])
     assert runner_result.exit_code == 0, runner_result.stderr
     _, study = open_run(ladder_run)
-    again = [t for t in study.trials[4:] if t.user_attrs.get("cap") == first.user_attrs["cap"]]
-    assert len(again) == 1
-    dup = again[0]
+    dup = study.trials[4]
+    assert dup.user_attrs["cap"] == first.user_attrs["cap"]
     assert dup.user_attrs["duplicate_of"] == first.number
     assert dup.user_attrs["key"] == first.user_attrs["key"]
     assert dup.value == first.value and dup.user_attrs["train_time_s"] == 0.0
@@ -66,16 +50,25 @@ def test_duplicate_candidate_reuses_the_result(ladder_run, synthetic_root):
     assert "1 reused" in runner_result.stderr
 
 
+@pytest.mark.parametrize("search_seed, expected", [(0, [1, 2, 3]), (2, [0, 1, 3]), (7, [0, 1])])
+def test_verify_seeds_skip_the_search_seed(search_seed, expected):
+    assert verify_seeds(len(expected), used=search_seed) == expected
+
+
 def test_verify_stores_results_and_fills_the_ladder(ladder_run, synthetic_root):
     results = verify_run(ladder_run, top=2, seeds=2, device="cpu", train_subset=200)
     assert len(results) == 2
+    _, study = open_run(ladder_run)
     for v in results:
-        assert [r.seed for r in v.runs] == [0, 1]
+        trained_with = {
+            t.user_attrs["recipe"]["seed"] for t in study.trials if "recipe" in t.user_attrs
+        }
+        assert trained_with == {0}
+        assert [r.seed for r in v.runs] == [1, 2]  # not the search's seed 0
         accs = [r.test_acc for r in v.runs]
         assert v.test_mean == pytest.approx(sum(accs) / 2)
         assert v.test_min == min(accs)
-        assert v.test_std >= 0
-    _, study = open_run(ladder_run)
+        assert v.test_std == pytest.approx(abs(accs[0] - accs[1]) / 2**0.5)
     stored = stored_results(study)
     assert set(stored) == {v.key for v in results}
     rows = ladder_rows(stored, (2000, 5000))
@@ -108,9 +101,8 @@ def test_verify_cli_zoo_and_report(ladder_run):
 
 
 def test_search_recipe_samples_and_stores_the_recipe(tmp_path, synthetic_root):
-    study = run_search(
-        _cfg(synthetic_root, tmp_path / "r", trials=3, search_recipe=True), quiet=True
-    )
+    cfg = quick_config(synthetic_root, tmp_path / "r", trials=3, search_recipe=True)
+    study = run_search(cfg, quiet=True)
     recipes = [t.user_attrs["recipe"] for t in study.trials]
     assert len({r["lr"] for r in recipes}) == 3
     for t in study.trials:

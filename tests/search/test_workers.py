@@ -8,8 +8,10 @@ from optuna.trial import TrialState, create_trial
 from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
-from budgetnas.search.run import open_run
+from budgetnas.search.driver import run_search
+from budgetnas.search.runs import open_run
 from budgetnas.search.storage import fail_orphans, journal_url, open_storage
+from tests.helpers import quick_config
 
 runner = CliRunner()
 
@@ -65,6 +67,8 @@ def test_orphans_of_a_dead_journal_run_are_failed_and_queued(tmp_path):
         create_trial(state=TrialState.COMPLETE, value=1.0, params={"x": 0.1}, distributions=dist)
     )
     orphan = study.ask({"x": FloatDistribution(0, 1)})  # left RUNNING, as by a killed process
+    orphan.set_user_attr("cap", 5000)
+    orphan.set_user_attr("val_curve", [0.5])
     assert fail_orphans(study) == [orphan.number]
     trials = study.get_trials()
     assert trials[orphan.number].state == TrialState.FAIL
@@ -72,3 +76,20 @@ def test_orphans_of_a_dead_journal_run_are_failed_and_queued(tmp_path):
     queued = [t for t in trials if t.state == TrialState.WAITING]
     assert len(queued) == 1
     assert queued[0].system_attrs["fixed_params"] == trials[orphan.number].params
+    assert queued[0].user_attrs == {"cap": 5000}  # its rung, and nothing of the dead run's
+
+
+def test_resume_a_single_process_run_with_two_workers(tmp_path, synthetic_root):
+    run = tmp_path / "run"
+    cfg = quick_config(synthetic_root, run, trials=2, epochs=3, train_subset=600, batch_size=30)
+    run_search(cfg, quiet=True)
+    result = runner.invoke(
+        app, ["search", "--resume", str(run), "--trials", "12", "--workers", "2"]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert (run / "study.db").is_file() and not (run / "study.journal").exists()
+    cfg, study = open_run(run)
+    assert cfg.workers == 2
+    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert 12 <= len(finished) <= 13
+    assert len({t.user_attrs["worker"] for t in study.trials[2:]}) == 2

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from budgetnas.space.spec import ArchSpec, Conv, Head, Transition
+from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.augment import NO_AUGMENT
 from budgetnas.trainers.data import load_train_val
-from budgetnas.trainers.train import ConfigError, TrainConfig, TrainingError, resolve_device, train
+from budgetnas.trainers.evaluate import resolve_device
+from budgetnas.trainers.recipe import ConfigError, TrainConfig
+from budgetnas.trainers.train import TrainingError, train
 
 SPEC = ArchSpec(blocks=(Conv(8, pad=1), Transition(8), Conv(12)), head=Head())
 
@@ -36,6 +41,22 @@ def test_same_seed_same_result_and_global_rng_untouched(data):
     assert a.val_curve == b.val_curve and a.loss_curve == b.loss_curve
     c = train(SPEC, data, TrainConfig(epochs=1, batch_size=64, seed=1))
     assert c.loss_curve != a.loss_curve
+
+
+def test_dropout_draws_from_the_trial_seed(data):
+    """Seed 001's network has dropout: trained twice in one process, with other training and
+    random draws between, the same seed gives the same weights to the bit."""
+    spec = ZOO["001"].spec
+    assert any(getattr(b, "dropout", 0) for b in spec.blocks)
+    cfg = TrainConfig(epochs=1, batch_size=64)
+    first = train(spec, data, cfg).model.state_dict()
+    train(ZOO["000"].spec, data, replace(cfg, seed=5))  # another trial in between
+    torch.rand(1000)  # and the caller's own draws
+    again = train(spec, data, cfg).model.state_dict()
+    assert first.keys() == again.keys()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    other = train(spec, data, replace(cfg, seed=1)).model.state_dict()
+    assert not all(torch.equal(first[k], other[k]) for k in first)
 
 
 def test_callback_exception_stops_training(data):

@@ -1,0 +1,243 @@
+"""A search's configuration: the data, the recipe and the space it is made of, plus the
+search's own settings; its fingerprint; and what may change when a run is resumed.
+
+``SearchConfig`` is composed, not flat: ``data`` (``trainers.data.DataConfig``), ``recipe``
+(``trainers.recipe.TrainConfig``) and ``space`` (``space.sample.SpaceConfig``) are each defined
+and validated once, where they belong. The run folder keeps the whole config as
+``config.json``; the study keeps the same config and its ``fingerprint()``: everything that
+defines a trial's result. Nothing joins or resumes a study whose fingerprint differs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from budgetnas.search.errors import SearchError
+from budgetnas.search.pruners import PRUNERS
+from budgetnas.search.storage import journal_url
+from budgetnas.space.sample import SpaceConfig, smallest_network
+from budgetnas.trainers.data import DataConfig, default_data_dir
+from budgetnas.trainers.recipe import AugmentConfig, TrainConfig, default_recipe
+
+CONFIG_FILE = "config.json"
+STUDY_FILE = "study.db"
+JOURNAL_FILE = "study.journal"
+FINGERPRINT_VERSION = 1
+
+# Settings a resumed run may change: they decide how much work is done and where, never what
+# a trial's result is (the data digest guards a moved data folder).
+RESUMABLE = ("trials", "timeout", "device", "workers", "data_dir")
+
+
+# How a search's options divide among the parts of its config (the rest are the search's own).
+DATA_OPTIONS = ("dataset", "val_size", "split_seed", "train_subset", "data_dir", "download")
+RECIPE_OPTIONS = ("epochs", "batch_size", "lr", "optimizer", "label_smoothing", "augment")
+
+
+def flag(name: str) -> str:
+    """``train_subset`` -> ``--train-subset`` (the command-line option of a setting)."""
+    return {"study_name": "--study"}.get(name, "--" + name.replace("_", "-"))
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything that defines a search; saved as ``config.json`` in the run folder."""
+
+    out: str
+    caps: tuple[int, ...]  # the caps the search answers; the largest is the hard cap
+    data: DataConfig = field(default_factory=DataConfig)
+    recipe: TrainConfig = field(default_factory=TrainConfig)
+    space: SpaceConfig | None = None  # default: the space for the data set's images
+    trials: int = 50
+    timeout: float | None = None
+    seed: int = 0  # of the sampler (the recipe carries the training seed)
+    device: str = "auto"
+    storage: str | None = None  # an Optuna storage URL; default: a file in the run folder
+    study_name: str = "budgetnas"
+    pruner: str = "banded"
+    search_recipe: bool = False
+    heartbeat: int = 30  # seconds; a trial silent for twice this long is failed and retried
+    workers: int = 1  # trial processes on this machine, sharing the study
+
+    def __post_init__(self) -> None:
+        caps = self.caps if isinstance(self.caps, (tuple, list)) else (self.caps,)
+        if not caps or any(isinstance(c, bool) or not isinstance(c, int) for c in caps):
+            raise SearchError(f"caps must be whole numbers of parameters, got {self.caps!r}")
+        object.__setattr__(self, "caps", tuple(sorted(set(caps))))
+        if self.caps[0] < 1:
+            raise SearchError(f"budget must be at least 1 parameter, got {self.caps[0]}")
+        if self.trials < 1:
+            raise SearchError(f"--trials must be at least 1, got {self.trials}")
+        if self.timeout is not None and self.timeout <= 0:
+            raise SearchError(f"--timeout must be positive, got {self.timeout}")
+        if self.workers < 1:
+            raise SearchError(f"--workers must be at least 1, got {self.workers}")
+        if self.heartbeat < 1:
+            raise SearchError(f"--heartbeat must be at least 1 second, got {self.heartbeat}")
+        if self.pruner not in PRUNERS:
+            raise SearchError(f"unknown pruner {self.pruner!r}; choose {', '.join(PRUNERS)}")
+        info = self.data.info
+        images = {
+            "in_channels": info.in_channels,
+            "input_size": info.image_size,
+            "num_classes": info.num_classes,
+            "norm": (info.mean, info.std),
+        }
+        if self.space is None:
+            object.__setattr__(self, "space", SpaceConfig(**images))
+        elif any(getattr(self.space, k) != v for k, v in images.items()):
+            raise SearchError(f"the space's image settings do not match {self.data.dataset}")
+        smallest = smallest_network(self.space)
+        for cap in self.caps:
+            if cap < smallest:
+                raise SearchError(
+                    f"budget {cap:,} is below the smallest network the space can build "
+                    f"({smallest:,} parameters)"
+                )
+
+    @property
+    def budget(self) -> int:
+        """The hard cap: the largest cap of the ladder."""
+        return self.caps[-1]
+
+    @property
+    def space_config(self) -> SpaceConfig:
+        assert self.space is not None  # filled in by __post_init__
+        return self.space
+
+    # ---- what defines a result ---------------------------------------------------------
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything that defines a trial's result: data and split, recipe, space, caps."""
+        return {
+            "version": FINGERPRINT_VERSION,
+            "data": self.data.fingerprint(),
+            "recipe": self.recipe.to_dict(),
+            "space": self.space_config.to_dict(),
+            "caps": list(self.caps),
+            "search_recipe": self.search_recipe,
+        }
+
+    def resumed(self, **given: Any) -> SearchConfig:
+        """This config with the settings a resume may change; any other is refused."""
+        refused = [name for name in given if name not in RESUMABLE]
+        if refused:
+            raise SearchError(
+                f"--resume continues a run with its stored settings; "
+                f"{', '.join(map(flag, refused))} cannot be changed "
+                f"(allowed with --resume: {', '.join(map(flag, RESUMABLE))})"
+            )
+        data_dir = given.pop("data_dir", None)
+        cfg = replace(self, **given)
+        if data_dir is not None:
+            cfg = replace(cfg, data=replace(cfg.data, data_dir=str(data_dir)))
+        return cfg
+
+    # ---- where the study lives -----------------------------------------------------------
+
+    def storage_url(self) -> str:
+        """--storage, else the run folder's own file: a journal file for several worker
+        processes (SQLite would lock under concurrent writers), SQLite otherwise. A run keeps
+        the kind of file it was created with."""
+        if self.storage:
+            return self.storage
+        out = Path(self.out).resolve()
+        journal = (out / JOURNAL_FILE).is_file() or (
+            self.workers > 1 and not (out / STUDY_FILE).is_file()
+        )
+        return journal_url(out / JOURNAL_FILE) if journal else f"sqlite:///{out / STUDY_FILE}"
+
+    # ---- JSON --------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["caps"] = list(self.caps)
+        d["data"] = asdict(self.data)
+        d["recipe"] = self.recipe.to_dict()
+        d["space"] = self.space_config.to_dict()
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
+        if "caps" not in data:
+            data = _from_flat(data)
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["caps"] = tuple(kwargs["caps"])
+        kwargs["data"] = DataConfig(**kwargs.get("data", {}))
+        kwargs["recipe"] = TrainConfig.from_dict(kwargs.get("recipe", {}))
+        if kwargs.get("space") is not None:
+            kwargs["space"] = SpaceConfig.from_dict(kwargs["space"])
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, text: str) -> SearchConfig:
+        return cls.from_dict(json.loads(text))
+
+
+def new_config(*, out: str | Path, caps: tuple[int, ...], **options: Any) -> SearchConfig:
+    """A new search's config from the options a user gave (``None``: not given).
+
+    Options not given take the library's defaults: the data's, the recipe's for the epoch
+    budget (one epoch has its own), the search's. ``augment`` is a strength (see
+    ``AugmentConfig.scaled``); ``seed`` seeds both the sampler and the training runs.
+    """
+    given = {k: v for k, v in options.items() if v is not None}
+    data = {k: given.pop(k) for k in DATA_OPTIONS if k in given}
+    data["data_dir"] = str(Path(data.get("data_dir") or default_data_dir()).resolve())
+    recipe = {k: given.pop(k) for k in RECIPE_OPTIONS if k in given}
+    if "augment" in recipe:
+        recipe["augment"] = AugmentConfig.scaled(float(recipe["augment"]))
+    if "seed" in given:
+        recipe["seed"] = given["seed"]
+    unknown = sorted(set(given) - {f.name for f in fields(SearchConfig)})
+    if unknown:
+        raise TypeError(f"unknown search option(s): {', '.join(unknown)}")
+    return SearchConfig(
+        out=str(out),
+        caps=tuple(caps),
+        data=DataConfig(**data),
+        recipe=default_recipe(**recipe),
+        **given,
+    )
+
+
+def _from_flat(d: dict[str, Any]) -> dict[str, Any]:
+    """A config.json of the first, flat layout, in today's composed one."""
+    data_keys = ("dataset", "val_size", "split_seed", "train_subset", "data_dir", "download")
+    recipe_keys = ("epochs", "batch_size", "lr", "optimizer", "label_smoothing")
+    out = {k: v for k, v in d.items() if k not in (*data_keys, *recipe_keys, "augment")}
+    out["caps"] = list(d.get("ladder") or [d["budget"]])
+    out["data"] = {k: d[k] for k in data_keys if k in d}
+    recipe = {k: d[k] for k in recipe_keys if k in d}
+    recipe["augment"] = asdict(AugmentConfig.scaled(float(d.get("augment", 1.0))))
+    recipe["seed"] = d.get("seed", 0)
+    out["recipe"] = recipe
+    return out
+
+
+def differences(stored: dict[str, Any], ours: dict[str, Any]) -> list[str]:
+    """'recipe.epochs: 15 there, 3 here' for every leaf that differs between two fingerprints."""
+    a, b = _flatten(stored), _flatten(ours)
+    return [
+        f"{key}: {a.get(key, '-')} there, {b.get(key, '-')} here"
+        for key in sorted(set(a) | set(b))
+        if a.get(key) != b.get(key)
+    ]
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            flat.update(_flatten(v, key + "."))
+        else:
+            flat[key] = tuple(v) if isinstance(v, list) else v
+    return flat

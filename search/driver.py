@@ -1,0 +1,299 @@
+"""The driver: open (or refuse) the study, load the data once, run trials until enough have
+finished, and stop on a time limit or on failures that keep coming.
+
+``run_search`` starts or resumes the search of a run folder; ``run_worker`` joins a study made
+elsewhere (several machines on one RDB storage, or the helper processes of ``--workers``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from budgetnas.search.budget import format_params
+from budgetnas.search.config import CONFIG_FILE, SearchConfig, differences
+from budgetnas.search.errors import SearchError
+from budgetnas.search.objective import Objective
+from budgetnas.search.progress import Progress
+from budgetnas.search.pruners import make_pruner
+from budgetnas.search.runs import (
+    CONFIG_ATTR,
+    DIGEST_ATTR,
+    FINGERPRINT_ATTR,
+    FINISHED,
+    finished,
+)
+from budgetnas.search.storage import fail_orphans, is_rdb, open_storage
+from budgetnas.trainers.data import TrainVal
+from budgetnas.trainers.evaluate import resolve_device
+
+# A search stops (exit 1, with the reason) after this many trials in a row failed.
+FAILURES_IN_A_ROW = 5
+
+
+def sampler(seed: int) -> optuna.samplers.BaseSampler:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, group=True, n_startup_trials=10, constant_liar=True
+        )
+
+
+def sampler_seed(seed: int, trials_so_far: int, worker: str = "") -> int:
+    """The run's seed for a fresh study; for a resumed study (or another worker) a seed
+    derived from it and the trials already there, so the sampler does not replay its first
+    proposals."""
+    if trials_so_far == 0 and not worker:
+        return seed
+    digest = hashlib.sha256(f"{seed}:{trials_so_far}:{worker}".encode()).hexdigest()
+    return int(digest[:8], 16)
+
+
+class FailureGuard:
+    """Optuna callback: stops the study after ``limit`` failed trials in a row."""
+
+    def __init__(self, limit: int = FAILURES_IN_A_ROW) -> None:
+        self.limit = limit
+        self.failed: list[FrozenTrial] = []
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.state == TrialState.FAIL:
+            self.failed.append(trial)
+            if self.tripped:
+                study.stop()
+        elif trial.state in FINISHED:
+            self.failed.clear()
+
+    @property
+    def tripped(self) -> bool:
+        return len(self.failed) >= self.limit
+
+    def error(self) -> SearchError:
+        numbers = ", ".join(str(t.number) for t in self.failed)
+        last = self.failed[-1].user_attrs.get("error", "no reason recorded")
+        return SearchError(
+            f"{len(self.failed)} trials failed in a row (trials {numbers}); the last: {last}. "
+            "Finished trials are kept: fix the cause, then continue with --resume"
+        )
+
+
+def _study_attrs(storage: optuna.storages.BaseStorage, name: str) -> dict | None:
+    """The user attributes of study ``name`` in ``storage``, or None if there is none."""
+    try:
+        return storage.get_study_user_attrs(storage.get_study_id_from_name(name))
+    except KeyError:
+        return None
+
+
+def _refuse_existing(cfg: SearchConfig, attrs: dict) -> SearchError:
+    where = f"study {cfg.study_name!r} in {cfg.storage_url()}"
+    diff = differences(attrs.get(FINGERPRINT_ATTR) or {}, cfg.fingerprint())
+    if diff:
+        return SearchError(
+            f"{where} holds a search with other settings ({'; '.join(diff)}); "
+            "choose another --study"
+        )
+    return SearchError(
+        f"{where} already exists; add processes to it with `budgetnas worker --storage URL "
+        f"--study {cfg.study_name}`, or choose another --study"
+    )
+
+
+def _check_fingerprint(cfg: SearchConfig, attrs: dict, what: str) -> None:
+    stored = attrs.get(FINGERPRINT_ATTR)
+    if stored is None:
+        return  # a study made before fingerprints were stored: adopted as it is
+    diff = differences(stored, cfg.fingerprint())
+    if diff:
+        raise SearchError(
+            f"{what} does not match its study's settings ({'; '.join(diff)}); nothing was run"
+        )
+
+
+def _check_digest(cfg: SearchConfig, attrs: dict, data: TrainVal) -> None:
+    stored = attrs.get(DIGEST_ATTR)
+    if stored and stored != data.digest:
+        raise SearchError(
+            f"the {cfg.data.dataset} data read from {cfg.data.data_dir} differ from the data "
+            f"the study was searched on (digest {data.digest[:12]} here, {stored[:12]} in "
+            "the study); point --data-dir at the same files"
+        )
+
+
+def run_search(cfg: SearchConfig, *, resume: bool = False, quiet: bool = False) -> optuna.Study:
+    """Run (or continue) the search until ``cfg.trials`` trials have finished or time is up.
+
+    A new search never joins an existing study; a resumed one only continues its own, with
+    the same fingerprint and the same data.
+    """
+    out = Path(cfg.out)
+    if not resume and (out / CONFIG_FILE).exists():
+        raise SearchError(
+            f"{out} already holds a search; continue it with --resume {out} or choose another --out"
+        )
+    # a bad --storage URL, or a study that is already there, fails before data is loaded
+    storage = open_storage(cfg.storage, heartbeat=cfg.heartbeat) if cfg.storage else None
+    attrs = _study_attrs(storage, cfg.study_name) if storage is not None else None
+    if not resume and attrs is not None:
+        raise _refuse_existing(cfg, attrs)
+    device, data = _prepare(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    storage = storage or open_storage(cfg.storage_url(), heartbeat=cfg.heartbeat)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures: one progress line each
+    if resume:
+        attrs = _study_attrs(storage, cfg.study_name)
+        if attrs is None:
+            raise SearchError(f"{out} holds no study named {cfg.study_name!r}")
+        _check_fingerprint(cfg, attrs, f"{out / CONFIG_FILE}")
+        _check_digest(cfg, attrs, data)
+        so_far = len(optuna.load_study(study_name=cfg.study_name, storage=storage).trials)
+        study = optuna.load_study(
+            study_name=cfg.study_name,
+            storage=storage,
+            sampler=sampler(sampler_seed(cfg.seed, so_far)),
+            pruner=make_pruner(cfg.pruner),
+        )
+    else:
+        try:
+            study = optuna.create_study(
+                storage=storage,
+                study_name=cfg.study_name,
+                direction="maximize",
+                sampler=sampler(cfg.seed),
+                pruner=make_pruner(cfg.pruner),
+            )
+        except optuna.exceptions.DuplicatedStudyError:
+            raise SearchError(f"study {cfg.study_name!r} was created meanwhile") from None
+        study.set_user_attr(FINGERPRINT_ATTR, cfg.fingerprint())
+        study.set_user_attr(DIGEST_ATTR, data.digest)
+    (out / CONFIG_FILE).write_text(cfg.to_json())
+    study.set_user_attr(CONFIG_ATTR, cfg.to_dict())
+    if resume and not is_rdb(cfg.storage_url()):
+        orphans = fail_orphans(study)  # no heartbeat here: the dead run's trials are ours
+        if orphans and not quiet:
+            print(
+                f"trials {orphans} were left running by a dead process: failed, queued again",
+                file=sys.stderr,
+            )
+    helpers = _spawn_workers(cfg) if cfg.workers > 1 else []
+    try:
+        _drive(cfg, study, device, data, quiet=quiet)
+    finally:
+        for proc in helpers:
+            if proc.wait() != 0 and not quiet:
+                print(f"worker process {proc.pid} exited with {proc.returncode}", file=sys.stderr)
+    return study
+
+
+def _threads_per_worker(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def _spawn_workers(cfg: SearchConfig) -> list[subprocess.Popen]:
+    """cfg.workers - 1 more processes working on the same study (this one is the first)."""
+    threads = _threads_per_worker(cfg.workers)
+    torch.set_num_threads(threads)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "budgetnas.search.cli",
+        "worker",
+        "--storage",
+        cfg.storage_url(),
+        "--study",
+        cfg.study_name,
+        "--out",
+        str(cfg.out),
+        "--device",
+        cfg.device,
+        "--quiet",
+    ]
+    if cfg.data.data_dir:
+        cmd += ["--data-dir", cfg.data.data_dir]
+    return [subprocess.Popen(cmd, env=env) for _ in range(cfg.workers - 1)]
+
+
+def run_worker(
+    storage: str,
+    study_name: str,
+    *,
+    out: Path | str,
+    device: str | None = None,
+    data_dir: str | None = None,
+    quiet: bool = False,
+) -> optuna.Study:
+    """Join an existing study (e.g. on PostgreSQL) from this machine and work on it until the
+    study has its trial count. Weights of the trials trained here go to ``out``."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    store = open_storage(storage)
+    attrs = _study_attrs(store, study_name)
+    if attrs is None:
+        raise SearchError(f"no study named {study_name!r} in {storage}")
+    stored = attrs.get(CONFIG_ATTR)
+    if not stored:
+        raise SearchError(f"study {study_name!r} was not made by budgetnas search (no config)")
+    cfg = SearchConfig.from_dict(stored)
+    cfg = replace(cfg, out=str(out), storage=storage, study_name=study_name)
+    cfg = cfg.resumed(
+        **{k: v for k, v in {"device": device, "data_dir": data_dir}.items() if v is not None}
+    )
+    _check_fingerprint(cfg, attrs, f"this worker's reading of study {study_name!r}")
+    device_, data = _prepare(cfg)
+    _check_digest(cfg, attrs, data)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    if not (Path(out) / CONFIG_FILE).exists():  # a helper process of a local run shares it
+        (Path(out) / CONFIG_FILE).write_text(cfg.to_json())
+    store = open_storage(storage, heartbeat=cfg.heartbeat)
+    so_far = len(optuna.load_study(study_name=study_name, storage=store).trials)
+    # each worker samples with its own seed, or workers would propose the same candidates
+    study = optuna.load_study(
+        study_name=study_name,
+        storage=store,
+        sampler=sampler(sampler_seed(cfg.seed, so_far, f"{socket.gethostname()}:{os.getpid()}")),
+        pruner=make_pruner(cfg.pruner),
+    )
+    _drive(cfg, study, device_, data, quiet=quiet)
+    return study
+
+
+def _prepare(cfg: SearchConfig) -> tuple[torch.device, TrainVal]:
+    device = resolve_device(cfg.device)
+    return device, cfg.data.load(device)
+
+
+def _drive(
+    cfg: SearchConfig, study: optuna.Study, device: torch.device, data: TrainVal, *, quiet: bool
+) -> None:
+    done = finished(study)
+    progress = Progress(total=cfg.trials, done=done, timeout=cfg.timeout, quiet=quiet)
+    progress.header(
+        f"budgetnas: cap {cfg.budget:,} params ({format_params(cfg.budget)}), "
+        f"{cfg.data.dataset} ({len(data.train):,} train / {len(data.val):,} val), "
+        f"{cfg.trials} trials x {cfg.recipe.epochs} epochs on {device}"
+        + (f"; resuming after {done} trials" if done else "")
+    )
+    if done >= cfg.trials:
+        return
+    # Trials run until cfg.trials have finished (complete or pruned) in the whole study, over
+    # every process: a failed trial does not use up a slot, and FailureGuard bounds failures.
+    guard = FailureGuard()
+    study.optimize(
+        Objective(cfg, data, device, progress),
+        n_trials=None,
+        timeout=cfg.timeout,
+        callbacks=[progress, optuna.study.MaxTrialsCallback(cfg.trials, states=FINISHED), guard],
+        catch=(Exception,),
+    )
+    if guard.tripped:
+        raise guard.error()

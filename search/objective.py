@@ -1,0 +1,175 @@
+"""The objective: sample a candidate, check it against its cap, train it, record everything.
+
+Everything a report, an export or a re-training needs is stored on the trial as user
+attributes: the spec JSON, its counts, the recipe, the validation curve, the train time, the
+device. A trial's own failure (a diverging loss, CUDA out of memory, anything its training
+raises) is recorded on it as ``error`` and re-raised for the driver, which counts it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+import traceback
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from budgetnas.search.config import SearchConfig
+from budgetnas.search.progress import Progress
+from budgetnas.search.recipe import sample_recipe
+from budgetnas.search.runs import WEIGHTS_DIR
+from budgetnas.space.count import analyze
+from budgetnas.space.sample import Rejected, sample_spec
+from budgetnas.space.spec import ArchSpec, SpecError
+from budgetnas.trainers.data import TrainVal
+from budgetnas.trainers.recipe import TrainConfig
+from budgetnas.trainers.train import TrainingError, train
+
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+# Failures that belong to the candidate: recorded without a traceback.
+EXPECTED_ERRORS = (TrainingError, SpecError, torch.cuda.OutOfMemoryError)
+
+
+def candidate_key(spec: ArchSpec, recipe: TrainConfig, data: dict) -> str:
+    """Canonical identity of a result: the spec, the recipe and the data it is trained on."""
+    text = json.dumps([spec.to_dict(), recipe.to_dict(), data], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def assign_cap(trial: optuna.Trial, caps: tuple[int, ...]) -> int:
+    """The rung this trial answers: the one stored on it when it was queued (a retried or
+    requeued trial keeps its rung), else the rung with the fewest trials so far."""
+    stored = trial.user_attrs.get("cap")
+    if stored in caps:
+        return int(stored)
+    counts = dict.fromkeys(caps, 0)
+    for t in trial.study.get_trials(deepcopy=False):
+        cap = t.user_attrs.get("cap")
+        if t.number != trial.number and t.state != TrialState.FAIL and cap in counts:
+            counts[cap] += 1
+    cap = min(caps, key=lambda c: (counts[c], c))
+    trial.set_user_attr("cap", cap)
+    return cap
+
+
+class Objective:
+    """Sample a spec under the trial's cap, train it, report each epoch to the pruner.
+
+    A candidate identical (spec, recipe and data) to one already trained in the study reuses
+    that result instead of training again.
+    """
+
+    def __init__(
+        self, cfg: SearchConfig, data: TrainVal, device: torch.device, progress: Progress
+    ) -> None:
+        self.cfg, self.data, self.device, self.progress = cfg, data, device, progress
+        self.data_fingerprint = cfg.data.fingerprint()
+        self.weights_dir = Path(cfg.out) / WEIGHTS_DIR
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            return self._run(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as err:
+            trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:2000])
+            if not isinstance(err, EXPECTED_ERRORS):
+                trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
+            if isinstance(err, torch.cuda.OutOfMemoryError):
+                torch.cuda.empty_cache()
+            raise
+
+    def _run(self, trial: optuna.Trial) -> float:
+        cfg = self.cfg
+        cap = assign_cap(trial, cfg.caps)
+        recipe, dropout = cfg.recipe, 0.0
+        if cfg.search_recipe:
+            recipe, dropout = sample_recipe(trial, cfg.recipe)
+        trial.set_user_attr("worker", WORKER)
+        try:
+            spec = sample_spec(trial, budget=cap, cfg=replace(cfg.space_config, dropout=dropout))
+        except Rejected as rej:
+            trial.set_user_attr("rejected", rej.reason)
+            trial.set_user_attr("params", rej.params)
+            raise optuna.TrialPruned(f"rejected: {rej.reason}") from None
+        stats = analyze(spec)
+        key = candidate_key(spec, recipe, self.data_fingerprint)
+        trial.set_user_attr("spec", spec.to_json())
+        trial.set_user_attr("summary", spec.summary())
+        trial.set_user_attr("params", stats.params)
+        trial.set_user_attr("macs", stats.macs)
+        trial.set_user_attr("receptive_field", stats.receptive_field)
+        trial.set_user_attr("recipe", recipe.to_dict())
+        if stats.params > cap:  # the trial's own cap, checked before anything is built
+            trial.set_user_attr("rejected", f"{stats.params:,} parameters over the cap {cap:,}")
+            raise optuna.TrialPruned("rejected: over the parameter cap")
+        trial.set_user_attr("key", key)
+        earlier = _earlier(trial, key)
+        if earlier is not None:
+            return _reuse(trial, earlier)
+        return self._train(trial, spec, recipe)
+
+    def _train(self, trial: optuna.Trial, spec: ArchSpec, recipe: TrainConfig) -> float:
+        curve: list[float] = []
+        epochs = recipe.epochs
+
+        def on_epoch(epoch: int, acc: float, loss: float) -> None:
+            curve.append(acc)
+            trial.set_user_attr("val_curve", curve)
+            trial.report(acc, epoch)
+            self.progress.epoch(trial.number, epoch, epochs, acc)
+            if epoch + 1 < epochs and trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} at {acc:.4f}")
+
+        trial.set_user_attr("device", str(self.device))
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+        start = time.perf_counter()
+        try:
+            result = train(spec, self.data, recipe, device=self.device, on_epoch=on_epoch)
+        finally:  # also for pruned trials
+            trial.set_user_attr("wall_time_s", round(time.perf_counter() - start, 3))
+            if cuda:
+                peak = torch.cuda.max_memory_allocated(self.device) / 2**20
+                trial.set_user_attr("peak_gpu_mem_mb", round(peak, 1))
+        self.weights_dir.mkdir(parents=True, exist_ok=True)
+        path = self.weights_dir / f"trial-{trial.number:05d}.pt"
+        torch.save({k: v.cpu() for k, v in result.model.state_dict().items()}, path)
+        trial.set_user_attr("weights", str(path.relative_to(self.cfg.out)))
+        trial.set_user_attr("train_time_s", round(result.train_time_s, 3))
+        trial.set_user_attr("device", result.device)
+        trial.set_user_attr("loss_curve", result.loss_curve)
+        return result.val_acc
+
+
+def _earlier(trial: optuna.Trial, key: str) -> FrozenTrial | None:
+    for t in trial.study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)
+    ):
+        attrs = t.user_attrs
+        if (
+            attrs.get("key") == key
+            and attrs.get("duplicate_of") is None
+            and not attrs.get("rejected")
+        ):
+            return t
+    return None
+
+
+def _reuse(trial: optuna.Trial, earlier: FrozenTrial) -> float:
+    trial.set_user_attr("duplicate_of", earlier.number)
+    for name in ("val_curve", "loss_curve", "weights", "device"):
+        if name in earlier.user_attrs:
+            trial.set_user_attr(name, earlier.user_attrs[name])
+    trial.set_user_attr("train_time_s", 0.0)
+    if earlier.state == TrialState.PRUNED:
+        raise optuna.TrialPruned(f"same candidate as trial {earlier.number}, which was pruned")
+    return float(earlier.value)

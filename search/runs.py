@@ -1,0 +1,89 @@
+"""Read-only access to a run folder: its config, its study, its trials.
+
+Reports, exports and verification open runs through here; nothing in this module trains or
+imports the training loop. A run folder holds ``config.json`` (the exact settings), the study
+(``study.db`` or ``study.journal``, unless ``--storage`` named another Optuna storage),
+``weights/`` (one file per completed trial) and the reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from budgetnas.search.config import CONFIG_FILE, JOURNAL_FILE, STUDY_FILE, SearchConfig
+from budgetnas.search.errors import SearchError
+from budgetnas.search.storage import open_storage
+from budgetnas.space.spec import ArchSpec, SpecError
+from budgetnas.trainers.data import DataError
+from budgetnas.trainers.recipe import ConfigError
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+WEIGHTS_DIR = "weights"
+# study user attributes
+CONFIG_ATTR = "config"
+FINGERPRINT_ATTR = "fingerprint"
+DIGEST_ATTR = "data_digest"
+
+
+def read_config(run: Path | str) -> SearchConfig:
+    """The config of a run folder, with ``out`` pointing at the folder as it is now."""
+    run = Path(run)
+    if not run.is_dir():
+        raise SearchError(f"run folder {run} does not exist")
+    path = run / CONFIG_FILE
+    if not path.is_file():
+        raise SearchError(f"{run} holds no budgetnas run (no {CONFIG_FILE})")
+    try:
+        cfg = SearchConfig.from_json(path.read_text(encoding="utf-8"))
+    except (SearchError, DataError, ConfigError, SpecError) as err:
+        raise SearchError(f"{path} holds settings that are not valid: {err}") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as err:  # not JSON, not a config
+        raise SearchError(f"{path} is unreadable: {err!r}") from None
+    return replace(cfg, out=str(run))
+
+
+def open_run(run: Path | str) -> tuple[SearchConfig, optuna.Study]:
+    """The config and study of an existing run folder."""
+    cfg = read_config(run)
+    files = (STUDY_FILE, JOURNAL_FILE)
+    if cfg.storage is None and not any((Path(run) / f).is_file() for f in files):
+        raise SearchError(f"{run} holds no study ({STUDY_FILE} is missing)")
+    storage = open_storage(cfg.storage_url(), heartbeat=cfg.heartbeat)
+    try:
+        study = optuna.load_study(study_name=cfg.study_name, storage=storage)
+    except KeyError:
+        raise SearchError(f"{run} holds no study named {cfg.study_name!r}") from None
+    return cfg, study
+
+
+def finished(study: optuna.Study) -> int:
+    """Trials that count towards ``--trials``: completed or pruned (a failed one is retried)."""
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def trial_spec(trial: FrozenTrial) -> ArchSpec:
+    """The spec stored on a trial (what reports, export and re-training rebuild from)."""
+    text = trial.user_attrs.get("spec")
+    if text is None:
+        raise SearchError(f"trial {trial.number} has no stored spec (it was rejected)")
+    return ArchSpec.from_json(text)
+
+
+def summary_counts(study: optuna.Study) -> dict[str, Any]:
+    trials = study.get_trials(deepcopy=False)
+    rejected = sum(1 for t in trials if t.user_attrs.get("rejected"))
+    counts = {
+        "complete": sum(t.state == TrialState.COMPLETE for t in trials),
+        "duplicates": sum(t.user_attrs.get("duplicate_of") is not None for t in trials),
+        "pruned": sum(t.state == TrialState.PRUNED for t in trials) - rejected,
+        "rejected": rejected,
+        "failed": sum(t.state == TrialState.FAIL for t in trials),
+    }
+    counts["total"] = len(trials)
+    counts["rejected_fraction"] = rejected / len(trials) if trials else 0.0
+    return counts

@@ -1,0 +1,175 @@
+"""Resuming and sharing studies: a study's fingerprint decides who may join it, a resume
+changes only what does not change results, and a resumed sampler does not replay itself."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+from typer.testing import CliRunner
+
+from budgetnas.search.cli import app
+from budgetnas.search.config import RESUMABLE, differences
+from budgetnas.search.driver import run_search
+from budgetnas.search.objective import candidate_key
+from budgetnas.search.runs import FINGERPRINT_ATTR, open_run
+from budgetnas.space.zoo import ZOO
+from budgetnas.trainers.recipe import TrainConfig
+from tests.helpers import cli_error, quick_config, search_args, write_synthetic_mnist
+
+runner = CliRunner()
+
+
+def _trial_count(study_name: str, url: str) -> int:
+    return len(optuna.load_study(study_name=study_name, storage=url).trials)
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory, synthetic_root):
+    """A finished search whose study lives in a storage named by --storage."""
+    base = tmp_path_factory.mktemp("shared")
+    url = f"sqlite:///{base / 'shared.db'}"
+    first = runner.invoke(
+        app, search_args(synthetic_root, base / "a", "--trials", "2", "--storage", url)
+    )
+    assert first.exit_code == 0, first.stderr
+    return base, url
+
+
+def test_a_search_with_other_settings_does_not_join_the_study(shared, synthetic_root):
+    base, url = shared
+    before = _trial_count("budgetnas", url)
+    args = search_args(synthetic_root, base / "b", "--trials", "4", "--storage", url)
+    line = cli_error(runner.invoke(app, [*args, "--label-smoothing", "0.1", "--val-size", "120"]))
+    assert line == (
+        f"error: study 'budgetnas' in {url} holds a search with other settings "
+        "(data.val_size: 100 there, 120 here; recipe.label_smoothing: 0.0 there, 0.1 here); "
+        "choose another --study"
+    )
+    assert _trial_count("budgetnas", url) == before and not (base / "b").exists()
+
+
+def test_a_search_with_the_same_settings_does_not_join_it_either(shared, synthetic_root):
+    base, url = shared
+    before = _trial_count("budgetnas", url)
+    args = search_args(synthetic_root, base / "c", "--trials", "2", "--storage", url)
+    line = cli_error(runner.invoke(app, args))
+    assert line == (
+        f"error: study 'budgetnas' in {url} already exists; add processes to it with "
+        "`budgetnas worker --storage URL --study budgetnas`, or choose another --study"
+    )
+    assert _trial_count("budgetnas", url) == before and not (base / "c").exists()
+    other = runner.invoke(app, [*args, "--study", "second"])  # a new study beside it is fine
+    assert other.exit_code == 0, other.stderr
+    assert _trial_count("second", url) == 2 and _trial_count("budgetnas", url) == before
+
+
+def test_a_worker_on_other_data_is_refused(shared, tmp_path):
+    base, url = shared
+    other = write_synthetic_mnist(tmp_path / "other", n_train=900, n_test=50)
+    result = runner.invoke(
+        app,
+        ["worker", "--storage", url, "--out", str(tmp_path / "w"), "--data-dir", str(other)],
+    )
+    line = cli_error(result)
+    assert "differ from the data the study was searched on" in line
+    assert "point --data-dir at the same files" in line
+
+
+@pytest.fixture
+def local_run(tmp_path, synthetic_root):
+    run = tmp_path / "run"
+    run_search(quick_config(synthetic_root, run, trials=2), quiet=True)
+    return run
+
+
+@pytest.mark.parametrize(
+    "extra, refused",
+    [
+        (["--epochs", "3"], "--epochs"),
+        (["--lr", "0.2", "--budget", "10k"], "--budget, --lr"),
+        (["--pruner", "median"], "--pruner"),
+        (["--seed", "4"], "--seed"),
+    ],
+)
+def test_resume_refuses_flags_that_change_results(local_run, extra, refused):
+    before = (local_run / "config.json").read_text()
+    line = cli_error(runner.invoke(app, ["search", "--resume", str(local_run), *extra]))
+    allowed = ", ".join("--" + name.replace("_", "-") for name in RESUMABLE)
+    assert line == (
+        f"error: --resume continues a run with its stored settings; {refused} cannot be "
+        f"changed (allowed with --resume: {allowed})"
+    )
+    assert (local_run / "config.json").read_text() == before
+
+
+def test_resume_applies_the_flags_that_do_not(local_run, synthetic_root):
+    result = runner.invoke(
+        app,
+        [
+            "search",
+            "--resume",
+            str(local_run),
+            "--trials",
+            "3",
+            "--timeout",
+            "600",
+            "--device",
+            "cpu",
+            "--data-dir",
+            str(synthetic_root),
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    cfg, study = open_run(local_run)
+    assert (cfg.trials, cfg.timeout, cfg.device) == (3, 600.0, "cpu")
+    assert len(study.trials) == 3
+
+
+def test_resume_with_an_edited_config_is_refused(local_run):
+    path = local_run / "config.json"
+    config = json.loads(path.read_text())
+    config["recipe"]["lr"] = 0.5
+    path.write_text(json.dumps(config))
+    line = cli_error(runner.invoke(app, ["search", "--resume", str(local_run)]))
+    assert line == (
+        f"error: {path} does not match its study's settings (recipe.lr: 0.1 there, 0.5 here); "
+        "nothing was run"
+    )
+    _, study = open_run(local_run)
+    assert len(study.trials) == 2
+
+
+def test_resumed_sampler_proposes_nothing_the_study_holds(tmp_path, synthetic_root):
+    run = tmp_path / "run"
+    study = run_search(quick_config(synthetic_root, run, trials=3), quiet=True)
+    before = {t.user_attrs["key"] for t in study.trials}
+    params_before = [t.params for t in study.trials]
+    result = runner.invoke(app, ["search", "--resume", str(run), "--trials", "6"])
+    assert result.exit_code == 0, result.stderr
+    _, study = open_run(run)
+    resumed = study.trials[3:]
+    assert len(resumed) == 3
+    assert all(t.params not in params_before for t in resumed)  # what the sampler proposed
+    assert not {t.user_attrs["key"] for t in resumed} & before
+    assert all(t.user_attrs.get("duplicate_of") is None for t in resumed)
+
+
+def test_fingerprint_and_candidate_key_cover_the_data(tmp_path, synthetic_root):
+    a = quick_config(synthetic_root, tmp_path / "a")
+    b = quick_config(synthetic_root, tmp_path / "b", train_subset=200, split_seed=3)
+    assert differences(a.fingerprint(), b.fingerprint()) == [
+        "data.split_seed: 0 there, 3 here",
+        "data.train_subset: 300 there, 200 here",
+    ]
+    assert differences(a.fingerprint(), a.fingerprint()) == []
+    spec, recipe = ZOO["001"].spec, TrainConfig()
+    key_a = candidate_key(spec, recipe, a.data.fingerprint())
+    assert key_a != candidate_key(spec, recipe, b.data.fingerprint())
+    assert key_a == candidate_key(spec, recipe, a.data.fingerprint())
+
+
+def test_the_fingerprint_is_stored_on_the_study(local_run):
+    cfg, study = open_run(local_run)
+    assert study.user_attrs[FINGERPRINT_ATTR] == json.loads(json.dumps(cfg.fingerprint()))

@@ -1,0 +1,110 @@
+"""The training recipe: one validated, frozen config, and its defaults per epoch budget.
+
+Nothing here imports torch, so a run's recipe can be read, compared and printed (reports,
+export, fingerprints) without the training stack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("onecycle", "constant")
+MAX_AUGMENT_STRENGTH = 3.0
+
+
+class ConfigError(ValueError):
+    """A training setting or device that cannot be used; the message says which."""
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Random affine augmentation, drawn per image on the device."""
+
+    degrees: float = 10.0  # rotation drawn from [-degrees, degrees]
+    translate: float = 0.1  # shift drawn from [-translate, translate] x image size, per axis
+    scale: float = 0.1  # zoom factor drawn from [1 - scale, 1 + scale]
+
+    def __post_init__(self) -> None:
+        for name in ("degrees", "translate", "scale"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"augmentation {name} must be a number >= 0, got {value!r}")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.degrees or self.translate or self.scale)
+
+    @classmethod
+    def scaled(cls, strength: float) -> AugmentConfig:
+        """The default augmentation times ``strength``: 1 = rotation ±10°, shift ±10%,
+        scale ±10%; 0 = none."""
+        if not 0 <= strength <= MAX_AUGMENT_STRENGTH:
+            raise ConfigError(
+                f"augmentation strength must be between 0 and {MAX_AUGMENT_STRENGTH:g}, "
+                f"got {strength}"
+            )
+        base = cls()
+        return cls(base.degrees * strength, base.translate * strength, base.scale * strength)
+
+
+NO_AUGMENT = AugmentConfig(0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one network is trained: everything that, with the spec and the data, fixes the
+    result (on the CPU, to the bit)."""
+
+    epochs: int = 15
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.05  # the peak learning rate under OneCycle
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.0
+    schedule: str = "onecycle"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    eval_batch_size: int = 2000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}")
+        if not self.lr > 0:
+            raise ConfigError(f"learning rate must be positive, got {self.lr}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not isinstance(self.augment, AugmentConfig):
+            raise ConfigError(f"augment must be an AugmentConfig, got {self.augment!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        if isinstance(kwargs.get("augment"), dict):
+            kwargs["augment"] = AugmentConfig(**kwargs["augment"])
+        return cls(**kwargs)
+
+
+# One epoch leaves no time to learn through augmentation and wants more, smaller steps.
+# Chosen on the validation split with benchmarks/one_epoch.py (README, "One-epoch recipe").
+ONE_EPOCH_DEFAULTS: dict[str, Any] = {"batch_size": 64, "lr": 0.1, "augment": NO_AUGMENT}
+
+
+def default_recipe(epochs: int | None = None, **overrides: Any) -> TrainConfig:
+    """The recipe for an epoch budget: ``TrainConfig``'s defaults, or with ``epochs == 1`` the
+    one-epoch defaults; ``overrides`` (settings the user gave) win over both."""
+    epochs = TrainConfig.epochs if epochs is None else epochs
+    base = ONE_EPOCH_DEFAULTS if epochs == 1 else {}
+    return TrainConfig(epochs=epochs, **{**base, **overrides})
