@@ -35,6 +35,19 @@ def _hover(df: pd.DataFrame) -> list[str]:
     ]
 
 
+def _accuracy_axes(fig: go.Figure, title: str, x: str, height: int) -> go.Figure:
+    """The house style of a figure with validation accuracy on its y axis."""
+    fig.update_layout(
+        title=title,
+        xaxis_title=x,
+        yaxis_title="validation accuracy",
+        yaxis_tickformat=".2%",
+        template="plotly_white",
+        height=height,
+    )
+    return fig
+
+
 def pareto_figure(df: pd.DataFrame, front: pd.DataFrame, *, cap: int, dataset: str) -> go.Figure:
     fig = go.Figure()
     styles = {
@@ -87,15 +100,7 @@ def pareto_figure(df: pd.DataFrame, front: pd.DataFrame, *, cap: int, dataset: s
             )
         )
     fig.add_vline(x=cap, line_dash="dash", line_color="black", annotation_text=f"cap {cap:,}")
-    fig.update_layout(
-        title="Validation accuracy vs parameters",
-        xaxis_title="parameters",
-        yaxis_title="validation accuracy",
-        yaxis_tickformat=".2%",
-        template="plotly_white",
-        height=560,
-    )
-    return fig
+    return _accuracy_axes(fig, "Validation accuracy vs parameters", "parameters", 560)
 
 
 def curves_figure(trials: dict[int, FrozenTrial], front: pd.DataFrame) -> go.Figure:
@@ -110,15 +115,7 @@ def curves_figure(trials: dict[int, FrozenTrial], front: pd.DataFrame) -> go.Fig
                 name=f"#{r.number} ({r.params:,})",
             )
         )
-    fig.update_layout(
-        title="Validation curves of the front",
-        xaxis_title="epoch",
-        yaxis_title="validation accuracy",
-        yaxis_tickformat=".2%",
-        template="plotly_white",
-        height=420,
-    )
-    return fig
+    return _accuracy_axes(fig, "Validation curves of the front", "epoch", 420)
 
 
 def breakdown_figure(spec: ArchSpec, number: int) -> go.Figure:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -65,104 +66,76 @@ def _write_reports(cfg: SearchConfig, study) -> None:
 _ONE = ONE_EPOCH_DEFAULTS
 
 
+def _opt(help: str, *names: str) -> Any:
+    """An option that stays ``None`` unless given, so the library's default applies."""
+    return typer.Option(None, *names, help=help)
+
+
 @app.command()
 def search(
-    budget: str | None = typer.Option(
-        None,
-        "--budget",
-        "-b",
-        help="Hard parameter cap: 10000, 10k, 12.5k, 1.2M; or a ladder 10k,13k,25k.",
+    budget: str | None = _opt(
+        "Hard parameter cap: 10000, 10k, 12.5k, 1.2M; or a ladder 10k,13k,25k.", "--budget", "-b"
     ),
-    dataset: str | None = typer.Option(
-        None, help=f"One of: {', '.join(DATASETS)} [default: {DataConfig.dataset}]."
+    out: Path | None = _opt("Run folder to create.", "--out", "-o"),
+    resume: Path | None = _opt(
+        "Continue the search in this run folder with its stored settings (up to --trials in "
+        "total). Only --trials, --timeout, --device, --workers and --data-dir may be given."
     ),
-    trials: int | None = typer.Option(
-        None,
-        help=f"Trials to finish (complete or pruned) in total, a resumed run's included "
-        f"[default: {SearchConfig.trials}].",
+    trials: int | None = _opt(
+        "Trials to finish (complete or pruned) in total, a resumed run's included "
+        f"[default: {SearchConfig.trials}]."
     ),
-    timeout: float | None = typer.Option(
-        None, help="Stop starting trials after this many seconds."
+    timeout: float | None = _opt("Stop starting trials after this many seconds."),
+    epochs: int | None = _opt(f"Training epochs per candidate [default: {TrainConfig.epochs}]."),
+    batch_size: int | None = _opt(
+        f"Training batch size [default: {TrainConfig.batch_size}; {_ONE['batch_size']} with "
+        "--epochs 1]."
     ),
-    epochs: int | None = typer.Option(
-        None, help=f"Training epochs per candidate [default: {TrainConfig.epochs}]."
+    lr: float | None = _opt(
+        f"Peak learning rate (OneCycle) [default: {TrainConfig.lr}; {_ONE['lr']} with --epochs 1]."
     ),
-    batch_size: int | None = typer.Option(
-        None,
-        help=f"Training batch size [default: {TrainConfig.batch_size}; "
-        f"{_ONE['batch_size']} with --epochs 1].",
+    optimizer: str | None = _opt(f"sgd or adamw [default: {TrainConfig.optimizer}]."),
+    label_smoothing: float | None = _opt(
+        f"Label smoothing of the loss [default: {TrainConfig.label_smoothing}]."
     ),
-    lr: float | None = typer.Option(
-        None,
-        help=f"Peak learning rate (OneCycle) [default: {TrainConfig.lr}; {_ONE['lr']} with "
-        "--epochs 1].",
+    augment: float | None = _opt(
+        "Augmentation strength: 1 = rotation ±10°, shift ±10%, scale ±10% (on the device); "
+        "0 = none [default: 1; 0 with --epochs 1]."
     ),
-    optimizer: str | None = typer.Option(
-        None, help=f"sgd (momentum, Nesterov) or adamw [default: {TrainConfig.optimizer}]."
+    seed: int | None = _opt(
+        f"Seed of the sampler and of every training run [default: {SearchConfig.seed}]."
     ),
-    label_smoothing: float | None = typer.Option(
-        None, help=f"Label smoothing of the loss [default: {TrainConfig.label_smoothing}]."
+    device: str | None = _opt("auto (CUDA when present), cpu, cuda, cuda:N [default: auto]."),
+    dataset: str | None = _opt(f"One of: {', '.join(DATASETS)} [default: {DataConfig.dataset}]."),
+    data_dir: Path | None = _opt(
+        "Root folder of the data sets [default: $BUDGETNAS_DATA or ~/.cache/budgetnas/data]."
     ),
-    augment: float | None = typer.Option(
-        None,
-        help="Augmentation strength: 1 = rotation ±10°, shift ±10%, scale ±10% (on the device);"
-        " 0 = none [default: 1; 0 with --epochs 1].",
+    download: bool | None = _opt("Download the data set when missing.", "--download/--no-download"),
+    train_subset: int | None = _opt("Train on a random subset of this many images (quick runs)."),
+    val_size: int | None = _opt(
+        f"Validation images carved from the training set [default: {DataConfig.val_size}]."
     ),
-    seed: int | None = typer.Option(
-        None, help=f"Seed of the sampler and of every training run [default: {SearchConfig.seed}]."
+    split_seed: int | None = _opt(
+        f"Seed of the train/validation split [default: {DataConfig.split_seed}]."
     ),
-    device: str | None = typer.Option(
-        None, help="auto (CUDA when present), cpu, cuda, cuda:N [default: auto]."
+    pruner: str | None = _opt(
+        f"One of: {', '.join(PRUNERS)}. banded: median pruning among trials of similar size "
+        f"[default: {SearchConfig.pruner}]."
     ),
-    train_subset: int | None = typer.Option(
-        None, help="Train on a random subset of this many images (quick runs)."
-    ),
-    val_size: int | None = typer.Option(
-        None,
-        help=f"Validation images carved from the training set [default: {DataConfig.val_size}].",
-    ),
-    split_seed: int | None = typer.Option(
-        None, help=f"Seed of the train/validation split [default: {DataConfig.split_seed}]."
-    ),
-    data_dir: Path | None = typer.Option(
-        None,
-        help="Root folder of the data sets (default: $BUDGETNAS_DATA or ~/.cache/budgetnas/data).",
-    ),
-    download: bool | None = typer.Option(
-        None, "--download/--no-download", help="Download the data set when it is missing."
-    ),
-    storage: str | None = typer.Option(
-        None, help="Optuna storage URL (default: a study file in the run folder)."
-    ),
-    study: str | None = typer.Option(
-        None, "--study", help=f"Study name inside the storage [default: {SearchConfig.study_name}]."
-    ),
-    pruner: str | None = typer.Option(
-        None,
-        help=f"One of: {', '.join(PRUNERS)}. banded: median pruning among trials of similar "
-        f"size [default: {SearchConfig.pruner}].",
-    ),
-    search_recipe: bool | None = typer.Option(
-        None,
+    search_recipe: bool | None = _opt(
+        "Also search lr, label smoothing, dropout and augmentation strength.",
         "--search-recipe/--no-search-recipe",
-        help="Also search lr, label smoothing, dropout and augmentation strength.",
     ),
-    workers: int | None = typer.Option(
-        None,
-        help="Trial processes on this machine sharing the study "
-        f"[default: {SearchConfig.workers}].",
+    workers: int | None = _opt(
+        f"Trial processes on this machine sharing the study [default: {SearchConfig.workers}]."
     ),
-    heartbeat: int | None = typer.Option(
-        None,
-        help="Seconds between liveness beats; a trial silent for 2x this is failed and retried "
-        f"[default: {SearchConfig.heartbeat}].",
+    storage: str | None = _opt("Optuna storage URL [default: a study file in the run folder]."),
+    study_name: str | None = _opt(
+        f"Study name inside the storage [default: {SearchConfig.study_name}].", "--study"
     ),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Run folder to create."),
-    resume: Path | None = typer.Option(
-        None,
-        help="Continue the search in this run folder with its stored settings (up to --trials "
-        "in total). Only --trials, --timeout, --device, --workers and --data-dir may be given "
-        "with it.",
+    heartbeat: int | None = _opt(
+        "Seconds between liveness beats; a trial silent for 2x this is failed and retried "
+        f"[default: {SearchConfig.heartbeat}]."
     ),
     quiet: bool = typer.Option(False, help="No progress lines."),
 ) -> None:
@@ -171,33 +144,7 @@ def search(
     The search runs until --trials trials have finished (completed or pruned); a failed
     trial does not count, and 5 failures in a row stop the search with the last reason.
     """
-    options = {
-        "budget": budget,
-        "dataset": dataset,
-        "trials": trials,
-        "timeout": timeout,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "optimizer": optimizer,
-        "label_smoothing": label_smoothing,
-        "augment": augment,
-        "seed": seed,
-        "device": device,
-        "train_subset": train_subset,
-        "val_size": val_size,
-        "split_seed": split_seed,
-        "data_dir": data_dir,
-        "download": download,
-        "storage": storage,
-        "study_name": study,
-        "pruner": pruner,
-        "search_recipe": search_recipe,
-        "workers": workers,
-        "heartbeat": heartbeat,
-        "out": out,
-    }
-    given = {k: v for k, v in options.items() if v is not None}
+    given = {k: v for k, v in locals().items() if v is not None and k not in ("resume", "quiet")}
     cfg: SearchConfig | None = None
     with _user_errors():
         if resume is not None:
@@ -362,19 +309,11 @@ def bench(
 ) -> None:
     """Epochs per second: the seeds' DataLoader pipeline vs budgetnas's trainer, side by side
     in one run (same net, batch, optimizer steps and augmentation)."""
+    options = dict(locals())  # every option, as given
     from budgetnas.trainers.bench import bench_table
 
     with _user_errors():
-        bench_table(
-            device=device,
-            steps=steps,
-            nets=nets,
-            batches=batches,
-            concurrent=concurrent,
-            loader_workers=loader_workers,
-            data_dir=data_dir,
-            echo=typer.echo,
-        )
+        bench_table(**options, echo=typer.echo)
 
 
 @app.command()

@@ -69,14 +69,11 @@ class SearchConfig:
         object.__setattr__(self, "caps", tuple(sorted(set(caps))))
         if self.caps[0] < 1:
             raise SearchError(f"budget must be at least 1 parameter, got {self.caps[0]}")
-        if self.trials < 1:
-            raise SearchError(f"--trials must be at least 1, got {self.trials}")
+        for name in ("trials", "workers", "heartbeat"):
+            if getattr(self, name) < 1:
+                raise SearchError(f"{flag(name)} must be at least 1, got {getattr(self, name)}")
         if self.timeout is not None and self.timeout <= 0:
             raise SearchError(f"--timeout must be positive, got {self.timeout}")
-        if self.workers < 1:
-            raise SearchError(f"--workers must be at least 1, got {self.workers}")
-        if self.heartbeat < 1:
-            raise SearchError(f"--heartbeat must be at least 1 second, got {self.heartbeat}")
         if self.pruner not in PRUNERS:
             raise SearchError(f"unknown pruner {self.pruner!r}; choose {', '.join(PRUNERS)}")
         info = self.data.info

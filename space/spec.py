@@ -14,6 +14,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from budgetnas.space import checks
 from budgetnas.space.blocks import (
     BLOCK_KINDS,
     ORDERS,
@@ -30,16 +31,7 @@ from budgetnas.space.blocks import (
     pool_out_size,
     register_block,
 )
-from budgetnas.space.checks import (
-    ACTIVATIONS,
-    MAX_CHANNELS,
-    SpecError,
-    check_bool,
-    check_choice,
-    check_int,
-    check_keys,
-    check_prob,
-)
+from budgetnas.space.checks import ACTIVATIONS, MAX_CHANNELS, SpecError
 
 __all__ = [
     "ACTIVATIONS",
@@ -82,19 +74,19 @@ class Head:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        check_choice("head", "kind", self.kind, HEAD_KINDS)
-        check_int("head", "k", self.k, 1, 7)
+        checks.check_choice("head", "kind", self.kind, HEAD_KINDS)
+        checks.check_int("head", "k", self.k, 1, 7)
         if self.k % 2 == 0:
             raise SpecError(f"head: kernel size must be odd, got {self.k}")
-        check_int("head", "pad", self.pad, 0, self.k // 2)
-        check_bool("head", "bias", self.bias)
+        checks.check_int("head", "pad", self.pad, 0, self.k // 2)
+        checks.check_bool("head", "bias", self.bias)
         if not isinstance(self.hidden, tuple):
             raise SpecError(f"head: hidden must be a list of layer widths, got {self.hidden!r}")
         for h in self.hidden:
-            check_int("head", "hidden width", h, 1, MAX_CHANNELS)
-        check_int("head", "pool_to", self.pool_to, 1, 64)
-        check_choice("head", "act", self.act, ACTIVATIONS)
-        check_prob("head", "dropout", self.dropout)
+            checks.check_int("head", "hidden width", h, 1, MAX_CHANNELS)
+        checks.check_int("head", "pool_to", self.pool_to, 1, 64)
+        checks.check_choice("head", "act", self.act, ACTIVATIONS)
+        checks.check_prob("head", "dropout", self.dropout)
         if self.kind == "conv_gap" and self.hidden:
             raise SpecError("head: a conv_gap head has no hidden layers; use kind 'fc'")
 
@@ -152,7 +144,7 @@ class Head:
     def from_dict(cls, data: Any) -> Head:
         if not isinstance(data, dict):
             raise SpecError(f"head must be a JSON object, got {data!r}")
-        check_keys("head", data, {f.name for f in fields(cls)}, required=set())
+        checks.check_keys("head", data, {f.name for f in fields(cls)}, required=set())
         kwargs = dict(data)
         if "hidden" in kwargs:
             if not isinstance(kwargs["hidden"], list):
@@ -177,9 +169,9 @@ class ArchSpec:
     norm: tuple[float, float] = (0.1307, 0.3081)
 
     def __post_init__(self) -> None:
-        check_int("spec", "in_channels", self.in_channels, 1, 16)
-        check_int("spec", "input_size", self.input_size, 1, 1024)
-        check_int("spec", "num_classes", self.num_classes, 2, 100_000)
+        checks.check_int("spec", "in_channels", self.in_channels, 1, 16)
+        checks.check_int("spec", "input_size", self.input_size, 1, 1024)
+        checks.check_int("spec", "num_classes", self.num_classes, 2, 100_000)
         if not isinstance(self.blocks, tuple):
             raise SpecError(f"spec: blocks must be a list, got {type(self.blocks).__name__}")
         for i, block in enumerate(self.blocks, 1):
@@ -240,7 +232,7 @@ class ArchSpec:
         """Inverse of ``to_dict``; anything malformed raises ``SpecError``, never another error."""
         if not isinstance(data, dict):
             raise SpecError(f"spec must be a JSON object, got {type(data).__name__}")
-        check_keys("spec", data, {f.name for f in fields(cls)}, required={"blocks"})
+        checks.check_keys("spec", data, {f.name for f in fields(cls)}, required={"blocks"})
         blocks = data["blocks"]
         if not isinstance(blocks, list):
             raise SpecError("spec: blocks must be a list")

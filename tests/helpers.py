@@ -161,6 +161,19 @@ def search_args(root: Path, out: Path, *extra: str, budget: str = "5k") -> list[
     ]
 
 
+# Longer searches for tests where several processes must overlap in time.
+SHARED_SEARCH = (
+    "--epochs",
+    "3",
+    "--train-subset",
+    "600",
+    "--val-size",
+    "100",
+    "--batch-size",
+    "30",
+)
+
+
 def cli_module(*args: str) -> list[str]:
     """The command line running the CLI in a fresh interpreter."""
     return [sys.executable, "-m", "budgetnas.search.cli", *args]

@@ -122,34 +122,6 @@ def time_dataloader(
     return time.perf_counter() - start
 
 
-def run_bench(
-    *,
-    data_dir: str,
-    device: torch.device,
-    nets: tuple[str, ...] = ("000", "001"),
-    batches: tuple[int, ...] = (128, 512),
-    steps: int = 60,
-    loader_workers: int = 2,
-    progress=None,
-) -> list[BenchRow]:
-    data = load_train_val("mnist", data_dir=data_dir, device=device)
-    rows = []
-    for key in nets:
-        for batch in batches:
-            s = max(1, min(steps, len(data.train) // batch))
-            t_loader = time_dataloader(
-                key, data_dir, batch=batch, steps=s, device=device, workers=loader_workers
-            )
-            t_ours = time_budgetnas(key, data, batch=batch, steps=s, device=device)
-            rows += [
-                BenchRow(key, batch, f"DataLoader ({loader_workers} workers)", s, t_loader),
-                BenchRow(key, batch, "budgetnas", s, t_ours),
-            ]
-            if progress:
-                progress(rows[-2], rows[-1])
-    return rows
-
-
 def run_concurrent(
     *, data_dir: str, device: str, processes: int, net: str, batch: int, steps: int
 ) -> float:
@@ -219,15 +191,18 @@ def bench_table(
             f"{ours.epochs_per_s:>14.3f} {ours.epochs_per_s / loader.epochs_per_s:>5.2f}x"
         )
 
-    run_bench(
-        data_dir=root,
-        device=dev,
-        nets=net_keys,
-        batches=sizes,
-        steps=steps,
-        loader_workers=loader_workers,
-        progress=show,
-    )
+    data = load_train_val("mnist", data_dir=root, device=dev)
+    for key in net_keys:
+        for batch in sizes:
+            n = max(1, min(steps, len(data.train) // batch))
+            t_loader = time_dataloader(
+                key, root, batch=batch, steps=n, device=dev, workers=loader_workers
+            )
+            t_ours = time_budgetnas(key, data, batch=batch, steps=n, device=dev)
+            show(
+                BenchRow(key, batch, f"DataLoader ({loader_workers} workers)", n, t_loader),
+                BenchRow(key, batch, "budgetnas", n, t_ours),
+            )
     for n in counts:
         rate = run_concurrent(
             data_dir=root,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -67,132 +68,108 @@ def _snapshot(folder: Path) -> dict[str, str]:
 CASES = [
     (
         "budget 0",
-        ["search", "--budget", "0", "--out", "{base}/new"],
+        "search --budget 0 --out {base}/new".split(),
         "bad budget '0': it must be at least 1 parameter",
     ),
     (
         "negative budget",
-        ["search", "--budget", "-5k", "--out", "{base}/new"],
+        "search --budget -5k --out {base}/new".split(),
         "bad budget '-5k': it must be a positive number of parameters",
     ),
     (
         "non-numeric budget",
-        ["search", "--budget", "ten", "--out", "{base}/new"],
+        "search --budget ten --out {base}/new".split(),
         "bad budget 'ten': write a parameter count such as 10000, 10k, 12.5k or 1.2M",
     ),
     (
         "budget below the smallest network",
-        ["search", "--budget", "100", "--out", "{base}/new"],
+        "search --budget 100 --out {base}/new".split(),
         "budget 100 is below the smallest network the space can build (262 parameters)",
     ),
     (
         "unknown dataset",
-        ["search", "--budget", "10k", "--dataset", "cifar10", "--out", "{base}/new"],
+        "search --budget 10k --dataset cifar10 --out {base}/new".split(),
         "unknown dataset 'cifar10'; choose one of mnist, fashion-mnist, kmnist",
     ),
     (
         "unknown device",
-        [
-            "search",
-            "--budget",
-            "10k",
-            "--device",
-            "tpu",
-            "--data-dir",
-            "{data}",
-            "--out",
-            "{base}/new",
-        ],
+        "search --budget 10k --device tpu --data-dir {data} --out {base}/new".split(),
         "unknown device 'tpu'; use auto, cpu, cuda or cuda:N",
     ),
     (
         "missing data",
-        ["search", "--budget", "10k", "--data-dir", "{base}/nothing", "--out", "{base}/new"],
+        "search --budget 10k --data-dir {base}/nothing --out {base}/new".split(),
         "mnist: data not found in {base}/nothing/MNIST/raw: missing train-images-idx3-ubyte",
     ),
     (
         "truncated IDX file",
-        ["search", "--budget", "10k", "--data-dir", "{truncated}", "--out", "{base}/new"],
+        "search --budget 10k --data-dir {truncated} --out {base}/new".split(),
         "mnist: could not read the IDX files in {truncated}/MNIST/raw (truncated or not IDX?)",
     ),
     (
         "wrong IDX magic",
-        ["search", "--budget", "10k", "--data-dir", "{magic}", "--out", "{base}/new"],
+        "search --budget 10k --data-dir {magic} --out {base}/new".split(),
         "mnist: could not read the IDX files in {magic}/MNIST/raw (truncated or not IDX?)",
     ),
     (
         "unreachable storage",
-        [
-            "search",
-            "--budget",
-            "10k",
-            "--data-dir",
-            "{data}",
-            "--storage",
-            "postgresql://nobody@127.0.0.1:1/none",
-            "--out",
-            "{base}/new",
-        ],
+        "search --budget 10k --data-dir {data} --out {base}/new --storage postgresql://nobody@127.0.0.1:1/none".split(),
         "cannot open storage 'postgresql://nobody@127.0.0.1:1/none'",
     ),
     (
         "malformed storage URL",
-        [
-            "search",
-            "--budget",
-            "10k",
-            "--data-dir",
-            "{data}",
-            "--storage",
-            "not a url",
-            "--out",
-            "{base}/new",
-        ],
+        shlex.split("search --budget 10k --data-dir {data} --storage 'not a url' --out {base}/new"),
         "cannot open storage 'not a url': Could not parse SQLAlchemy URL",
     ),
     (
         "existing run without --resume",
-        ["search", "--budget", "5k", "--data-dir", "{data}", "--out", "{run}"],
+        "search --budget 5k --data-dir {data} --out {run}".split(),
         "{run} already holds a search; continue it with --resume {run} or choose another --out",
     ),
     (
         "--resume of a folder with no study",
-        ["search", "--resume", "{base}/not-a-run"],
+        "search --resume {base}/not-a-run".split(),
         "{base}/not-a-run holds no budgetnas run (no config.json)",
     ),
     (
         "--resume of a folder that does not exist",
-        ["search", "--resume", "{base}/nowhere"],
+        "search --resume {base}/nowhere".split(),
         "run folder {base}/nowhere does not exist",
     ),
     (
         "--resume with a bad device",
-        ["search", "--resume", "{run}", "--device", "tpu"],
+        "search --resume {run} --device tpu".split(),
         "unknown device 'tpu'; use auto, cpu, cuda or cuda:N",
     ),
     (
+        "--resume with a setting that changes results",
+        "search --resume {run} --epochs 3 --lr 0.2".split(),
+        "--resume continues a run with its stored settings; --epochs, --lr cannot be changed "
+        "(allowed with --resume: --trials, --timeout, --device, --workers, --data-dir)",
+    ),
+    (
         "report of a folder that does not exist",
-        ["report", "{base}/nowhere"],
+        "report {base}/nowhere".split(),
         "run folder {base}/nowhere does not exist",
     ),
     (
         "export of a trial that does not exist",
-        ["export", "{run}", "--trial", "99", "--out", "{base}/m.py"],
+        "export {run} --trial 99 --out {base}/m.py".split(),
         "trial 99 does not exist (the study has trials 0..2)",
     ),
     (
         "export of a pruned trial",
-        ["export", "{run}", "--trial", "2", "--out", "{base}/m.py"],
+        "export {run} --trial 2 --out {base}/m.py".split(),
         "trial 2 was pruned; only completed trials have weights",
     ),
     (
         "export over an existing file",
-        ["export", "{run}", "--out", "{run}/config.py"],
+        "export {run} --out {run}/config.py".split(),
         None,
     ),  # filled below: needs the file to exist
     (
         "hand-edited invalid spec JSON",
-        ["count", "{bad_spec}"],
+        "count {bad_spec}".split(),
         "conv: kernel size must be odd, got 4",
     ),
 ]

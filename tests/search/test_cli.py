@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
-from tests.helpers import cli_error, cli_module
+from tests.helpers import cli_error, cli_module, search_args
 
 runner = CliRunner()
 
@@ -51,19 +51,7 @@ def test_unknown_dataset(tmp_path):
 
 
 def test_unknown_device(tmp_path, synthetic_root):
-    msg = _error(
-        [
-            "search",
-            "--budget",
-            "10k",
-            "--device",
-            "tpu",
-            "--data-dir",
-            str(synthetic_root),
-            "--out",
-            str(tmp_path / "r"),
-        ]
-    )
+    msg = _error(search_args(synthetic_root, tmp_path / "r", "--device", "tpu"))
     assert "unknown device 'tpu'" in msg
 
 

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from budgetnas.reports.frame import trials_frame
 from budgetnas.reports.pareto import pareto_front
-from tests.helpers import cli_module
+from tests.helpers import SHARED_SEARCH, cli_module, search_args
 
 
 @pytest.fixture
@@ -32,31 +32,15 @@ def pg_url():
 
 
 def test_two_workers_share_one_study(tmp_path, synthetic_root, pg_url):
-    quick = ["--device", "cpu", "--quiet"]
     first = subprocess.Popen(
         cli_module(
-            "search",
-            "--budget",
-            "5k",
-            "--storage",
-            pg_url,
-            "--study",
-            "shared",
-            "--data-dir",
-            str(synthetic_root),
-            "--out",
-            str(tmp_path / "a"),
-            "--trials",
-            "16",
-            "--epochs",
-            "3",
-            "--train-subset",
-            "600",
-            "--val-size",
-            "100",
-            "--batch-size",
-            "30",
-            *quick,
+            *search_args(
+                synthetic_root,
+                tmp_path / "a",
+                *("--storage", pg_url, "--study", "shared", "--trials", "16"),
+                *SHARED_SEARCH,
+                "--quiet",
+            )
         ),
         stderr=subprocess.PIPE,
         text=True,
@@ -80,7 +64,9 @@ def test_two_workers_share_one_study(tmp_path, synthetic_root, pg_url):
             str(tmp_path / "b"),
             "--data-dir",
             str(synthetic_root),
-            *quick,
+            "--device",
+            "cpu",
+            "--quiet",
         ),
         capture_output=True,
         text=True,

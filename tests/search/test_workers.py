@@ -11,39 +11,15 @@ from budgetnas.search.cli import app
 from budgetnas.search.driver import run_search
 from budgetnas.search.runs import open_run
 from budgetnas.search.storage import fail_orphans, journal_url, open_storage
-from tests.helpers import quick_config
+from tests.helpers import SHARED_SEARCH, quick_config, search_args
 
 runner = CliRunner()
 
 
 def test_two_workers_on_cpu(tmp_path, synthetic_root):
     run = tmp_path / "run"
-    result = runner.invoke(
-        app,
-        [
-            "search",
-            "--budget",
-            "5k",
-            "--workers",
-            "2",
-            "--trials",
-            "12",
-            "--epochs",
-            "3",
-            "--train-subset",
-            "600",
-            "--val-size",
-            "100",
-            "--batch-size",
-            "30",
-            "--device",
-            "cpu",
-            "--data-dir",
-            str(synthetic_root),
-            "--out",
-            str(run),
-        ],
-    )
+    args = search_args(synthetic_root, run, "--workers", "2", "--trials", "12", *SHARED_SEARCH)
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.stderr
     assert "locked" not in result.stderr
     assert (run / "study.journal").is_file() and not (run / "study.db").exists()
@@ -81,7 +57,9 @@ def test_orphans_of_a_dead_journal_run_are_failed_and_queued(tmp_path):
 
 def test_resume_a_single_process_run_with_two_workers(tmp_path, synthetic_root):
     run = tmp_path / "run"
-    cfg = quick_config(synthetic_root, run, trials=2, epochs=3, train_subset=600, batch_size=30)
+    shared = dict(zip(SHARED_SEARCH[::2], SHARED_SEARCH[1::2], strict=True))
+    options = {k[2:].replace("-", "_"): int(v) for k, v in shared.items()}
+    cfg = quick_config(synthetic_root, run, trials=2, **options)
     run_search(cfg, quiet=True)
     result = runner.invoke(
         app, ["search", "--resume", str(run), "--trials", "12", "--workers", "2"]

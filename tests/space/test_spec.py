@@ -5,16 +5,8 @@ import random
 
 import pytest
 
-from budgetnas.space.spec import (
-    BLOCK_KINDS,
-    ArchSpec,
-    Conv,
-    Head,
-    Pool,
-    Residual,
-    SpecError,
-    Transition,
-)
+from budgetnas.space.blocks import BLOCK_KINDS, Conv, Pool, Residual, Transition
+from budgetnas.space.spec import ArchSpec, Head, SpecError
 from budgetnas.space.zoo import ZOO
 from tests.helpers import random_spec
 
