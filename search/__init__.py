@@ -1,7 +1,7 @@
 """The Optuna search: config, study, objective, driver, verification, export, and the CLI."""
 
 from budgetnas.search.budget import format_params, parse_budget, parse_ladder
-from budgetnas.search.config import SearchConfig
+from budgetnas.search.config import SearchConfig, new_config
 from budgetnas.search.errors import SearchError
 from budgetnas.search.export import ExportResult, export_trial
 from budgetnas.search.runs import open_run, read_config, summary_counts, trial_spec
@@ -12,6 +12,7 @@ __all__ = [
     "SearchError",
     "export_trial",
     "format_params",
+    "new_config",
     "open_run",
     "parse_budget",
     "parse_ladder",
