@@ -21,6 +21,7 @@ COLUMNS = [
     "reason",
     "cap",
     "duplicate_of",
+    "reference",
     "spec",
 ]
 
@@ -43,8 +44,11 @@ def _row(t: FrozenTrial) -> dict:
         "params": attrs.get("params"),
         "macs": attrs.get("macs"),
         "receptive_field": attrs.get("receptive_field"),
-        # a completed trial's value; for a pruned one, its last validation accuracy
-        "val_acc": t.value if t.state == TrialState.COMPLETE else (curve[-1] if curve else None),
+        # a completed trial's accuracy (its first objective); for a pruned one, its last
+        # validation accuracy
+        "val_acc": t.values[0]
+        if t.state == TrialState.COMPLETE
+        else (curve[-1] if curve else None),
         "epochs": len(curve),
         "train_time_s": attrs.get("train_time_s"),
         "device": attrs.get("device"),
@@ -52,6 +56,7 @@ def _row(t: FrozenTrial) -> dict:
         "reason": rejected or attrs.get("error"),
         "cap": attrs.get("cap"),
         "duplicate_of": attrs.get("duplicate_of"),
+        "reference": attrs.get("reference"),  # the zoo key of a reference network
         "spec": attrs.get("spec"),
     }
 

@@ -44,3 +44,20 @@ def best_row(df: pd.DataFrame, *, cap: int | None = None) -> pd.Series | None:
     if front.empty:
         return None
     return front.sort_values(["val_acc", "params", "number"], ascending=[False, True, True]).iloc[0]
+
+
+def hypervolume(front: pd.DataFrame, *, cap: int, ref_acc: float = 0.90) -> float:
+    """The area a front dominates in (parameters / cap, accuracy), from the reference point
+    (1.0, ``ref_acc``): parameters minimised, accuracy maximised. Points at or below
+    ``ref_acc`` or over the cap add nothing. Exact (a sum of rectangles)."""
+    points = sorted(
+        (float(p) / cap, float(a))
+        for p, a in zip(front["params"], front["val_acc"], strict=True)
+        if p <= cap and a > ref_acc
+    )
+    area, best = 0.0, ref_acc
+    edges = [x for x, _ in points[1:]] + [1.0] if points else []
+    for (x, acc), right in zip(points, edges, strict=True):
+        best = max(best, acc)  # the best accuracy reachable with at most x * cap parameters
+        area += (right - x) * (best - ref_acc)
+    return area

@@ -19,6 +19,7 @@ from budgetnas.search.budget import parse_ladder
 from budgetnas.search.config import SearchConfig, new_config
 from budgetnas.search.errors import SearchError
 from budgetnas.search.pruners import PRUNERS
+from budgetnas.search.samplers import SAMPLERS
 from budgetnas.space.spec import SpecError
 from budgetnas.trainers.data import DATASETS, DataConfig, DataError
 from budgetnas.trainers.recipe import ONE_EPOCH_DEFAULTS, ConfigError, TrainConfig
@@ -54,7 +55,8 @@ def _write_reports(cfg: SearchConfig, study) -> None:
 
     files, counts = write_run_reports(cfg, study)
     typer.echo(
-        f"trials: {counts['complete']} complete ({counts['duplicates']} reused), "
+        f"trials: {counts['complete']} complete ({counts['duplicates']} reused, "
+        f"{counts['references']} reference networks), "
         f"{counts['pruned']} pruned, "
         f"{counts['rejected']} rejected before training ({counts['rejected_fraction']:.1%}), "
         f"{counts['failed']} failed",
@@ -118,9 +120,17 @@ def search(
     split_seed: int | None = _opt(
         f"Seed of the train/validation split [default: {DataConfig.split_seed}]."
     ),
+    sampler: str | None = _opt(
+        f"One of: {', '.join(SAMPLERS)}. motpe, nsga2: accuracy and parameters as two objectives "
+        f"(the front); tpe: accuracy alone; random: a baseline [default: {SearchConfig.sampler}]."
+    ),
     pruner: str | None = _opt(
         f"One of: {', '.join(PRUNERS)}. banded: median pruning among trials of similar size "
         f"[default: {SearchConfig.pruner}]."
+    ),
+    references: str | None = _opt(
+        "Seed networks trained in the study with its recipe, data and seeds, as yardsticks: "
+        "all, none, or zoo keys such as 001,004 (those under a cap) [default: all]."
     ),
     search_recipe: bool | None = _opt(
         "Also search lr, label smoothing, dropout and augmentation strength.",

@@ -16,9 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from budgetnas.search.errors import SearchError
-from budgetnas.search.pruners import PRUNERS
+from budgetnas.search.pruners import PRUNERS, SINGLE_OBJECTIVE_PRUNERS
+from budgetnas.search.samplers import SAMPLERS, is_multi_objective
 from budgetnas.search.storage import journal_url
+from budgetnas.space.count import count_params
 from budgetnas.space.sample import SpaceConfig, smallest_network
+from budgetnas.space.spec import ArchSpec
+from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.data import DataConfig, default_data_dir
 from budgetnas.trainers.recipe import AugmentConfig, TrainConfig, default_recipe
 
@@ -57,7 +61,9 @@ class SearchConfig:
     device: str = "auto"
     storage: str | None = None  # an Optuna storage URL; default: a file in the run folder
     study_name: str = "budgetnas"
+    sampler: str = "motpe"
     pruner: str = "banded"
+    references: tuple[str, ...] = tuple(ZOO)  # zoo networks trained in the study, as yardsticks
     search_recipe: bool = False
     heartbeat: int = 30  # seconds; a trial silent for twice this long is failed and retried
     workers: int = 1  # trial processes on this machine, sharing the study
@@ -76,6 +82,14 @@ class SearchConfig:
             raise SearchError(f"--timeout must be positive, got {self.timeout}")
         if self.pruner not in PRUNERS:
             raise SearchError(f"unknown pruner {self.pruner!r}; choose {', '.join(PRUNERS)}")
+        if self.sampler not in SAMPLERS:
+            raise SearchError(f"unknown sampler {self.sampler!r}; choose {', '.join(SAMPLERS)}")
+        if is_multi_objective(self.sampler) and self.pruner in SINGLE_OBJECTIVE_PRUNERS:
+            raise SearchError(
+                f"--pruner {self.pruner} works only with a single-objective sampler (tpe, "
+                f"random); with --sampler {self.sampler} use banded or none"
+            )
+        object.__setattr__(self, "references", parse_references(self.references))
         info = self.data.info
         images = {
             "in_channels": info.in_channels,
@@ -104,6 +118,23 @@ class SearchConfig:
     def space_config(self) -> SpaceConfig:
         assert self.space is not None  # filled in by __post_init__
         return self.space
+
+    def reference_specs(self) -> dict[str, tuple[ArchSpec, int]]:
+        """The reference networks of this search: zoo key -> (spec for this data set, the
+        rung it answers: the smallest cap that holds it). Networks over every cap, or for
+        other image shapes, are left out."""
+        space = self.space_config
+        out: dict[str, tuple[ArchSpec, int]] = {}
+        for key in self.references:
+            spec = ZOO[key].spec
+            shape = (spec.in_channels, spec.input_size, spec.num_classes)
+            if shape != (space.in_channels, space.input_size, space.num_classes):
+                continue
+            spec = replace(spec, norm=space.norm)
+            rungs = [cap for cap in self.caps if count_params(spec) <= cap]
+            if rungs:
+                out[key] = (spec, rungs[0])
+        return out
 
     # ---- what defines a result ---------------------------------------------------------
 
@@ -152,6 +183,7 @@ class SearchConfig:
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["caps"] = list(self.caps)
+        d["references"] = list(self.references)
         d["data"] = asdict(self.data)
         d["recipe"] = self.recipe.to_dict()
         d["space"] = self.space_config.to_dict()
@@ -164,9 +196,12 @@ class SearchConfig:
     def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
         if "caps" not in data:
             data = _from_flat(data)
+        # runs made before samplers and references were settings: single-objective TPE, none
+        data = {"sampler": "tpe", "references": [], **data}
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["caps"] = tuple(kwargs["caps"])
+        kwargs["references"] = tuple(kwargs["references"])
         kwargs["data"] = DataConfig(**kwargs.get("data", {}))
         kwargs["recipe"] = TrainConfig.from_dict(kwargs.get("recipe", {}))
         if kwargs.get("space") is not None:
@@ -217,6 +252,23 @@ def _from_flat(d: dict[str, Any]) -> dict[str, Any]:
     recipe["seed"] = d.get("seed", 0)
     out["recipe"] = recipe
     return out
+
+
+def parse_references(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """``all``, ``none`` or ``001,004`` (or a sequence of zoo keys) -> zoo keys."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "all":
+            return tuple(ZOO)
+        keys = () if text in ("none", "") else tuple(k.strip() for k in text.split(","))
+    else:
+        keys = tuple(value)
+    unknown = [k for k in keys if k not in ZOO]
+    if unknown:
+        raise SearchError(
+            f"--references: no zoo entry {unknown[0]!r}; use all, none or keys of {', '.join(ZOO)}"
+        )
+    return tuple(dict.fromkeys(keys))
 
 
 def differences(stored: dict[str, Any], ours: dict[str, Any]) -> list[str]:

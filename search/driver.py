@@ -12,7 +12,6 @@ import os
 import socket
 import subprocess
 import sys
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,20 +32,13 @@ from budgetnas.search.runs import (
     FINISHED,
     finished,
 )
+from budgetnas.search.samplers import directions, is_multi_objective, make_sampler
 from budgetnas.search.storage import fail_orphans, is_rdb, open_storage
 from budgetnas.trainers.data import TrainVal
 from budgetnas.trainers.evaluate import resolve_device
 
 # A search stops (exit 1, with the reason) after this many trials in a row failed.
 FAILURES_IN_A_ROW = 5
-
-
-def sampler(seed: int) -> optuna.samplers.BaseSampler:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(
-            seed=seed, multivariate=True, group=True, n_startup_trials=10, constant_liar=True
-        )
 
 
 def sampler_seed(seed: int, trials_so_far: int, worker: str = "") -> int:
@@ -57,6 +49,56 @@ def sampler_seed(seed: int, trials_so_far: int, worker: str = "") -> int:
         return seed
     digest = hashlib.sha256(f"{seed}:{trials_so_far}:{worker}".encode()).hexdigest()
     return int(digest[:8], 16)
+
+
+def _pruner(cfg: SearchConfig) -> optuna.pruners.BasePruner:
+    """Optuna's pruner for a single-objective study; a multi-objective one prunes inside the
+    objective (Optuna's pruners do not support several objectives)."""
+    return (
+        optuna.pruners.NopPruner() if is_multi_objective(cfg.sampler) else make_pruner(cfg.pruner)
+    )
+
+
+def _load(cfg: SearchConfig, storage, seed: int) -> optuna.Study:
+    study = optuna.load_study(
+        study_name=cfg.study_name,
+        storage=storage,
+        sampler=make_sampler(cfg.sampler, seed),
+        pruner=_pruner(cfg),
+    )
+    if len(study.directions) != len(directions(cfg.sampler)):
+        raise SearchError(
+            f"study {cfg.study_name!r} has {len(study.directions)} objective(s), but sampler "
+            f"{cfg.sampler!r} needs {len(directions(cfg.sampler))}"
+        )
+    return study
+
+
+def queue_references(cfg: SearchConfig, study: optuna.Study) -> list[str]:
+    """Queue the reference networks the study does not hold yet; returns their keys."""
+    held = {
+        t.user_attrs.get("reference")
+        for t in study.get_trials(deepcopy=False)
+        if t.state != TrialState.FAIL
+    }
+    queued = []
+    for key, (_, cap) in cfg.reference_specs().items():
+        if key not in held:
+            study.enqueue_trial({}, user_attrs={"reference": key, "cap": cap})
+            queued.append(key)
+    return queued
+
+
+class SampledTrialsDone:
+    """Optuna callback: stops the study once ``n`` sampled trials have finished (complete or
+    pruned) in the whole study, over every process; references do not count."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if finished(study) >= self.n:
+            study.stop()
 
 
 class FailureGuard:
@@ -157,20 +199,15 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, quiet: bool = False) 
         _check_fingerprint(cfg, attrs, f"{out / CONFIG_FILE}")
         _check_digest(cfg, attrs, data)
         so_far = len(optuna.load_study(study_name=cfg.study_name, storage=storage).trials)
-        study = optuna.load_study(
-            study_name=cfg.study_name,
-            storage=storage,
-            sampler=sampler(sampler_seed(cfg.seed, so_far)),
-            pruner=make_pruner(cfg.pruner),
-        )
+        study = _load(cfg, storage, sampler_seed(cfg.seed, so_far))
     else:
         try:
             study = optuna.create_study(
                 storage=storage,
                 study_name=cfg.study_name,
-                direction="maximize",
-                sampler=sampler(cfg.seed),
-                pruner=make_pruner(cfg.pruner),
+                directions=directions(cfg.sampler),
+                sampler=make_sampler(cfg.sampler, cfg.seed),
+                pruner=_pruner(cfg),
             )
         except optuna.exceptions.DuplicatedStudyError:
             raise SearchError(f"study {cfg.study_name!r} was created meanwhile") from None
@@ -185,6 +222,7 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, quiet: bool = False) 
                 f"trials {orphans} were left running by a dead process: failed, queued again",
                 file=sys.stderr,
             )
+    queue_references(cfg, study)
     helpers = _spawn_workers(cfg) if cfg.workers > 1 else []
     try:
         _drive(cfg, study, device, data, quiet=quiet)
@@ -257,11 +295,8 @@ def run_worker(
     store = open_storage(storage, heartbeat=cfg.heartbeat)
     so_far = len(optuna.load_study(study_name=study_name, storage=store).trials)
     # each worker samples with its own seed, or workers would propose the same candidates
-    study = optuna.load_study(
-        study_name=study_name,
-        storage=store,
-        sampler=sampler(sampler_seed(cfg.seed, so_far, f"{socket.gethostname()}:{os.getpid()}")),
-        pruner=make_pruner(cfg.pruner),
+    study = _load(
+        cfg, store, sampler_seed(cfg.seed, so_far, f"{socket.gethostname()}:{os.getpid()}")
     )
     _drive(cfg, study, device_, data, quiet=quiet)
     return study
@@ -285,14 +320,15 @@ def _drive(
     )
     if done >= cfg.trials:
         return
-    # Trials run until cfg.trials have finished (complete or pruned) in the whole study, over
-    # every process: a failed trial does not use up a slot, and FailureGuard bounds failures.
+    # Trials run until cfg.trials sampled trials have finished (complete or pruned) in the
+    # whole study, over every process: a failed trial or a reference network does not use up a
+    # slot, and FailureGuard bounds failures.
     guard = FailureGuard()
     study.optimize(
         Objective(cfg, data, device, progress),
         n_trials=None,
         timeout=cfg.timeout,
-        callbacks=[progress, optuna.study.MaxTrialsCallback(cfg.trials, states=FINISHED), guard],
+        callbacks=[progress, SampledTrialsDone(cfg.trials), guard],
         catch=(Exception,),
     )
     if guard.tripped:

@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from budgetnas.reports.frame import trials_frame
 from budgetnas.reports.pareto import best_row
 from budgetnas.search.errors import SearchError
-from budgetnas.search.runs import open_run, trial_spec
+from budgetnas.search.runs import accuracy, open_run, trial_spec
 from budgetnas.space.render import render
 from budgetnas.trainers.evaluate import evaluate, resolve_device
 
@@ -99,7 +99,7 @@ def export_trial(
     doc = (
         f"Trial {chosen.number} of a budgetnas search on {cfg.data.dataset} "
         f"(cap {cfg.budget:,} parameters, {cfg.recipe.epochs} epochs);\n"
-        f"validation accuracy {chosen.value:.4f}."
+        f"validation accuracy {accuracy(chosen):.4f}."
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(spec, doc=doc), encoding="utf-8")
@@ -115,6 +115,6 @@ def export_trial(
         weights=weights_out,
         trial=chosen.number,
         params=int(module.NUM_PARAMS),
-        val_acc=float(chosen.value),
+        val_acc=float(accuracy(chosen)),
         test_acc=test_acc,
     )

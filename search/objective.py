@@ -1,4 +1,5 @@
-"""The objective: sample a candidate, check it against its cap, train it, record everything.
+"""The objective: sample a candidate (or take a queued reference network), check it against
+its cap, train it, record everything.
 
 Everything a report, an export or a re-training needs is stored on the trial as user
 attributes: the spec JSON, its counts, the recipe, the validation curve, the train time, the
@@ -23,8 +24,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from budgetnas.search.config import SearchConfig
 from budgetnas.search.progress import Progress
+from budgetnas.search.pruners import BandedMedianPruner
 from budgetnas.search.recipe import sample_recipe
-from budgetnas.search.runs import WEIGHTS_DIR
+from budgetnas.search.runs import FINISHED, WEIGHTS_DIR
+from budgetnas.search.samplers import is_multi_objective
 from budgetnas.space.count import analyze
 from budgetnas.space.sample import Rejected, sample_spec
 from budgetnas.space.spec import ArchSpec, SpecError
@@ -52,7 +55,8 @@ def assign_cap(trial: optuna.Trial, caps: tuple[int, ...]) -> int:
     counts = dict.fromkeys(caps, 0)
     for t in trial.study.get_trials(deepcopy=False):
         cap = t.user_attrs.get("cap")
-        if t.number != trial.number and t.state != TrialState.FAIL and cap in counts:
+        sampled = not t.user_attrs.get("reference")
+        if t.number != trial.number and t.state != TrialState.FAIL and cap in counts and sampled:
             counts[cap] += 1
     cap = min(caps, key=lambda c: (counts[c], c))
     trial.set_user_attr("cap", cap)
@@ -60,10 +64,13 @@ def assign_cap(trial: optuna.Trial, caps: tuple[int, ...]) -> int:
 
 
 class Objective:
-    """Sample a spec under the trial's cap, train it, report each epoch to the pruner.
+    """Sample a spec under the trial's cap (or build the queued reference network), train it,
+    prune it if it trails its size band; the trial's values are its validation accuracy and,
+    for a multi-objective sampler, its parameter count.
 
     A candidate identical (spec, recipe and data) to one already trained in the study reuses
-    that result instead of training again.
+    that result instead of training again. Reference networks are never pruned: they are the
+    yardstick the report and the pruner compare with.
     """
 
     def __init__(
@@ -72,8 +79,12 @@ class Objective:
         self.cfg, self.data, self.device, self.progress = cfg, data, device, progress
         self.data_fingerprint = cfg.data.fingerprint()
         self.weights_dir = Path(cfg.out) / WEIGHTS_DIR
+        self.multi = is_multi_objective(cfg.sampler)
+        # multi-objective studies have no Optuna pruner: the banded rule runs here
+        self.banded = BandedMedianPruner() if self.multi and cfg.pruner == "banded" else None
+        self.references = cfg.reference_specs()
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         try:
             return self._run(trial)
         except optuna.TrialPruned:
@@ -86,19 +97,31 @@ class Objective:
                 torch.cuda.empty_cache()
             raise
 
-    def _run(self, trial: optuna.Trial) -> float:
-        cfg = self.cfg
-        cap = assign_cap(trial, cfg.caps)
-        recipe, dropout = cfg.recipe, 0.0
-        if cfg.search_recipe:
-            recipe, dropout = sample_recipe(trial, cfg.recipe)
-        trial.set_user_attr("worker", WORKER)
+    def values(self, acc: float, params: int) -> float | tuple[float, float]:
+        return (acc, float(params)) if self.multi else acc
+
+    def _candidate(self, trial: optuna.Trial, cap: int) -> tuple[ArchSpec, TrainConfig]:
+        """The spec and recipe of this trial: the queued reference's, or sampled."""
+        reference = trial.user_attrs.get("reference")
+        if reference is not None:
+            if reference not in self.references:
+                raise SpecError(f"reference {reference!r} is not a reference of this search")
+            return self.references[reference][0], self.cfg.recipe
+        recipe, dropout = self.cfg.recipe, 0.0
+        if self.cfg.search_recipe:
+            recipe, dropout = sample_recipe(trial, self.cfg.recipe)
+        space = replace(self.cfg.space_config, dropout=dropout)
         try:
-            spec = sample_spec(trial, budget=cap, cfg=replace(cfg.space_config, dropout=dropout))
+            return sample_spec(trial, budget=cap, cfg=space), recipe
         except Rejected as rej:
             trial.set_user_attr("rejected", rej.reason)
             trial.set_user_attr("params", rej.params)
             raise optuna.TrialPruned(f"rejected: {rej.reason}") from None
+
+    def _run(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        cap = assign_cap(trial, self.cfg.caps)
+        trial.set_user_attr("worker", WORKER)
+        spec, recipe = self._candidate(trial, cap)
         stats = analyze(spec)
         key = candidate_key(spec, recipe, self.data_fingerprint)
         trial.set_user_attr("spec", spec.to_json())
@@ -113,19 +136,28 @@ class Objective:
         trial.set_user_attr("key", key)
         earlier = _earlier(trial, key)
         if earlier is not None:
-            return _reuse(trial, earlier)
-        return self._train(trial, spec, recipe)
+            return _reuse(trial, earlier, self.multi)
+        acc = self._train(trial, spec, recipe, prunable=not trial.user_attrs.get("reference"))
+        return self.values(acc, stats.params)
 
-    def _train(self, trial: optuna.Trial, spec: ArchSpec, recipe: TrainConfig) -> float:
+    def _prune(self, trial: optuna.Trial, epoch: int, acc: float) -> bool:
+        if self.multi:
+            params = trial.user_attrs.get("params")
+            return self.banded is not None and self.banded.decide(trial.study, params, epoch, acc)
+        trial.report(acc, epoch)
+        return trial.should_prune()
+
+    def _train(
+        self, trial: optuna.Trial, spec: ArchSpec, recipe: TrainConfig, *, prunable: bool
+    ) -> float:
         curve: list[float] = []
         epochs = recipe.epochs
 
         def on_epoch(epoch: int, acc: float, loss: float) -> None:
             curve.append(acc)
             trial.set_user_attr("val_curve", curve)
-            trial.report(acc, epoch)
             self.progress.epoch(trial.number, epoch, epochs, acc)
-            if epoch + 1 < epochs and trial.should_prune():
+            if prunable and epoch + 1 < epochs and self._prune(trial, epoch, acc):
                 raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} at {acc:.4f}")
 
         trial.set_user_attr("device", str(self.device))
@@ -151,9 +183,7 @@ class Objective:
 
 
 def _earlier(trial: optuna.Trial, key: str) -> FrozenTrial | None:
-    for t in trial.study.get_trials(
-        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)
-    ):
+    for t in trial.study.get_trials(deepcopy=False, states=FINISHED):
         attrs = t.user_attrs
         if (
             attrs.get("key") == key
@@ -164,7 +194,7 @@ def _earlier(trial: optuna.Trial, key: str) -> FrozenTrial | None:
     return None
 
 
-def _reuse(trial: optuna.Trial, earlier: FrozenTrial) -> float:
+def _reuse(trial: optuna.Trial, earlier: FrozenTrial, multi: bool) -> float | tuple[float, float]:
     trial.set_user_attr("duplicate_of", earlier.number)
     for name in ("val_curve", "loss_curve", "weights", "device"):
         if name in earlier.user_attrs:
@@ -172,4 +202,5 @@ def _reuse(trial: optuna.Trial, earlier: FrozenTrial) -> float:
     trial.set_user_attr("train_time_s", 0.0)
     if earlier.state == TrialState.PRUNED:
         raise optuna.TrialPruned(f"same candidate as trial {earlier.number}, which was pruned")
-    return float(earlier.value)
+    acc = float(earlier.values[0])
+    return (acc, float(earlier.user_attrs["params"])) if multi else acc

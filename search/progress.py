@@ -9,6 +9,8 @@ from typing import TextIO
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from budgetnas.search.runs import finished
+
 
 def _clock(seconds: float) -> str:
     seconds = int(max(0, seconds))
@@ -82,14 +84,13 @@ class Progress:
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Optuna callback: called once per finished trial."""
-        states = (TrialState.COMPLETE, TrialState.PRUNED)
-        self.done = len(study.get_trials(deepcopy=False, states=states))  # all workers
+        self.done = finished(study)  # all workers; references do not count
         self.finished_here += 1
         params = trial.user_attrs.get("params")
         curve = trial.user_attrs.get("val_curve") or []
         acc = curve[-1] if curve else None
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            key = (t.value, -int(t.user_attrs.get("params") or 0), t.number)  # other workers too
+            key = (t.values[0], -int(t.user_attrs.get("params") or 0), t.number)  # all workers
             if self.best is None or key[:2] > self.best[:2]:
                 self.best = key
         best = f"{self.best[0]:.2%} (#{self.best[2]})" if self.best else "-"
@@ -100,6 +101,8 @@ class Progress:
             f"{best:<20}  {_clock(time.perf_counter() - self.start):>7}  "
             f"{_clock(eta) if eta is not None else '-':>7}"
         )
+        if trial.user_attrs.get("reference"):
+            line += f"  reference: seed network {trial.user_attrs['reference']}"
         if trial.state == TrialState.FAIL:  # the reason, on the trial's own line
             reason = str(trial.user_attrs.get("error", "no reason recorded")).splitlines()
             line += f"  {reason[0][:200] if reason else ''}"

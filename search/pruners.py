@@ -2,9 +2,13 @@
 
 Optuna's ``MedianPruner`` compares every trial with every other: under a 10K cap, a 4K
 network that is doing well for its size is cut because 9K networks are ahead of it at the
-same epoch, and the low end of the Pareto front stays empty. The banded pruner asks "is this
+same epoch, and the low end of the Pareto front stays empty. The banded rule asks "is this
 trial below the median of completed trials within a factor ``band`` of its parameter count,
 at this epoch?" instead.
+
+The rule reads every trial's validation curve from its ``val_curve`` user attribute, so the
+same rule serves Optuna's pruning API (single-objective studies) and runs inside the
+objective for multi-objective studies, which Optuna's pruners do not support.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 PRUNERS = ("banded", "median", "hyperband", "none")
+# Pruners that work through Optuna's single-objective pruning API only.
+SINGLE_OBJECTIVE_PRUNERS = ("median", "hyperband")
 
 
 class BandedMedianPruner(optuna.pruners.BasePruner):
@@ -33,26 +39,35 @@ class BandedMedianPruner(optuna.pruners.BasePruner):
         self.n_min_peers = n_min_peers
         self.n_warmup_steps = n_warmup_steps
 
-    def peers(self, study: optuna.Study, trial: FrozenTrial, step: int) -> list[float]:
-        params = trial.user_attrs.get("params")
+    def peers(self, study: optuna.Study, params: int | None, step: int) -> list[float]:
+        """Validation accuracy at ``step`` of the completed trials of similar size."""
         values = []
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if step not in t.intermediate_values or t.user_attrs.get("duplicate_of") is not None:
+            curve = t.user_attrs.get("val_curve") or []
+            if len(curve) <= step or t.user_attrs.get("duplicate_of") is not None:
                 continue
             other = t.user_attrs.get("params")
             if params and other and abs(math.log(other / params)) > math.log(self.band):
                 continue
-            values.append(t.intermediate_values[step])
+            values.append(curve[step])
         return values
+
+    def decide(self, study: optuna.Study, params: int | None, step: int, value: float) -> bool:
+        """Prune a trial of ``params`` parameters whose accuracy at ``step`` is ``value``?"""
+        if step < self.n_warmup_steps:
+            return False
+        values = [v for v in self.peers(study, params, step) if not math.isnan(v)]
+        if len(values) < self.n_min_peers:
+            return False
+        return value < statistics.median(values)
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         step = trial.last_step
-        if step is None or step < self.n_warmup_steps:
+        if step is None:
             return False
-        values = [v for v in self.peers(study, trial, step) if not math.isnan(v)]
-        if len(values) < self.n_min_peers:
-            return False
-        return trial.intermediate_values[step] < statistics.median(values)
+        return self.decide(
+            study, trial.user_attrs.get("params"), step, trial.intermediate_values[step]
+        )
 
 
 def make_pruner(name: str) -> optuna.pruners.BasePruner:

@@ -62,8 +62,15 @@ def open_run(run: Path | str) -> tuple[SearchConfig, optuna.Study]:
 
 
 def finished(study: optuna.Study) -> int:
-    """Trials that count towards ``--trials``: completed or pruned (a failed one is retried)."""
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
+    """Trials that count towards ``--trials``: sampled ones, completed or pruned (a failed one
+    is retried; reference networks do not count)."""
+    trials = study.get_trials(deepcopy=False, states=FINISHED)
+    return sum(1 for t in trials if not t.user_attrs.get("reference"))
+
+
+def accuracy(trial: FrozenTrial) -> float | None:
+    """A completed trial's validation accuracy (its first objective), else None."""
+    return float(trial.values[0]) if trial.values else None
 
 
 def trial_spec(trial: FrozenTrial) -> ArchSpec:
@@ -83,6 +90,7 @@ def summary_counts(study: optuna.Study) -> dict[str, Any]:
         "pruned": sum(t.state == TrialState.PRUNED for t in trials) - rejected,
         "rejected": rejected,
         "failed": sum(t.state == TrialState.FAIL for t in trials),
+        "references": sum(1 for t in trials if t.user_attrs.get("reference")),
     }
     counts["total"] = len(trials)
     counts["rejected_fraction"] = rejected / len(trials) if trials else 0.0

@@ -23,7 +23,7 @@ from budgetnas.reports.pareto import pareto_front
 from budgetnas.search.config import SearchConfig
 from budgetnas.search.errors import SearchError
 from budgetnas.search.export import pick_trial
-from budgetnas.search.runs import open_run, trial_spec
+from budgetnas.search.runs import accuracy, open_run, trial_spec
 from budgetnas.search.verified import VERIFY_ATTR, SeedRun, Verified
 from budgetnas.space.count import count_params
 from budgetnas.space.spec import ArchSpec
@@ -74,11 +74,13 @@ def _choose(
         chosen = [by_number[int(n)] for n in numbers]
     return [
         Verified(
-            f"trial-{t.number}",
+            f"zoo-{t.user_attrs['reference']}"
+            if t.user_attrs.get("reference")
+            else f"trial-{t.number}",
             int(t.user_attrs["params"]),
             trial_spec(t).to_json(),
             t.user_attrs.get("recipe") or base.to_dict(),
-            float(t.value),
+            accuracy(t),
         )
         for t in chosen
         if t.state == TrialState.COMPLETE

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
-from budgetnas.reports.pareto import best_row, pareto_front
+from budgetnas.reports.pareto import best_row, hypervolume, pareto_front
 
 
 def _frame(rows):
@@ -65,3 +66,40 @@ def test_front_matches_brute_force_on_random_frames():
 def test_empty_when_nothing_completed():
     df = _frame([(0, "pruned", 10, 0.5)])
     assert pareto_front(df).empty and best_row(df) is None
+
+
+def _hv_grid(points, ref_acc, n=400):
+    """Brute force: the fraction of a fine grid over [0, 1] x [ref_acc, 1] that some point
+    dominates (params no more, accuracy no less), times the box's area."""
+    hits = 0
+    for i in range(n):
+        x = (i + 0.5) / n
+        for j in range(n):
+            y = ref_acc + (j + 0.5) / n * (1 - ref_acc)
+            hits += any(px <= x and py >= y for px, py in points)
+    return hits / n / n * (1 - ref_acc)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_hypervolume_matches_brute_force(seed):
+    import random
+
+    rng = random.Random(seed)
+    rows = [
+        {"params": rng.randint(500, 10_000), "val_acc": rng.uniform(0.85, 0.99)}
+        for _ in range(rng.randint(1, 12))
+    ]
+    df = pd.DataFrame(rows)
+    points = [(r["params"] / 10_000, r["val_acc"]) for r in rows]
+    got = hypervolume(df, cap=10_000, ref_acc=0.90)
+    assert got == pytest.approx(_hv_grid(points, 0.90), abs=2e-3)
+
+
+def test_hypervolume_exact_cases():
+    one = pd.DataFrame({"params": [5_000], "val_acc": [0.95]})
+    assert hypervolume(one, cap=10_000) == pytest.approx(0.5 * 0.05)
+    two = pd.DataFrame({"params": [2_000, 5_000, 12_000], "val_acc": [0.92, 0.95, 0.99]})
+    assert hypervolume(two, cap=10_000) == pytest.approx(0.3 * 0.02 + 0.5 * 0.05)
+    assert hypervolume(pd.DataFrame({"params": [], "val_acc": []}), cap=10_000) == 0.0
+    low = pd.DataFrame({"params": [1_000], "val_acc": [0.89]})
+    assert hypervolume(low, cap=10_000) == 0.0

@@ -27,7 +27,9 @@ def _wait(proc, run, deadline_s: float = 120.0):
             time.sleep(0.2)
             continue
         done = [t for t in trials if t.state == TrialState.COMPLETE]
-        running = [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values]
+        running = [
+            t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("val_curve")
+        ]
         if len(done) >= 2 and running:
             return done, running[0]
         time.sleep(0.1)
@@ -72,7 +74,7 @@ def test_sigkill_mid_trial_then_resume(tmp_path, synthetic_root):
     killed = study.trials[running.number]
     assert killed.state == TrialState.RUNNING  # left behind by the dead process
     kept = {
-        t.number: (t.value, t.user_attrs["spec"])
+        t.number: (t.values, t.user_attrs["spec"])
         for t in study.trials
         if t.state == TrialState.COMPLETE
     }
@@ -88,7 +90,7 @@ def test_sigkill_mid_trial_then_resume(tmp_path, synthetic_root):
     trials = study.trials
     for number, (value, spec) in kept.items():  # every trial completed before the kill is there
         assert trials[number].state == TrialState.COMPLETE
-        assert (trials[number].value, trials[number].user_attrs["spec"]) == (value, spec)
+        assert (trials[number].values, trials[number].user_attrs["spec"]) == (value, spec)
     assert trials[killed.number].state == TrialState.FAIL  # detected by the heartbeat
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
     assert len(retried) == 1 and retried[0].state in (TrialState.COMPLETE, TrialState.PRUNED)

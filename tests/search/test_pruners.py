@@ -17,7 +17,7 @@ def _study(rows):
                 state=TrialState.COMPLETE,
                 value=acc,
                 intermediate_values={0: acc},
-                user_attrs={"params": params},
+                user_attrs={"params": params, "val_curve": [acc]},
                 params={"x": 0.0},
                 distributions={"x": FloatDistribution(0, 1)},
             )
@@ -28,6 +28,7 @@ def _study(rows):
 def _running(study, params, acc):
     trial = study.ask()
     trial.set_user_attr("params", params)
+    trial.set_user_attr("val_curve", [acc])
     trial.report(acc, 0)
     return study._storage.get_trial(trial._trial_id)
 
@@ -62,3 +63,12 @@ def test_make_pruner_names():
     assert isinstance(make_pruner("none"), optuna.pruners.NopPruner)
     with pytest.raises(ValueError, match="unknown pruner"):
         make_pruner("random")
+
+
+def test_banded_rule_reads_validation_curves_not_optuna_values():
+    """The rule multi-objective studies use inside the objective: same answer, no report."""
+    study = _study(BIG + [(3100, 0.95), (2900, 0.955), (2500, 0.94)])
+    pruner = BandedMedianPruner()
+    assert pruner.decide(study, 3000, 0, 0.93) and not pruner.decide(study, 3000, 0, 0.96)
+    assert pruner.peers(study, 3000, 0) == [0.95, 0.955, 0.94]
+    assert pruner.peers(study, 3000, 1) == []  # no completed trial reached a second epoch

@@ -45,7 +45,7 @@ def test_duplicate_candidate_reuses_the_result(ladder_run, synthetic_root):
     assert dup.user_attrs["cap"] == first.user_attrs["cap"]
     assert dup.user_attrs["duplicate_of"] == first.number
     assert dup.user_attrs["key"] == first.user_attrs["key"]
-    assert dup.value == first.value and dup.user_attrs["train_time_s"] == 0.0
+    assert dup.values == first.values and dup.user_attrs["train_time_s"] == 0.0
     assert dup.user_attrs["weights"] == first.user_attrs["weights"]
     assert "1 reused" in runner_result.stderr
 
