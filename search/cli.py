@@ -261,15 +261,22 @@ def verify(
     seeds: int = typer.Option(
         3, help="Seeds per architecture: 0, 1, 2, ... skipping the one the search trained with."
     ),
-    epochs: int | None = typer.Option(None, help="Epochs (default: the run's)."),
+    epochs: int | None = _opt("Epochs [default: the searched recipe's]."),
+    batch_size: int | None = _opt("Batch size [default: the searched recipe's]."),
+    lr: float | None = _opt("Peak learning rate [default: the searched recipe's]."),
+    augment: float | None = _opt("Augmentation strength [default: the searched recipe's]."),
+    label_smoothing: float | None = _opt("Label smoothing [default: the searched recipe's]."),
+    train_subset: int | None = _opt(
+        "Train on a subset (quick checks only) [default: the full training split]."
+    ),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
     data_dir: Path | None = typer.Option(None, help="Data root (default: the run's)."),
-    train_subset: int | None = typer.Option(
-        None, help="Train on a subset (quick checks only; default: the full training split)."
-    ),
 ) -> None:
-    """Retrain the Pareto front (or --top K, --trial N, --zoo KEY) with new seeds; report
-    test accuracy mean ± std. Results are stored in the run and shown in its report."""
+    """Retrain the Pareto front (or --top K, --trial N, --zoo KEY) with new seeds, at the
+    search's fidelity or another one (search cheap, verify in full: --epochs, --lr, ...); report
+    test accuracy mean ± std. Each seed's result is stored in the run as soon as it is known
+    (with the fidelity it was trained at), so an interrupted verify continues where it stopped.
+    """
     from budgetnas.search.runs import open_run
     from budgetnas.search.verified import Verified
     from budgetnas.search.verify import verify_run
@@ -277,10 +284,12 @@ def verify(
     def show(item: Verified, r) -> None:
         typer.echo(
             f"{item.key:<12} {item.params:>7,}  seed {r.seed}  val {r.val_acc:.2%}  "
-            f"test {r.test_acc:.2%}  ({r.train_time_s:.0f} s on {r.device})",
+            f"test {r.test_acc:.2%}  ({r.train_time_s:.0f} s on {r.device}; "
+            f"{item.fidelity_label})",
             err=True,
         )
 
+    recipe = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "augment": augment}
     with _user_errors():
         results = verify_run(
             run,
@@ -288,20 +297,22 @@ def verify(
             top=top,
             zoo=zoo or None,
             seeds=seeds,
-            epochs=epochs,
             device=device,
             data_dir=data_dir,
             train_subset=train_subset,
             on_result=show,
+            label_smoothing=label_smoothing,
+            **recipe,
         )
         _write_reports(*open_run(run))
     typer.echo(
         f"{'network':<12} {'params':>7}  {'val mean':>8}  {'test mean ± std':>17}  {'min':>6}"
+        "  fidelity"
     )
     for v in results:
         typer.echo(
             f"{v.key:<12} {v.params:>7,}  {v.val_mean:>8.2%}  "
-            f"{v.test_mean:>8.2%} ± {v.test_std:>6.2%}  {v.test_min:>6.2%}"
+            f"{v.test_mean:>8.2%} ± {v.test_std:>6.2%}  {v.test_min:>6.2%}  {v.fidelity_label}"
         )
 
 

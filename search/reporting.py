@@ -19,8 +19,9 @@ def _row(v: Verified) -> dict:
         "val mean": f"{v.val_mean:.2%}",
         "test mean ± std": f"{v.test_mean:.2%} ± {v.test_std:.2%}",
         "test min": f"{v.test_min:.2%}",
-        "seeds": len(v.runs),
-        "epochs": v.runs[0].epochs,
+        "seeds": ", ".join(str(r.seed) for r in v.runs),
+        "fidelity": v.fidelity_label,
+        "train time": f"{v.train_time_s / 60:.0f} min",
         "device": v.runs[0].device,
     }
 
@@ -30,7 +31,7 @@ def verified_frames(cfg: SearchConfig, study: optuna.Study) -> tuple[pd.DataFram
     results = stored_results(study)
     verified = pd.DataFrame([_row(v) for v in results.values() if v.runs])
     ladder = pd.DataFrame(
-        [{"cap": f"{cap:,}", **_row(v)} for cap, v in ladder_rows(results, cfg.caps)]
+        [{"cap": f"{cap:,}", **_row(v)} for _, cap, v in ladder_rows(results, cfg.caps)]
     )
     return verified, ladder
 

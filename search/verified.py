@@ -1,18 +1,48 @@
 """Verification results as stored on a study: read without training anything.
 
 ``budgetnas verify`` (``search.verify``) retrains chosen architectures and stores one
-``Verified`` record per architecture in the study's ``verify`` user attribute; reports read
-them back from here.
+``Verified`` record per architecture *and fidelity* (epochs, training images, recipe) as its
+own study user attribute, ``verify:<network>@<fidelity id>``. So results at different
+fidelities never mix in one mean, and several ``verify`` processes can work on one study at
+once without overwriting each other. Reports read them back from here.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import statistics
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import optuna
 
-VERIFY_ATTR = "verify"
+VERIFY_PREFIX = "verify:"
+LEGACY_ATTR = "verify"  # one dict of every record, as the first version stored them
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """How a verified network was trained: the recipe (its seed aside) and the images."""
+
+    epochs: int
+    train_images: int  # images per epoch (the full training split, or a subset)
+    recipe: dict[str, Any]  # the whole recipe, seed left out
+
+    @property
+    def id(self) -> str:
+        text = json.dumps([self.epochs, self.train_images, self.recipe], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+    def label(self) -> str:
+        r = self.recipe
+        aug = r.get("augment") or {}
+        strength = (aug.get("degrees") or 0.0) / 10.0
+        return (
+            f"{self.epochs} ep x {self.train_images:,} img, {r.get('optimizer')} "
+            f"lr {r.get('lr'):g} b{r.get('batch_size')} aug {strength:g}"
+            + (f" ls {r['label_smoothing']:g}" if r.get("label_smoothing") else "")
+        )
 
 
 @dataclass(frozen=True)
@@ -30,9 +60,20 @@ class Verified:
     key: str  # "trial-12" or "zoo-001"
     params: int
     spec: str
-    recipe: dict
+    recipe: dict  # the recipe it was searched (or, for the zoo, is run) with
     search_val_acc: float | None
+    fidelity: Fidelity | None = None  # None: recorded before fidelities were
     runs: list[SeedRun] = field(default_factory=list)
+
+    @property
+    def store_key(self) -> str:
+        return f"{VERIFY_PREFIX}{self.key}@{self.fidelity.id if self.fidelity else '-'}"
+
+    @property
+    def fidelity_label(self) -> str:
+        if self.fidelity is None:
+            return f"{self.runs[0].epochs} ep" if self.runs else "-"
+        return self.fidelity.label()
 
     @property
     def test_mean(self) -> float:
@@ -50,6 +91,10 @@ class Verified:
     def val_mean(self) -> float:
         return statistics.fmean(r.val_acc for r in self.runs)
 
+    @property
+    def train_time_s(self) -> float:
+        return sum(r.train_time_s for r in self.runs)
+
     def to_dict(self) -> dict:
         return {
             "key": self.key,
@@ -57,31 +102,47 @@ class Verified:
             "spec": self.spec,
             "recipe": self.recipe,
             "search_val_acc": self.search_val_acc,
+            "fidelity": asdict(self.fidelity) if self.fidelity else None,
             "runs": [asdict(r) for r in self.runs],
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> Verified:
+        fid = d.get("fidelity")
         return cls(
             key=d["key"],
             params=d["params"],
             spec=d["spec"],
             recipe=d["recipe"],
             search_val_acc=d.get("search_val_acc"),
+            fidelity=Fidelity(**fid) if fid else None,
             runs=[SeedRun(**r) for r in d["runs"]],
         )
 
 
 def stored_results(study: optuna.Study) -> dict[str, Verified]:
-    return {k: Verified.from_dict(v) for k, v in study.user_attrs.get(VERIFY_ATTR, {}).items()}
+    """Every stored record, by ``store_key``."""
+    attrs = study.user_attrs
+    records = [Verified.from_dict(v) for k, v in attrs.items() if k.startswith(VERIFY_PREFIX)]
+    records += [Verified.from_dict(v) for v in attrs.get(LEGACY_ATTR, {}).values()]
+    return {v.store_key: v for v in records}
 
 
-def ladder_rows(results: dict[str, Verified], caps: tuple[int, ...]) -> list[tuple[int, Verified]]:
-    """Per cap, the verified searched network with the best mean *validation* accuracy."""
+def store(study: optuna.Study, record: Verified) -> None:
+    study.set_user_attr(record.store_key, record.to_dict())
+
+
+def ladder_rows(
+    results: dict[str, Verified], caps: tuple[int, ...]
+) -> list[tuple[str, int, Verified]]:
+    """Per fidelity and cap, the verified searched network with the best mean *validation*
+    accuracy: (fidelity label, cap, record)."""
     rows = []
-    searched = [v for k, v in results.items() if k.startswith("trial-") and v.runs]
-    for cap in caps:
-        under = [v for v in searched if v.params <= cap]
-        if under:
-            rows.append((cap, max(under, key=lambda v: (v.val_mean, -v.params))))
+    searched = [v for v in results.values() if v.key.startswith("trial-") and v.runs]
+    for label in sorted({v.fidelity_label for v in searched}):
+        same = [v for v in searched if v.fidelity_label == label]
+        for cap in caps:
+            under = [v for v in same if v.params <= cap]
+            if under:
+                rows.append((label, cap, max(under, key=lambda v: (v.val_mean, -v.params))))
     return rows

@@ -4,9 +4,10 @@ The architectures were chosen on validation by the search; here each is trained 
 scratch on the full training split (the validation images held out, as in the search) with
 seeds the search did not use (0, 1, 2, ... without the seed the search trained with), so no
 verified run repeats the selected run, and its final-epoch validation and test accuracies are
-recorded. Seed networks
-from the zoo go through the same function, so the comparison uses the same recipe, data and
-seeds. Results are stored on the study (user attribute ``verify``) and shown in the report.
+recorded. The fidelity may differ from the search's (search cheap, verify in full: more
+epochs, another recipe setting, all training images); it is recorded with every result. Seed
+networks from the zoo go through the same function, so the comparison uses the same recipe,
+data and seeds. Results are stored on the study and shown in the report.
 """
 
 from __future__ import annotations
@@ -14,22 +15,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
 from budgetnas.reports.frame import trials_frame
 from budgetnas.reports.pareto import pareto_front
-from budgetnas.search.config import SearchConfig
+from budgetnas.search.config import RECIPE_OPTIONS, SearchConfig
 from budgetnas.search.errors import SearchError
 from budgetnas.search.export import pick_trial
 from budgetnas.search.runs import accuracy, open_run, trial_spec
-from budgetnas.search.verified import VERIFY_ATTR, SeedRun, Verified
+from budgetnas.search.verified import Fidelity, SeedRun, Verified, store, stored_results
 from budgetnas.space.count import count_params
 from budgetnas.space.spec import ArchSpec
 from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.evaluate import evaluate, resolve_device
-from budgetnas.trainers.recipe import TrainConfig
+from budgetnas.trainers.recipe import AugmentConfig, TrainConfig
 from budgetnas.trainers.train import train
 
 
@@ -87,6 +89,15 @@ def _choose(
     ]
 
 
+def verify_recipe(base: TrainConfig, **overrides: Any) -> TrainConfig:
+    """``base`` with the recipe settings given to ``verify`` (``None``: not given).
+    ``augment`` is a strength, as for ``search``."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if "augment" in given:
+        given["augment"] = AugmentConfig.scaled(float(given["augment"]))
+    return replace(base, **given)
+
+
 def verify_run(
     run: Path | str,
     *,
@@ -94,16 +105,26 @@ def verify_run(
     top: int | None = None,
     zoo: list[str] | None = None,
     seeds: int = 3,
-    epochs: int | None = None,
     device: str = "auto",
     data_dir: Path | str | None = None,
     train_subset: int | None = None,
     on_result: Callable[[Verified, SeedRun], None] | None = None,
+    **recipe: Any,
 ) -> list[Verified]:
-    """Retrain the chosen architectures with ``seeds`` seeds the search did not use; store and
-    return the results."""
+    """Retrain the chosen architectures with ``seeds`` seeds the search did not use, at the
+    fidelity given (``recipe``: epochs, batch_size, lr, augment, label_smoothing; default: the
+    searched recipe) on the full training split (or ``train_subset`` images); store and
+    return the results.
+
+    Each seed's result is stored as soon as it is known, so an interrupted verification
+    continues where it stopped: seeds already verified at the same fidelity are not trained
+    again.
+    """
     if seeds < 1:
         raise SearchError(f"--seeds must be at least 1, got {seeds}")
+    unknown = set(recipe) - set(RECIPE_OPTIONS)
+    if unknown:
+        raise TypeError(f"unknown recipe setting(s): {', '.join(sorted(unknown))}")
     cfg, study = open_run(run)
     chosen = _choose(cfg, study, trials=trials, top=top, zoo=zoo)
     dev = resolve_device(device)
@@ -114,25 +135,31 @@ def verify_run(
     )
     data = data_cfg.load(dev)
     test = data_cfg.load_test(dev)
-    store = study.user_attrs.get(VERIFY_ATTR, {})
+    done = stored_results(study)
+    results = []
     for item in chosen:
-        recipe = TrainConfig.from_dict(item.recipe)
-        if epochs is not None:
-            recipe = replace(recipe, epochs=epochs)
+        searched = TrainConfig.from_dict(item.recipe)
+        fitted = verify_recipe(searched, **recipe)
+        fidelity = {k: v for k, v in fitted.to_dict().items() if k != "seed"}
+        item = replace(item, fidelity=Fidelity(fitted.epochs, len(data.train), fidelity))
+        earlier = done.get(item.store_key)
+        runs = {r.seed: r for r in (earlier.runs if earlier else [])}
         spec = ArchSpec.from_json(item.spec)
-        for seed in verify_seeds(seeds, used=recipe.seed):
-            result = train(spec, data, replace(recipe, seed=seed), device=dev)
-            run_ = SeedRun(
-                seed=seed,
-                val_acc=result.val_acc,
-                test_acc=evaluate(result.model, test),
-                epochs=recipe.epochs,
-                train_time_s=round(result.train_time_s, 3),
-                device=result.device,
-            )
-            item.runs.append(run_)
+        for seed in verify_seeds(seeds, used=searched.seed):
+            if seed not in runs:
+                result = train(spec, data, replace(fitted, seed=seed), device=dev)
+                runs[seed] = SeedRun(
+                    seed=seed,
+                    val_acc=result.val_acc,
+                    test_acc=evaluate(result.model, test),
+                    epochs=fitted.epochs,
+                    train_time_s=round(result.train_time_s, 3),
+                    device=result.device,
+                )
+                item.runs = sorted(runs.values(), key=lambda r: r.seed)
+                store(study, item)  # saved after each seed
             if on_result is not None:
-                on_result(item, run_)
-        store[item.key] = item.to_dict()
-        study.set_user_attr(VERIFY_ATTR, store)  # saved after each architecture
-    return chosen
+                on_result(item, runs[seed])
+        item.runs = sorted(runs.values(), key=lambda r: r.seed)
+        results.append(item)
+    return results

@@ -6,6 +6,7 @@ import optuna
 import pytest
 from typer.testing import CliRunner
 
+from budgetnas.search import verify as verify_module
 from budgetnas.search.cli import app
 from budgetnas.search.driver import run_search
 from budgetnas.search.runs import open_run
@@ -70,10 +71,10 @@ def test_verify_stores_results_and_fills_the_ladder(ladder_run, synthetic_root):
         assert v.test_min == min(accs)
         assert v.test_std == pytest.approx(abs(accs[0] - accs[1]) / 2**0.5)
     stored = stored_results(study)
-    assert set(stored) == {v.key for v in results}
+    assert {v.key for v in stored.values()} == {v.key for v in results}
     rows = ladder_rows(stored, (2000, 5000))
-    assert all(v.params <= cap for cap, v in rows)
-    assert rows and rows[-1][0] == 5000
+    assert all(v.params <= cap for _, cap, v in rows)
+    assert rows and rows[-1][1] == 5000
 
 
 def test_verify_cli_zoo_and_report(ladder_run):
@@ -108,3 +109,55 @@ def test_search_recipe_samples_and_stores_the_recipe(tmp_path, synthetic_root):
     for t in study.trials:
         assert {"lr", "label_smoothing", "augment", "dropout"} <= set(t.params)
         assert t.user_attrs["recipe"]["epochs"] == 1  # the epoch budget stays the user's
+
+
+def test_verify_at_another_fidelity_records_it(ladder_run, monkeypatch):
+    """Search cheap (1 epoch), verify at another fidelity: epochs, lr and training images are
+    recorded with every result, and results at two fidelities are kept apart."""
+    cfg, study = open_run(ladder_run)
+    number = next(t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE)
+    trained = []
+    real = verify_module.train
+    monkeypatch.setattr(
+        verify_module, "train", lambda *a, **k: trained.append(a[2]) or real(*a, **k)
+    )
+    args = dict(trials=[number], seeds=1, device="cpu", train_subset=150)
+    (one,) = verify_run(ladder_run, **args)
+    (two,) = verify_run(ladder_run, epochs=2, lr=0.02, augment=0.5, **args)
+    assert [r.epochs for r in trained] == [1, 2]
+    assert trained[1].lr == 0.02 and trained[1].augment.degrees == 5.0
+    assert two.fidelity.epochs == 2 and two.fidelity.train_images == 150
+    assert two.fidelity.recipe["lr"] == 0.02 and one.fidelity.recipe["lr"] == cfg.recipe.lr
+    assert "seed" not in two.fidelity.recipe
+    assert two.fidelity_label == "2 ep x 150 img, sgd lr 0.02 b50 aug 0.5"
+    _, study = open_run(ladder_run)
+    stored = stored_results(study)
+    assert one.store_key != two.store_key and {one.store_key, two.store_key} <= set(stored)
+    assert stored[two.store_key].runs == two.runs
+
+
+def test_an_interrupted_verify_continues_where_it_stopped(ladder_run, monkeypatch):
+    _, study = open_run(ladder_run)
+    number = next(t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE)
+    args = dict(trials=[number], device="cpu", train_subset=120, epochs=1, lr=0.07)
+    (first,) = verify_run(ladder_run, seeds=1, **args)
+    trained = []
+    real = verify_module.train
+    monkeypatch.setattr(
+        verify_module, "train", lambda *a, **k: trained.append(a[2].seed) or real(*a, **k)
+    )
+    (again,) = verify_run(ladder_run, seeds=3, **args)
+    assert trained == [2, 3]  # seed 1 was stored already; 0 is the search's own
+    assert [r.seed for r in again.runs] == [1, 2, 3]
+    assert again.runs[0] == first.runs[0]
+
+
+def test_verify_cli_prints_the_fidelity(ladder_run):
+    _, study = open_run(ladder_run)
+    number = next(t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE)
+    args = f"verify {ladder_run} --trial {number} --seeds 1 --epochs 2 --train-subset 100"
+    result = runner.invoke(app, [*args.split(), "--device", "cpu"])
+    assert result.exit_code == 0, result.stderr
+    assert "2 ep x 100 img" in result.stdout and "2 ep x 100 img" in result.stderr
+    page = (ladder_run / "report.html").read_text()
+    assert "2 ep x 100 img" in page
