@@ -3,6 +3,7 @@ VENV        ?= .venv
 PYTHON      ?= python3
 SHARED_DATA ?= ../shared/data
 DEMO_RUN    ?= runs/demo
+EXTRAS      ?= dev
 PY          := $(VENV)/bin/python
 export BUDGETNAS_DATA ?= $(CURDIR)/.data
 
@@ -11,7 +12,7 @@ export BUDGETNAS_DATA ?= $(CURDIR)/.data
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
 	touch $@
 
 setup: $(VENV)/.installed

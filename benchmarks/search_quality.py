@@ -147,8 +147,7 @@ def report(results: dict, names: list[str], seeds: list[int], args) -> None:
         }
         rows.append((f"**{name} mean**", mean))
     print(
-        "| strategy | hypervolume | best val <= cap | best val <= cap/2 | front | epochs "
-        "| wall s |"
+        "| strategy | hypervolume | best val <= cap | best val <= cap/2 | front | epochs | wall s |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
 

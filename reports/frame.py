@@ -12,6 +12,8 @@ COLUMNS = [
     "state",
     "params",
     "macs",
+    "act_f32_bytes",
+    "act_int8_bytes",
     "receptive_field",
     "val_acc",
     "epochs",
@@ -43,6 +45,9 @@ def _row(t: FrozenTrial) -> dict:
         "state": "rejected" if rejected else _STATES[t.state],
         "params": attrs.get("params"),
         "macs": attrs.get("macs"),
+        # peak activation memory, plain layer-by-layer order (space.memory), per element size
+        "act_f32_bytes": None if attrs.get("activation") is None else 4 * attrs["activation"],
+        "act_int8_bytes": attrs.get("activation"),
         "receptive_field": attrs.get("receptive_field"),
         # a completed trial's accuracy (its first objective); for a pruned one, its last
         # validation accuracy
@@ -65,7 +70,15 @@ def trials_frame(trials: Iterable[FrozenTrial]) -> pd.DataFrame:
     """One row per trial, in trial order, with the columns of ``COLUMNS``."""
     rows = [_row(t) for t in trials]
     df = pd.DataFrame(rows, columns=COLUMNS)
-    for col in ("params", "macs", "receptive_field", "cap", "duplicate_of"):
+    for col in (
+        "params",
+        "macs",
+        "act_f32_bytes",
+        "act_int8_bytes",
+        "receptive_field",
+        "cap",
+        "duplicate_of",
+    ):
         df[col] = df[col].astype("Int64")
     df["val_acc"] = df["val_acc"].astype("float64")
     return df.sort_values("number").reset_index(drop=True)

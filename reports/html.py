@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial
 from budgetnas.reports.frame import trials_frame
 from budgetnas.reports.pareto import best_row, pareto_front
 from budgetnas.space.count import analyze
+from budgetnas.space.memory import activation_memory
 from budgetnas.space.spec import ArchSpec
 from budgetnas.space.zoo import ZOO
 
@@ -27,9 +28,14 @@ class ReportFiles:
     pareto_csv: Path
 
 
+def _kb(n) -> str:
+    return "-" if pd.isna(n) else f"{n / 1024:,.1f} KB"
+
+
 def _hover(df: pd.DataFrame) -> list[str]:
     return [
         f"trial {r.number}<br>{r.params:,} params, {r.macs:,} MACs<br>"
+        f"peak activation {_kb(r.act_f32_bytes)} float32, {_kb(r.act_int8_bytes)} int8<br>"
         f"val acc {r.val_acc:.2%} after {r.epochs} epoch(s)<br>{html.escape(str(r.summary))}"
         for r in df.itertuples()
     ]
@@ -125,6 +131,7 @@ def curves_figure(trials: dict[int, FrozenTrial], front: pd.DataFrame) -> go.Fig
 
 def breakdown_figure(spec: ArchSpec, number: int) -> go.Figure:
     layers = analyze(spec).layers
+    memory = activation_memory(spec).blocks
     names = [
         f"{i}. {layer.name}" if layer.index else f"head: {layer.name}"
         for i, layer in enumerate(layers, 1)
@@ -137,7 +144,8 @@ def breakdown_figure(spec: ArchSpec, number: int) -> go.Figure:
             hovertext=[
                 f"{layer.params:,} params, {layer.macs:,} MACs<br>"
                 f"{layer.in_shape} -> {layer.out_shape}, receptive field {layer.receptive_field}"
-                for layer in layers
+                f"<br>peak activation {_kb(4 * peak)} float32, {_kb(peak)} int8"
+                for layer, peak in zip(layers, memory, strict=True)
             ],
             hoverinfo="text",
         )
@@ -153,7 +161,8 @@ def breakdown_figure(spec: ArchSpec, number: int) -> go.Figure:
 
 
 def _table(df: pd.DataFrame) -> str:
-    shown = df[["number", "params", "macs", "val_acc", "epochs", "train_time_s", "summary"]].copy()
+    columns = ["number", "params", "macs", "act_f32_bytes", "act_int8_bytes", "val_acc"]
+    shown = df[[*columns, "epochs", "train_time_s", "summary"]].copy()
     shown["val_acc"] = shown["val_acc"].map(lambda v: f"{v:.2%}")
     return shown.to_html(index=False, border=0, classes="tbl", escape=True)
 
@@ -209,7 +218,7 @@ def write_reports(
     head = f"<h1>{html.escape(title)}</h1><p>cap {cap:,} parameters, dataset {dataset}"
     if counts:
         head += "; trials: " + ", ".join(
-            f"{k} {v}" for k, v in counts.items() if k != "rejected_fraction"
+            f"{k} {v}" for k, v in counts.items() if k not in ("rejected_fraction", "rejected_by")
         )
         head += f" (rejected before training: {counts.get('rejected_fraction', 0):.1%})"
     head += "</p>"

@@ -11,21 +11,27 @@ _BUDGET = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kKmM]?)\s*$")
 _SCALE = {"": 1, "k": 1_000, "m": 1_000_000}
 
 
-def parse_budget(text: str) -> int:
-    """The parameter cap ``text`` names, as an integer; ``SearchError`` if it names none."""
+def parse_count(text: str, *, what: str = "budget", unit: str = "parameter") -> int:
+    """The whole count ``text`` names (``10k``, ``2M``), as an integer; ``SearchError`` (saying
+    ``bad {what}``) if it names none."""
     m = _BUDGET.match(str(text))
     if not m and str(text).strip().startswith("-"):
-        raise SearchError(f"bad budget {text!r}: it must be a positive number of parameters")
+        raise SearchError(f"bad {what} {text!r}: it must be a positive number of {unit}s")
     if not m:
         raise SearchError(
-            f"bad budget {text!r}: write a parameter count such as 10000, 10k, 12.5k or 1.2M"
+            f"bad {what} {text!r}: write a {unit} count such as 10000, 10k, 12.5k or 1.2M"
         )
     value = float(m.group(1)) * _SCALE[m.group(2).lower()]
     if not math.isfinite(value) or value != int(value):
-        raise SearchError(f"bad budget {text!r}: it must be a whole number of parameters")
+        raise SearchError(f"bad {what} {text!r}: it must be a whole number of {unit}s")
     if value < 1:
-        raise SearchError(f"bad budget {text!r}: it must be at least 1 parameter")
+        raise SearchError(f"bad {what} {text!r}: it must be at least 1 {unit}")
     return int(value)
+
+
+def parse_budget(text: str) -> int:
+    """The parameter cap ``text`` names, as an integer; ``SearchError`` if it names none."""
+    return parse_count(text)
 
 
 def parse_ladder(text: str) -> tuple[int, ...]:

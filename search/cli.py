@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from budgetnas.search.budget import parse_ladder
+from budgetnas.search.budget import parse_count, parse_ladder
 from budgetnas.search.config import SearchConfig, new_config
 from budgetnas.search.errors import SearchError
 from budgetnas.search.pruners import PRUNERS
@@ -58,7 +58,9 @@ def _write_reports(cfg: SearchConfig, study) -> None:
         f"trials: {counts['complete']} complete ({counts['duplicates']} reused, "
         f"{counts['references']} reference networks), "
         f"{counts['pruned']} pruned, "
-        f"{counts['rejected']} rejected before training ({counts['rejected_fraction']:.1%}), "
+        f"{counts['rejected']} rejected before training ({counts['rejected_fraction']:.1%}"
+        + "".join(f"; {n} over the {cap} cap" for cap, n in sorted(counts["rejected_by"].items()))
+        + "), "
         f"{counts['failed']} failed",
         err=True,
     )
@@ -77,6 +79,13 @@ def _opt(help: str, *names: str) -> Any:
 def search(
     budget: str | None = _opt(
         "Hard parameter cap: 10000, 10k, 12.5k, 1.2M; or a ladder 10k,13k,25k.", "--budget", "-b"
+    ),
+    max_macs: str | None = _opt(
+        "Cap on multiply-accumulates per image, e.g. 2M or 500k [default: none]."
+    ),
+    max_activation_kb: float | None = _opt(
+        "Cap on peak activation memory in KB (1 KB = 1,024 bytes) at int8, one byte per "
+        "element, in plain layer-by-layer order (see `budgetnas count`) [default: none]."
     ),
     out: Path | None = _opt("Run folder to create.", "--out", "-o"),
     resume: Path | None = _opt(
@@ -167,6 +176,8 @@ def search(
             if out is None:
                 raise SearchError("--out is required: the run folder to create")
             del given["budget"], given["out"]
+            if max_macs is not None:
+                given["max_macs"] = parse_count(max_macs, what="--max-macs", unit="MAC")
             cfg = new_config(out=out, caps=parse_ladder(budget), **given)
         from budgetnas.search.driver import run_search
 
@@ -232,22 +243,58 @@ def report(
 @app.command()
 def export(
     run: Path = typer.Argument(..., help="A run folder made by `budgetnas search`."),
-    out: Path = typer.Option(..., "--out", "-o", help="The .py module to write (weights: .pt)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="The file to write: a .py module (weights: .pt), or a .onnx model."
+    ),
     trial: int | None = typer.Option(None, help="Export this trial instead of the best."),
+    format: str = typer.Option(
+        "py",
+        "--format",
+        help="py: a module that needs only torch; onnx: an ONNX model (needs the deploy extra: "
+        'pip install "budgetnas[deploy]").',
+    ),
+    int8: bool = typer.Option(
+        False,
+        help="With --format onnx: also an int8 model (*.int8.onnx), post-training static "
+        "quantization calibrated on 1,000 training images.",
+    ),
     force: bool = typer.Option(False, help="Overwrite existing files."),
     data_dir: Path | None = typer.Option(None, help="Data root for the test set."),
     device: str = typer.Option("cpu", help="Device for the test evaluation."),
 ) -> None:
-    """Write a trained network as a standalone module + weights; print its test accuracy."""
+    """Write a trained network as a standalone module + weights (or ONNX, optionally int8);
+    print its test accuracy."""
     from budgetnas.search.export import export_trial
 
     with _user_errors():
-        res = export_trial(run, out=out, trial=trial, force=force, data_dir=data_dir, device=device)
+        res = export_trial(
+            run,
+            out=out,
+            trial=trial,
+            force=force,
+            data_dir=data_dir,
+            device=device,
+            format=format,
+            int8=int8,
+        )
     typer.echo(
         f"trial {res.trial}: {res.params:,} parameters, validation accuracy {res.val_acc:.2%}, "
         f"test accuracy {res.test_acc:.2%}"
     )
-    typer.echo(f"wrote {res.module} and {res.weights}")
+    if res.onnx is None:
+        typer.echo(f"wrote {res.module} and {res.weights}")
+        return
+    r = res.onnx
+    typer.echo(
+        f"onnx: {r.path} ({r.size_bytes / 1024:.1f} KB); max |onnxruntime - torch| over the "
+        f"test set {r.max_abs_diff:.2e}; test accuracy torch {r.torch_acc:.2%}, onnxruntime "
+        f"{r.onnx_acc:.2%}"
+    )
+    if r.int8_path is not None:
+        typer.echo(
+            f"int8: {r.int8_path} ({r.int8_size_bytes / 1024:.1f} KB); test accuracy int8 "
+            f"{r.int8_acc:.2%}, float {r.onnx_acc:.2%}"
+        )
 
 
 @app.command()
@@ -343,25 +390,35 @@ def count(
 ) -> None:
     """Exact parameters, MACs, shapes and receptive field of a hand-written spec, per block."""
     from budgetnas.space.count import analyze
+    from budgetnas.space.memory import FLOAT32, INT8, activation_memory
     from budgetnas.space.spec import ArchSpec
 
     with _user_errors():
         if not spec_file.is_file():
             raise SearchError(f"spec file {spec_file} does not exist")
         spec = ArchSpec.from_json(spec_file.read_text(encoding="utf-8", errors="replace"))
-    stats = analyze(spec)
-    typer.echo(f"{'#':>3}  {'block':<34} {'out (C,H,W)':>14} {'params':>8} {'MACs':>11} {'RF':>3}")
-    for layer in stats.layers:
+    stats, memory = analyze(spec), activation_memory(spec)
+    typer.echo(
+        f"{'#':>3}  {'block':<34} {'out (C,H,W)':>14} {'params':>8} {'MACs':>11} {'RF':>3} "
+        f"{'act f32':>9} {'act int8':>9}"
+    )
+    for layer, peak in zip(stats.layers, memory.blocks, strict=True):
         idx = str(layer.index) if layer.index else "head"
         shape = ",".join(map(str, layer.out_shape))
         typer.echo(
             f"{idx:>3}  {layer.name[:34]:<34} {shape:>14} {layer.params:>8,} {layer.macs:>11,} "
-            f"{layer.receptive_field:>3}"
+            f"{layer.receptive_field:>3} {_kb(4 * peak):>9} "
+            f"{_kb(peak):>9}"
         )
     typer.echo(
         f"total: {stats.params:,} parameters, {stats.macs:,} MACs, receptive field "
-        f"{stats.receptive_field}"
+        f"{stats.receptive_field}, peak activation {memory.bytes(FLOAT32):,} bytes float32 / "
+        f"{memory.bytes(INT8):,} bytes int8 (plain layer-by-layer order)"
     )
+
+
+def _kb(n: int) -> str:
+    return f"{n / 1024:.1f} KB"
 
 
 @app.command()
@@ -370,6 +427,7 @@ def zoo(
 ) -> None:
     """The hand-made seed networks as specs, with exact parameter counts."""
     from budgetnas.space.count import analyze
+    from budgetnas.space.memory import activation_memory
     from budgetnas.space.zoo import ZOO
 
     with _user_errors():
@@ -379,14 +437,15 @@ def zoo(
         typer.echo(ZOO[spec].spec.to_json(indent=2))
         return
     typer.echo(
-        f"{'key':<4} {'params':>7} {'published':>9} {'MACs':>10} {'RF':>3} {'claimed':>8}  title"
+        f"{'key':<4} {'params':>7} {'published':>9} {'MACs':>10} {'RF':>3} {'act f32':>9} "
+        f"{'act int8':>9} {'claimed':>8}  title"
     )
     for e in ZOO.values():
-        a = analyze(e.spec)
+        a, peak = analyze(e.spec), activation_memory(e.spec).peak
         published = f"{e.published_params:,}" if e.published_params else "-"
         typer.echo(
             f"{e.key:<4} {a.params:>7,} {published:>9} {a.macs:>10,} {a.receptive_field:>3} "
-            f"{e.claimed_accuracy:>8.2%}  {e.title} ({e.claim})"
+            f"{_kb(4 * peak):>9} {_kb(peak):>9} {e.claimed_accuracy:>8.2%}  {e.title} ({e.claim})"
         )
 
 

@@ -20,7 +20,7 @@ from budgetnas.search.pruners import PRUNERS, SINGLE_OBJECTIVE_PRUNERS
 from budgetnas.search.samplers import SAMPLERS, is_multi_objective
 from budgetnas.search.storage import journal_url
 from budgetnas.space.count import count_params
-from budgetnas.space.sample import SpaceConfig, smallest_network
+from budgetnas.space.sample import Limits, SpaceConfig, smallest_costs
 from budgetnas.space.spec import ArchSpec
 from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.data import DataConfig, default_data_dir
@@ -52,6 +52,8 @@ class SearchConfig:
 
     out: str
     caps: tuple[int, ...]  # the caps the search answers; the largest is the hard cap
+    max_macs: int | None = None  # multiply-accumulates per image
+    max_activation_kb: float | None = None  # peak activation memory, KB (1,024 bytes) at int8
     data: DataConfig = field(default_factory=DataConfig)
     recipe: TrainConfig = field(default_factory=TrainConfig)
     space: SpaceConfig | None = None  # default: the space for the data set's images
@@ -101,18 +103,41 @@ class SearchConfig:
             object.__setattr__(self, "space", SpaceConfig(**images))
         elif any(getattr(self.space, k) != v for k, v in images.items()):
             raise SearchError(f"the space's image settings do not match {self.data.dataset}")
-        smallest = smallest_network(self.space)
+        params, macs, activation = smallest_costs(self.space)
         for cap in self.caps:
-            if cap < smallest:
+            if cap < params:
                 raise SearchError(
                     f"budget {cap:,} is below the smallest network the space can build "
-                    f"({smallest:,} parameters)"
+                    f"({params:,} parameters)"
+                )
+        if self.max_macs is not None:
+            if isinstance(self.max_macs, bool) or not isinstance(self.max_macs, int):
+                raise SearchError(f"--max-macs must be a whole number, got {self.max_macs!r}")
+            if self.max_macs < macs:
+                raise SearchError(
+                    f"--max-macs {self.max_macs:,} is below the smallest network the space can "
+                    f"build ({macs:,} MACs)"
+                )
+        if self.max_activation_kb is not None:
+            if not self.max_activation_kb > 0:
+                raise SearchError(
+                    f"--max-activation-kb must be positive, got {self.max_activation_kb}"
+                )
+            if self.limits(self.budget).activation < activation:
+                raise SearchError(
+                    f"--max-activation-kb {self.max_activation_kb:g} is below the smallest "
+                    f"network the space can build ({activation / 1024:.2f} KB at int8)"
                 )
 
     @property
     def budget(self) -> int:
         """The hard cap: the largest cap of the ladder."""
         return self.caps[-1]
+
+    def limits(self, cap: int) -> Limits:
+        """Every cap a candidate answering ``cap`` must fit (activation in int8 bytes)."""
+        act = self.max_activation_kb
+        return Limits(cap, self.max_macs, None if act is None else int(act * 1024))
 
     @property
     def space_config(self) -> SpaceConfig:
@@ -146,6 +171,8 @@ class SearchConfig:
             "recipe": self.recipe.to_dict(),
             "space": self.space_config.to_dict(),
             "caps": list(self.caps),
+            "max_macs": self.max_macs,
+            "max_activation_kb": self.max_activation_kb,
             "search_recipe": self.search_recipe,
         }
 
@@ -273,9 +300,9 @@ def parse_references(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...
 
 def differences(stored: dict[str, Any], ours: dict[str, Any]) -> list[str]:
     """'recipe.epochs: 15 there, 3 here' for every leaf that differs between two fingerprints."""
-    a, b = _flatten(stored), _flatten(ours)
+    a, b = _flatten(stored), _flatten(ours)  # a setting one side lacks reads as None
     return [
-        f"{key}: {a.get(key, '-')} there, {b.get(key, '-')} here"
+        f"{key}: {a.get(key)} there, {b.get(key)} here"
         for key in sorted(set(a) | set(b))
         if a.get(key) != b.get(key)
     ]

@@ -29,6 +29,7 @@ from budgetnas.search.recipe import sample_recipe
 from budgetnas.search.runs import FINISHED, WEIGHTS_DIR
 from budgetnas.search.samplers import is_multi_objective
 from budgetnas.space.count import analyze
+from budgetnas.space.memory import activation_memory
 from budgetnas.space.sample import Rejected, sample_spec
 from budgetnas.space.spec import ArchSpec, SpecError
 from budgetnas.trainers.data import TrainVal
@@ -111,10 +112,15 @@ class Objective:
         if self.cfg.search_recipe:
             recipe, dropout = sample_recipe(trial, self.cfg.recipe)
         space = replace(self.cfg.space_config, dropout=dropout)
+        limits = self.cfg.limits(cap)
         try:
-            return sample_spec(trial, budget=cap, cfg=space), recipe
+            spec = sample_spec(
+                trial, budget=cap, cfg=space, macs=limits.macs, activation=limits.activation
+            )
+            return spec, recipe
         except Rejected as rej:
             trial.set_user_attr("rejected", rej.reason)
+            trial.set_user_attr("rejected_by", rej.cap)
             trial.set_user_attr("params", rej.params)
             raise optuna.TrialPruned(f"rejected: {rej.reason}") from None
 
@@ -129,10 +135,13 @@ class Objective:
         trial.set_user_attr("params", stats.params)
         trial.set_user_attr("macs", stats.macs)
         trial.set_user_attr("receptive_field", stats.receptive_field)
+        trial.set_user_attr("activation", activation_memory(spec).peak)  # elements
         trial.set_user_attr("recipe", recipe.to_dict())
-        if stats.params > cap:  # the trial's own cap, checked before anything is built
-            trial.set_user_attr("rejected", f"{stats.params:,} parameters over the cap {cap:,}")
-            raise optuna.TrialPruned("rejected: over the parameter cap")
+        over = self.cfg.limits(cap).over(spec)  # the trial's own caps, before anything is built
+        if over is not None:
+            trial.set_user_attr("rejected", over[1])
+            trial.set_user_attr("rejected_by", over[0])
+            raise optuna.TrialPruned(f"rejected: {over[1]}")
         trial.set_user_attr("key", key)
         earlier = _earlier(trial, key)
         if earlier is not None:

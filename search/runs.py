@@ -92,6 +92,12 @@ def summary_counts(study: optuna.Study) -> dict[str, Any]:
         "failed": sum(t.state == TrialState.FAIL for t in trials),
         "references": sum(1 for t in trials if t.user_attrs.get("reference")),
     }
+    by_cap: dict[str, int] = {}
+    for t in trials:
+        if t.user_attrs.get("rejected"):
+            cap = t.user_attrs.get("rejected_by", "parameters")
+            by_cap[cap] = by_cap.get(cap, 0) + 1
+    counts["rejected_by"] = by_cap
     counts["total"] = len(trials)
     counts["rejected_fraction"] = rejected / len(trials) if trials else 0.0
     return counts

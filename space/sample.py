@@ -12,10 +12,11 @@ Only ``trial.suggest_*`` is used, so any object with those methods works (tests 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
-from budgetnas.space.count import count_params
+from budgetnas.space.count import analyze, count_params
+from budgetnas.space.memory import activation_memory
 from budgetnas.space.spec import ArchSpec, Conv, Head, Residual, SpecError, Transition
 
 MIN_WIDTH = 4
@@ -29,12 +30,42 @@ class Suggester(Protocol):
 
 
 class Rejected(Exception):
-    """The sampled structure cannot be made to fit the budget; nothing is trained."""
+    """The sampled structure cannot be made to fit a cap; nothing is trained.
+    ``cap``: which one (``parameters``, ``MACs`` or ``activation``)."""
 
-    def __init__(self, reason: str, params: int) -> None:
+    def __init__(self, reason: str, params: int, cap: str = "parameters") -> None:
         super().__init__(reason)
         self.reason = reason
         self.params = params
+        self.cap = cap
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The caps a network must fit, all exact and known before it is built: parameters,
+    multiply-accumulates per image, and peak activation memory in elements (bytes at int8,
+    one byte per element; see ``space.memory``). ``None``: no cap."""
+
+    params: int
+    macs: int | None = None
+    activation: int | None = None
+
+    def over(self, spec: ArchSpec) -> tuple[str, str] | None:
+        """(which cap, why) for the first cap ``spec`` exceeds, else None."""
+        params = count_params(spec)
+        if params > self.params:
+            return "parameters", f"{params:,} parameters over the cap {self.params:,}"
+        if self.macs is not None:
+            macs = analyze(spec).macs
+            if macs > self.macs:
+                return "MACs", f"{macs:,} MACs over the cap {self.macs:,}"
+        if self.activation is not None:
+            peak = activation_memory(spec).peak
+            if peak > self.activation:
+                return "activation", (
+                    f"peak activation {peak:,} bytes (int8) over the cap {self.activation:,}"
+                )
+        return None
 
 
 @dataclass(frozen=True)
@@ -125,22 +156,36 @@ def _sample_skeleton(trial: Suggester, cfg: SpaceConfig) -> _Skeleton:
     return _Skeleton(tuple(stages), tuple(residual), tuple(transitions), head_k, cfg)
 
 
-def sample_spec(trial: Suggester, *, budget: int, cfg: SpaceConfig | None = None) -> ArchSpec:
-    """A spec with at most ``budget`` parameters, or ``Rejected`` when none of its kind fits."""
+def sample_spec(
+    trial: Suggester,
+    *,
+    budget: int,
+    cfg: SpaceConfig | None = None,
+    macs: int | None = None,
+    activation: int | None = None,
+) -> ArchSpec:
+    """A spec within ``budget`` parameters (and ``macs`` MACs, ``activation`` peak activation
+    elements, when given), or ``Rejected`` when even the narrowest network of the sampled
+    structure exceeds one of them.
+
+    Parameters, MACs and activation memory all grow with the widths, so one bisection on the
+    width scale finds the widest network that fills the sampled fraction of the parameter
+    budget while staying under the other caps.
+    """
     cfg = cfg or SpaceConfig()
+    limits = Limits(budget, macs, activation)
     skeleton = _sample_skeleton(trial, cfg)
     fraction = trial.suggest_float("size", cfg.min_size_fraction, 1.0)
-    target = max(1, int(fraction * budget))
+    target = replace(limits, params=max(1, int(fraction * budget)))
 
     def fits(scale: float) -> bool:
-        return count_params(skeleton.at(scale)) <= target
+        return target.over(skeleton.at(scale)) is None
 
     smallest = skeleton.at(0.0)
-    if count_params(smallest) > budget:
-        raise Rejected(
-            f"narrowest network of this structure has {count_params(smallest):,} parameters",
-            count_params(smallest),
-        )
+    over = limits.over(smallest)
+    if over is not None:
+        cap, why = over
+        raise Rejected(f"narrowest network of this structure: {why}", count_params(smallest), cap)
     if not fits(0.0):  # the target is below the narrowest network: take the narrowest
         return smallest
     lo, hi = 0.0, 1.0
@@ -152,17 +197,22 @@ def sample_spec(trial: Suggester, *, budget: int, cfg: SpaceConfig | None = None
     return skeleton.at(lo)
 
 
-def smallest_network(cfg: SpaceConfig | None = None) -> int:
-    """Parameters of the smallest network the space can build (every width at its minimum)."""
-    cfg = cfg or SpaceConfig()
-    skeleton = _Skeleton(
+def _smallest(cfg: SpaceConfig) -> ArchSpec:
+    return _Skeleton(
         stages=(((1.0, 0),), ((1.0, 0),)),
         residual=(False, False),
         transitions=((1.0, True),),
         head_k=1,
         cfg=cfg,
-    )
-    try:
-        return count_params(skeleton.at(0.0))
-    except SpecError:  # pragma: no cover - 28x28 always fits
-        return 0
+    ).at(0.0)
+
+
+def smallest_network(cfg: SpaceConfig | None = None) -> int:
+    """Parameters of the smallest network the space can build (every width at its minimum)."""
+    return count_params(_smallest(cfg or SpaceConfig()))
+
+
+def smallest_costs(cfg: SpaceConfig | None = None) -> tuple[int, int, int]:
+    """(parameters, MACs, peak activation elements) of the smallest network of the space."""
+    spec = _smallest(cfg or SpaceConfig())
+    return count_params(spec), analyze(spec).macs, activation_memory(spec).peak

@@ -97,7 +97,7 @@ MID = ArchSpec(blocks=(Conv(8), Transition(8), Conv(16), Conv(16)), head=Head())
 def test_a_candidate_over_its_rung_is_never_trained(tmp_path, synthetic_root, monkeypatch):
     params = count_params(MID)
     assert 2000 < params <= 5000
-    monkeypatch.setattr(objective, "sample_spec", lambda trial, budget, cfg: MID)
+    monkeypatch.setattr(objective, "sample_spec", lambda *a, **k: MID)
     trained = _failing_train(monkeypatch, fail_calls=set())  # counts calls, fails none
     cfg = quick_config(synthetic_root, tmp_path / "run", caps=(2000, 5000), trials=2)
     study = run_search(cfg, quiet=True)

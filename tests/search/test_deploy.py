@@ -1,0 +1,124 @@
+"""ONNX and int8 export (the deploy extra): outputs, accuracy, and the one-line error
+without the extra."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from budgetnas.search.cli import app
+from budgetnas.search.driver import run_search
+from budgetnas.space.build import build
+from budgetnas.space.zoo import ZOO
+from budgetnas.trainers.data import DataConfig
+from budgetnas.trainers.recipe import default_recipe
+from budgetnas.trainers.train import train
+from tests.helpers import cli_error, quick_config
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, synthetic_root):
+    out = tmp_path_factory.mktemp("deploy") / "run"
+    run_search(quick_config(synthetic_root, out, trials=2), quiet=True)
+    return out
+
+
+def test_without_the_extra_export_says_what_to_install(run, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
+    line = cli_error(
+        runner.invoke(
+            app, ["export", str(run), "--format", "onnx", "--out", str(tmp_path / "m.onnx")]
+        )
+    )
+    assert line == 'error: ONNX export needs onnxruntime: pip install "budgetnas[deploy]"'
+    assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--format", "tflite", "--out", "m.tflite"], "unknown format 'tflite'; choose py, onnx"),
+        (["--int8", "--out", "m.py"], "--int8 needs --format onnx"),
+        (["--format", "onnx", "--out", "m.py"], "--out must name a .onnx file"),
+    ],
+)
+def test_bad_export_options_are_one_line(run, tmp_path, args, message):
+    args = [a if not a.startswith("m.") else str(tmp_path / a) for a in args]
+    assert cli_error(runner.invoke(app, ["export", str(run), *args])).startswith(
+        f"error: {message}"
+    )
+
+
+ort = pytest.importorskip(
+    "onnxruntime", reason="the deploy extra (onnx, onnxruntime) is not installed"
+)
+from budgetnas.search.deploy import export_onnx, onnx_logits, quantize_int8  # noqa: E402
+
+
+@pytest.mark.parametrize("key", sorted(ZOO))
+def test_zoo_network_onnx_outputs_match_torch(key, tmp_path):
+    spec = ZOO[key].spec
+    torch.manual_seed(0)
+    net = build(spec)
+    with torch.no_grad():  # running statistics that are not the identity, so BN is exercised
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    net.eval()
+    path = export_onnx(net, tmp_path / f"{key}.onnx", input_shape=(1, 28, 28))
+    x = torch.rand(64, 1, 28, 28)
+    with torch.no_grad():
+        expected = net(x).numpy()
+    got = onnx_logits(path, x.numpy())
+    assert got.shape == expected.shape == (64, 10)
+    assert np.abs(got - expected).max() < 1e-4
+    int8 = quantize_int8(path, tmp_path / f"{key}.int8.onnx", x.numpy()[:32])
+    assert onnx_logits(int8, x.numpy()).shape == (64, 10)
+    assert int8.stat().st_size < path.stat().st_size
+
+
+def test_export_cli_writes_onnx_and_int8(run, synthetic_root, tmp_path):
+    out = tmp_path / "best.onnx"
+    args = ["export", str(run), "--format", "onnx", "--int8", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--data-dir", str(synthetic_root)])
+    assert result.exit_code == 0, result.stderr
+    assert out.is_file() and (tmp_path / "best.int8.onnx").is_file()
+    lines = result.stdout.splitlines()
+    assert lines[1].startswith(f"onnx: {out} (") and "max |onnxruntime - torch|" in lines[1]
+    assert lines[2].startswith(f"int8: {tmp_path / 'best.int8.onnx'} (")
+    again = runner.invoke(app, [*args, "--data-dir", str(synthetic_root)])
+    assert cli_error(again).endswith("pass --force to overwrite")
+
+
+def test_int8_accuracy_of_seed_001_trained_on_mnist(mnist_root):
+    data = DataConfig(data_dir=str(mnist_root), train_subset=12_000).load()
+    net = train(ZOO["001"].spec, data, default_recipe(1)).model.eval()
+    test = DataConfig(data_dir=str(mnist_root)).load_test()
+    import tempfile
+    from pathlib import Path
+
+    from budgetnas.search.deploy import deploy
+    from budgetnas.search.export import calibration_images
+
+    with tempfile.TemporaryDirectory() as tmp:
+        report = deploy(
+            net,
+            Path(tmp) / "001.onnx",
+            test_x=test.x,
+            test_y=test.y,
+            calibration_x=calibration_images(data.train, 1000),
+        )
+    print(
+        f"seed 001, 1 epoch on 12,000 images: float {report.onnx_acc:.2%}, "
+        f"int8 {report.int8_acc:.2%}, max abs diff {report.max_abs_diff:.1e}"
+    )
+    assert report.max_abs_diff < 1e-4 and report.onnx_acc == report.torch_acc
+    assert report.onnx_acc > 0.9
+    assert abs(report.int8_acc - report.onnx_acc) <= 0.003
