@@ -183,6 +183,24 @@ def sample_spec(
 
     smallest = skeleton.at(0.0)
     over = limits.over(smallest)
+    # Over the memory or MAC cap even at the narrowest widths, the structure is relaxed before
+    # it is given up: a residual block keeps its input alive beside its body, so shortcuts go
+    # first (first stage first); then the full-resolution stage loses its padding.
+    for stage in range(len(skeleton.residual)):
+        if over is None or over[0] == "parameters" or not any(skeleton.residual):
+            break
+        plain = replace(skeleton, residual=(False,) * (stage + 1) + skeleton.residual[stage + 1 :])
+        if plain != skeleton:
+            skeleton, smallest = plain, plain.at(0.0)
+            over = limits.over(smallest)
+    if over is not None and over[0] != "parameters":  # then the full-resolution stage unpadded
+        first = tuple((w, 0) for w, _ in skeleton.stages[0])
+        valid = replace(skeleton, stages=(first, *skeleton.stages[1:]))
+        try:
+            if valid != skeleton and limits.over(valid.at(0.0)) is None:
+                skeleton, smallest, over = valid, valid.at(0.0), None
+        except SpecError:  # the map would vanish further on: keep the rejection
+            pass
     if over is not None:
         cap, why = over
         raise Rejected(f"narrowest network of this structure: {why}", count_params(smallest), cap)

@@ -40,8 +40,7 @@ def test_sampled_specs_fit_every_cap(macs, activation):
     assert all(analyze(s).macs <= macs for s in specs)
     assert all(activation_memory(s).peak <= activation for s in specs)
     assert set(rejected) <= {"MACs", "activation"}
-    if activation >= 16_384:  # caps of the size a microcontroller has: rarely a rejection
-        assert len(rejected) <= 5
+    assert len(rejected) <= 3  # rarely a rejection: structures are relaxed to fit first
     free, _ = _specs(100)
     assert max(analyze(s).macs for s in free) > macs  # the caps did bind
     assert max(activation_memory(s).peak for s in free) > activation
@@ -108,3 +107,13 @@ def test_bad_cap_values_are_one_line(tmp_path, synthetic_root, extra, message):
     line = cli_error(runner.invoke(app, search_args(synthetic_root, tmp_path / "r", *extra)))
     assert line.startswith("error: " + message), line
     assert not (tmp_path / "r").exists()
+
+
+def test_a_structure_over_the_memory_cap_is_relaxed_not_rejected():
+    """Residual stages and a padded first stage are given up, in that order, before the
+    candidate is: the spec built has no shortcut where it would not fit."""
+    specs, rejected = _specs(100, activation=8_192)
+    assert not rejected
+    free, _ = _specs(100)
+    assert any(b.kind == "residual" for s in free for b in s.blocks[:1])
+    assert all(s.blocks[0].kind != "residual" for s in specs)
