@@ -37,6 +37,7 @@ from budgetnas.search.runs import finished, open_run
 # name -> (sampler, pruner, references); "tpe" is the default before this benchmark existed
 STRATEGIES = {
     "random": ("random", "none", "none"),
+    "motpe-np": ("motpe", "none", "all"),
     "tpe": ("tpe", "banded", "none"),
     "tpe+refs": ("tpe", "banded", "all"),
     "motpe": ("motpe", "banded", "all"),
@@ -58,13 +59,22 @@ def measure(run: Path, cap: int, hv_ref: float) -> dict:
         under = done[done["params"] <= limit]["val_acc"]
         return float(under.max()) if len(under) else None
 
+    # the front as the search went: (epochs trained so far, hypervolume of the sampled trials
+    # finished so far), after every trial in the order they ran
+    trained = df["epochs"].where(df["duplicate_of"].isna(), 0)  # a reused result trains nothing
+    curve, epochs = [], 0
+    for row, n in zip(df.itertuples(), trained, strict=True):
+        epochs += int(n)
+        so_far = sampled[sampled["number"] <= row.number]
+        curve.append((epochs, hypervolume(pareto_front(so_far, cap=cap), cap=cap, ref_acc=hv_ref)))
     return {
+        "hv_curve": curve,
         "hypervolume": hypervolume(front, cap=cap, ref_acc=hv_ref),
         "best": best(cap),
         "best_half": best(cap // 2),
         "front": len(front),
         "complete": int(len(done)),
-        "epochs": int(df["epochs"].sum()),
+        "epochs": int(trained.sum()),
         "references": {str(r.reference): float(r.val_acc) for r in refs.itertuples()},
         "sampled_finished": finished(study),
     }
@@ -94,6 +104,7 @@ def main() -> None:
             key = f"{name}/seed{seed}"
             run = out / name / f"seed{seed}"
             if key in results:
+                results[key].update(measure(run, args.budget, args.hv_ref))  # read again
                 continue
             sampler, pruner, references = STRATEGIES[name]
             cfg = new_config(
@@ -118,7 +129,35 @@ def main() -> None:
             results[key] = row
             results_path.write_text(json.dumps(results, indent=2, sort_keys=True))
             print(f"{key}: {json.dumps(row)}", flush=True)
+    results_path.write_text(json.dumps(results, indent=2, sort_keys=True))
     report(results, names, seeds, args)
+    equal_compute(results, names, seeds)
+
+
+def hv_at(curve: list, epochs: int) -> float:
+    """Hypervolume of the front after the trials that fit in ``epochs`` epochs."""
+    return max([hv for e, hv in curve if e <= epochs], default=0.0)
+
+
+def equal_compute(results: dict, names: list[str], seeds: list[int]) -> None:
+    """Every strategy cut at the epochs the most frugal one trained, per seed."""
+    print(
+        "\nat equal compute: each search cut after the trials that fit in the epochs the "
+        "most frugal strategy trained for that seed"
+    )
+    print("| strategy | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |")
+    print("| --- |" + " --- |" * (len(seeds) + 1))
+    budget = {
+        s: min(results[f"{n}/seed{s}"]["epochs"] for n in names if f"{n}/seed{s}" in results)
+        for s in seeds
+    }
+    for name in names:
+        keys = [f"{name}/seed{s}" for s in seeds]
+        if not all(k in results for k in keys):
+            continue
+        hvs = [hv_at(results[k]["hv_curve"], budget[s]) for k, s in zip(keys, seeds, strict=True)]
+        cells = " | ".join(f"{hv:.4f} ({budget[s]} ep)" for hv, s in zip(hvs, seeds, strict=True))
+        print(f"| {name} | {cells} | {statistics.fmean(hvs):.4f} |")
 
 
 def _mean(values: list) -> str:
