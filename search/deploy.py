@@ -2,7 +2,8 @@
 
 Needs the ``deploy`` extra (``pip install "budgetnas[deploy]"``: onnx and onnxruntime); without
 it, ``need_deploy`` raises one line that says so. The ONNX graph is the built module as it
-runs at inference (dropout gone, BatchNorm with its running statistics), input ``images``
+runs at inference (dropout gone, a BatchNorm right after a convolution folded into it, any
+other with its running statistics), input ``images``
 (B, C, H, W) pixel values in [0, 1], output ``logits`` (B, classes), any batch size.
 
 int8: QDQ format; the convolutions and linear layers quantized, weights per output channel
@@ -65,12 +66,28 @@ class _PoolAsMatMul(nn.Module):
         return y.reshape(b, c, self.out, self.out)
 
 
+def _fold_batchnorm(net: nn.Module) -> None:
+    """Fold every BatchNorm that directly follows a convolution into it (exact at inference:
+    the BN is an affine map of the conv's output); the BN becomes an identity."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for seq in [m for m in net.modules() if isinstance(m, nn.Sequential)]:
+        layers = list(seq)
+        for i in range(len(layers) - 1):
+            conv, bn = layers[i], layers[i + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                seq[i] = fuse_conv_bn_eval(conv, bn)
+                seq[i + 1] = nn.Identity()
+
+
 def _exportable(net: nn.Module, input_shape: tuple[int, int, int]) -> nn.Module:
-    """A copy of ``net`` whose adaptive pools that do not divide their input are matrix
-    products (same outputs)."""
+    """A copy of ``net`` as it runs at inference, in ops ONNX has: batch norms after convs
+    folded into them, adaptive pools that do not divide their input as matrix products
+    (same outputs)."""
     import copy
 
-    net = copy.deepcopy(net)
+    net = copy.deepcopy(net).eval()
+    _fold_batchnorm(net)
     sizes: dict[str, int] = {}
 
     def record(name: str):
@@ -115,6 +132,34 @@ def export_onnx(net: nn.Module, path: Path, *, input_shape: tuple[int, int, int]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(net, (example,), str(path), **kwargs)
+    return compact(path)
+
+
+def compact(path: Path) -> Path:
+    """Rename every node and inner tensor of an ONNX file to a short id, in place: the names
+    the exporter and the quantizer write (``/features/features.1/Relu_output_0_Dequantize..``)
+    can outweigh a small network's weights. The graph's input and output keep their names."""
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    keep = {v.name for v in graph.input} | {v.name for v in graph.output}
+    names: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        if not name or name in keep:
+            return name
+        return names.setdefault(name, f"t{len(names)}")
+
+    for init in graph.initializer:
+        init.name = short(init.name)
+    for node in graph.node:
+        node.name = ""
+        node.input[:] = [short(n) for n in node.input]
+        node.output[:] = [short(n) for n in node.output]
+    for info in graph.value_info:
+        info.name = short(info.name)
+    onnx.save(model, str(path))
     return path
 
 
@@ -166,7 +211,7 @@ def quantize_int8(float_path: Path, int8_path: Path, calibration: np.ndarray) ->
         )
     finally:
         root.setLevel(level)
-    return int8_path
+    return compact(int8_path)
 
 
 @dataclass(frozen=True)
