@@ -29,6 +29,7 @@ USER_ERRORS = (SearchError, SpecError, DataError, ConfigError)
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
+    rich_markup_mode=None,  # help texts are plain: "[default: 15]" must not be read as markup
     pretty_exceptions_enable=False,
     help=(
         "Find the most accurate small CNN under a hard parameter cap.\n\n"

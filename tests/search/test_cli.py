@@ -92,3 +92,17 @@ def test_console_script_exit_code_and_one_line(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "error: bad budget 'ten': write a parameter count such as 10000, 10k, 12.5k or 1.2M"
     ]
+
+
+def test_help_shows_the_library_defaults():
+    """Defaults live in the library; --help must still show them (not swallow "[...]")."""
+    from budgetnas.search.config import SearchConfig
+    from budgetnas.trainers.recipe import TrainConfig
+
+    result = runner.invoke(app, ["search", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert f"[default: {SearchConfig.trials}]" in text
+    assert f"epochs per candidate [default: {TrainConfig.epochs}]" in text
+    assert f"[default: {TrainConfig.batch_size}; 64 with --epochs 1]" in text
+    assert "[default: none]" in text
