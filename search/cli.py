@@ -304,7 +304,9 @@ def verify(
     trial: list[int] | None = typer.Option(None, help="Verify this trial (repeatable)."),
     top: int | None = typer.Option(None, help="Verify the K best trials by validation."),
     zoo: list[str] | None = typer.Option(
-        None, help="Verify a seed network from the zoo with the run's recipe (repeatable)."
+        None,
+        help="Also verify a seed network from the zoo with the run's recipe (repeatable); "
+        "alone, only the zoo networks.",
     ),
     seeds: int = typer.Option(
         3, help="Seeds per architecture: 0, 1, 2, ... skipping the one the search trained with."
@@ -320,7 +322,7 @@ def verify(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
     data_dir: Path | None = typer.Option(None, help="Data root (default: the run's)."),
 ) -> None:
-    """Retrain the Pareto front (or --top K, --trial N, --zoo KEY) with new seeds, at the
+    """Retrain the Pareto front (or --top K, --trial N; plus any --zoo KEY) with new seeds, at the
     search's fidelity or another one (search cheap, verify in full: --epochs, --lr, ...); report
     test accuracy mean ± std. Each seed's result is stored in the run as soon as it is known
     (with the fidelity it was trained at), so an interrupted verify continues where it stopped.

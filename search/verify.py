@@ -48,17 +48,18 @@ def _choose(
     top: int | None,
     zoo: list[str] | None,
 ) -> list[Verified]:
+    """The networks to retrain: the zoo entries asked for, plus the trials asked for (by
+    number or ``top`` K by validation), or the Pareto front when neither is."""
     base = cfg.recipe
-    if zoo:
-        unknown = [k for k in zoo if k not in ZOO]
-        if unknown:
-            raise SearchError(f"no zoo entry {unknown[0]!r}; entries: {', '.join(ZOO)}")
-        return [
-            Verified(
-                f"zoo-{k}", count_params(ZOO[k].spec), ZOO[k].spec.to_json(), base.to_dict(), None
-            )
-            for k in zoo
-        ]
+    unknown = [k for k in zoo or () if k not in ZOO]
+    if unknown:
+        raise SearchError(f"no zoo entry {unknown[0]!r}; entries: {', '.join(ZOO)}")
+    zoo_items = [
+        Verified(f"zoo-{k}", count_params(ZOO[k].spec), ZOO[k].spec.to_json(), base.to_dict(), None)
+        for k in zoo or ()
+    ]
+    if zoo and not trials and not top:
+        return zoo_items
     all_trials = study.get_trials(deepcopy=False)
     if trials:
         chosen = [pick_trial(all_trials, n, cap=cfg.budget) for n in trials]
@@ -74,7 +75,7 @@ def _choose(
             raise SearchError("the run has no completed trial to verify yet")
         by_number = {t.number: t for t in all_trials}
         chosen = [by_number[int(n)] for n in numbers]
-    return [
+    picked = [
         Verified(
             f"zoo-{t.user_attrs['reference']}"
             if t.user_attrs.get("reference")
@@ -87,6 +88,8 @@ def _choose(
         for t in chosen
         if t.state == TrialState.COMPLETE
     ]
+    keys = {v.key for v in picked}
+    return picked + [v for v in zoo_items if v.key not in keys]
 
 
 def verify_recipe(base: TrainConfig, **overrides: Any) -> TrainConfig:

@@ -77,6 +77,19 @@ def test_verify_stores_results_and_fills_the_ladder(ladder_run, synthetic_root):
     assert rows and rows[-1][1] == 5000
 
 
+def test_zoo_and_top_are_verified_together(ladder_run):
+    """--zoo adds seed networks to --top / --trial; it used to replace them silently."""
+    cfg, study = open_run(ladder_run)
+    choose = verify_module._choose
+    both = choose(cfg, study, trials=None, top=1, zoo=["001"])
+    assert [v.key for v in both][1:] == ["zoo-001"] and both[0].key.startswith("trial-")
+    assert both[0].key == choose(cfg, study, trials=None, top=1, zoo=None)[0].key
+    number = int(both[0].key.removeprefix("trial-"))
+    numbered = choose(cfg, study, trials=[number], top=None, zoo=["002"])
+    assert [v.key for v in numbered] == [both[0].key, "zoo-002"]
+    assert [v.key for v in choose(cfg, study, trials=None, top=None, zoo=["002"])] == ["zoo-002"]
+
+
 def test_verify_cli_zoo_and_report(ladder_run):
     result = runner.invoke(
         app,
