@@ -14,9 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import reduced_search
+
 from budgetnas.reports.frame import trials_frame
 from budgetnas.reports.pareto import pareto_front
-from budgetnas.search.config import new_config
 from budgetnas.search.driver import run_search
 from budgetnas.search.runs import summary_counts
 
@@ -38,16 +39,11 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for pruner in args.pruners.split(","):
-            cfg = new_config(
-                out=Path(tmp) / pruner,
-                caps=(args.budget,),
-                trials=args.trials,
-                epochs=args.epochs,
-                train_subset=args.train_subset,
+            cfg = reduced_search(
+                args,
+                Path(tmp) / pruner,
                 val_size=args.val_size,
                 batch_size=args.batch_size,
-                data_dir=args.data_dir,
-                device=args.device,
                 seed=args.seed,
                 pruner=pruner,
             )

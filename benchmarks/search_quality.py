@@ -27,10 +27,11 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from common import reduced_search
 
 from budgetnas.reports.frame import trials_frame
 from budgetnas.reports.pareto import hypervolume, pareto_front
-from budgetnas.search.config import CONFIG_FILE, new_config
+from budgetnas.search.config import CONFIG_FILE
 from budgetnas.search.driver import run_search
 from budgetnas.search.runs import finished, open_run
 
@@ -107,14 +108,9 @@ def main() -> None:
                 results[key].update(measure(run, args.budget, args.hv_ref))  # read again
                 continue
             sampler, pruner, references = STRATEGIES[name]
-            cfg = new_config(
-                out=run,
-                caps=(args.budget,),
-                trials=args.trials,
-                epochs=args.epochs,
-                train_subset=args.train_subset,
-                data_dir=args.data_dir,
-                device=args.device,
+            cfg = reduced_search(
+                args,
+                run,
                 seed=seed,
                 sampler=sampler,
                 pruner=pruner,
