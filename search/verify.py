@@ -125,6 +125,8 @@ def verify_run(
     """
     if seeds < 1:
         raise SearchError(f"--seeds must be at least 1, got {seeds}")
+    if top is not None and top < 1:
+        raise SearchError(f"--top must be at least 1, got {top}")
     unknown = set(recipe) - set(RECIPE_OPTIONS)
     if unknown:
         raise TypeError(f"unknown recipe setting(s): {', '.join(sorted(unknown))}")

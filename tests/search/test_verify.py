@@ -110,6 +110,14 @@ def test_verify_cli_zoo_and_report(ladder_run):
     assert "zoo-001" in result.stdout and "9,798" in result.stdout
     page = (ladder_run / "report.html").read_text()
     assert "Verified architectures" in page and "zoo-001" in page
+    for args, msg in [
+        (["--top", "0"], "--top must be at least 1, got 0"),
+        (["--seeds", "0"], "--seeds must be at least 1, got 0"),
+        (["--epochs", "0"], "epochs"),
+    ]:
+        wrong = runner.invoke(app, ["verify", str(ladder_run), *args])
+        assert wrong.exit_code == 1 and msg in wrong.stderr, (args, wrong.stderr)
+        assert len(wrong.stderr.strip().splitlines()) == 1
     bad = runner.invoke(app, ["verify", str(ladder_run), "--zoo", "777"])
     assert bad.exit_code == 1 and "no zoo entry '777'" in bad.stderr
 
