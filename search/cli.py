@@ -339,7 +339,13 @@ def verify(
             err=True,
         )
 
-    recipe = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "augment": augment}
+    recipe = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "augment": augment,
+        "label_smoothing": label_smoothing,
+    }
     with _user_errors():
         results = verify_run(
             run,
@@ -351,7 +357,6 @@ def verify(
             data_dir=data_dir,
             train_subset=train_subset,
             on_result=show,
-            label_smoothing=label_smoothing,
             **recipe,
         )
         _write_reports(*open_run(run))
