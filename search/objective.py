@@ -27,7 +27,7 @@ from budgetnas.search.progress import Progress
 from budgetnas.search.pruners import BandedMedianPruner
 from budgetnas.search.recipe import sample_recipe
 from budgetnas.search.runs import FINISHED, WEIGHTS_DIR
-from budgetnas.search.samplers import is_multi_objective
+from budgetnas.search.samplers import flat_space, is_multi_objective
 from budgetnas.space.count import analyze
 from budgetnas.space.memory import activation_memory
 from budgetnas.space.sample import Rejected, sample_spec
@@ -115,7 +115,12 @@ class Objective:
         limits = self.cfg.limits(cap)
         try:
             spec = sample_spec(
-                trial, budget=cap, cfg=space, macs=limits.macs, activation=limits.activation
+                trial,
+                budget=cap,
+                cfg=space,
+                macs=limits.macs,
+                activation=limits.activation,
+                flat=flat_space(self.cfg.sampler),
             )
             return spec, recipe
         except Rejected as rej:

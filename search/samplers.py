@@ -4,15 +4,29 @@
 parameters), accuracy maximised and parameters minimised, so the sampler models the whole
 accuracy-vs-size front instead of drifting towards the largest networks that fit. Optuna's
 pruners do not support several objectives; with these samplers the banded pruning rule runs
-inside the objective (``search.pruners.banded_prune``). ``tpe`` is single-objective TPE on
-validation accuracy; ``random`` samples independently (a baseline).
+inside the objective (``search.pruners.BandedMedianPruner.decide``). ``tpe`` is
+single-objective TPE on validation accuracy; ``random`` samples independently (a baseline).
+
+Every sampler is wrapped in ``SearchedOnly``: reference networks are trials of the study (the
+reports and the pruner compare with them), but their architectures lie outside the sampled
+parameterization, so a sampler never sees them. With the same seed (and no pruning, which
+does compare with them), a search proposes the same candidates with and without references.
+
+NSGA-II evolves only the parameters every trial of its population has (Optuna's intersection
+search space) and draws the others at random; so with ``nsga2`` every parameter of the space
+is suggested on every trial (``flat_space``), the ones a candidate does not use included, and
+the whole architecture evolves.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Container, Sequence
+from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
 
 SAMPLERS = ("motpe", "tpe", "nsga2", "random")
 MULTI_OBJECTIVE = ("motpe", "nsga2")
@@ -23,12 +37,101 @@ def is_multi_objective(name: str) -> bool:
     return name in MULTI_OBJECTIVE
 
 
+def flat_space(name: str) -> bool:
+    """Does this sampler need every parameter suggested on every trial? (NSGA-II does.)"""
+    return name == "nsga2"
+
+
 def directions(name: str) -> list[str]:
     """Study directions: accuracy up, and for a multi-objective sampler parameters down."""
     return ["maximize", "minimize"] if is_multi_objective(name) else ["maximize"]
 
 
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+def is_reference(trial: FrozenTrial) -> bool:
+    return bool(trial.user_attrs.get("reference"))
+
+
+class _SearchedTrials:
+    """A study as a sampler should see it: every trial but the reference networks.
+
+    Everything else (storage, directions, system attributes) is the study's own."""
+
+    def __init__(self, study: Any) -> None:
+        self._study = study
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def _get_trials(
+        self,
+        deepcopy: bool = True,
+        states: Container[TrialState] | None = None,
+        use_cache: bool = False,
+    ) -> list[FrozenTrial]:
+        trials = self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
+        return [t for t in trials if not is_reference(t)]
+
+    def get_trials(
+        self, deepcopy: bool = True, states: Container[TrialState] | None = None
+    ) -> list[FrozenTrial]:
+        return [t for t in self._study.get_trials(deepcopy, states) if not is_reference(t)]
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        return self.get_trials()
+
+
+class SearchedOnly(optuna.samplers.BaseSampler):
+    """``sampler``, blind to reference networks: it is not called for a reference trial (so
+    its random state does not move) and never sees one among the study's trials."""
+
+    def __init__(self, sampler: optuna.samplers.BaseSampler) -> None:
+        self.inner = sampler
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        if is_reference(trial):
+            return {}
+        return self.inner.infer_relative_search_space(_SearchedTrials(study), trial)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        if is_reference(trial):
+            return {}
+        return self.inner.sample_relative(_SearchedTrials(study), trial, search_space)
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self.inner.sample_independent(
+            _SearchedTrials(study), trial, param_name, param_distribution
+        )
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if not is_reference(trial):
+            self.inner.before_trial(_SearchedTrials(study), trial)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        if not is_reference(trial):
+            self.inner.after_trial(_SearchedTrials(study), trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.inner.reseed_rng()
+
+
+def _inner(name: str, seed: int) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name in ("tpe", "motpe"):
@@ -44,3 +147,8 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
         if name == "random":
             return optuna.samplers.RandomSampler(seed=seed)
     raise ValueError(f"unknown sampler {name!r}; choose {', '.join(SAMPLERS)}")
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """The sampler ``name`` seeded with ``seed``, blind to reference networks."""
+    return SearchedOnly(_inner(name, seed))

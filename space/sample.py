@@ -29,6 +29,44 @@ class Suggester(Protocol):
     def suggest_categorical(self, name: str, choices: Any) -> Any: ...
 
 
+class _Recorded:
+    """Serves suggestions from values drawn earlier (the second pass of ``flat``)."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = values
+
+    def suggest_int(self, name: str, low: int, high: int) -> int:
+        return self.values[name]
+
+    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float:
+        return self.values[name]
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        return self.values[name]
+
+
+class _Widest:
+    """The first pass of ``flat``: every suggestion goes to the trial (and is recorded), but
+    the walk continues as if each choice opened as much of the space as it can (an integer
+    at its high end, a categorical at its last choice), so every parameter is suggested."""
+
+    def __init__(self, trial: Suggester) -> None:
+        self.trial = trial
+        self.values: dict[str, Any] = {}
+
+    def suggest_int(self, name: str, low: int, high: int) -> int:
+        self.values[name] = self.trial.suggest_int(name, low, high)
+        return high
+
+    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float:
+        self.values[name] = self.trial.suggest_float(name, low, high, log=log)
+        return self.values[name]
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        self.values[name] = self.trial.suggest_categorical(name, choices)
+        return choices[-1]
+
+
 class Rejected(Exception):
     """The sampled structure cannot be made to fit a cap; nothing is trained.
     ``cap``: which one (``parameters``, ``MACs`` or ``activation``)."""
@@ -163,6 +201,7 @@ def sample_spec(
     cfg: SpaceConfig | None = None,
     macs: int | None = None,
     activation: int | None = None,
+    flat: bool = False,
 ) -> ArchSpec:
     """A spec within ``budget`` parameters (and ``macs`` MACs, ``activation`` peak activation
     elements, when given), or ``Rejected`` when even the narrowest network of the sampled
@@ -171,10 +210,20 @@ def sample_spec(
     Parameters, MACs and activation memory all grow with the widths, so one bisection on the
     width scale finds the widest network that fills the sampled fraction of the parameter
     budget while staying under the other caps.
+
+    ``flat``: suggest every parameter of the space on every trial, also those this candidate
+    does not use (a third stage's when it has two, ...), so that a sampler that models only
+    the parameters all trials share (NSGA-II) models all of them. The candidate drawn from
+    the same values is the same. A choice that opens more of the space is listed last.
     """
     cfg = cfg or SpaceConfig()
     limits = Limits(budget, macs, activation)
-    skeleton = _sample_skeleton(trial, cfg)
+    if flat:
+        widest = _Widest(trial)
+        _sample_skeleton(widest, cfg)
+        skeleton = _sample_skeleton(_Recorded(widest.values), cfg)
+    else:
+        skeleton = _sample_skeleton(trial, cfg)
     fraction = trial.suggest_float("size", cfg.min_size_fraction, 1.0)
     target = replace(limits, params=max(1, int(fraction * budget)))
 
@@ -183,25 +232,7 @@ def sample_spec(
 
     smallest = skeleton.at(0.0)
     over = limits.over(smallest)
-    # Over the memory or MAC cap even at the narrowest widths, the structure is relaxed before
-    # it is given up: a residual block keeps its input alive beside its body, so shortcuts go
-    # first (first stage first); then the full-resolution stage loses its padding.
-    for stage in range(len(skeleton.residual)):
-        if over is None or over[0] == "parameters" or not any(skeleton.residual):
-            break
-        plain = replace(skeleton, residual=(False,) * (stage + 1) + skeleton.residual[stage + 1 :])
-        if plain != skeleton:
-            skeleton, smallest = plain, plain.at(0.0)
-            over = limits.over(smallest)
-    if over is not None and over[0] != "parameters":  # then the full-resolution stage unpadded
-        first = tuple((w, 0) for w, _ in skeleton.stages[0])
-        valid = replace(skeleton, stages=(first, *skeleton.stages[1:]))
-        try:
-            if valid != skeleton and limits.over(valid.at(0.0)) is None:
-                skeleton, smallest, over = valid, valid.at(0.0), None
-        except SpecError:  # the map would vanish further on: keep the rejection
-            pass
-    if over is not None:
+    if over is not None:  # the sampled structure stays as drawn: the space is not narrowed
         cap, why = over
         raise Rejected(f"narrowest network of this structure: {why}", count_params(smallest), cap)
     if not fits(0.0):  # the target is below the narrowest network: take the narrowest

@@ -155,3 +155,44 @@ def test_reference_trials_use_the_objective_not_the_sampler(monkeypatch, tmp_pat
     cfg = quick_config(synthetic_root, tmp_path / "r", caps=(10_000,), trials=1)
     study = run_search(cfg, quiet=True)
     assert len(study.trials) == 3 and len(calls) == 1
+
+
+def _searched(root, out, *, sampler, references, trials=14):
+    cfg = quick_config(
+        root, out, caps=(10_000,), trials=trials, sampler=sampler, references=references, seed=1
+    )
+    study = run_search(cfg, quiet=True)
+    return [t for t in study.trials if not t.user_attrs.get("reference")]
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    ["motpe", *(pytest.param(s, marks=pytest.mark.slow) for s in ("tpe", "nsga2", "random"))],
+)
+def test_references_do_not_change_what_a_sampler_proposes(tmp_path, synthetic_root, sampler):
+    """Same seed, no pruning: the same candidates with and without reference networks, past
+    TPE's start-up trials and NSGA-II's first generation."""
+    without = _searched(synthetic_root, tmp_path / "none", sampler=sampler, references="none")
+    with_refs = _searched(synthetic_root, tmp_path / "all", sampler=sampler, references="all")
+    assert len(without) == 14
+    assert [t.user_attrs.get("spec") for t in with_refs] == [
+        t.user_attrs.get("spec") for t in without
+    ]
+    assert [t.params for t in with_refs] == [t.params for t in without]
+
+
+def test_nsga2_evolves_every_parameter_of_the_space(tmp_path, synthetic_root):
+    """Every nsga2 trial suggests every parameter (a third stage's too), so Optuna's
+    intersection search space, the part NSGA-II crosses over, is the whole space; the other
+    samplers suggest only what a candidate uses."""
+    from optuna.search_space import intersection_search_space
+
+    nsga2 = _searched(synthetic_root, tmp_path / "n", sampler="nsga2", references="all")
+    space = intersection_search_space(nsga2)
+    assert {"stages", "s2_convs", "s2_w2", "s1_res", "t1_w", "t1_pool_first", "size"} <= set(space)
+    # stages; per stage: convs, pad, res, 3 widths; per transition: width, order; head; size
+    assert len(space) == 25
+    generations = {v for t in nsga2 for k, v in t.system_attrs.items() if k.endswith(":generation")}
+    assert generations == {0, 1}  # the second generation was bred, not drawn
+    motpe = _searched(synthetic_root, tmp_path / "m", sampler="motpe", references="none", trials=4)
+    assert len(intersection_search_space(motpe)) < 26
