@@ -31,14 +31,17 @@ from budgetnas.search.runs import (
     FINGERPRINT_ATTR,
     FINISHED,
     finished,
+    is_rejected,
 )
 from budgetnas.search.samplers import directions, is_multi_objective, make_sampler
 from budgetnas.search.storage import fail_orphans, is_rdb, open_storage
 from budgetnas.trainers.data import TrainVal
 from budgetnas.trainers.evaluate import resolve_device
 
-# A search stops (exit 1, with the reason) after this many trials in a row failed.
+# A search stops (exit 1, with the reason) after this many trials in a row failed, or after
+# this many candidates in a row were rejected before training (over a cap).
 FAILURES_IN_A_ROW = 5
+REJECTIONS_IN_A_ROW = 200
 
 
 def sampler_seed(seed: int, trials_so_far: int, worker: str = "") -> int:
@@ -126,6 +129,40 @@ class FailureGuard:
         return SearchError(
             f"{len(self.failed)} trials failed in a row (trials {numbers}); the last: {last}. "
             "Finished trials are kept: fix the cause, then continue with --resume"
+        )
+
+
+class RejectionGuard:
+    """Optuna callback: stops the study after ``limit`` candidates in a row were rejected
+    before training. Rejections do not count towards ``--trials`` (the space is not narrowed
+    to make candidates fit), so caps that almost no structure fits would otherwise sample on
+    for ever."""
+
+    def __init__(self, limit: int = REJECTIONS_IN_A_ROW) -> None:
+        self.limit = limit
+        self.in_a_row = 0
+        self.last = ""
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.user_attrs.get("reference"):
+            return
+        if is_rejected(trial):
+            self.in_a_row += 1
+            self.last = str(trial.user_attrs["rejected"])
+            if self.tripped:
+                study.stop()
+        elif trial.state in FINISHED:
+            self.in_a_row = 0
+
+    @property
+    def tripped(self) -> bool:
+        return self.in_a_row >= self.limit
+
+    def error(self) -> SearchError:
+        return SearchError(
+            f"{self.in_a_row} candidates in a row were over a cap before training (the last: "
+            f"{self.last}); the caps leave almost nothing of the space. Finished trials are "
+            "kept: raise --budget, --max-macs or --max-activation-kb in a new search"
         )
 
 
@@ -321,15 +358,17 @@ def _drive(
     if done >= cfg.trials:
         return
     # Trials run until cfg.trials sampled trials have finished (complete or pruned) in the
-    # whole study, over every process: a failed trial or a reference network does not use up a
-    # slot, and FailureGuard bounds failures.
-    guard = FailureGuard()
+    # whole study, over every process: a failed trial, a candidate rejected before training or
+    # a reference network does not use up a slot; the guards bound failures and rejections.
+    guard, rejections = FailureGuard(), RejectionGuard(REJECTIONS_IN_A_ROW)
     study.optimize(
         Objective(cfg, data, device, progress),
         n_trials=None,
         timeout=cfg.timeout,
-        callbacks=[progress, SampledTrialsDone(cfg.trials), guard],
+        callbacks=[progress, SampledTrialsDone(cfg.trials), guard, rejections],
         catch=(Exception,),
     )
     if guard.tripped:
         raise guard.error()
+    if rejections.tripped:
+        raise rejections.error()

@@ -62,10 +62,16 @@ def open_run(run: Path | str) -> tuple[SearchConfig, optuna.Study]:
 
 
 def finished(study: optuna.Study) -> int:
-    """Trials that count towards ``--trials``: sampled ones, completed or pruned (a failed one
-    is retried; reference networks do not count)."""
+    """Trials that count towards ``--trials``: sampled candidates that were trained, to the
+    end or until pruned. A failed trial is retried; a candidate rejected before training (over
+    a cap) and the reference networks do not count."""
     trials = study.get_trials(deepcopy=False, states=FINISHED)
-    return sum(1 for t in trials if not t.user_attrs.get("reference"))
+    return sum(1 for t in trials if not t.user_attrs.get("reference") and not is_rejected(t))
+
+
+def is_rejected(trial: FrozenTrial) -> bool:
+    """Rejected before training: the candidate was over a cap."""
+    return bool(trial.user_attrs.get("rejected"))
 
 
 def accuracy(trial: FrozenTrial) -> float | None:
