@@ -6,9 +6,12 @@ runs at inference (dropout gone, a BatchNorm right after a convolution folded in
 other with its running statistics), input ``images``
 (B, C, H, W) pixel values in [0, 1], output ``logits`` (B, classes), any batch size.
 
-int8: QDQ format; the convolutions and linear layers quantized, weights per output channel
-(7-bit range, see ``quantize_int8``), activations uint8 calibrated (min-max) on images of the
-*training* split only; the test split only reports.
+int8: QDQ format; every op between the input and the logits quantized (convolutions, linear
+layers, pooling, the residual sum; a ReLU folded into the op before it), weights per output
+channel (7-bit range, see ``quantize_int8``), activations uint8 calibrated (min-max) on images
+of the *training* split only; the test split only reports. A BatchNorm that does not follow a
+convolution (seed 000's conv -> ReLU -> BN) is exported as a depthwise 1x1 convolution, the
+same map, so it too runs in integers.
 """
 
 from __future__ import annotations
@@ -27,6 +30,21 @@ from budgetnas.search.errors import SearchError
 
 CALIBRATION_IMAGES = 1000
 OPSET = 17
+# Quantized ops: with Relu among them, a ReLU after a convolution is fused into its output
+# range, and every tensor between the input and the logits is int8 (onnxruntime runs
+# nothing in float in between, see space.memory).
+OPS = [
+    "Conv",
+    "Gemm",
+    "MatMul",
+    "Relu",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "Add",
+    "Flatten",
+    "Reshape",
+]
 
 
 def need_deploy() -> None:
@@ -80,14 +98,32 @@ def _fold_batchnorm(net: nn.Module) -> None:
                 seq[i + 1] = nn.Identity()
 
 
+def _batchnorm_as_conv(bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A BatchNorm at inference is a per-channel affine map: the same as a depthwise 1x1
+    convolution, which int8 runtimes run in integers (a BatchNorm they run in float)."""
+    c = bn.num_features
+    scale = (bn.weight if bn.affine else torch.ones(c)) / torch.sqrt(bn.running_var + bn.eps)
+    shift = (bn.bias if bn.affine else torch.zeros(c)) - bn.running_mean * scale
+    conv = nn.Conv2d(c, c, kernel_size=1, groups=c, bias=True)
+    with torch.no_grad():
+        conv.weight.copy_(scale.reshape(c, 1, 1, 1))
+        conv.bias.copy_(shift)
+    return conv
+
+
 def _exportable(net: nn.Module, input_shape: tuple[int, int, int]) -> nn.Module:
     """A copy of ``net`` as it runs at inference, in ops ONNX has: batch norms after convs
-    folded into them, adaptive pools that do not divide their input as matrix products
-    (same outputs)."""
+    folded into them, any other batch norm as a depthwise 1x1 convolution, adaptive pools
+    that do not divide their input as matrix products (same outputs)."""
     import copy
 
     net = copy.deepcopy(net).eval()
     _fold_batchnorm(net)
+    for name, module in list(net.named_modules()):
+        if isinstance(module, nn.BatchNorm2d):
+            parent_name, _, child = name.rpartition(".")
+            parent = net.get_submodule(parent_name) if parent_name else net
+            setattr(parent, child, _batchnorm_as_conv(module))
     sizes: dict[str, int] = {}
 
     def record(name: str):
@@ -207,7 +243,7 @@ def quantize_int8(float_path: Path, int8_path: Path, calibration: np.ndarray) ->
             # 7-bit weights: x86 int8 kernels (VPMADDUBSW) can saturate uint8 x int8 sums;
             # with full 8-bit weights seed 001 lost 0.57 points to that, with 7 bits none
             reduce_range=True,
-            op_types_to_quantize=["Conv", "Gemm", "MatMul"],
+            op_types_to_quantize=OPS,
         )
     finally:
         root.setLevel(level)

@@ -34,7 +34,9 @@ class Residual(nn.Module):
         self.shortcut = shortcut
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x) + self.shortcut(x)  # (B, C, H, W)
+        # the shortcut first: then the body's first layer is the last to read x
+        shortcut = self.shortcut(x)  # (B, C, H, W)
+        return self.body(x) + shortcut
 
 
 def make(layer: Layer) -> nn.Module:

@@ -1,16 +1,20 @@
 """Peak activation memory of a spec, exactly, before anything is built.
 
-The network runs its layer plan (``space.build.plan``) one layer at a time, as it is built
-and exported, with nothing fused. A tensor is alive from the layer that writes it to the
-last layer that reads it; while a layer runs, its inputs, its output and every tensor a
-later layer still needs (a residual block's input, kept for its shortcut) are alive at once.
-The peak is the largest such sum over the run, in elements; times the element size it is
-bytes (4 for float32, 1 for int8). Layers that return their input as it is (dropout at
-inference, flatten, an identity shortcut) write nothing new. The input image counts from
-the first layer on: it is the first layer's input.
+Counted as a deployed runtime runs the network (onnxruntime, an int8 microcontroller
+kernel library): one layer at a time, in the order of the layer plan (``space.build.plan``;
+in a residual block the shortcut, then the body, then the sum), with each convolution or
+linear layer *fused* with the BatchNorm right after it (folded into its weights) and the ReLU
+after that (clamped in its output), so the fused op writes one tensor. Any other layer
+(max-pool, average pooling, the residual sum, a BatchNorm after the activation, GELU) writes
+its own. A tensor is alive from the op that writes it to the last op that reads it; while an
+op runs, its inputs, its output and every tensor a later op still needs (a residual block's
+input, kept for its shortcut) are alive at once. The peak is the largest such sum over the
+run, in elements; times the element size it is bytes (4 for float32, 1 for int8). Layers
+that return their input as it is (dropout at inference, flatten, an identity shortcut) write
+nothing new. The input image counts from the first op on: it is the first op's input.
 
-``tests/space/test_memory.py`` checks these figures against a run of the built module that
-records which tensors every layer reads and writes.
+``tests/space/test_memory.py`` checks these figures against a traced run of the built module
+(with the same fusion) and against the tensors of the int8 ONNX model onnxruntime runs.
 """
 
 from __future__ import annotations
@@ -26,6 +30,26 @@ FLOAT32, INT8 = 4, 1  # bytes per element
 Shape = tuple[int, ...]
 ALIASES = ("Dropout", "Flatten", "Identity")  # return their input (or a view of it)
 SAME_SHAPE = ("BatchNorm2d", "ReLU", "GELU")
+FUSING = ("Conv2d", "Linear")  # fuse the BatchNorm (convolutions) and the ReLU after them
+
+
+def fused(layers: list[Layer] | tuple[Layer, ...]) -> list[Layer]:
+    """``layers`` as a runtime runs them: a BatchNorm right after a convolution, and a ReLU
+    right after a convolution or linear layer (or its folded BatchNorm), become aliases: they
+    write nothing of their own."""
+    out: list[Layer] = []
+    chain = ""  # "" | the op of the fusing layer whose follower may still fuse
+    for layer in layers:
+        if layer.op == "BatchNorm2d" and chain == "Conv2d":
+            out.append(Layer("Identity"))
+            chain = "Conv2d+BN"
+        elif layer.op == "ReLU" and chain:
+            out.append(Layer("Identity"))
+            chain = ""
+        else:
+            out.append(layer)
+            chain = layer.op if layer.op in FUSING else ""
+    return out
 
 
 def _numel(shape: Shape) -> int:
@@ -108,22 +132,24 @@ class _Run:
     def residual(self, body: tuple[Layer, ...], shortcut: tuple[Layer, ...]) -> None:
         x_shape, x = self.shape, self.size
         held = self.held
-        # the body runs while x is kept for the shortcut; its first layer reads x itself
-        first, *rest = body
+        if shortcut:  # the 1x1 projection runs first (build.Residual); its output waits
+            (proj,) = fused(shortcut)
+            short = _numel(out_shape(proj, x_shape))
+            self._live(x, short)
+            waiting = short
+        else:  # the identity: x itself is the second summand, kept through the body
+            short, waiting = x, 0
+        # the body's first op reads x (its last use, unless x is the identity summand)
+        self.held = held + waiting
+        first, *rest = fused(body)
         shape = out_shape(first, x_shape)
         out = x if first.op in ALIASES else _numel(shape)
         self._live(x, 0 if first.op in ALIASES else out)
-        self.held, self.shape, self.size = held + x, shape, out
+        self.held, self.shape, self.size = held + short, shape, out
         for layer in rest:
             self.layer(layer)
         body_out = self.size
         self.held = held
-        if shortcut:  # a 1x1 conv: reads x (its last use) while the body's output waits
-            (proj,) = shortcut
-            short = _numel(out_shape(proj, x_shape))
-            self._live(x, body_out, short)
-        else:  # the identity: x itself is the second summand
-            short = x
         self._live(body_out, short, body_out)  # the sum is written while both are read
         self.size = body_out
 
@@ -137,12 +163,12 @@ def activation_memory(spec: ArchSpec) -> MemoryStats:
     blocks = []
     for block, (c_in, _) in zip(spec.blocks, walk[:-1], strict=True):
         run.peak = 0
-        for layer in block.layers(c_in):
+        for layer in fused(block.layers(c_in)):
             run.layer(layer)
         blocks.append(run.peak)
     run.peak = 0
     c, s = walk[-1]
-    for layer in spec.head.layers(c, s, spec.num_classes):
+    for layer in fused(spec.head.layers(c, s, spec.num_classes)):
         run.layer(layer)
     blocks.append(run.peak)
     return MemoryStats(blocks=tuple(blocks), peak=max(blocks))
