@@ -107,6 +107,14 @@ def search(
         f"Peak learning rate (OneCycle) [default: {TrainConfig.lr}; {_ONE['lr']} with --epochs 1]."
     ),
     optimizer: str | None = _opt(f"sgd or adamw [default: {TrainConfig.optimizer}]."),
+    momentum: float | None = _opt(
+        f"SGD's Nesterov momentum, constant over the run (OneCycle cycles the learning rate "
+        f"only; adamw ignores it) [default: {TrainConfig.momentum}]."
+    ),
+    weight_decay: float | None = _opt(
+        f"Weight decay: SGD's L2 penalty, AdamW's decoupled decay "
+        f"[default: {TrainConfig.weight_decay}]."
+    ),
     label_smoothing: float | None = _opt(
         f"Label smoothing of the loss [default: {TrainConfig.label_smoothing}]."
     ),
@@ -314,6 +322,8 @@ def verify(
     epochs: int | None = _opt("Epochs [default: the searched recipe's]."),
     batch_size: int | None = _opt("Batch size [default: the searched recipe's]."),
     lr: float | None = _opt("Peak learning rate [default: the searched recipe's]."),
+    momentum: float | None = _opt("SGD momentum [default: the searched recipe's]."),
+    weight_decay: float | None = _opt("Weight decay [default: the searched recipe's]."),
     augment: float | None = _opt("Augmentation strength [default: the searched recipe's]."),
     label_smoothing: float | None = _opt("Label smoothing [default: the searched recipe's]."),
     train_subset: int | None = _opt(
@@ -343,6 +353,8 @@ def verify(
         "epochs": epochs,
         "batch_size": batch_size,
         "lr": lr,
+        "momentum": momentum,
+        "weight_decay": weight_decay,
         "augment": augment,
         "label_smoothing": label_smoothing,
     }

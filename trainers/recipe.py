@@ -60,9 +60,9 @@ class TrainConfig:
     epochs: int = 15
     batch_size: int = 128
     optimizer: str = "sgd"
-    lr: float = 0.05  # the peak learning rate under OneCycle
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    lr: float = 0.05  # the peak learning rate under OneCycle (which cycles the rate only)
+    momentum: float = 0.9  # SGD's (Nesterov) momentum, constant; AdamW has its betas
+    weight_decay: float = 5e-4  # SGD's L2 penalty, AdamW's decoupled decay
     label_smoothing: float = 0.0
     schedule: str = "onecycle"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -80,6 +80,10 @@ class TrainConfig:
             raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}")
         if not self.lr > 0:
             raise ConfigError(f"learning rate must be positive, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not 0 <= self.weight_decay < 1:
+            raise ConfigError(f"weight decay must be in [0, 1), got {self.weight_decay}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
         if not isinstance(self.augment, AugmentConfig):

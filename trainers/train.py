@@ -114,8 +114,10 @@ def _train(
     batch = min(cfg.batch_size, n)
     steps = n // batch  # the ragged last batch is dropped; shapes stay static
     opt = _optimizer(model, cfg)
-    sched = (
-        torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps)
+    sched = (  # the learning rate cycles; momentum stays cfg.momentum
+        torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps, cycle_momentum=False
+        )
         if cfg.schedule == "onecycle"
         else None
     )
