@@ -29,7 +29,9 @@ from budgetnas.trainers.recipe import AugmentConfig, TrainConfig, default_recipe
 CONFIG_FILE = "config.json"
 STUDY_FILE = "study.db"
 JOURNAL_FILE = "study.journal"
-FINGERPRINT_VERSION = 1
+# 2: momentum constant under OneCycle (it cycled 0.85-0.95 before); sampler, pruner and
+# references in the fingerprint
+FINGERPRINT_VERSION = 2
 
 # Settings a resumed run may change: they decide how much work is done and where, never what
 # a trial's result is (the data digest guards a moved data folder).
@@ -38,7 +40,16 @@ RESUMABLE = ("trials", "timeout", "device", "workers", "data_dir")
 
 # How a search's options divide among the parts of its config (the rest are the search's own).
 DATA_OPTIONS = ("dataset", "val_size", "split_seed", "train_subset", "data_dir", "download")
-RECIPE_OPTIONS = ("epochs", "batch_size", "lr", "optimizer", "label_smoothing", "augment")
+RECIPE_OPTIONS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "momentum",
+    "weight_decay",
+    "label_smoothing",
+    "augment",
+)
 
 
 def flag(name: str) -> str:
@@ -164,7 +175,8 @@ class SearchConfig:
     # ---- what defines a result ---------------------------------------------------------
 
     def fingerprint(self) -> dict[str, Any]:
-        """Everything that defines a trial's result: data and split, recipe, space, caps."""
+        """Everything that defines what a trial is and how it is chosen: data and split,
+        recipe, space, caps, the sampler, the pruner and the reference networks."""
         return {
             "version": FINGERPRINT_VERSION,
             "data": self.data.fingerprint(),
@@ -174,6 +186,9 @@ class SearchConfig:
             "max_macs": self.max_macs,
             "max_activation_kb": self.max_activation_kb,
             "search_recipe": self.search_recipe,
+            "sampler": self.sampler,
+            "pruner": self.pruner,
+            "references": list(self.references),
         }
 
     def resumed(self, **given: Any) -> SearchConfig:
@@ -188,7 +203,7 @@ class SearchConfig:
         data_dir = given.pop("data_dir", None)
         cfg = replace(self, **given)
         if data_dir is not None:
-            cfg = replace(cfg, data=replace(cfg.data, data_dir=str(data_dir)))
+            cfg = replace(cfg, data=replace(cfg.data, data_dir=str(Path(data_dir).resolve())))
         return cfg
 
     # ---- where the study lives -----------------------------------------------------------
@@ -259,7 +274,7 @@ def new_config(*, out: str | Path, caps: tuple[int, ...], **options: Any) -> Sea
     if unknown:
         raise TypeError(f"unknown search option(s): {', '.join(unknown)}")
     return SearchConfig(
-        out=str(out),
+        out=str(Path(out).resolve()),
         caps=tuple(caps),
         data=DataConfig(**data),
         recipe=default_recipe(**recipe),

@@ -192,7 +192,14 @@ def _check_fingerprint(cfg: SearchConfig, attrs: dict, what: str) -> None:
     stored = attrs.get(FINGERPRINT_ATTR)
     if stored is None:
         return  # a study made before fingerprints were stored: adopted as it is
-    diff = differences(stored, cfg.fingerprint())
+    ours = cfg.fingerprint()
+    if stored.get("version") != ours["version"]:
+        raise SearchError(
+            f"{what}: its study was made by an earlier budgetnas (settings version "
+            f"{stored.get('version')}, this one reads {ours['version']}: it trains and chooses "
+            "candidates differently); start a new search, or use the version that made it"
+        )
+    diff = differences(stored, ours)
     if diff:
         raise SearchError(
             f"{what} does not match its study's settings ({'; '.join(diff)}); nothing was run"
@@ -319,7 +326,7 @@ def run_worker(
     if not stored:
         raise SearchError(f"study {study_name!r} was not made by budgetnas search (no config)")
     cfg = SearchConfig.from_dict(stored)
-    cfg = replace(cfg, out=str(out), storage=storage, study_name=study_name)
+    cfg = replace(cfg, out=str(Path(out).resolve()), storage=storage, study_name=study_name)
     cfg = cfg.resumed(
         **{k: v for k, v in {"device": device, "data_dir": data_dir}.items() if v is not None}
     )

@@ -44,7 +44,7 @@ def read_config(run: Path | str) -> SearchConfig:
         raise SearchError(f"{path} holds settings that are not valid: {err}") from None
     except (ValueError, TypeError, KeyError, AttributeError) as err:  # not JSON, not a config
         raise SearchError(f"{path} is unreadable: {err!r}") from None
-    return replace(cfg, out=str(run))
+    return replace(cfg, out=str(run.resolve()))
 
 
 def open_run(run: Path | str) -> tuple[SearchConfig, optuna.Study]:

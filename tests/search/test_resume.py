@@ -4,6 +4,7 @@ changes only what does not change results, and a resumed sampler does not replay
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import optuna
 import pytest
@@ -13,7 +14,7 @@ from budgetnas.search.cli import app
 from budgetnas.search.config import RESUMABLE, differences
 from budgetnas.search.driver import run_search
 from budgetnas.search.objective import candidate_key
-from budgetnas.search.runs import FINGERPRINT_ATTR, open_run
+from budgetnas.search.runs import CONFIG_ATTR, FINGERPRINT_ATTR, open_run
 from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.recipe import TrainConfig
 from tests.helpers import cli_error, quick_config, search_args, write_synthetic_mnist
@@ -170,6 +171,44 @@ def test_fingerprint_and_candidate_key_cover_the_data(tmp_path, synthetic_root):
     assert key_a == candidate_key(spec, recipe, a.data.fingerprint())
 
 
-def test_the_fingerprint_is_stored_on_the_study(local_run):
+def test_the_fingerprint_covers_how_candidates_are_chosen(local_run):
     cfg, study = open_run(local_run)
-    assert study.user_attrs[FINGERPRINT_ATTR] == json.loads(json.dumps(cfg.fingerprint()))
+    stored = study.user_attrs[FINGERPRINT_ATTR]
+    assert (stored["sampler"], stored["pruner"]) == ("motpe", "none")
+    assert stored["references"] == list(cfg.references) != []
+    for key, value in [("sampler", "random"), ("pruner", "banded"), ("references", ["002"])]:
+        path = local_run / "config.json"
+        before = path.read_text()
+        path.write_text(json.dumps({**json.loads(before), key: value}))
+        line = cli_error(runner.invoke(app, ["search", "--resume", str(local_run)]))
+        assert line.startswith(f"error: {path} does not match its study's settings ({key}")
+        path.write_text(before)
+    assert len(open_run(local_run)[1].trials) == 2
+
+
+def test_a_study_of_an_earlier_version_is_not_resumed(local_run):
+    _, study = open_run(local_run)
+    old = {**study.user_attrs[FINGERPRINT_ATTR], "version": 1}
+    study.set_user_attr(FINGERPRINT_ATTR, old)
+    line = cli_error(runner.invoke(app, ["search", "--resume", str(local_run)]))
+    assert "its study was made by an earlier budgetnas (settings version 1" in line
+    assert len(open_run(local_run)[1].trials) == 2
+
+
+def test_relative_paths_are_stored_absolute(tmp_path, synthetic_root, monkeypatch):
+    import shutil
+
+    shutil.copytree(synthetic_root, tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    first = runner.invoke(app, search_args(Path("data"), Path("run"), "--trials", "1"))
+    assert first.exit_code == 0, first.stderr
+    shutil.copytree(tmp_path / "data", tmp_path / "moved")
+    again = runner.invoke(
+        app, ["search", "--resume", "run", "--trials", "2", "--data-dir", "moved"]
+    )
+    assert again.exit_code == 0, again.stderr
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    cfg, study = open_run(tmp_path / "run")
+    for config in (saved, study.user_attrs[CONFIG_ATTR]):
+        assert config["out"] == str(tmp_path / "run")
+        assert config["data"]["data_dir"] == str(tmp_path / "moved")
