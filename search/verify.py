@@ -55,8 +55,8 @@ def _choose(
     if unknown:
         raise SearchError(f"no zoo entry {unknown[0]!r}; entries: {', '.join(ZOO)}")
     zoo_items = [
-        Verified(f"zoo-{k}", count_params(ZOO[k].spec), ZOO[k].spec.to_json(), base.to_dict(), None)
-        for k in zoo or ()
+        Verified(f"zoo-{k}", count_params(spec), spec.to_json(), base.to_dict(), None)
+        for k, spec in ((k, zoo_spec(cfg, k)) for k in zoo or ())
     ]
     if zoo and not trials and not top:
         return zoo_items
@@ -90,6 +90,20 @@ def _choose(
     ]
     keys = {v.key for v in picked}
     return picked + [v for v in zoo_items if v.key not in keys]
+
+
+def zoo_spec(cfg: SearchConfig, key: str) -> ArchSpec:
+    """Zoo network ``key`` for the run's data: its images' normalisation (as the references
+    inside the study have), refused when its input shape or classes do not fit."""
+    spec, space = ZOO[key].spec, cfg.space_config
+    shape = (spec.in_channels, spec.input_size, spec.num_classes)
+    if shape != (space.in_channels, space.input_size, space.num_classes):
+        raise SearchError(
+            f"seed {key} takes {spec.in_channels}x{spec.input_size}x{spec.input_size} images "
+            f"and {spec.num_classes} classes; the run's data have {space.in_channels}x"
+            f"{space.input_size}x{space.input_size} and {space.num_classes}"
+        )
+    return replace(spec, norm=space.norm)
 
 
 def verify_recipe(base: TrainConfig, **overrides: Any) -> TrainConfig:

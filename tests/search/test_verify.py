@@ -182,3 +182,22 @@ def test_verify_cli_prints_the_fidelity(ladder_run):
     assert "2 ep x 100 img" in result.stdout and "2 ep x 100 img" in result.stderr
     page = (ladder_run / "report.html").read_text()
     assert "2 ep x 100 img" in page
+
+
+def test_zoo_networks_are_verified_with_the_runs_normalisation(ladder_run, tmp_path):
+    """On Fashion-MNIST or KMNIST the yardstick normalises as the run's data do, as the
+    references inside the study do; MNIST's mean and std would not be like for like."""
+    from dataclasses import replace
+
+    from budgetnas.search.config import SearchConfig
+    from budgetnas.space.spec import ArchSpec
+    from budgetnas.trainers.data import DataConfig
+
+    cfg, study = open_run(ladder_run)
+    kmnist = SearchConfig(out=str(tmp_path), caps=(10_000,), data=DataConfig(dataset="kmnist"))
+    (item,) = verify_module._choose(kmnist, study, trials=None, top=None, zoo=["001"])
+    assert ArchSpec.from_json(item.spec).norm == kmnist.space_config.norm == (0.1918, 0.3483)
+    assert kmnist.reference_specs()["001"][0].norm == kmnist.space_config.norm
+    (mnist,) = verify_module._choose(cfg, study, trials=None, top=None, zoo=["001"])
+    assert ArchSpec.from_json(mnist.spec).norm == (0.1307, 0.3081)
+    assert replace(ArchSpec.from_json(item.spec), norm=(0.1307, 0.3081)).to_json() == mnist.spec
