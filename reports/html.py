@@ -32,9 +32,10 @@ def _kb(n) -> str:
     return "-" if pd.isna(n) else f"{n / 1024:,.1f} KB"
 
 
-def _hover(df: pd.DataFrame) -> list[str]:
+def _hover(df: pd.DataFrame, what: str = "trial") -> list[str]:
     return [
-        f"trial {r.number}<br>{r.params:,} params, {r.macs:,} MACs<br>"
+        f"{what} {r.reference if what == 'seed' else r.number}<br>"
+        f"{r.params:,} params, {r.macs:,} MACs<br>"
         f"peak activation {_kb(r.act_f32_bytes)} float32, {_kb(r.act_int8_bytes)} int8<br>"
         f"val acc {r.val_acc:.2%} after {r.epochs} epoch(s)<br>{html.escape(str(r.summary))}"
         for r in df.itertuples()
@@ -54,48 +55,65 @@ def _accuracy_axes(fig: go.Figure, title: str, x: str, height: int) -> go.Figure
     return fig
 
 
+ERROR_FLOOR = 1e-4  # a validation error of 0 is drawn at 0.01% (a log axis has no 0)
+
+
+def error_range(front: pd.DataFrame, refs: pd.DataFrame) -> tuple[float, float]:
+    """(lowest, highest) validation error the main figure shows: the searched front and the
+    reference networks with room around them, so that a tenth of a point between two front
+    members is visible; trials far behind them fall outside."""
+    errors = [1 - a for a in (*front["val_acc"], *refs["val_acc"]) if pd.notna(a)]
+    if not errors:
+        return ERROR_FLOOR, 1.0
+    lo = max(ERROR_FLOOR, min(errors)) / 1.5
+    hi = min(1.0, max(max(errors), ERROR_FLOOR) * 3)
+    return lo, hi
+
+
 def pareto_figure(df: pd.DataFrame, front: pd.DataFrame, *, cap: int) -> go.Figure:
+    """Validation error (log scale) against parameters: the completed searched trials, the
+    front, the reference networks; scaled to the front (pruned trials have their own
+    figure, ``pruned_figure``)."""
+    searched = df[df["reference"].isna() & df["val_acc"].notna()]
+    done = searched[searched["state"] == "complete"]
+    refs = df[(df["state"] == "complete") & df["reference"].notna()]
+    lo, hi = error_range(front, refs)
+
+    def error(rows: pd.DataFrame) -> pd.Series:
+        return (1 - rows["val_acc"]).clip(lower=ERROR_FLOOR)
+
     fig = go.Figure()
-    styles = {
-        "complete": dict(color="#1f77b4", symbol="circle", size=8),
-        "pruned": dict(color="#b0b0b0", symbol="x", size=7),
-    }
-    for state, marker in styles.items():
-        rows = df[(df["state"] == state) & df["val_acc"].notna() & df["reference"].isna()]
-        if rows.empty:
-            continue
-        label = "completed trials" if state == "complete" else "pruned trials (acc when pruned)"
-        fig.add_trace(
-            go.Scatter(
-                x=rows["params"].astype(int),
-                y=rows["val_acc"],
-                mode="markers",
-                name=label,
-                marker=marker,
-                hovertext=_hover(rows),
-                hoverinfo="text",
-            )
+    shown = done[error(done) <= hi]
+    fig.add_trace(
+        go.Scatter(
+            x=shown["params"].astype(int),
+            y=error(shown),
+            mode="markers",
+            name="completed trials",
+            marker=dict(color="#1f77b4", symbol="circle", size=8, opacity=0.7),
+            hovertext=_hover(shown),
+            hoverinfo="text",
         )
+    )
     if not front.empty:
         fig.add_trace(
             go.Scatter(
                 x=front["params"].astype(int),
-                y=front["val_acc"],
+                y=error(front),
                 mode="lines+markers",
                 line_shape="hv",
-                name="Pareto front",
+                name="Pareto front (searched)",
                 line=dict(color="#d62728", width=2),
                 marker=dict(size=10, color="#d62728"),
                 hovertext=_hover(front),
                 hoverinfo="text",
             )
         )
-    refs = df[(df["state"] == "complete") & df["reference"].notna()]
     if not refs.empty:  # measured in this study, with its recipe and data; published: hover
         fig.add_trace(
             go.Scatter(
                 x=refs["params"].astype(int),
-                y=refs["val_acc"],
+                y=error(refs),
                 mode="markers+text",
                 text=[f"seed {k}" for k in refs["reference"]],
                 textposition="top center",
@@ -105,13 +123,51 @@ def pareto_figure(df: pd.DataFrame, front: pd.DataFrame, *, cap: int) -> go.Figu
                     f"{h}<br>seed {r.reference}: {html.escape(ZOO[r.reference].title)}<br>"
                     f"published: {ZOO[r.reference].claimed_accuracy:.2%} test accuracy "
                     f"({html.escape(ZOO[r.reference].claim)})"
-                    for h, r in zip(_hover(refs), refs.itertuples(), strict=True)
+                    for h, r in zip(_hover(refs, "seed"), refs.itertuples(), strict=True)
                 ],
                 hoverinfo="text",
             )
         )
     fig.add_vline(x=cap, line_dash="dash", line_color="black", annotation_text=f"cap {cap:,}")
-    return _accuracy_axes(fig, "Validation accuracy vs parameters", "parameters", 560)
+    hidden = len(done) - len(shown)
+    note = f"; {hidden} completed trial(s) above {hi:.1%} error not shown" if hidden else ""
+    fig.update_layout(
+        title=f"Validation error vs parameters (log scale, lower is better{note})",
+        xaxis_title="parameters",
+        yaxis=dict(
+            title="validation error", type="log", tickformat=".2%", range=[_log(lo), _log(hi)]
+        ),
+        template="plotly_white",
+        height=560,
+    )
+    return fig
+
+
+def _log(x: float) -> float:
+    import math
+
+    return math.log10(x)
+
+
+def pruned_figure(df: pd.DataFrame) -> go.Figure | None:
+    """The pruned searched trials at their validation accuracy when they were cut."""
+    rows = df[(df["state"] == "pruned") & df["val_acc"].notna() & df["reference"].isna()]
+    if rows.empty:
+        return None
+    fig = go.Figure(
+        go.Scatter(
+            x=rows["params"].astype(int),
+            y=rows["val_acc"],
+            mode="markers",
+            name="pruned trials",
+            marker=dict(color="#b0b0b0", symbol="x", size=7),
+            hovertext=_hover(rows),
+            hoverinfo="text",
+        )
+    )
+    return _accuracy_axes(
+        fig, f"Pruned trials ({len(rows)}): validation accuracy when cut", "parameters", 360
+    )
 
 
 def curves_figure(trials: dict[int, FrozenTrial], front: pd.DataFrame) -> go.Figure:
@@ -151,7 +207,7 @@ def breakdown_figure(spec: ArchSpec, number: int) -> go.Figure:
         )
     )
     fig.update_layout(
-        title=f"Parameters per block of the best network (trial {number})",
+        title=f"Parameters per block of the best searched network (trial {number})",
         xaxis_title="parameters",
         yaxis=dict(autorange="reversed"),
         template="plotly_white",
@@ -160,10 +216,16 @@ def breakdown_figure(spec: ArchSpec, number: int) -> go.Figure:
     return fig
 
 
-def _table(df: pd.DataFrame) -> str:
-    columns = ["number", "params", "macs", "act_f32_bytes", "act_int8_bytes", "val_acc"]
-    shown = df[[*columns, "epochs", "train_time_s", "summary"]].copy()
+def _table(df: pd.DataFrame, *, references: bool = False) -> str:
+    columns = ["params", "macs", "act_f32_bytes", "act_int8_bytes", "val_acc"]
+    shown = df[["number", "reference", *columns, "epochs", "train_time_s", "summary"]].copy()
+    if references:
+        shown.insert(0, "network", [f"seed {k}" for k in shown["reference"]])
+    else:
+        shown.insert(0, "network", [f"trial {n}" for n in shown["number"]])
+    shown = shown.drop(columns=["number", "reference"])
     shown["val_acc"] = shown["val_acc"].map(lambda v: f"{v:.2%}")
+    shown = shown.rename(columns={"val_acc": "val acc", "train_time_s": "train s"})
     return shown.to_html(index=False, border=0, classes="tbl", escape=True)
 
 
@@ -174,16 +236,22 @@ def _verified_html(verified: pd.DataFrame | None, ladder: pd.DataFrame | None) -
     parts = []
     if ladder is not None and not ladder.empty:
         parts.append(
-            "<h2>Best verified network under each cap</h2><p>Chosen by mean validation "
-            "accuracy over the seeds; test accuracy only reported.</p>"
+            "<h2>Best verified network under each cap</h2><p>Searched networks only. Chosen by "
+            "mean validation accuracy over the seeds, among the networks verified with the "
+            "most seeds at that fidelity; test accuracy only reported.</p>"
             + ladder.to_html(index=False, border=0, classes="tbl")
         )
     parts.append(
-        "<h2>Verified architectures</h2><p>Retrained from scratch with seeds 0..n-1 on the "
-        "full training split; final-epoch accuracies.</p>"
+        "<h2>Verified architectures</h2><p>Retrained from scratch with seeds the search did "
+        "not use, at the fidelity shown; final-epoch accuracies. Each seed's weights are kept "
+        "in the run; <code>budgetnas export</code> ships the best of them.</p>"
         + verified.to_html(index=False, border=0, classes="tbl")
     )
     return "".join(parts)
+
+
+def _html(fig: go.Figure, first: bool) -> str:
+    return fig.to_html(full_html=False, include_plotlyjs=first, config={"displaylogo": False})
 
 
 def write_reports(
@@ -201,20 +269,14 @@ def write_reports(
     out_dir = Path(out_dir)
     df = trials_frame(trials)
     front = pareto_front(df, cap=cap)
+    refs = df[(df["state"] == "complete") & df["reference"].notna()]
     files = ReportFiles(out_dir / "report.html", out_dir / "trials.csv", out_dir / "pareto.csv")
     df.to_csv(files.trials_csv, index=False)
     front.to_csv(files.pareto_csv, index=False)
 
     by_number = {t.number: t for t in trials}
-    figures = [pareto_figure(df, front, cap=cap)]
     best = best_row(df, cap=cap)
-    if best is not None:
-        figures.append(curves_figure(by_number, front))
-        figures.append(breakdown_figure(ArchSpec.from_json(best["spec"]), int(best["number"])))
-    parts = [
-        fig.to_html(full_html=False, include_plotlyjs=(i == 0), config={"displaylogo": False})
-        for i, fig in enumerate(figures)
-    ]
+    pruned = pruned_figure(df)
     head = f"<h1>{html.escape(title)}</h1><p>cap {cap:,} parameters, dataset {dataset}"
     if counts:
         head += "; trials: " + ", ".join(
@@ -224,22 +286,33 @@ def write_reports(
     head += "</p>"
     if best is not None:
         head += (
-            f"<p>best: trial {int(best['number'])}, {int(best['params']):,} parameters, "
-            f"validation accuracy {best['val_acc']:.2%} &mdash; "
-            f"{html.escape(str(best['summary']))}</p>"
+            f"<p><b>best searched network: trial {int(best['number'])}</b>, "
+            f"{int(best['params']):,} parameters, validation accuracy {best['val_acc']:.2%} "
+            f"&mdash; {html.escape(str(best['summary']))}</p>"
         )
-    page = (
+    page = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>body{{font-family:sans-serif;margin:2em}}"
         ".tbl{border-collapse:collapse}.tbl td,.tbl th{padding:2px 10px;text-align:right}"
-        "</style></head><body>"
-        + head
-        + parts[0]
-        + "<h2>Pareto front</h2>"
-        + (_table(front) if not front.empty else "<p>no completed trial yet</p>")
-        + _verified_html(verified, ladder)
-        + "".join(parts[1:])
-        + "</body></html>"
-    )
-    files.html.write_text(page, encoding="utf-8")
+        "</style></head><body>",
+        head,
+        _html(pareto_figure(df, front, cap=cap), True),
+        "<h2>Pareto front (searched networks)</h2>",
+        _table(front) if not front.empty else "<p>no completed searched trial yet</p>",
+    ]
+    if not refs.empty:
+        page += [
+            "<h2>Seed networks trained in this study (yardsticks, never the answer)</h2>",
+            "<p>Hand-made networks trained with the run's recipe, data and seed.</p>",
+            _table(refs, references=True),
+        ]
+    page.append(_verified_html(verified, ladder))
+    if pruned is not None:
+        page.append(_html(pruned, False))
+    if best is not None:
+        page.append(_html(curves_figure(by_number, front), False))
+        spec = ArchSpec.from_json(best["spec"])
+        page.append(_html(breakdown_figure(spec, int(best["number"])), False))
+    page.append("</body></html>")
+    files.html.write_text("".join(page), encoding="utf-8")
     return files

@@ -19,10 +19,14 @@ def pareto_front(
 ) -> pd.DataFrame:
     """The non-dominated completed rows of ``df`` (with ``size <= cap`` when given).
 
-    Row a dominates row b when a has no more parameters and no lower accuracy, and is strictly
-    better in one of them. Rows equal in both are kept together. Sorted by size, ascending.
+    Only searched networks make the front: reference networks (rows with a ``reference``)
+    are yardsticks drawn beside it, never part of the answer. Row a dominates row b when a has
+    no more parameters and no lower accuracy, and is strictly better in one of them. Rows
+    equal in both are kept together. Sorted by size, ascending.
     """
     rows = df[(df["state"] == "complete") & df[size].notna() & df[score].notna()]
+    if "reference" in rows:
+        rows = rows[rows["reference"].isna()]
     if "duplicate_of" in rows:  # a reused result is the same point as its original
         rows = rows[rows["duplicate_of"].isna()]
     if cap is not None:
@@ -39,7 +43,8 @@ def pareto_front(
 
 
 def best_row(df: pd.DataFrame, *, cap: int | None = None) -> pd.Series | None:
-    """The most accurate completed row under ``cap`` (ties: fewer parameters, earlier trial)."""
+    """The most accurate completed searched row under ``cap`` (ties: fewer parameters, earlier
+    trial); never a reference network."""
     front = pareto_front(df, cap=cap)
     if front.empty:
         return None

@@ -55,14 +55,14 @@ def _write_reports(cfg: SearchConfig, study) -> None:
     from budgetnas.search.reporting import write_run_reports
 
     files, counts = write_run_reports(cfg, study)
+    rejected = "".join(
+        f"; {n} over the {cap} cap" for cap, n in sorted(counts["rejected_by"].items())
+    )
     typer.echo(
-        f"trials: {counts['complete']} complete ({counts['duplicates']} reused, "
-        f"{counts['references']} reference networks), "
-        f"{counts['pruned']} pruned, "
-        f"{counts['rejected']} rejected before training ({counts['rejected_fraction']:.1%}"
-        + "".join(f"; {n} over the {cap} cap" for cap, n in sorted(counts["rejected_by"].items()))
-        + "), "
-        f"{counts['failed']} failed",
+        f"trials: {counts['complete']} complete ({counts['duplicates']} reused), "
+        f"{counts['pruned']} pruned, {counts['rejected']} rejected before training "
+        f"({counts['rejected_fraction']:.1%} of the candidates sampled{rejected}), "
+        f"{counts['failed']} failed; {counts['references']} reference networks",
         err=True,
     )
     typer.echo(f"wrote {files.html}, {files.trials_csv.name}, {files.pareto_csv.name}", err=True)
@@ -255,7 +255,11 @@ def export(
     out: Path = typer.Option(
         ..., "--out", "-o", help="The file to write: a .py module (weights: .pt), or a .onnx model."
     ),
-    trial: int | None = typer.Option(None, help="Export this trial instead of the best."),
+    trial: int | None = typer.Option(
+        None,
+        help="Export this trial [default: the best verified searched network, else the "
+        "search's best under the cap; never a reference network].",
+    ),
     format: str = typer.Option(
         "py",
         "--format",
@@ -272,7 +276,8 @@ def export(
     device: str = typer.Option("cpu", help="Device for the test evaluation."),
 ) -> None:
     """Write a trained network as a standalone module + weights (or ONNX, optionally int8);
-    print its test accuracy."""
+    print which network and which weights (the highest fidelity it was trained at, by the
+    search or by verify, the best validation seed there) and its test accuracy."""
     from budgetnas.search.export import export_trial
 
     with _user_errors():
@@ -286,9 +291,11 @@ def export(
             format=format,
             int8=int8,
         )
+    w = res.shipped
+    typer.echo(f"{res.label}: {res.params:,} parameters; chosen: {res.why}")
     typer.echo(
-        f"trial {res.trial}: {res.params:,} parameters, validation accuracy {res.val_acc:.2%}, "
-        f"test accuracy {res.test_acc:.2%}"
+        f"weights: {w.source} seed {w.seed} ({w.fidelity}): validation accuracy "
+        f"{res.val_acc:.2%}, test accuracy {res.test_acc:.2%}"
     )
     if res.onnx is None:
         typer.echo(f"wrote {res.module} and {res.weights}")
@@ -310,7 +317,9 @@ def export(
 def verify(
     run: Path = typer.Argument(..., help="A run folder made by `budgetnas search`."),
     trial: list[int] | None = typer.Option(None, help="Verify this trial (repeatable)."),
-    top: int | None = typer.Option(None, help="Verify the K best trials by validation."),
+    top: int | None = typer.Option(
+        None, help="Verify the K best searched trials by validation (reference networks: --zoo)."
+    ),
     zoo: list[str] | None = typer.Option(
         None,
         help="Also verify a seed network from the zoo with the run's recipe (repeatable); "
@@ -343,7 +352,7 @@ def verify(
 
     def show(item: Verified, r) -> None:
         typer.echo(
-            f"{item.key:<12} {item.params:>7,}  seed {r.seed}  val {r.val_acc:.2%}  "
+            f"{item.label:<12} {item.params:>7,}  seed {r.seed}  val {r.val_acc:.2%}  "
             f"test {r.test_acc:.2%}  ({r.train_time_s:.0f} s on {r.device}; "
             f"{item.fidelity_label})",
             err=True,
@@ -378,7 +387,7 @@ def verify(
     )
     for v in results:
         typer.echo(
-            f"{v.key:<12} {v.params:>7,}  {v.val_mean:>8.2%}  "
+            f"{v.label:<12} {v.params:>7,}  {v.val_mean:>8.2%}  "
             f"{v.test_mean:>8.2%} ± {v.test_std:>6.2%}  {v.test_min:>6.2%}  {v.fidelity_label}"
         )
 

@@ -1,4 +1,9 @@
-"""Export a trained trial as a standalone module + weights, and report its test accuracy.
+"""Export a trained network as a standalone module + weights, and report its test accuracy.
+
+The network is the one asked for, or the searched network a user should take (the best
+verified one, else the search's best under the cap; never a reference network). Its weights
+are the best that exist in the run: from the highest fidelity it was trained at (the search's
+own training, or a ``verify`` seed), the best validation accuracy there.
 
 This is the one place (with ``verify``) where the test split is read: after the architecture
 and its weights were chosen on validation, to report a number, never to choose.
@@ -13,19 +18,44 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from budgetnas.reports.frame import trials_frame
 from budgetnas.reports.pareto import best_row
+from budgetnas.search.config import SearchConfig
 from budgetnas.search.errors import SearchError
 from budgetnas.search.runs import accuracy, open_run, trial_spec
+from budgetnas.search.verified import Fidelity, best_verified, network_label, stored_results
 from budgetnas.space.render import render
 from budgetnas.trainers.data import Split
 from budgetnas.trainers.evaluate import evaluate, resolve_device
+from budgetnas.trainers.recipe import TrainConfig
 
 if TYPE_CHECKING:
     from budgetnas.search.deploy import OnnxReport
+
+
+@dataclass(frozen=True)
+class Weights:
+    """One set of trained weights of a network: where they come from and how good they are."""
+
+    source: str  # "search" (the trial's own training) or "verify"
+    seed: int
+    epochs: int
+    train_images: int
+    fidelity: str  # "15 ep x 55,000 img, sgd lr 0.05 b128 aug 1"
+    val_acc: float
+    test_acc: float | None  # recorded by verify; the search never reads the test set
+    path: str  # relative to the run folder
+
+    @property
+    def image_epochs(self) -> int:
+        return self.epochs * self.train_images
+
+    def describe(self) -> str:
+        return f"{self.source} seed {self.seed}, {self.fidelity}, validation {self.val_acc:.2%}"
 
 
 @dataclass(frozen=True)
@@ -33,19 +63,29 @@ class ExportResult:
     module: Path  # the .py module, or the .onnx model
     weights: Path  # the .pt weights, or the int8 model (the .onnx itself without one)
     trial: int
+    label: str  # "trial 12", or "seed 001" for a reference network
     params: int
-    val_acc: float
-    test_acc: float
+    val_acc: float  # of the weights shipped
+    test_acc: float  # of the weights shipped, measured here
+    shipped: Weights
+    why: str  # why this network
     onnx: OnnxReport | None = None
 
 
+def network_key(trial: FrozenTrial) -> str:
+    """The key verify stores a trial's results under: ``trial-12``, or ``zoo-001``."""
+    reference = trial.user_attrs.get("reference")
+    return f"zoo-{reference}" if reference else f"trial-{trial.number}"
+
+
 def pick_trial(trials: list[FrozenTrial], number: int | None, *, cap: int) -> FrozenTrial:
-    """Trial ``number``, or the best completed one under the cap; ``SearchError`` if unusable."""
+    """Trial ``number``, or the best completed searched one under the cap (never a reference
+    network); ``SearchError`` if unusable."""
     by_number = {t.number: t for t in trials}
     if number is None:
         best = best_row(trials_frame(trials), cap=cap)
         if best is None:
-            raise SearchError("the run has no completed trial to export yet")
+            raise SearchError("the run has no completed searched trial to export yet")
         return by_number[int(best["number"])]
     if number not in by_number:
         last = max(by_number) if by_number else None
@@ -56,6 +96,77 @@ def pick_trial(trials: list[FrozenTrial], number: int | None, *, cap: int) -> Fr
         state = "rejected" if trial.user_attrs.get("rejected") else trial.state.name.lower()
         raise SearchError(f"trial {number} was {state}; only completed trials have weights")
     return trial
+
+
+def choose_network(cfg: SearchConfig, study: optuna.Study, number: int | None):
+    """(trial, why): trial ``number``, or the network a user should take: the best verified
+    searched network (``best_verified``), else the searched trial with the best validation
+    accuracy under the cap."""
+    trials = study.get_trials(deepcopy=False)
+    if number is not None:
+        return pick_trial(trials, number, cap=cfg.budget), "asked for with --trial"
+    best = best_verified(stored_results(study), cfg.budget)
+    if best is not None:
+        by_number = {t.number: t for t in trials}
+        n = len(best.runs)
+        why = (
+            f"best mean validation accuracy ({best.val_mean:.2%}, {n} seed{'s' * (n > 1)}) "
+            f"among the searched networks verified at {best.fidelity_label}"
+        )
+        return by_number[int(best.key.removeprefix("trial-"))], why
+    trial = pick_trial(trials, None, cap=cfg.budget)
+    return trial, "best validation accuracy of the search under the cap (not verified yet)"
+
+
+def weight_choices(cfg: SearchConfig, study: optuna.Study, trial: FrozenTrial) -> list[Weights]:
+    """Every set of weights of ``trial``'s network kept in the run: the search's own and
+    each seed ``verify`` trained, at any fidelity."""
+    recipe = TrainConfig.from_dict(trial.user_attrs.get("recipe") or cfg.recipe.to_dict())
+    images = int(trial.user_attrs.get("train_images") or cfg.data.train_images)
+    fidelity = Fidelity(
+        recipe.epochs, images, {k: v for k, v in recipe.to_dict().items() if k != "seed"}
+    )
+    choices = []
+    if trial.user_attrs.get("weights"):
+        choices.append(
+            Weights(
+                "search",
+                recipe.seed,
+                recipe.epochs,
+                images,
+                fidelity.label(),
+                float(accuracy(trial)),
+                None,
+                trial.user_attrs["weights"],
+            )
+        )
+    key = network_key(trial)
+    for record in stored_results(study).values():
+        if record.key != key or record.fidelity is None:
+            continue
+        for r in record.runs:
+            if r.weights:
+                choices.append(
+                    Weights(
+                        "verify",
+                        r.seed,
+                        record.fidelity.epochs,
+                        record.fidelity.train_images,
+                        record.fidelity_label,
+                        r.val_acc,
+                        r.test_acc,
+                        r.weights,
+                    )
+                )
+    return choices
+
+
+def best_weights(choices: list[Weights]) -> Weights:
+    """The weights to ship: from the highest fidelity trained (epochs x images), the best
+    validation accuracy among those (ties: the search's own, then the lowest seed)."""
+    return max(
+        choices, key=lambda w: (w.image_epochs, w.val_acc, w.source == "search", -w.seed)
+    )
 
 
 def import_module_from(path: Path) -> ModuleType:
@@ -104,16 +215,21 @@ def export_trial(
 
         need_deploy()  # before anything is read or written
     cfg, study = open_run(run)
-    chosen = pick_trial(study.get_trials(deepcopy=False), trial, cap=cfg.budget)
+    chosen, why = choose_network(cfg, study, trial)
     written = [out, out.with_suffix(".pt" if format == "py" else ".int8.onnx")]
     existing = [p for p in written if p.exists() and (format == "py" or int8 or p == out)]
     if existing and not force:
         raise SearchError(
             f"{', '.join(map(str, existing))} already exist(s); pass --force to overwrite"
         )
-    weights_src = Path(run) / chosen.user_attrs.get("weights", "")
+    label = network_label(network_key(chosen))
+    choices = weight_choices(cfg, study, chosen)
+    if not choices:
+        raise SearchError(f"{label} has no weights in the run (trained by another machine?)")
+    shipped = best_weights(choices)
+    weights_src = Path(run) / shipped.path
     if not weights_src.is_file():
-        raise SearchError(f"weights of trial {chosen.number} are missing: {weights_src}")
+        raise SearchError(f"weights of {label} are missing: {weights_src}")
     spec = trial_spec(chosen)
     dev = resolve_device(device)
     data = replace(cfg.data, data_dir=str(data_dir) if data_dir is not None else cfg.data.data_dir)
@@ -123,17 +239,25 @@ def export_trial(
         module=out,
         weights=written[1],
         trial=chosen.number,
+        label=label,
         params=int(chosen.user_attrs["params"]),
-        val_acc=float(accuracy(chosen)),
+        val_acc=shipped.val_acc,
         test_acc=0.0,
+        shipped=shipped,
+        why=why,
     )
     if format == "onnx":
         return _onnx(result, spec, state, data, test, int8=int8)
 
+    name = (
+        f"Seed network {label.removeprefix('seed ')} (a hand-made reference, trial "
+        f"{chosen.number})"
+        if label.startswith("seed")
+        else label.capitalize()
+    )
     doc = (
-        f"Trial {chosen.number} of a budgetnas search on {cfg.data.dataset} "
-        f"(cap {cfg.budget:,} parameters, {cfg.recipe.epochs} epochs);\n"
-        f"validation accuracy {accuracy(chosen):.4f}."
+        f"{name} of a budgetnas search on {cfg.data.dataset} (cap {cfg.budget:,} "
+        f"parameters).\nWeights: {shipped.describe()}."
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(spec, doc=doc), encoding="utf-8")

@@ -190,6 +190,7 @@ class Objective:
         path = self.weights_dir / f"trial-{trial.number:05d}.pt"
         torch.save({k: v.cpu() for k, v in result.model.state_dict().items()}, path)
         trial.set_user_attr("weights", str(path.relative_to(self.cfg.out)))
+        trial.set_user_attr("train_images", len(self.data.train))
         trial.set_user_attr("train_time_s", round(result.train_time_s, 3))
         trial.set_user_attr("device", result.device)
         trial.set_user_attr("loss_curve", result.loss_curve)
@@ -210,7 +211,7 @@ def _earlier(trial: optuna.Trial, key: str) -> FrozenTrial | None:
 
 def _reuse(trial: optuna.Trial, earlier: FrozenTrial, multi: bool) -> float | tuple[float, float]:
     trial.set_user_attr("duplicate_of", earlier.number)
-    for name in ("val_curve", "loss_curve", "weights", "device"):
+    for name in ("val_curve", "loss_curve", "weights", "train_images", "device"):
         if name in earlier.user_attrs:
             trial.set_user_attr(name, earlier.user_attrs[name])
     trial.set_user_attr("train_time_s", 0.0)

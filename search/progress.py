@@ -90,6 +90,8 @@ class Progress:
         curve = trial.user_attrs.get("val_curve") or []
         acc = curve[-1] if curve else None
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if t.user_attrs.get("reference"):  # a yardstick, never the best found
+                continue
             key = (t.values[0], -int(t.user_attrs.get("params") or 0), t.number)  # all workers
             if self.best is None or key[:2] > self.best[:2]:
                 self.best = key

@@ -11,17 +11,26 @@ from budgetnas.search.runs import summary_counts
 from budgetnas.search.verified import Verified, ladder_rows, stored_results
 
 
+def duration(seconds: float) -> str:
+    """``24 s``, ``3.5 min``, ``1.2 h``: seconds under a minute stay seconds."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def _row(v: Verified) -> dict:
     return {
-        "network": v.key,
+        "network": v.label,
         "params": v.params,
         "search val": f"{v.search_val_acc:.2%}" if v.search_val_acc is not None else "-",
         "val mean": f"{v.val_mean:.2%}",
         "test mean ± std": f"{v.test_mean:.2%} ± {v.test_std:.2%}",
         "test min": f"{v.test_min:.2%}",
-        "seeds": ", ".join(str(r.seed) for r in v.runs),
+        "seeds": f"{len(v.runs)} ({', '.join(str(r.seed) for r in v.runs)})",
         "fidelity": v.fidelity_label,
-        "train time": f"{v.train_time_s / 60:.0f} min",
+        "train time": duration(v.train_time_s),
         "device": v.runs[0].device,
     }
 

@@ -88,22 +88,27 @@ def trial_spec(trial: FrozenTrial) -> ArchSpec:
 
 
 def summary_counts(study: optuna.Study) -> dict[str, Any]:
+    """How the trials of a study ended. ``complete``, ``pruned``, ``duplicates``: searched
+    candidates (reference networks apart, in ``references``); ``rejected``: candidates over a
+    cap, never trained (``rejected_by``: per cap); ``rejected_fraction``: of the candidates
+    sampled."""
     trials = study.get_trials(deepcopy=False)
-    rejected = sum(1 for t in trials if t.user_attrs.get("rejected"))
-    counts = {
-        "complete": sum(t.state == TrialState.COMPLETE for t in trials),
-        "duplicates": sum(t.user_attrs.get("duplicate_of") is not None for t in trials),
-        "pruned": sum(t.state == TrialState.PRUNED for t in trials) - rejected,
-        "rejected": rejected,
+    refs = [t for t in trials if t.user_attrs.get("reference")]
+    searched = [t for t in trials if not t.user_attrs.get("reference")]
+    rejected = [t for t in searched if is_rejected(t)]
+    counts: dict[str, Any] = {
+        "complete": sum(t.state == TrialState.COMPLETE for t in searched),
+        "duplicates": sum(t.user_attrs.get("duplicate_of") is not None for t in searched),
+        "pruned": sum(t.state == TrialState.PRUNED for t in searched) - len(rejected),
+        "rejected": len(rejected),
         "failed": sum(t.state == TrialState.FAIL for t in trials),
-        "references": sum(1 for t in trials if t.user_attrs.get("reference")),
+        "references": sum(t.state == TrialState.COMPLETE for t in refs),
     }
     by_cap: dict[str, int] = {}
-    for t in trials:
-        if t.user_attrs.get("rejected"):
-            cap = t.user_attrs.get("rejected_by", "parameters")
-            by_cap[cap] = by_cap.get(cap, 0) + 1
+    for t in rejected:
+        cap = t.user_attrs.get("rejected_by", "parameters")
+        by_cap[cap] = by_cap.get(cap, 0) + 1
     counts["rejected_by"] = by_cap
     counts["total"] = len(trials)
-    counts["rejected_fraction"] = rejected / len(trials) if trials else 0.0
+    counts["rejected_fraction"] = len(rejected) / len(searched) if searched else 0.0
     return counts

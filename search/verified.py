@@ -34,6 +34,11 @@ class Fidelity:
         text = json.dumps([self.epochs, self.train_images, self.recipe], sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 
+    @property
+    def image_epochs(self) -> int:
+        """How much training it is: epochs x images per epoch (higher: a higher fidelity)."""
+        return self.epochs * self.train_images
+
     def label(self) -> str:
         r = self.recipe
         aug = r.get("augment") or {}
@@ -55,6 +60,13 @@ class SeedRun:
     epochs: int
     train_time_s: float
     device: str
+    weights: str | None = None  # the trained weights, relative to the run folder
+
+
+def network_label(key: str) -> str:
+    """``trial-12`` -> ``trial 12``; ``zoo-001`` -> ``seed 001`` (a reference network)."""
+    kind, _, name = key.partition("-")
+    return f"seed {name}" if kind == "zoo" else f"{kind} {name}"
 
 
 @dataclass
@@ -66,6 +78,14 @@ class Verified:
     search_val_acc: float | None
     fidelity: Fidelity | None = None  # None: recorded before fidelities were
     runs: list[SeedRun] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return network_label(self.key)
+
+    @property
+    def searched(self) -> bool:
+        return self.key.startswith("trial-")
 
     @property
     def store_key(self) -> str:
@@ -138,13 +158,31 @@ def ladder_rows(
     results: dict[str, Verified], caps: tuple[int, ...]
 ) -> list[tuple[str, int, Verified]]:
     """Per fidelity and cap, the verified searched network with the best mean *validation*
-    accuracy: (fidelity label, cap, record)."""
+    accuracy among those verified with the most seeds at that fidelity (a mean of one seed is
+    not compared with a mean of three): (fidelity label, cap, record)."""
     rows = []
-    searched = [v for v in results.values() if v.key.startswith("trial-") and v.runs]
+    searched = [v for v in results.values() if v.searched and v.runs]
     for label in sorted({v.fidelity_label for v in searched}):
         same = [v for v in searched if v.fidelity_label == label]
         for cap in caps:
             under = [v for v in same if v.params <= cap]
             if under:
-                rows.append((label, cap, max(under, key=lambda v: (v.val_mean, -v.params))))
+                most = max(len(v.runs) for v in under)
+                peers = [v for v in under if len(v.runs) == most]
+                rows.append((label, cap, max(peers, key=lambda v: (v.val_mean, -v.params))))
     return rows
+
+
+def best_verified(results: dict[str, Verified], cap: int) -> Verified | None:
+    """The verified searched network under ``cap`` a user should take: at the highest
+    fidelity any searched network was verified at (epochs x images), among those verified
+    there with the most seeds, the best mean validation accuracy (ties: fewer parameters)."""
+    under = [v for v in results.values() if v.searched and v.runs and v.params <= cap]
+    under = [v for v in under if v.fidelity is not None]
+    if not under:
+        return None
+    top = max(v.fidelity.image_epochs for v in under)  # type: ignore[union-attr]
+    there = [v for v in under if v.fidelity.image_epochs == top]  # type: ignore[union-attr]
+    most = max(len(v.runs) for v in there)
+    peers = [v for v in there if len(v.runs) == most]
+    return max(peers, key=lambda v: (v.val_mean, -v.params))

@@ -5,7 +5,9 @@ scratch on the full training split (the validation images held out, as in the se
 seeds the search did not use (0, 1, 2, ... without the seed the search trained with), so no
 verified run repeats the selected run, and its final-epoch validation and test accuracies are
 recorded. The fidelity may differ from the search's (search cheap, verify in full: more
-epochs, another recipe setting, all training images); it is recorded with every result. Seed
+epochs, another recipe setting, all training images); it is recorded with every result, and
+each seed's weights are kept in the run (``weights/verify/``) so that ``export`` can ship the
+best weights that exist. Seed
 networks from the zoo go through the same function, so the comparison uses the same recipe,
 data and seeds. Results are stored on the study and shown in the report.
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from optuna.trial import TrialState
 
 from budgetnas.reports.frame import trials_frame
@@ -25,7 +28,7 @@ from budgetnas.reports.pareto import pareto_front
 from budgetnas.search.config import RECIPE_OPTIONS, SearchConfig
 from budgetnas.search.errors import SearchError
 from budgetnas.search.export import pick_trial
-from budgetnas.search.runs import accuracy, open_run, trial_spec
+from budgetnas.search.runs import WEIGHTS_DIR, accuracy, open_run, trial_spec
 from budgetnas.search.verified import Fidelity, SeedRun, Verified, store, stored_results
 from budgetnas.space.count import count_params
 from budgetnas.space.spec import ArchSpec
@@ -33,6 +36,9 @@ from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.evaluate import evaluate, resolve_device
 from budgetnas.trainers.recipe import AugmentConfig, TrainConfig
 from budgetnas.trainers.train import train
+
+
+VERIFY_WEIGHTS = f"{WEIGHTS_DIR}/verify"  # in the run folder: one file per network, fidelity, seed
 
 
 def verify_seeds(n: int, used: int) -> list[int]:
@@ -49,7 +55,9 @@ def _choose(
     zoo: list[str] | None,
 ) -> list[Verified]:
     """The networks to retrain: the zoo entries asked for, plus the trials asked for (by
-    number or ``top`` K by validation), or the Pareto front when neither is."""
+    number, or the ``top`` K searched trials by validation), or the searched Pareto front
+    when neither is. A reference network is verified only when asked for, by ``zoo`` or by its
+    trial number."""
     base = cfg.recipe
     unknown = [k for k in zoo or () if k not in ZOO]
     if unknown:
@@ -66,7 +74,9 @@ def _choose(
     else:
         df = trials_frame(all_trials)
         if top:
-            done = df[(df["state"] == "complete") & df["duplicate_of"].isna()]
+            done = df[
+                (df["state"] == "complete") & df["duplicate_of"].isna() & df["reference"].isna()
+            ]
             rows = done.sort_values(["val_acc", "params", "number"], ascending=[False, True, True])
             numbers = rows["number"].head(top).tolist()
         else:
@@ -167,6 +177,10 @@ def verify_run(
         for seed in verify_seeds(seeds, used=searched.seed):
             if seed not in runs:
                 result = train(spec, data, replace(fitted, seed=seed), device=dev)
+                weights = Path(VERIFY_WEIGHTS) / f"{item.key}@{item.fidelity.id}-seed{seed}.pt"
+                (Path(run) / weights).parent.mkdir(parents=True, exist_ok=True)
+                state = {k: v.cpu() for k, v in result.model.state_dict().items()}
+                torch.save(state, Path(run) / weights)
                 runs[seed] = SeedRun(
                     seed=seed,
                     val_acc=result.val_acc,
@@ -174,6 +188,7 @@ def verify_run(
                     epochs=fitted.epochs,
                     train_time_s=round(result.train_time_s, 3),
                     device=result.device,
+                    weights=weights.as_posix(),
                 )
                 item.runs = sorted(runs.values(), key=lambda r: r.seed)
                 store(study, item)  # saved after each seed

@@ -30,6 +30,7 @@ class DatasetInfo:
     num_classes: int = 10
     in_channels: int = 1
     image_size: int = 28
+    train_size: int = 60_000  # images in the training set (validation is carved from it)
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -130,6 +131,11 @@ class DataConfig:
     @property
     def info(self) -> DatasetInfo:
         return dataset_info(self.dataset)
+
+    @property
+    def train_images(self) -> int:
+        """Images in the training split as loaded (a subset, or all but validation)."""
+        return self.train_subset or self.info.train_size - self.val_size
 
     def fingerprint(self) -> dict[str, Any]:
         """What defines the loaded splits (not where they are read from)."""

@@ -103,3 +103,18 @@ def test_hypervolume_exact_cases():
     assert hypervolume(pd.DataFrame({"params": [], "val_acc": []}), cap=10_000) == 0.0
     low = pd.DataFrame({"params": [1_000], "val_acc": [0.89]})
     assert hypervolume(low, cap=10_000) == 0.0
+
+
+def test_reference_networks_are_never_on_the_front_nor_the_best():
+    df = _frame(
+        [
+            (0, "complete", 9798, 0.995),  # seed 001: the most accurate, a yardstick
+            (1, "complete", 6000, 0.990),
+            (2, "complete", 3000, 0.980),
+            (3, "complete", 2000, 0.999),  # seed 00X: smallest and best of all
+        ]
+    )
+    df["reference"] = ["001", None, None, "00X"]
+    assert _numbers(pareto_front(df)) == [2, 1]
+    assert int(best_row(df)["number"]) == 1
+    assert best_row(df[df["reference"].notna()]) is None

@@ -91,8 +91,9 @@ def test_export_cli_writes_onnx_and_int8(run, synthetic_root, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert out.is_file() and (tmp_path / "best.int8.onnx").is_file()
     lines = result.stdout.splitlines()
-    assert lines[1].startswith(f"onnx: {out} (") and "max |onnxruntime - torch|" in lines[1]
-    assert lines[2].startswith(f"int8: {tmp_path / 'best.int8.onnx'} (")
+    assert lines[1].startswith("weights: search seed 0 (1 ep x 300 img")
+    assert lines[2].startswith(f"onnx: {out} (") and "max |onnxruntime - torch|" in lines[2]
+    assert lines[3].startswith(f"int8: {tmp_path / 'best.int8.onnx'} (")
     again = runner.invoke(app, [*args, "--data-dir", str(synthetic_root)])
     assert cli_error(again).endswith("pass --force to overwrite")
 

@@ -107,9 +107,9 @@ def test_verify_cli_zoo_and_report(ladder_run):
         ],
     )
     assert result.exit_code == 0, result.stderr
-    assert "zoo-001" in result.stdout and "9,798" in result.stdout
+    assert "seed 001       9,798" in result.stdout and "zoo-" not in result.stdout
     page = (ladder_run / "report.html").read_text()
-    assert "Verified architectures" in page and "zoo-001" in page
+    assert "Verified architectures" in page and "seed 001" in page
     for args, msg in [
         (["--top", "0"], "--top must be at least 1, got 0"),
         (["--seeds", "0"], "--seeds must be at least 1, got 0"),
