@@ -164,9 +164,7 @@ def weight_choices(cfg: SearchConfig, study: optuna.Study, trial: FrozenTrial) -
 def best_weights(choices: list[Weights]) -> Weights:
     """The weights to ship: from the highest fidelity trained (epochs x images), the best
     validation accuracy among those (ties: the search's own, then the lowest seed)."""
-    return max(
-        choices, key=lambda w: (w.image_epochs, w.val_acc, w.source == "search", -w.seed)
-    )
+    return max(choices, key=lambda w: (w.image_epochs, w.val_acc, w.source == "search", -w.seed))
 
 
 def import_module_from(path: Path) -> ModuleType:
@@ -250,8 +248,7 @@ def export_trial(
         return _onnx(result, spec, state, data, test, int8=int8)
 
     name = (
-        f"Seed network {label.removeprefix('seed ')} (a hand-made reference, trial "
-        f"{chosen.number})"
+        f"Seed network {label.removeprefix('seed ')} (a hand-made reference, trial {chosen.number})"
         if label.startswith("seed")
         else label.capitalize()
     )

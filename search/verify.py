@@ -37,7 +37,6 @@ from budgetnas.trainers.evaluate import evaluate, resolve_device
 from budgetnas.trainers.recipe import AugmentConfig, TrainConfig
 from budgetnas.trainers.train import train
 
-
 VERIFY_WEIGHTS = f"{WEIGHTS_DIR}/verify"  # in the run folder: one file per network, fidelity, seed
 
 

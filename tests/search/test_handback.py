@@ -86,9 +86,10 @@ def test_a_reference_exported_on_request_is_labelled_seed(ref_on_top, synthetic_
     run, _, ref, _ = ref_on_top
     line = _export(run, synthetic_root, tmp_path / "ref.py", "--trial", str(ref))
     assert line.startswith("seed 002: 8,530 parameters; chosen: asked for with --trial")
-    assert f"Seed network 002 (a hand-made reference, trial {ref})" in (
-        tmp_path / "ref.py"
-    ).read_text()
+    assert (
+        f"Seed network 002 (a hand-made reference, trial {ref})"
+        in (tmp_path / "ref.py").read_text()
+    )
 
 
 def test_export_ships_verify_weights_after_a_higher_fidelity(ref_on_top, synthetic_root, tmp_path):
