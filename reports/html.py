@@ -149,7 +149,7 @@ def _log(x: float) -> float:
     return math.log10(x)
 
 
-def pruned_figure(df: pd.DataFrame) -> go.Figure | None:
+def pruned_figure(df: pd.DataFrame, *, cap: int) -> go.Figure | None:
     """The pruned searched trials at their validation accuracy when they were cut."""
     rows = df[(df["state"] == "pruned") & df["val_acc"].notna() & df["reference"].isna()]
     if rows.empty:
@@ -165,6 +165,8 @@ def pruned_figure(df: pd.DataFrame) -> go.Figure | None:
             hoverinfo="text",
         )
     )
+    fig.update_xaxes(range=[0, cap * 1.02])
+    fig.update_yaxes(range=[0, 1.02])
     return _accuracy_axes(
         fig, f"Pruned trials ({len(rows)}): validation accuracy when cut", "parameters", 360
     )
@@ -182,6 +184,7 @@ def curves_figure(trials: dict[int, FrozenTrial], front: pd.DataFrame) -> go.Fig
                 name=f"#{r.number} ({r.params:,})",
             )
         )
+    fig.update_xaxes(dtick=1)
     return _accuracy_axes(fig, "Validation curves of the front", "epoch", 420)
 
 
@@ -225,7 +228,17 @@ def _table(df: pd.DataFrame, *, references: bool = False) -> str:
         shown.insert(0, "network", [f"trial {n}" for n in shown["number"]])
     shown = shown.drop(columns=["number", "reference"])
     shown["val_acc"] = shown["val_acc"].map(lambda v: f"{v:.2%}")
-    shown = shown.rename(columns={"val_acc": "val acc", "train_time_s": "train s"})
+    shown["act_f32_bytes"] = shown["act_f32_bytes"].map(_kb)
+    shown["act_int8_bytes"] = shown["act_int8_bytes"].map(_kb)
+    shown = shown.rename(
+        columns={
+            "macs": "MACs",
+            "act_f32_bytes": "peak act. f32",
+            "act_int8_bytes": "peak act. int8",
+            "val_acc": "val acc",
+            "train_time_s": "train s",
+        }
+    )
     return shown.to_html(index=False, border=0, classes="tbl", escape=True)
 
 
@@ -276,13 +289,15 @@ def write_reports(
 
     by_number = {t.number: t for t in trials}
     best = best_row(df, cap=cap)
-    pruned = pruned_figure(df)
+    pruned = pruned_figure(df, cap=cap)
     head = f"<h1>{html.escape(title)}</h1><p>cap {cap:,} parameters, dataset {dataset}"
     if counts:
-        head += "; trials: " + ", ".join(
-            f"{k} {v}" for k, v in counts.items() if k not in ("rejected_fraction", "rejected_by")
+        head += (
+            f"; searched candidates: {counts['complete']} complete ({counts['duplicates']} "
+            f"reused), {counts['pruned']} pruned, {counts['rejected']} rejected before "
+            f"training ({counts['rejected_fraction']:.1%}), {counts['failed']} failed; "
+            f"{counts['references']} reference networks"
         )
-        head += f" (rejected before training: {counts.get('rejected_fraction', 0):.1%})"
     head += "</p>"
     if best is not None:
         head += (

@@ -79,25 +79,32 @@ def _opt(help: str, *names: str) -> Any:
 @app.command()
 def search(
     budget: str | None = _opt(
-        "Hard parameter cap: 10000, 10k, 12.5k, 1.2M; or a ladder 10k,13k,25k.", "--budget", "-b"
+        "Hard parameter cap: 10000, 10k, 12.5k, 1.2M; or a ladder 10k,13k,25k (required for a "
+        "new search).",
+        "--budget",
+        "-b",
     ),
     max_macs: str | None = _opt(
         "Cap on multiply-accumulates per image, e.g. 2M or 500k [default: none]."
     ),
     max_activation_kb: float | None = _opt(
         "Cap on peak activation memory in KB (1 KB = 1,024 bytes) at int8, one byte per "
-        "element, in plain layer-by-layer order (see `budgetnas count`) [default: none]."
+        "element, as a runtime runs the network: layer by layer, conv+BN+ReLU fused (see "
+        "`budgetnas count`) [default: none]."
     ),
-    out: Path | None = _opt("Run folder to create.", "--out", "-o"),
+    out: Path | None = _opt("Run folder to create (required for a new search).", "--out", "-o"),
     resume: Path | None = _opt(
         "Continue the search in this run folder with its stored settings (up to --trials in "
-        "total). Only --trials, --timeout, --device, --workers and --data-dir may be given."
+        "total). Only --trials, --timeout, --device, --workers and --data-dir may be given "
+        "[default: none, a new search]."
     ),
     trials: int | None = _opt(
         "Trials to finish (complete or pruned) in total, a resumed run's included "
         f"[default: {SearchConfig.trials}]."
     ),
-    timeout: float | None = _opt("Stop starting trials after this many seconds."),
+    timeout: float | None = _opt(
+        "Stop starting trials after this many seconds [default: none, --trials decides]."
+    ),
     epochs: int | None = _opt(f"Training epochs per candidate [default: {TrainConfig.epochs}]."),
     batch_size: int | None = _opt(
         f"Training batch size [default: {TrainConfig.batch_size}; {_ONE['batch_size']} with "
@@ -130,8 +137,13 @@ def search(
     data_dir: Path | None = _opt(
         "Root folder of the data sets [default: $BUDGETNAS_DATA or ~/.cache/budgetnas/data]."
     ),
-    download: bool | None = _opt("Download the data set when missing.", "--download/--no-download"),
-    train_subset: int | None = _opt("Train on a random subset of this many images (quick runs)."),
+    download: bool | None = _opt(
+        "Download the data set when missing [default: no-download].", "--download/--no-download"
+    ),
+    train_subset: int | None = _opt(
+        "Train on a random subset of this many images (quick runs) [default: the whole "
+        "training split]."
+    ),
     val_size: int | None = _opt(
         f"Validation images carved from the training set [default: {DataConfig.val_size}]."
     ),
@@ -151,7 +163,8 @@ def search(
         "all, none, or zoo keys such as 001,004 (those under a cap) [default: all]."
     ),
     search_recipe: bool | None = _opt(
-        "Also search lr, label smoothing, dropout and augmentation strength.",
+        "Also search lr, label smoothing, dropout and augmentation strength "
+        "[default: no-search-recipe].",
         "--search-recipe/--no-search-recipe",
     ),
     workers: int | None = _opt(
@@ -169,8 +182,10 @@ def search(
 ) -> None:
     """Search for the most accurate network under --budget; writes the study and reports.
 
-    The search runs until --trials trials have finished (completed or pruned); a failed
-    trial does not count, and 5 failures in a row stop the search with the last reason.
+    The search runs until --trials candidates have been trained (completed or pruned); a
+    failed trial, a candidate over a cap (rejected before training) and the reference
+    networks do not count. 5 failures in a row, or 200 rejections in a row, stop the search
+    with one line.
     """
     given = {k: v for k, v in locals().items() if v is not None and k not in ("resume", "quiet")}
     cfg: SearchConfig | None = None
@@ -216,8 +231,10 @@ def worker(
         SearchConfig.study_name, "--study", help="Study name inside the storage."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Local folder for this worker's weights."),
-    device: str | None = typer.Option(None, help="Device here (default: the study's)."),
-    data_dir: Path | None = typer.Option(None, help="Data root on this machine."),
+    device: str | None = typer.Option(None, help="Device here [default: the study's]."),
+    data_dir: Path | None = typer.Option(
+        None, help="Data root on this machine [default: the study's]."
+    ),
     quiet: bool = typer.Option(False, help="No progress lines."),
 ) -> None:
     """Join a search started elsewhere (shared storage) and train its candidates here."""
@@ -272,7 +289,9 @@ def export(
         "quantization calibrated on 1,000 training images.",
     ),
     force: bool = typer.Option(False, help="Overwrite existing files."),
-    data_dir: Path | None = typer.Option(None, help="Data root for the test set."),
+    data_dir: Path | None = typer.Option(
+        None, help="Data root for the test set [default: the run's]."
+    ),
     device: str = typer.Option("cpu", help="Device for the test evaluation."),
 ) -> None:
     """Write a trained network as a standalone module + weights (or ONNX, optionally int8);
@@ -316,14 +335,20 @@ def export(
 @app.command()
 def verify(
     run: Path = typer.Argument(..., help="A run folder made by `budgetnas search`."),
-    trial: list[int] | None = typer.Option(None, help="Verify this trial (repeatable)."),
+    trial: list[int] | None = typer.Option(
+        None,
+        help="Verify this trial (repeatable) [default, without --top and --zoo: the searched "
+        "Pareto front].",
+    ),
     top: int | None = typer.Option(
-        None, help="Verify the K best searched trials by validation (reference networks: --zoo)."
+        None,
+        help="Verify the K best searched trials by validation (reference networks: --zoo) "
+        "[default: none].",
     ),
     zoo: list[str] | None = typer.Option(
         None,
         help="Also verify a seed network from the zoo with the run's recipe (repeatable); "
-        "alone, only the zoo networks.",
+        "alone, only the zoo networks [default: none].",
     ),
     seeds: int = typer.Option(
         3, help="Seeds per architecture: 0, 1, 2, ... skipping the one the search trained with."
@@ -339,7 +364,7 @@ def verify(
         "Train on a subset (quick checks only) [default: the full training split]."
     ),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
-    data_dir: Path | None = typer.Option(None, help="Data root (default: the run's)."),
+    data_dir: Path | None = typer.Option(None, help="Data root [default: the run's]."),
 ) -> None:
     """Retrain the Pareto front (or --top K, --trial N; plus any --zoo KEY) with new seeds, at the
     search's fidelity or another one (search cheap, verify in full: --epochs, --lr, ...); report

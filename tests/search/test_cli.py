@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -106,3 +107,11 @@ def test_help_shows_the_library_defaults():
     assert f"epochs per candidate [default: {TrainConfig.epochs}]" in text
     assert f"[default: {TrainConfig.batch_size}; 64 with --epochs 1]" in text
     assert "[default: none]" in text
+    for command in ("search", "verify", "export", "worker"):
+        page = runner.invoke(app, [command, "--help"], terminal_width=200).output
+        options = re.split(r"\n\s+(?=-)", page.split("Options:")[1])
+        for option in filter(str.strip, options):
+            if option.lstrip().startswith("--help"):
+                continue
+            shown = "default" in option or "required" in option
+            assert shown, f"{command}: {option.split()[0]} shows neither default nor required"

@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from budgetnas.search.runs import open_run
@@ -36,6 +37,7 @@ def _wait(proc, run, deadline_s: float = 120.0):
     raise AssertionError("no trial was caught in the middle")
 
 
+@pytest.mark.slow
 def test_sigkill_mid_trial_then_resume(tmp_path, synthetic_root):
     run = tmp_path / "run"
     proc = subprocess.Popen(

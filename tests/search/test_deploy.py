@@ -98,6 +98,7 @@ def test_export_cli_writes_onnx_and_int8(run, synthetic_root, tmp_path):
     assert cli_error(again).endswith("pass --force to overwrite")
 
 
+@pytest.mark.slow
 def test_int8_accuracy_of_seed_001_trained_on_mnist(mnist_root):
     data = DataConfig(data_dir=str(mnist_root), train_subset=12_000).load()
     net = train(ZOO["001"].spec, data, default_recipe(1)).model.eval()

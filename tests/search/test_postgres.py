@@ -31,6 +31,7 @@ def pg_url():
     conn.close()
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_study(tmp_path, synthetic_root, pg_url):
     first = subprocess.Popen(
         cli_module(

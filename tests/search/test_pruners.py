@@ -57,10 +57,19 @@ def test_band_width_decides_who_is_a_peer():
     assert BandedMedianPruner(band=1.5).prune(study, trial)
 
 
-def test_make_pruner_names():
-    assert isinstance(make_pruner("banded"), BandedMedianPruner)
-    assert isinstance(make_pruner("median"), optuna.pruners.MedianPruner)
-    assert isinstance(make_pruner("none"), optuna.pruners.NopPruner)
+def test_make_pruner_names_the_rule_they_apply():
+    """By what each does: a small network trailing big ones is kept by ``banded``, cut by
+    ``median``; ``none`` keeps even a hopeless one; ``hyperband`` has its documented rungs."""
+    study = _study(BIG)
+    small = _running(study, 3000, 0.93)
+    assert not make_pruner("banded").prune(study, small)
+    assert make_pruner("median").prune(study, small)
+    hopeless = _running(study, 9000, 0.01)
+    assert make_pruner("median").prune(study, hopeless)
+    assert make_pruner("banded").prune(study, hopeless)
+    assert not make_pruner("none").prune(study, hopeless)
+    hyperband = make_pruner("hyperband")
+    assert (hyperband._min_resource, hyperband._reduction_factor) == (1, 3)
     with pytest.raises(ValueError, match="unknown pruner"):
         make_pruner("random")
 

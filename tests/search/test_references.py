@@ -50,13 +50,22 @@ def test_zoo_networks_under_the_cap_are_trained_in_the_study(ref_run):
 
 
 def test_report_draws_references_at_their_measured_accuracy(ref_run):
+    """Computed, then drawn: the yardstick trace holds exactly the measured points."""
+    from budgetnas.reports.frame import trials_frame
+    from budgetnas.reports.html import pareto_figure
+    from budgetnas.reports.pareto import pareto_front
+
     run, _ = ref_run
     _, study = open_run(run)
+    df = trials_frame(study.trials)
+    fig = pareto_figure(df, pareto_front(df, cap=10_000), cap=10_000)
+    (trace,) = [t for t in fig.data if t.name == "seed networks (trained in this study)"]
+    refs = {t.user_attrs["reference"]: t for t in study.trials if t.user_attrs.get("reference")}
+    assert list(trace.text) == [f"seed {k}" for k in refs]
+    assert list(trace.x) == [count_params(ZOO[k].spec) for k in refs]
+    assert list(trace.y) == [max(1 - t.values[0], 1e-4) for t in refs.values()]
+    assert f"published: {ZOO['001'].claimed_accuracy:.2%} test accuracy" in trace.hovertext[0]
     page = (run / "report.html").read_text()
-    assert "seed networks (trained in this study)" in page
-    ref = next(t for t in study.trials if t.user_attrs.get("reference") == "001")
-    assert f"val acc {ref.values[0]:.2%}" in page
-    assert f"published: {ZOO['001'].claimed_accuracy:.2%} test accuracy" in page
     assert "published test acc" not in page  # no published figure drawn as a point
 
 
@@ -128,10 +137,15 @@ def test_multi_objective_sampler_refuses_optunas_pruners(tmp_path, synthetic_roo
 
 
 @pytest.mark.parametrize("sampler", ["nsga2", "random", "tpe"])
-def test_every_sampler_runs_a_search(tmp_path, synthetic_root, sampler):
-    cfg = quick_config(synthetic_root, tmp_path / sampler, trials=3, sampler=sampler)
+def test_every_sampler_runs_a_search_with_references(tmp_path, synthetic_root, sampler):
+    cfg = quick_config(
+        synthetic_root, tmp_path / sampler, caps=(10_000,), trials=3, sampler=sampler
+    )
     study = run_search(cfg, quiet=True)
     assert finished(study) == 3
+    refs = [t for t in study.trials if t.user_attrs.get("reference")]
+    assert sorted(t.user_attrs["reference"] for t in refs) == ["001", "002"]
+    assert all(t.state == TrialState.COMPLETE and not t.params for t in refs)
     assert len(study.directions) == (2 if sampler == "nsga2" else 1)
 
 

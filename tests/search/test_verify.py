@@ -73,8 +73,42 @@ def test_verify_stores_results_and_fills_the_ladder(ladder_run, synthetic_root):
     stored = stored_results(study)
     assert {v.key for v in stored.values()} == {v.key for v in results}
     rows = ladder_rows(stored, (2000, 5000))
-    assert all(v.params <= cap for _, cap, v in rows)
-    assert rows and rows[-1][1] == 5000
+    expected = []
+    for cap in (2000, 5000):
+        under = [v for v in results if v.params <= cap]
+        if under:
+            best = max(under, key=lambda v: (v.val_mean, -v.params))
+            expected.append((best.fidelity_label, cap, best.key))
+    assert [(label, cap, v.key) for label, cap, v in rows] == expected != []
+
+
+def _record(key, params, vals, *, epochs=1, images=100):
+    from budgetnas.search.verified import Fidelity, SeedRun, Verified
+
+    runs = [SeedRun(i, v, v, epochs, 1.0, "cpu") for i, v in enumerate(vals)]
+    fid = Fidelity(epochs, images, {"optimizer": "sgd", "lr": 0.1, "batch_size": 50})
+    return Verified(key, params, "{}", {}, None, fid, runs)
+
+
+def test_ladder_and_best_verified_compare_like_with_like():
+    """Searched networks only; the most seeds at a fidelity; the highest fidelity first."""
+    from budgetnas.search.verified import best_verified
+
+    records = [
+        _record("zoo-001", 900, [0.99, 0.99, 0.99]),  # a yardstick: never chosen
+        _record("trial-1", 800, [0.97]),  # one lucky seed
+        _record("trial-2", 700, [0.95, 0.96, 0.94]),
+        _record("trial-3", 400, [0.93, 0.92, 0.94]),
+        _record("trial-4", 600, [0.90, 0.90, 0.90], epochs=3),  # the highest fidelity
+    ]
+    results = {r.store_key: r for r in records}
+    rows = [(cap, v.key) for _, cap, v in ladder_rows(results, (500, 1000))]
+    assert rows == [(500, "trial-3"), (1000, "trial-2"), (1000, "trial-4")]  # per fidelity
+    assert best_verified(results, 1000).key == "trial-4"
+    assert best_verified(results, 500).key == "trial-3"
+    del results[records[-1].store_key]
+    assert best_verified(results, 1000).key == "trial-2"
+    assert best_verified({records[0].store_key: records[0]}, 1000) is None
 
 
 def test_zoo_and_top_are_verified_together(ladder_run):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import optuna
+import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 from typer.testing import CliRunner
@@ -16,6 +17,7 @@ from tests.helpers import SHARED_SEARCH, quick_config, search_args
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_two_workers_on_cpu(tmp_path, synthetic_root):
     run = tmp_path / "run"
     args = search_args(synthetic_root, run, "--workers", "2", "--trials", "12", *SHARED_SEARCH)
@@ -55,6 +57,7 @@ def test_orphans_of_a_dead_journal_run_are_failed_and_queued(tmp_path):
     assert queued[0].user_attrs == {"cap": 5000}  # its rung, and nothing of the dead run's
 
 
+@pytest.mark.slow
 def test_resume_a_single_process_run_with_two_workers(tmp_path, synthetic_root):
     run = tmp_path / "run"
     shared = dict(zip(SHARED_SEARCH[::2], SHARED_SEARCH[1::2], strict=True))
