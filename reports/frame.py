@@ -16,13 +16,17 @@ COLUMNS = [
     "act_int8_bytes",
     "receptive_field",
     "val_acc",
+    "rung",
     "epochs",
+    "train_images",
     "train_time_s",
     "device",
     "summary",
     "reason",
     "cap",
     "duplicate_of",
+    "promoted_from",
+    "candidate",
     "reference",
     "spec",
 ]
@@ -54,21 +58,26 @@ def _row(t: FrozenTrial) -> dict:
         "val_acc": t.values[0]
         if t.state == TrialState.COMPLETE
         else (curve[-1] if curve else None),
-        "epochs": len(curve),
+        "rung": int(attrs.get("rung") or 0),  # the fidelity (search.schedule); 0 before rungs
+        "epochs": len(curve),  # epochs trained (fewer than the rung's when pruned)
+        "train_images": attrs.get("train_images"),
         "train_time_s": attrs.get("train_time_s"),
         "device": attrs.get("device"),
         "summary": attrs.get("summary"),
         "reason": rejected or attrs.get("error"),
         "cap": attrs.get("cap"),
         "duplicate_of": attrs.get("duplicate_of"),
+        "promoted_from": attrs.get("promoted_from"),
+        "candidate": attrs.get("candidate", t.number if "spec" in attrs else None),
         "reference": attrs.get("reference"),  # the zoo key of a reference network
         "spec": attrs.get("spec"),
     }
 
 
 def trials_frame(trials: Iterable[FrozenTrial]) -> pd.DataFrame:
-    """One row per trial, in trial order, with the columns of ``COLUMNS``."""
-    rows = [_row(t) for t in trials]
+    """One row per trial, in trial order, with the columns of ``COLUMNS`` (trials that found
+    nothing to do left out)."""
+    rows = [_row(t) for t in trials if not t.user_attrs.get("idle")]
     df = pd.DataFrame(rows, columns=COLUMNS)
     for col in (
         "params",
@@ -78,6 +87,9 @@ def trials_frame(trials: Iterable[FrozenTrial]) -> pd.DataFrame:
         "receptive_field",
         "cap",
         "duplicate_of",
+        "train_images",
+        "promoted_from",
+        "candidate",
     ):
         df[col] = df[col].astype("Int64")
     df["val_acc"] = df["val_acc"].astype("float64")

@@ -10,14 +10,27 @@ import math
 import pandas as pd
 
 
+def top_rung(df: pd.DataFrame) -> int | None:
+    """The highest rung (fidelity) a completed searched row reached; None without rows."""
+    if "rung" not in df:
+        return None
+    rows = df[df["state"] == "complete"]
+    if "reference" in rows:
+        rows = rows[rows["reference"].isna()]
+    return int(rows["rung"].max()) if len(rows) else None
+
+
 def pareto_front(
     df: pd.DataFrame,
     *,
     cap: int | None = None,
     size: str = "params",
     score: str = "val_acc",
+    rung: int | None = None,
 ) -> pd.DataFrame:
-    """The non-dominated completed rows of ``df`` (with ``size <= cap`` when given).
+    """The non-dominated completed rows of ``df`` (with ``size <= cap`` when given) at one
+    fidelity: ``rung``, by default the highest rung a searched row reached (accuracies at
+    different fidelities are not compared).
 
     Only searched networks make the front: reference networks (rows with a ``reference``)
     are yardsticks drawn beside it, never part of the answer. Row a dominates row b when a has
@@ -27,6 +40,9 @@ def pareto_front(
     rows = df[(df["state"] == "complete") & df[size].notna() & df[score].notna()]
     if "reference" in rows:
         rows = rows[rows["reference"].isna()]
+    if "rung" in rows:
+        at = top_rung(df) if rung is None else rung
+        rows = rows[rows["rung"] == at]
     if "duplicate_of" in rows:  # a reused result is the same point as its original
         rows = rows[rows["duplicate_of"].isna()]
     if cap is not None:
@@ -42,10 +58,12 @@ def pareto_front(
     return rows.loc[keep].reset_index(drop=True)
 
 
-def best_row(df: pd.DataFrame, *, cap: int | None = None) -> pd.Series | None:
+def best_row(
+    df: pd.DataFrame, *, cap: int | None = None, rung: int | None = None
+) -> pd.Series | None:
     """The most accurate completed searched row under ``cap`` (ties: fewer parameters, earlier
     trial); never a reference network."""
-    front = pareto_front(df, cap=cap)
+    front = pareto_front(df, cap=cap, rung=rung)
     if front.empty:
         return None
     return front.sort_values(["val_acc", "params", "number"], ascending=[False, True, True]).iloc[0]

@@ -47,3 +47,19 @@ def format_params(n: int) -> str:
     if n >= 1_000:
         return f"{n / 1_000:.3g}K"
     return str(n)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|m|min|h)?\s*$")
+_SECONDS = {None: 1, "s": 1, "m": 60, "min": 60, "h": 3600}
+
+
+def parse_duration(text: str, *, what: str = "--budget-time") -> float:
+    """``90s``, ``30m``, ``1.5h`` or plain seconds (``600``) -> seconds; ``SearchError`` if
+    ``text`` names no positive duration."""
+    m = _DURATION.match(str(text).lower())
+    if not m:
+        raise SearchError(f"bad {what} {text!r}: write a duration such as 600, 90s, 30m or 1.5h")
+    seconds = float(m.group(1)) * _SECONDS[m.group(2)]
+    if seconds <= 0:
+        raise SearchError(f"bad {what} {text!r}: it must be more than 0 seconds")
+    return seconds

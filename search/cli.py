@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from budgetnas.search.budget import parse_count, parse_ladder
+from budgetnas.search.budget import parse_count, parse_duration, parse_ladder
 from budgetnas.search.config import SearchConfig, new_config
 from budgetnas.search.errors import SearchError
 from budgetnas.search.pruners import PRUNERS
@@ -105,6 +105,25 @@ def search(
     timeout: float | None = _opt(
         "Stop starting trials after this many seconds [default: none, --trials decides]."
     ),
+    budget_time: str | None = _opt(
+        "Compute budget in wall time, e.g. 30m or 2h: new candidates are sampled while the work "
+        "they commit to (their promotions and the final verification, timed on the trials so "
+        "far) fits; --trials is then an upper bound [default: none, --trials decides]."
+    ),
+    rungs: int | None = _opt(
+        "Fidelity rungs: candidates are sampled at the cheapest, the best of each size band "
+        "promoted rung by rung (each --eta times the one below in epochs x images) up to the "
+        "target, the recipe's --epochs on the training split; 1: every candidate at the "
+        f"target [default: {SearchConfig.rungs}]."
+    ),
+    eta: int | None = _opt(
+        f"Cost ratio between rungs; the top 1/eta of a rung move up [default: {SearchConfig.eta}]."
+    ),
+    verify_seeds: int | None = _opt(
+        "At the end, the front at the target (at most 5 networks) and the seed networks are "
+        "trained again with this many new seeds; export ships the best verified one; 0: "
+        f"skip [default: {SearchConfig.verify_seeds}]."
+    ),
     epochs: int | None = _opt(f"Training epochs per candidate [default: {TrainConfig.epochs}]."),
     batch_size: int | None = _opt(
         f"Training batch size [default: {TrainConfig.batch_size}; {_ONE['batch_size']} with "
@@ -190,6 +209,8 @@ def search(
     given = {k: v for k, v in locals().items() if v is not None and k not in ("resume", "quiet")}
     cfg: SearchConfig | None = None
     with _user_errors():
+        if budget_time is not None:
+            given["budget_time"] = parse_duration(budget_time)
         if resume is not None:
             from budgetnas.search.runs import read_config
 

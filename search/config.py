@@ -18,6 +18,7 @@ from typing import Any
 from budgetnas.search.errors import SearchError
 from budgetnas.search.pruners import PRUNERS, SINGLE_OBJECTIVE_PRUNERS
 from budgetnas.search.samplers import SAMPLERS, is_multi_objective
+from budgetnas.search.schedule import Schedule, plan_rungs
 from budgetnas.search.storage import journal_url
 from budgetnas.space.count import count_params
 from budgetnas.space.sample import Limits, SpaceConfig, smallest_costs
@@ -32,10 +33,11 @@ JOURNAL_FILE = "study.journal"
 # 2: momentum constant under OneCycle (it cycled 0.85-0.95 before); sampler, pruner and
 # references in the fingerprint
 FINGERPRINT_VERSION = 2
+UNLIMITED = 1_000_000  # --trials when a --budget-time decides
 
 # Settings a resumed run may change: they decide how much work is done and where, never what
 # a trial's result is (the data digest guards a moved data folder).
-RESUMABLE = ("trials", "timeout", "device", "workers", "data_dir")
+RESUMABLE = ("trials", "timeout", "budget_time", "device", "workers", "data_dir", "verify_seeds")
 
 
 # How a search's options divide among the parts of its config (the rest are the search's own).
@@ -80,6 +82,10 @@ class SearchConfig:
     search_recipe: bool = False
     heartbeat: int = 30  # seconds; a trial silent for twice this long is failed and retried
     workers: int = 1  # trial processes on this machine, sharing the study
+    rungs: int = 1  # fidelities, the last the recipe's (the target); see search.schedule
+    eta: int = 3  # each rung costs eta times the one below; the top 1/eta move up
+    budget_time: float | None = None  # seconds: sample new candidates while the plan fits
+    verify_seeds: int = 3  # new seeds the front at the target is verified with, at the end
 
     def __post_init__(self) -> None:
         caps = self.caps if isinstance(self.caps, (tuple, list)) else (self.caps,)
@@ -88,11 +94,20 @@ class SearchConfig:
         object.__setattr__(self, "caps", tuple(sorted(set(caps))))
         if self.caps[0] < 1:
             raise SearchError(f"budget must be at least 1 parameter, got {self.caps[0]}")
-        for name in ("trials", "workers", "heartbeat"):
+        for name in ("trials", "workers", "heartbeat", "rungs"):
             if getattr(self, name) < 1:
                 raise SearchError(f"{flag(name)} must be at least 1, got {getattr(self, name)}")
         if self.timeout is not None and self.timeout <= 0:
             raise SearchError(f"--timeout must be positive, got {self.timeout}")
+        if self.budget_time is not None and self.budget_time <= 0:
+            raise SearchError(f"--budget-time must be positive, got {self.budget_time:g} s")
+        if self.verify_seeds < 0:
+            raise SearchError(f"--verify-seeds must be 0 or more, got {self.verify_seeds}")
+        if self.rungs > 1 and self.pruner in SINGLE_OBJECTIVE_PRUNERS:
+            raise SearchError(
+                f"--pruner {self.pruner} compares trials across fidelities; with --rungs "
+                f"{self.rungs} use banded (it compares trials of one rung) or none"
+            )
         if self.pruner not in PRUNERS:
             raise SearchError(f"unknown pruner {self.pruner!r}; choose {', '.join(PRUNERS)}")
         if self.sampler not in SAMPLERS:
@@ -103,6 +118,7 @@ class SearchConfig:
                 f"random); with --sampler {self.sampler} use banded or none"
             )
         object.__setattr__(self, "references", parse_references(self.references))
+        self.schedule  # noqa: B018 - plans the rungs; SearchError when they do not fit
         info = self.data.info
         images = {
             "in_channels": info.in_channels,
@@ -155,6 +171,19 @@ class SearchConfig:
         assert self.space is not None  # filled in by __post_init__
         return self.space
 
+    @property
+    def schedule(self) -> Schedule:
+        """The fidelity rungs of this search, the last the recipe on the training split."""
+        return Schedule(
+            plan_rungs(
+                epochs=self.recipe.epochs,
+                images=self.data.train_images,
+                rungs=self.rungs,
+                eta=self.eta,
+            ),
+            eta=self.eta,
+        )
+
     def reference_specs(self) -> dict[str, tuple[ArchSpec, int]]:
         """The reference networks of this search: zoo key -> (spec for this data set, the
         rung it answers: the smallest cap that holds it). Networks over every cap, or for
@@ -186,6 +215,8 @@ class SearchConfig:
             "max_macs": self.max_macs,
             "max_activation_kb": self.max_activation_kb,
             "search_recipe": self.search_recipe,
+            "rungs": [[r.epochs, r.images] for r in self.schedule.rungs],
+            "eta": self.eta,
             "sampler": self.sampler,
             "pruner": self.pruner,
             "references": list(self.references),
@@ -238,8 +269,9 @@ class SearchConfig:
     def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
         if "caps" not in data:
             data = _from_flat(data)
-        # runs made before samplers and references were settings: single-objective TPE, none
-        data = {"sampler": "tpe", "references": [], **data}
+        # runs made before samplers, references and rungs were settings: single-objective
+        # TPE, none, one rung
+        data = {"sampler": "tpe", "references": [], "rungs": 1, **data}
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["caps"] = tuple(kwargs["caps"])
@@ -263,6 +295,8 @@ def new_config(*, out: str | Path, caps: tuple[int, ...], **options: Any) -> Sea
     ``AugmentConfig.scaled``); ``seed`` seeds both the sampler and the training runs.
     """
     given = {k: v for k, v in options.items() if v is not None}
+    if "budget_time" in given and "trials" not in given:
+        given["trials"] = UNLIMITED  # the time budget decides how many candidates
     data = {k: given.pop(k) for k in DATA_OPTIONS if k in given}
     data["data_dir"] = str(Path(data.get("data_dir") or default_data_dir()).resolve())
     recipe = {k: given.pop(k) for k in RECIPE_OPTIONS if k in given}

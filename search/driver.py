@@ -12,13 +12,17 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from budgetnas.reports.frame import trials_frame
+from budgetnas.reports.pareto import pareto_front
 from budgetnas.search.budget import format_params
 from budgetnas.search.config import CONFIG_FILE, SearchConfig, differences
 from budgetnas.search.errors import SearchError
@@ -34,9 +38,12 @@ from budgetnas.search.runs import (
     is_rejected,
 )
 from budgetnas.search.samplers import directions, is_multi_objective, make_sampler
+from budgetnas.search.schedule import MAX_VERIFIED, TimeBudget, rung0_used, rung_of
 from budgetnas.search.storage import fail_orphans, is_rdb, open_storage
 from budgetnas.trainers.data import TrainVal
 from budgetnas.trainers.evaluate import resolve_device
+
+DEADLINE_ATTR = "deadline"  # study user attribute: --budget-time's end, seconds since the epoch
 
 # A search stops (exit 1, with the reason) after this many trials in a row failed, or after
 # this many candidates in a row were rejected before training (over a cap).
@@ -77,30 +84,51 @@ def _load(cfg: SearchConfig, storage, seed: int) -> optuna.Study:
     return study
 
 
-def queue_references(cfg: SearchConfig, study: optuna.Study) -> list[str]:
-    """Queue the reference networks the study does not hold yet; returns their keys."""
+def queue_references(cfg: SearchConfig, study: optuna.Study) -> list[tuple[str, int]]:
+    """Queue the reference networks the study does not hold yet, one per rung (yardsticks at
+    every fidelity); returns (key, rung) of those queued."""
     held = {
-        t.user_attrs.get("reference")
+        (t.user_attrs.get("reference"), rung_of(t))
         for t in study.get_trials(deepcopy=False)
         if t.state != TrialState.FAIL
     }
     queued = []
-    for key, (_, cap) in cfg.reference_specs().items():
-        if key not in held:
-            study.enqueue_trial({}, user_attrs={"reference": key, "cap": cap})
-            queued.append(key)
+    for rung in cfg.schedule.rungs:
+        for key, (_, cap) in cfg.reference_specs().items():
+            if (key, rung.index) not in held:
+                attrs = {"reference": key, "cap": cap, "rung": rung.index}
+                study.enqueue_trial({}, user_attrs=attrs)
+                queued.append((key, rung.index))
     return queued
 
 
-class SampledTrialsDone:
-    """Optuna callback: stops the study once ``n`` sampled trials have finished (complete or
-    pruned) in the whole study, over every process; references do not count."""
+class ScheduleGuard:
+    """Optuna callback: after each trial, asks the schedule what comes next (over every
+    process): stops the study when nothing is left, waits while other processes' trials
+    run and nothing can start before they end (the promotions they may unlock)."""
 
-    def __init__(self, n: int) -> None:
-        self.n = n
+    def __init__(self, cfg: SearchConfig, budget: TimeBudget | None, poll: float = 2.0) -> None:
+        self.cfg, self.budget, self.poll = cfg, budget, poll
+        self.schedule = cfg.schedule
+
+    def sampling_open(self, trials: list[FrozenTrial]) -> bool | None:
+        if self.budget is None:
+            return None
+        within = self.budget.sampling_open(trials, time.time())
+        return within and sum(1 for t in trials if rung0_used(t)) < self.cfg.trials
+
+    def job(self, study: optuna.Study):
+        trials = study.get_trials(deepcopy=False)
+        return self.schedule.next_job(
+            trials, sampling_open=self.sampling_open(trials), trials_wanted=self.cfg.trials
+        )
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if finished(study) >= self.n:
+        job = self.job(study)
+        while job.kind == "wait":
+            time.sleep(self.poll)
+            job = self.job(study)
+        if job.kind == "done":
             study.stop()
 
 
@@ -259,6 +287,8 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, quiet: bool = False) 
         study.set_user_attr(DIGEST_ATTR, data.digest)
     (out / CONFIG_FILE).write_text(cfg.to_json())
     study.set_user_attr(CONFIG_ATTR, cfg.to_dict())
+    deadline = time.time() + cfg.budget_time if cfg.budget_time else None
+    study.set_user_attr(DEADLINE_ATTR, deadline)
     if resume and not is_rdb(cfg.storage_url()):
         orphans = fail_orphans(study)  # no heartbeat here: the dead run's trials are ours
         if orphans and not quiet:
@@ -274,7 +304,72 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, quiet: bool = False) 
         for proc in helpers:
             if proc.wait() != 0 and not quiet:
                 print(f"worker process {proc.pid} exited with {proc.returncode}", file=sys.stderr)
+    if ScheduleGuard(cfg, _time_budget(cfg, study)).job(study).kind == "done":
+        verify_front(cfg, study, quiet=quiet)
+    elif not quiet:
+        print(
+            f"stopped before the end of the schedule (--timeout); continue with "
+            f"budgetnas search --resume {cfg.out}",
+            file=sys.stderr,
+        )
     return study
+
+
+def front_to_verify(front: pd.DataFrame, k: int = MAX_VERIFIED) -> list[int]:
+    """Trial numbers of at most ``k`` members of a front (sorted by parameters): all of them
+    when they are few, else the smallest, the most accurate, and the rest spread evenly over
+    the sizes between."""
+    numbers = [int(n) for n in front["number"]]
+    if len(numbers) <= k:
+        return numbers
+    picks = {0, len(numbers) - 1}
+    picks.update(round(i * (len(numbers) - 1) / (k - 1)) for i in range(1, k - 1))
+    return [numbers[i] for i in sorted(picks)][:k]
+
+
+def verify_front(cfg: SearchConfig, study: optuna.Study, *, quiet: bool = False) -> list:
+    """The end of a search: the front at the target rung (at most ``MAX_VERIFIED`` of it) and
+    the reference networks under the cap, each trained again at the target fidelity with
+    ``cfg.verify_seeds`` new seeds (``search.verify``: stored per seed with its weights, so an
+    interrupted verification continues on ``--resume``)."""
+    if cfg.verify_seeds < 1:
+        return []
+    from budgetnas.search.verify import verify_run
+
+    target = cfg.schedule.target.index
+    df = trials_frame(study.get_trials(deepcopy=False))
+    front = pareto_front(df, cap=cfg.budget, rung=target)
+    if front.empty:
+        if not quiet:
+            print("no candidate completed the target rung: nothing to verify", file=sys.stderr)
+        return []
+    numbers = front_to_verify(front)
+    refs = list(cfg.reference_specs())
+
+    def show(item, r) -> None:
+        if not quiet:
+            print(
+                f"verify  {item.label:<10} {item.params:>7,}  seed {r.seed}  val "
+                f"{r.val_acc:.2%}  ({r.train_time_s:.0f} s; {item.fidelity_label})",
+                file=sys.stderr,
+            )
+
+    if not quiet:
+        print(
+            f"verifying the front at {cfg.schedule.target.label()} ({len(numbers)} networks"
+            + (f", {len(refs)} seed networks" if refs else "")
+            + f") with {cfg.verify_seeds} new seeds",
+            file=sys.stderr,
+        )
+    return verify_run(
+        cfg.out,
+        trials=numbers,
+        zoo=refs or None,
+        seeds=cfg.verify_seeds,
+        device=cfg.device,
+        train_subset=cfg.data.train_subset,
+        on_result=show,
+    )
 
 
 def _threads_per_worker(workers: int) -> int:
@@ -346,6 +441,28 @@ def run_worker(
     return study
 
 
+def _time_budget(cfg: SearchConfig, study: optuna.Study) -> TimeBudget | None:
+    """The search's time budget: its deadline is on the study (set by the process that
+    started or resumed the search), so helper processes and workers keep the same one."""
+    deadline = study.user_attrs.get(DEADLINE_ATTR)
+    if deadline is None:
+        return None
+    at_target = sum(1 for _ in cfg.reference_specs())
+    return TimeBudget(
+        float(deadline),
+        cfg.schedule,
+        workers=cfg.workers,
+        verify_seeds=cfg.verify_seeds,
+        references_at_target=at_target,
+    )
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
 def _prepare(cfg: SearchConfig) -> tuple[torch.device, TrainVal]:
     device = resolve_device(cfg.device)
     return device, cfg.data.load(device)
@@ -356,23 +473,27 @@ def _drive(
 ) -> None:
     done = finished(study)
     progress = Progress(total=cfg.trials, done=done, timeout=cfg.timeout, quiet=quiet)
+    amount = (
+        f"{_clock(cfg.budget_time)} of search" if cfg.budget_time else f"{cfg.trials} candidates"
+    )
     progress.header(
         f"budgetnas: cap {cfg.budget:,} params ({format_params(cfg.budget)}), "
         f"{cfg.data.dataset} ({len(data.train):,} train / {len(data.val):,} val), "
-        f"{cfg.trials} trials x {cfg.recipe.epochs} epochs on {device}"
-        + (f"; resuming after {done} trials" if done else "")
+        f"{amount}, {cfg.schedule.label()}, on {device}"
+        + (f"; resuming after {done} candidates" if done else "")
     )
-    if done >= cfg.trials:
-        return
     # Trials run until cfg.trials sampled trials have finished (complete or pruned) in the
     # whole study, over every process: a failed trial, a candidate rejected before training or
     # a reference network does not use up a slot; the guards bound failures and rejections.
     guard, rejections = FailureGuard(), RejectionGuard(REJECTIONS_IN_A_ROW)
+    schedule = ScheduleGuard(cfg, _time_budget(cfg, study))
+    if schedule.job(study).kind == "done":
+        return
     study.optimize(
-        Objective(cfg, data, device, progress),
+        Objective(cfg, data, device, progress, sampling_open=schedule.sampling_open),
         n_trials=None,
         timeout=cfg.timeout,
-        callbacks=[progress, SampledTrialsDone(cfg.trials), guard, rejections],
+        callbacks=[progress, guard, rejections, schedule],
         catch=(Exception,),
     )
     if guard.tripped:

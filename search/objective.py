@@ -15,6 +15,7 @@ import os
 import socket
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,8 +27,9 @@ from budgetnas.search.config import SearchConfig
 from budgetnas.search.progress import Progress
 from budgetnas.search.pruners import BandedMedianPruner
 from budgetnas.search.recipe import sample_recipe
-from budgetnas.search.runs import FINISHED, WEIGHTS_DIR
+from budgetnas.search.runs import FINISHED, WEIGHTS_DIR, trial_spec
 from budgetnas.search.samplers import flat_space, is_multi_objective
+from budgetnas.search.schedule import Rung, lineage, rung_of
 from budgetnas.space.count import analyze
 from budgetnas.space.memory import activation_memory
 from budgetnas.space.sample import Rejected, sample_spec
@@ -65,9 +67,11 @@ def assign_cap(trial: optuna.Trial, caps: tuple[int, ...]) -> int:
 
 
 class Objective:
-    """Sample a spec under the trial's cap (or build the queued reference network), train it,
-    prune it if it trails its size band; the trial's values are its validation accuracy and,
-    for a multi-objective sampler, its parameter count.
+    """Take the next job of the schedule (a promotion of a candidate to the next rung, or a
+    new candidate sampled at rung 0; or the queued reference network at its rung), check it
+    against its cap, train it at its rung's fidelity, prune it if it trails its size band at
+    that rung; the trial's values are its validation accuracy and, for a multi-objective
+    sampler, its parameter count.
 
     A candidate identical (spec, recipe and data) to one already trained in the study reuses
     that result instead of training again. Reference networks are never pruned: they are the
@@ -75,15 +79,72 @@ class Objective:
     """
 
     def __init__(
-        self, cfg: SearchConfig, data: TrainVal, device: torch.device, progress: Progress
+        self,
+        cfg: SearchConfig,
+        data: TrainVal,
+        device: torch.device,
+        progress: Progress,
+        sampling_open: Callable[[list[FrozenTrial]], bool] | None = None,
     ) -> None:
         self.cfg, self.data, self.device, self.progress = cfg, data, device, progress
+        self.schedule = cfg.schedule
         self.data_fingerprint = cfg.data.fingerprint()
         self.weights_dir = Path(cfg.out) / WEIGHTS_DIR
         self.multi = is_multi_objective(cfg.sampler)
         # multi-objective studies have no Optuna pruner: the banded rule runs here
         self.banded = BandedMedianPruner() if self.multi and cfg.pruner == "banded" else None
         self.references = cfg.reference_specs()
+        self.sampling_open = sampling_open
+        self._rung_data: dict[int, TrainVal] = {}
+
+    def rung_data(self, rung: Rung) -> TrainVal:
+        if rung.images not in self._rung_data:
+            self._rung_data[rung.images] = self.data.first(rung.images)
+        return self._rung_data[rung.images]
+
+    def _job(self, trial: optuna.Trial) -> FrozenTrial | None:
+        """Decide what this trial is, before anything else: returns the trial it promotes
+        (None for a new candidate or a reference). A queued trial (a reference, or the
+        requeued copy of a trial whose process died) is what it was queued as."""
+        attrs = trial.user_attrs
+        if "rung" in attrs or attrs.get("reference") is not None:
+            source = attrs.get("promoted_from")
+            if source is None:
+                return None
+            return trial.study.get_trials(deepcopy=False)[int(source)]
+        for _ in range(5):  # a promotion another process claimed at once: look again
+            trials = trial.study.get_trials(deepcopy=False)
+            open_ = self.sampling_open(trials) if self.sampling_open is not None else None
+            job = self.schedule.next_job(
+                trials, sampling_open=open_, trials_wanted=self.cfg.trials, exclude=trial.number
+            )
+            if job.kind != "promote":
+                break
+            assert job.source is not None
+            if self._claim(trial, job.source, job.rung):
+                return job.source
+        if job.kind == "sample":
+            trial.set_user_attr("rung", 0)
+            return None
+        trial.set_user_attr("idle", True)  # another process took the last job meanwhile
+        raise optuna.TrialPruned("nothing left to do")
+
+    def _claim(self, trial: optuna.Trial, source: FrozenTrial, rung: int) -> bool:
+        """Claim the promotion of ``source``: written on this trial, then read back; when
+        several processes claimed it at once, the earliest trial keeps it."""
+        trial.set_user_attr("promoted_from", source.number)
+        trial.set_user_attr("candidate", lineage(source))
+        trial.set_user_attr("rung", rung)
+        claims = [
+            t.number
+            for t in trial.study.get_trials(deepcopy=False)
+            if t.user_attrs.get("promoted_from") == source.number and t.state != TrialState.FAIL
+        ]
+        if min(claims) == trial.number:
+            return True
+        for name in ("promoted_from", "candidate", "rung"):
+            trial.set_user_attr(name, None)
+        return False
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         try:
@@ -101,13 +162,19 @@ class Objective:
     def values(self, acc: float, params: int) -> float | tuple[float, float]:
         return (acc, float(params)) if self.multi else acc
 
-    def _candidate(self, trial: optuna.Trial, cap: int) -> tuple[ArchSpec, TrainConfig]:
-        """The spec and recipe of this trial: the queued reference's, or sampled."""
+    def _candidate(
+        self, trial: optuna.Trial, cap: int, source: FrozenTrial | None
+    ) -> tuple[ArchSpec, TrainConfig]:
+        """The spec and recipe of this trial (at rung 0's epochs for a sampled one): the
+        queued reference's, the promoted candidate's, or sampled."""
         reference = trial.user_attrs.get("reference")
         if reference is not None:
             if reference not in self.references:
                 raise SpecError(f"reference {reference!r} is not a reference of this search")
             return self.references[reference][0], self.cfg.recipe
+        if source is not None:
+            recipe = TrainConfig.from_dict(source.user_attrs.get("recipe") or {})
+            return trial_spec(source), recipe
         recipe, dropout = self.cfg.recipe, 0.0
         if self.cfg.search_recipe:
             recipe, dropout = sample_recipe(trial, self.cfg.recipe)
@@ -130,11 +197,17 @@ class Objective:
             raise optuna.TrialPruned(f"rejected: {rej.reason}") from None
 
     def _run(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        source = self._job(trial)
+        if source is not None and "cap" not in trial.user_attrs:
+            trial.set_user_attr("cap", source.user_attrs.get("cap"))
         cap = assign_cap(trial, self.cfg.caps)
         trial.set_user_attr("worker", WORKER)
-        spec, recipe = self._candidate(trial, cap)
+        rung = self.schedule.rungs[rung_of(trial)]
+        spec, recipe = self._candidate(trial, cap, source)
+        recipe = replace(recipe, epochs=rung.epochs)
+        data = self.rung_data(rung)
         stats = analyze(spec)
-        key = candidate_key(spec, recipe, self.data_fingerprint)
+        key = candidate_key(spec, recipe, {**self.data_fingerprint, "images": len(data.train)})
         trial.set_user_attr("spec", spec.to_json())
         trial.set_user_attr("summary", spec.summary())
         trial.set_user_attr("params", stats.params)
@@ -151,18 +224,27 @@ class Objective:
         earlier = _earlier(trial, key)
         if earlier is not None:
             return _reuse(trial, earlier, self.multi)
-        acc = self._train(trial, spec, recipe, prunable=not trial.user_attrs.get("reference"))
+        acc = self._train(
+            trial, spec, recipe, data, prunable=not trial.user_attrs.get("reference")
+        )
         return self.values(acc, stats.params)
 
     def _prune(self, trial: optuna.Trial, epoch: int, acc: float) -> bool:
         if self.multi:
-            params = trial.user_attrs.get("params")
-            return self.banded is not None and self.banded.decide(trial.study, params, epoch, acc)
+            params, rung = trial.user_attrs.get("params"), rung_of(trial)
+            banded = self.banded
+            return banded is not None and banded.decide(trial.study, params, epoch, acc, rung=rung)
         trial.report(acc, epoch)
         return trial.should_prune()
 
     def _train(
-        self, trial: optuna.Trial, spec: ArchSpec, recipe: TrainConfig, *, prunable: bool
+        self,
+        trial: optuna.Trial,
+        spec: ArchSpec,
+        recipe: TrainConfig,
+        data: TrainVal,
+        *,
+        prunable: bool,
     ) -> float:
         curve: list[float] = []
         epochs = recipe.epochs
@@ -180,7 +262,7 @@ class Objective:
             torch.cuda.reset_peak_memory_stats(self.device)
         start = time.perf_counter()
         try:
-            result = train(spec, self.data, recipe, device=self.device, on_epoch=on_epoch)
+            result = train(spec, data, recipe, device=self.device, on_epoch=on_epoch)
         finally:  # also for pruned trials
             trial.set_user_attr("wall_time_s", round(time.perf_counter() - start, 3))
             if cuda:
@@ -190,7 +272,7 @@ class Objective:
         path = self.weights_dir / f"trial-{trial.number:05d}.pt"
         torch.save({k: v.cpu() for k, v in result.model.state_dict().items()}, path)
         trial.set_user_attr("weights", str(path.relative_to(self.cfg.out)))
-        trial.set_user_attr("train_images", len(self.data.train))
+        trial.set_user_attr("train_images", len(data.train))
         trial.set_user_attr("train_time_s", round(result.train_time_s, 3))
         trial.set_user_attr("device", result.device)
         trial.set_user_attr("loss_curve", result.loss_curve)
@@ -219,3 +301,4 @@ def _reuse(trial: optuna.Trial, earlier: FrozenTrial, multi: bool) -> float | tu
         raise optuna.TrialPruned(f"same candidate as trial {earlier.number}, which was pruned")
     acc = float(earlier.values[0])
     return (acc, float(earlier.user_attrs["params"])) if multi else acc
+

@@ -39,12 +39,17 @@ class BandedMedianPruner(optuna.pruners.BasePruner):
         self.n_min_peers = n_min_peers
         self.n_warmup_steps = n_warmup_steps
 
-    def peers(self, study: optuna.Study, params: int | None, step: int) -> list[float]:
-        """Validation accuracy at ``step`` of the completed trials of similar size."""
+    def peers(
+        self, study: optuna.Study, params: int | None, step: int, rung: int = 0
+    ) -> list[float]:
+        """Validation accuracy at ``step`` of the completed trials of similar size trained at
+        the same ``rung`` (the same fidelity)."""
         values = []
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             curve = t.user_attrs.get("val_curve") or []
             if len(curve) <= step or t.user_attrs.get("duplicate_of") is not None:
+                continue
+            if int(t.user_attrs.get("rung") or 0) != rung:
                 continue
             other = t.user_attrs.get("params")
             if params and other and abs(math.log(other / params)) > math.log(self.band):
@@ -52,11 +57,14 @@ class BandedMedianPruner(optuna.pruners.BasePruner):
             values.append(curve[step])
         return values
 
-    def decide(self, study: optuna.Study, params: int | None, step: int, value: float) -> bool:
-        """Prune a trial of ``params`` parameters whose accuracy at ``step`` is ``value``?"""
+    def decide(
+        self, study: optuna.Study, params: int | None, step: int, value: float, *, rung: int = 0
+    ) -> bool:
+        """Prune a trial of ``params`` parameters at ``rung`` whose accuracy at ``step`` is
+        ``value``?"""
         if step < self.n_warmup_steps:
             return False
-        values = [v for v in self.peers(study, params, step) if not math.isnan(v)]
+        values = [v for v in self.peers(study, params, step, rung) if not math.isnan(v)]
         if len(values) < self.n_min_peers:
             return False
         return value < statistics.median(values)
@@ -66,7 +74,11 @@ class BandedMedianPruner(optuna.pruners.BasePruner):
         if step is None:
             return False
         return self.decide(
-            study, trial.user_attrs.get("params"), step, trial.intermediate_values[step]
+            study,
+            trial.user_attrs.get("params"),
+            step,
+            trial.intermediate_values[step],
+            rung=int(trial.user_attrs.get("rung") or 0),
         )
 
 

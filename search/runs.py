@@ -17,6 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from budgetnas.search.config import CONFIG_FILE, JOURNAL_FILE, STUDY_FILE, SearchConfig
 from budgetnas.search.errors import SearchError
+from budgetnas.search.schedule import is_idle, is_sampled, rung_of
 from budgetnas.search.storage import open_storage
 from budgetnas.space.spec import ArchSpec, SpecError
 from budgetnas.trainers.data import DataError
@@ -62,11 +63,12 @@ def open_run(run: Path | str) -> tuple[SearchConfig, optuna.Study]:
 
 
 def finished(study: optuna.Study) -> int:
-    """Trials that count towards ``--trials``: sampled candidates that were trained, to the
-    end or until pruned. A failed trial is retried; a candidate rejected before training (over
-    a cap) and the reference networks do not count."""
+    """Trials that count towards ``--trials``: sampled candidates that were trained at rung 0,
+    to the end or until pruned. A failed trial is retried; a candidate rejected before
+    training (over a cap), a promotion to a higher rung and the reference networks do not
+    count."""
     trials = study.get_trials(deepcopy=False, states=FINISHED)
-    return sum(1 for t in trials if not t.user_attrs.get("reference") and not is_rejected(t))
+    return sum(1 for t in trials if is_sampled(t) and not is_rejected(t))
 
 
 def is_rejected(trial: FrozenTrial) -> bool:
@@ -92,7 +94,7 @@ def summary_counts(study: optuna.Study) -> dict[str, Any]:
     candidates (reference networks apart, in ``references``); ``rejected``: candidates over a
     cap, never trained (``rejected_by``: per cap); ``rejected_fraction``: of the candidates
     sampled."""
-    trials = study.get_trials(deepcopy=False)
+    trials = [t for t in study.get_trials(deepcopy=False) if not is_idle(t)]
     refs = [t for t in trials if t.user_attrs.get("reference")]
     searched = [t for t in trials if not t.user_attrs.get("reference")]
     rejected = [t for t in searched if is_rejected(t)]
@@ -110,5 +112,7 @@ def summary_counts(study: optuna.Study) -> dict[str, Any]:
         by_cap[cap] = by_cap.get(cap, 0) + 1
     counts["rejected_by"] = by_cap
     counts["total"] = len(trials)
-    counts["rejected_fraction"] = len(rejected) / len(searched) if searched else 0.0
+    sampled = [t for t in searched if is_sampled(t)]
+    counts["rejected_fraction"] = len(rejected) / len(sampled) if sampled else 0.0
+    counts["promoted"] = sum(1 for t in searched if rung_of(t) > 0 and t.state in FINISHED)
     return counts

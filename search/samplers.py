@@ -9,8 +9,10 @@ single-objective TPE on validation accuracy; ``random`` samples independently (a
 
 Every sampler is wrapped in ``SearchedOnly``: reference networks are trials of the study (the
 reports and the pruner compare with them), but their architectures lie outside the sampled
-parameterization, so a sampler never sees them. With the same seed (and no pruning, which
-does compare with them), a search proposes the same candidates with and without references.
+parameterization, so a sampler never sees them; nor the promotions of its candidates to
+higher-fidelity rungs (``search.schedule``), whose accuracies are at another fidelity. With
+the same seed (and no pruning, which does compare with them), a search proposes the same
+candidates with and without references.
 
 NSGA-II evolves only the parameters every trial of its population has (Optuna's intersection
 search space) and draws the others at random; so with ``nsga2`` every parameter of the space
@@ -27,6 +29,8 @@ from typing import Any
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
+
+from budgetnas.search.schedule import is_reference, is_sampled
 
 SAMPLERS = ("motpe", "tpe", "nsga2", "random")
 MULTI_OBJECTIVE = ("motpe", "nsga2")
@@ -47,12 +51,10 @@ def directions(name: str) -> list[str]:
     return ["maximize", "minimize"] if is_multi_objective(name) else ["maximize"]
 
 
-def is_reference(trial: FrozenTrial) -> bool:
-    return bool(trial.user_attrs.get("reference"))
-
-
 class _SearchedTrials:
-    """A study as a sampler should see it: every trial but the reference networks.
+    """A study as a sampler should see it: the candidates it proposed (at rung 0), not the
+    reference networks nor the promotions of candidates to higher rungs (their accuracy is
+    at another fidelity).
 
     Everything else (storage, directions, system attributes) is the study's own."""
 
@@ -69,12 +71,12 @@ class _SearchedTrials:
         use_cache: bool = False,
     ) -> list[FrozenTrial]:
         trials = self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
-        return [t for t in trials if not is_reference(t)]
+        return [t for t in trials if is_sampled(t)]
 
     def get_trials(
         self, deepcopy: bool = True, states: Container[TrialState] | None = None
     ) -> list[FrozenTrial]:
-        return [t for t in self._study.get_trials(deepcopy, states) if not is_reference(t)]
+        return [t for t in self._study.get_trials(deepcopy, states) if is_sampled(t)]
 
     @property
     def trials(self) -> list[FrozenTrial]:

@@ -24,7 +24,7 @@ import torch
 from optuna.trial import TrialState
 
 from budgetnas.reports.frame import trials_frame
-from budgetnas.reports.pareto import pareto_front
+from budgetnas.reports.pareto import pareto_front, top_rung
 from budgetnas.search.config import RECIPE_OPTIONS, SearchConfig
 from budgetnas.search.errors import SearchError
 from budgetnas.search.export import pick_trial
@@ -76,6 +76,7 @@ def _choose(
             done = df[
                 (df["state"] == "complete") & df["duplicate_of"].isna() & df["reference"].isna()
             ]
+            done = done[done["rung"] == top_rung(df)]  # accuracies at one fidelity
             rows = done.sort_values(["val_acc", "params", "number"], ascending=[False, True, True])
             numbers = rows["number"].head(top).tolist()
         else:

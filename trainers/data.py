@@ -89,12 +89,26 @@ class Split:
         return Split(self.x.to(device), self.y.to(device))
 
 
+SUBSET_SEED = 0  # the fixed permutation lower-fidelity rungs take their images from
+
+
 @dataclass
 class TrainVal:
     info: DatasetInfo
     train: Split
     val: Split
     digest: str = ""  # sha256 of the images and labels of both splits, as loaded
+
+    def first(self, n: int) -> TrainVal:
+        """The first ``n`` training images of a fixed permutation of the training split (in
+        their original order), the same validation split: nested, ``first(m)`` holds
+        ``first(n)`` for ``m > n``; all of it for ``n >= len(train)``."""
+        if n >= len(self.train):
+            return self
+        gen = torch.Generator().manual_seed(SUBSET_SEED)
+        keep = torch.randperm(len(self.train), generator=gen)[:n].sort().values
+        keep = keep.to(self.train.x.device)
+        return TrainVal(self.info, Split(self.train.x[keep], self.train.y[keep]), self.val)
 
 
 def _digest(*splits: Split) -> str:

@@ -209,18 +209,35 @@ def test_real_mnist_search_and_export(tmp_path, mnist_root):
     assert len(test) == 10_000 and res.test_acc == hits / 10_000
 
 
-def test_a_search_never_reads_the_test_split(tmp_path, synthetic_root, monkeypatch):
-    read = data_module._torchvision_split
+def test_a_search_reads_the_test_split_only_to_report_at_the_end(
+    tmp_path, synthetic_root, monkeypatch
+):
+    """No candidate, promotion or pruning decision can see the test split: it is read only
+    once every trial of the schedule has finished, by the final verification (which chooses
+    nothing: export picks by validation). Without the verification it is never read."""
+    from budgetnas.search.driver import ScheduleGuard
 
-    def train_split_only(info, root, *, train, download):
+    read = data_module._torchvision_split
+    reads = []
+
+    def guarded(info, root, *, train, download):
         if not train:
-            raise AssertionError("the search read the test split")
+            cfg, study = open_run(run)
+            job = ScheduleGuard(cfg, None).job(study).kind
+            running = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+            reads.append((job, len(running)))
+            if verify_seeds == "0":
+                raise AssertionError("the search read the test split")
         return read(info, root, train=train, download=download)
 
-    monkeypatch.setattr(data_module, "_torchvision_split", train_split_only)
-    run = tmp_path / "run"
-    result = runner.invoke(app, search_args(synthetic_root, run, "--trials", "12", "--epochs", "2"))
-    assert result.exit_code == 0, result.stderr
-    assert (run / "report.html").is_file()
+    monkeypatch.setattr(data_module, "_torchvision_split", guarded)
+    for verify_seeds in ("0", "1"):
+        run = tmp_path / f"run{verify_seeds}"
+        args = ["--trials", "12", "--epochs", "2", "--rungs", "2", "--verify-seeds", verify_seeds]
+        result = runner.invoke(app, search_args(synthetic_root, run, *args))
+        assert result.exit_code == 0, result.stderr
+        assert (run / "report.html").is_file()
+    assert reads and set(reads) == {("done", 0)}  # the verification, after the schedule
+    verify_seeds, run = "0", tmp_path / "run0"
     with pytest.raises(AssertionError, match="read the test split"):  # the guard does bite
         export_trial(run, out=tmp_path / "m.py")

@@ -163,6 +163,7 @@ def test_fingerprint_and_candidate_key_cover_the_data(tmp_path, synthetic_root):
     assert differences(a.fingerprint(), b.fingerprint()) == [
         "data.split_seed: 0 there, 3 here",
         "data.train_subset: 300 there, 200 here",
+        "rungs: ([1, 300],) there, ([1, 200],) here",  # the target fidelity's images
     ]
     assert differences(a.fingerprint(), a.fingerprint()) == []
     spec, recipe = ZOO["001"].spec, TrainConfig()

@@ -1,0 +1,304 @@
+"""The fidelity schedule: rungs from cheap to the target recipe, and who is promoted.
+
+A search is given a target fidelity: the recipe's epochs on the training split (or its
+subset). With ``--rungs R`` it explores at ``R - 1`` cheaper rungs first: rung ``r`` costs
+``1 / eta ** (R - 1 - r)`` of the target in image-epochs (epochs are cut first, down to one,
+then images: the first images of a fixed permutation of the training split, so a rung's
+images are a subset of the next rung's). Candidates are sampled at rung 0; the promotion rule
+moves the best of each size band up one rung at a time (asynchronous successive halving:
+a candidate is promoted as soon as it is among the top ``1 / eta`` of what finished at its
+rung, so no process waits for a rung to fill); the last rung is the target, where the front
+is verified with new seeds.
+
+Promotion *within size bands*: a candidate's band rank is how many candidates at its rung
+with between ``params / band`` and ``params * band`` parameters reached a higher validation
+accuracy there. The rung's top ``floor(n / eta)`` by (band rank, accuracy) move up, ``n``
+being the candidates that finished at the rung (``ceil`` once the rung is closed: nothing
+more will arrive), so the best network of every size moves up before a second-best of a
+crowded size does, and the front at the target spans the cap.
+
+Everything is read from the study (each trial stores its ``rung`` and, when promoted, the
+trial it was ``promoted_from``), so several processes share one schedule, and a resumed search
+continues it: ``Schedule.next_job`` is a pure function of the study's trials.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from optuna.trial import FrozenTrial, TrialState
+
+from budgetnas.search.errors import SearchError
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+MIN_IMAGES = 500  # the smallest training subset a rung uses
+BAND = 1.5  # the size band of the promotion rule (as the banded pruner's)
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One fidelity: ``epochs`` over the first ``images`` images of the training split."""
+
+    index: int
+    epochs: int
+    images: int
+
+    @property
+    def image_epochs(self) -> int:
+        return self.epochs * self.images
+
+    def label(self) -> str:
+        return f"{self.epochs} ep x {self.images:,} img"
+
+
+def plan_rungs(*, epochs: int, images: int, rungs: int, eta: int) -> tuple[Rung, ...]:
+    """``rungs`` fidelities, each ``eta`` times the one before in image-epochs (as near as
+    whole epochs and images allow), the last the target ``epochs`` x ``images``."""
+    if rungs < 1:
+        raise SearchError(f"--rungs must be at least 1, got {rungs}")
+    if eta < 2:
+        raise SearchError(f"--eta must be at least 2, got {eta}")
+    out = []
+    for r in range(rungs):
+        share = float(eta) ** -(rungs - 1 - r)
+        e = max(1, round(epochs * share))
+        n = min(images, max(MIN_IMAGES, round(epochs * images * share / e)))
+        out.append(Rung(r, e, n))
+    for low, high in zip(out, out[1:], strict=False):
+        if high.image_epochs <= low.image_epochs:
+            raise SearchError(
+                f"--rungs {rungs} with --eta {eta} leaves no room below the target "
+                f"({epochs} ep x {images:,} img): rung {low.index} would be "
+                f"{low.label()}, rung {high.index} {high.label()}; use fewer rungs"
+            )
+    return tuple(out)
+
+
+# ---- what a trial is -----------------------------------------------------------------------
+
+
+def rung_of(trial: FrozenTrial) -> int:
+    """The rung a trial was trained at (0 for a run made before rungs)."""
+    return int(trial.user_attrs.get("rung") or 0)
+
+
+def is_reference(trial: FrozenTrial) -> bool:
+    return bool(trial.user_attrs.get("reference"))
+
+
+def is_idle(trial: FrozenTrial) -> bool:
+    """A trial that found nothing to do (several processes raced for the last job)."""
+    return bool(trial.user_attrs.get("idle"))
+
+
+def is_searched(trial: FrozenTrial) -> bool:
+    """A candidate of the search (any rung): not a reference network, not an idle trial."""
+    return not is_reference(trial) and not is_idle(trial)
+
+
+def is_sampled(trial: FrozenTrial) -> bool:
+    """A candidate the sampler proposed: a searched trial at rung 0 (what a sampler learns
+    from; a promotion repeats a candidate at another fidelity)."""
+    return is_searched(trial) and rung_of(trial) == 0 and "promoted_from" not in trial.user_attrs
+
+
+# ---- the promotion rule ----------------------------------------------------------------------
+
+
+def band_ranks(trials: Sequence[FrozenTrial], band: float = BAND) -> dict[int, int]:
+    """Trial number -> how many of ``trials`` (completed, one rung) within ``band`` of its
+    parameter count have a higher validation accuracy."""
+    points = [(t.number, float(t.user_attrs["params"]), _acc(t)) for t in trials]
+    width = math.log(band)
+    return {
+        n: sum(1 for _, q, b in points if abs(math.log(q / p)) <= width and b > a)
+        for n, p, a in points
+    }
+
+
+def _acc(trial: FrozenTrial) -> float:
+    return float(trial.values[0])
+
+
+def promotion_order(trials: Sequence[FrozenTrial], band: float = BAND) -> list[FrozenTrial]:
+    """Completed trials of one rung in the order they are promoted: band rank, then
+    validation accuracy (higher first), then fewer parameters, then the earlier trial."""
+    ranks = band_ranks(trials, band)
+    return sorted(
+        trials,
+        key=lambda t: (ranks[t.number], -_acc(t), int(t.user_attrs["params"]), t.number),
+    )
+
+
+def quota(finished: int, eta: int, *, closed: bool) -> int:
+    """How many of ``finished`` candidates of a rung move up: the top ``1/eta``, rounded down
+    while more may arrive, up once the rung is closed."""
+    return math.ceil(finished / eta) if closed else finished // eta
+
+
+# ---- the next job ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a process does next: ``sample`` a new candidate at rung 0, ``promote`` trial
+    ``source`` to ``rung``, ``wait`` for other processes, or nothing more (``done``)."""
+
+    kind: str  # "sample" | "promote" | "wait" | "done"
+    rung: int = 0
+    source: FrozenTrial | None = None
+
+
+SAMPLE, WAIT, DONE = Job("sample"), Job("wait"), Job("done")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    rungs: tuple[Rung, ...]
+    eta: int = 3
+    band: float = BAND
+
+    @property
+    def target(self) -> Rung:
+        return self.rungs[-1]
+
+    def label(self) -> str:
+        return " -> ".join(r.label() for r in self.rungs) + (
+            f" (eta {self.eta})" if len(self.rungs) > 1 else ""
+        )
+
+    def next_job(
+        self,
+        trials: Iterable[FrozenTrial],
+        *,
+        sampling_open: bool | None = None,
+        trials_wanted: int | None = None,
+        exclude: int | None = None,
+    ) -> Job:
+        """The job to do next, from the study's ``trials``: a promotion first (the highest
+        rung first), else a new sample while rung 0 takes more (``sampling_open``, or fewer
+        than ``trials_wanted`` there), else ``wait`` while other trials run, else ``done``.
+        ``exclude``: the asking trial itself (running, not yet anything)."""
+        searched = [t for t in trials if is_searched(t) and t.number != exclude]
+        alive = [t for t in searched if t.state != TrialState.FAIL]
+        running = [t for t in alive if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+        claimed = {t.user_attrs.get("promoted_from") for t in alive if rung_of(t) > 0}
+        if sampling_open is None:
+            done0 = sum(1 for t in alive if rung0_used(t))
+            sampling_open = trials_wanted is not None and done0 < trials_wanted
+        # rung r is closed when nothing more will arrive there: rung 0 once sampling has
+        # stopped and nothing runs there; rung r + 1 once rung r is closed, promoted in full
+        # (the rounded-up quota) and nothing runs at r + 1
+        closed = not sampling_open and not any(rung_of(t) == 0 for t in running)
+        pending: list[list[FrozenTrial]] = []
+        for r in range(len(self.rungs) - 1):
+            here = [t for t in alive if rung_of(t) == r]
+            finished = [t for t in here if t.state in FINISHED and not _rejected(t)]
+            complete = [t for t in finished if t.state == TrialState.COMPLETE]
+            chosen = promotion_order(complete, self.band)
+            chosen = chosen[: quota(len(finished), self.eta, closed=closed)]
+            pending.append([t for t in chosen if t.number not in claimed])
+            closed = closed and not pending[-1] and not any(rung_of(t) == r + 1 for t in running)
+        for r in reversed(range(len(pending))):  # the highest rung first: the target sooner
+            if pending[r]:
+                return Job("promote", r + 1, pending[r][0])
+        if sampling_open:
+            return SAMPLE
+        return WAIT if running else DONE
+
+
+def _rejected(trial: FrozenTrial) -> bool:
+    return bool(trial.user_attrs.get("rejected"))
+
+
+def rung0_used(trial: FrozenTrial) -> bool:
+    """A rung-0 slot used: a sampled candidate trained (finished) or being trained; a fresh
+    running trial that has not said what it is yet counts as one too."""
+    if rung_of(trial) != 0 or "promoted_from" in trial.user_attrs:
+        return False
+    if trial.state in FINISHED:
+        return not _rejected(trial)
+    return trial.state in (TrialState.RUNNING, TrialState.WAITING)
+
+
+def lineage(trial: FrozenTrial) -> int:
+    """The rung-0 trial a candidate started as (itself for a sampled one)."""
+    return int(trial.user_attrs.get("candidate", trial.number))
+
+
+def describe_promotions(trials: Iterable[FrozenTrial], rungs: int) -> list[dict[str, Any]]:
+    """Per rung: candidates finished there, promoted from it, and the best there."""
+    rows = []
+    searched = [t for t in trials if is_searched(t) and t.state != TrialState.FAIL]
+    promoted = {t.user_attrs.get("promoted_from") for t in searched if rung_of(t) > 0}
+    for r in range(rungs):
+        here = [t for t in searched if rung_of(t) == r and t.state in FINISHED]
+        here = [t for t in here if not _rejected(t)]
+        done = [t for t in here if t.state == TrialState.COMPLETE]
+        rows.append(
+            {
+                "rung": r,
+                "finished": len(here),
+                "complete": len(done),
+                "promoted": sum(1 for t in here if t.number in promoted),
+                "best": max((_acc(t) for t in done), default=None),
+            }
+        )
+    return rows
+
+
+# ---- a compute budget in wall time -----------------------------------------------------------
+
+MAX_VERIFIED = 5  # front members verified with new seeds at the end of a search
+
+
+@dataclass(frozen=True)
+class TimeBudget:
+    """``--budget-time``: sample new candidates while the work they commit the search to fits
+    before ``deadline`` (seconds since the epoch, shared by every process through the study).
+
+    The work a new candidate commits to: itself at rung 0, its expected promotions (a share
+    ``1 / eta ** r`` of rung 0 reaches rung r), and the verification of the front and the
+    references at the target with ``verify_seeds`` seeds; timed at the seconds per image-epoch
+    the study's finished trials took, shared over ``workers`` processes."""
+
+    deadline: float
+    schedule: Schedule
+    workers: int = 1
+    verify_seeds: int = 3
+    references_at_target: int = 0
+
+    def seconds_per_image_epoch(self, trials: Sequence[FrozenTrial]) -> float | None:
+        seconds = image_epochs = 0.0
+        for t in trials:
+            curve, wall = t.user_attrs.get("val_curve") or [], t.user_attrs.get("wall_time_s")
+            images = t.user_attrs.get("train_images")
+            if t.state in FINISHED and wall and images and curve:
+                seconds += float(wall)
+                image_epochs += len(curve) * int(images)
+        return seconds / image_epochs if image_epochs else None
+
+    def remaining(self, trials: Sequence[FrozenTrial], *, extra: int = 0) -> float | None:
+        """Seconds of work left (over the workers) if ``extra`` more candidates are sampled;
+        None before any trial has been timed."""
+        rate = self.seconds_per_image_epoch(trials)
+        if rate is None:
+            return None
+        searched = [t for t in trials if is_searched(t) and t.state != TrialState.FAIL]
+        n0 = sum(1 for t in searched if rung0_used(t)) + extra
+        work = extra * self.schedule.rungs[0].image_epochs
+        for rung in self.schedule.rungs[1:]:
+            expected = math.ceil(n0 / self.schedule.eta**rung.index) if n0 else 0
+            started = sum(1 for t in searched if rung_of(t) == rung.index)
+            work += max(0, expected - started) * rung.image_epochs
+        top = math.ceil(n0 / self.schedule.eta ** (len(self.schedule.rungs) - 1)) if n0 else 0
+        verified = min(MAX_VERIFIED, top) + self.references_at_target
+        work += verified * self.verify_seeds * self.schedule.target.image_epochs
+        return rate * work / self.workers
+
+    def sampling_open(self, trials: Sequence[FrozenTrial], now: float) -> bool:
+        left = self.remaining(trials, extra=1)
+        return left is None or now + left <= self.deadline
