@@ -4,8 +4,8 @@ exported to ONNX and int8 with ``budgetnas export --format onnx --int8``.
     python benchmarks/deploy_table.py runs/one-epoch-25k
 
 Per network: parameters, MACs, peak activation memory (float32 / int8, as a runtime runs it:
-conv+BN+ReLU fused, see ``space.memory``), float and int8 test accuracy measured by onnxruntime, the largest |onnxruntime - torch|
-difference over the test set, and the file sizes. The networks are the run's own trained
+conv+BN+ReLU fused, see ``space.memory``), float and int8 test accuracy measured by
+onnxruntime, the largest |onnxruntime - torch| difference over the test set, and the file sizes. The networks are the run's own trained
 trials (chosen by validation: the best sampled trial under the cap); the test set only
 reports. Needs the deploy extra.
 """
