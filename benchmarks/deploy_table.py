@@ -5,9 +5,9 @@ exported to ONNX and int8 with ``budgetnas export --format onnx --int8``.
 
 Per network: parameters, MACs, peak activation memory (float32 / int8, as a runtime runs it:
 conv+BN+ReLU fused, see ``space.memory``), float and int8 test accuracy measured by
-onnxruntime, the largest |onnxruntime - torch| difference over the test set, and the file sizes. The networks are the run's own trained
-trials (chosen by validation: the best sampled trial under the cap); the test set only
-reports. Needs the deploy extra.
+onnxruntime, the largest |onnxruntime - torch| difference over the test set, and the file
+sizes. The networks are the run's own trained trials (chosen by validation: the best sampled
+trial under the cap); the test set only reports. Needs the deploy extra.
 """
 
 from __future__ import annotations
