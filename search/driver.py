@@ -8,6 +8,7 @@ elsewhere (several machines on one RDB storage, or the helper processes of ``--w
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import socket
 import subprocess
@@ -472,7 +473,29 @@ def _drive(
     cfg: SearchConfig, study: optuna.Study, device: torch.device, data: TrainVal, *, quiet: bool
 ) -> None:
     done = finished(study)
-    progress = Progress(total=cfg.trials, done=done, timeout=cfg.timeout, quiet=quiet)
+    budget = _time_budget(cfg, study)
+    planner = budget or TimeBudget(
+        math.inf,
+        cfg.schedule,
+        workers=cfg.workers,
+        verify_seeds=cfg.verify_seeds,
+        references_at_target=len(cfg.reference_specs()),
+    )
+
+    def remaining(trials: list[FrozenTrial]) -> float | None:
+        if budget is not None:
+            return max(0.0, budget.deadline - time.time())
+        new = max(0, cfg.trials - sum(1 for t in trials if rung0_used(t)))
+        return planner.remaining(trials, extra=new)
+
+    progress = Progress(
+        total=cfg.trials,
+        done=done,
+        timeout=cfg.timeout,
+        quiet=quiet,
+        rungs=cfg.rungs,
+        remaining=remaining,
+    )
     amount = (
         f"{_clock(cfg.budget_time)} of search" if cfg.budget_time else f"{cfg.trials} candidates"
     )
@@ -486,7 +509,7 @@ def _drive(
     # whole study, over every process: a failed trial, a candidate rejected before training or
     # a reference network does not use up a slot; the guards bound failures and rejections.
     guard, rejections = FailureGuard(), RejectionGuard(REJECTIONS_IN_A_ROW)
-    schedule = ScheduleGuard(cfg, _time_budget(cfg, study))
+    schedule = ScheduleGuard(cfg, budget)
     if schedule.job(study).kind == "done":
         return
     study.optimize(

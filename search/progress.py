@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from budgetnas.search.runs import finished
+from budgetnas.search.schedule import is_searched, rung_of
 
 
 def _clock(seconds: float) -> str:
@@ -32,7 +34,8 @@ def trial_state(trial: FrozenTrial) -> str:
 
 
 class Progress:
-    """Prints a header, one line per finished trial (params, val acc, state, best, ETA)."""
+    """Prints a header, one line per finished trial (its rung, params, val acc, state, the
+    best searched network so far at the highest rung reached, elapsed time and ETA)."""
 
     def __init__(
         self,
@@ -42,13 +45,16 @@ class Progress:
         timeout: float | None = None,
         stream: TextIO | None = None,
         quiet: bool = False,
+        rungs: int = 1,
+        remaining: Callable[[list[FrozenTrial]], float | None] | None = None,
     ) -> None:
         self.total, self.done, self.timeout = total, done, timeout
         self.stream = stream or sys.stderr
         self.quiet = quiet
+        self.rungs = rungs
+        self.remaining = remaining  # seconds of work left, from the study's trials
         self.start = time.perf_counter()
-        self.finished_here = 0
-        self.best: tuple[float, int, int] | None = None  # (acc, -params, number)
+        self.trained_here = 0  # trials this process trained (rejected ones take no time)
         self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
 
     def _print(self, line: str) -> None:
@@ -60,9 +66,10 @@ class Progress:
 
     def header(self, text: str) -> None:
         self._print(text)
+        rung = f"{'rung':>4}  " if self.rungs > 1 else ""
         self._print(
-            f"{'trial':>5}  {'params':>8}  {'val acc':>7}  {'state':<8}  "
-            f"{'best so far':<20}  {'elapsed':>7}  {'eta':>7}"
+            f"{'trial':>5}  {rung}{'params':>8}  {'val acc':>7}  {'state':<8}  "
+            f"{'best so far':<22}  {'elapsed':>7}  {'eta':>7}"
         )
 
     def epoch(self, number: int, epoch: int, epochs: int, acc: float) -> None:
@@ -70,42 +77,63 @@ class Progress:
             msg = f"  trial {number}: epoch {epoch + 1}/{epochs}  val {acc:.2%}"
             print("\r\033[K" + msg, end="", file=self.stream, flush=True)
 
-    def eta(self) -> float | None:
+    def eta(self, trials: list[FrozenTrial] | None = None) -> float | None:
+        """Seconds left: the work the schedule still holds, timed on the trials so far
+        (with a time budget or --timeout, no more than what is left of it)."""
         elapsed = time.perf_counter() - self.start
-        if not self.finished_here:
-            return None
         left = []
-        if self.total is not None:
-            per_trial = elapsed / self.finished_here
-            left.append(per_trial * max(0, self.total - self.done))
+        if self.remaining is not None and trials is not None:
+            work = self.remaining(trials)
+            if work is not None:
+                left.append(work)
+        elif self.trained_here and self.total is not None:
+            left.append(elapsed / self.trained_here * max(0, self.total - self.done))
         if self.timeout is not None:
             left.append(self.timeout - elapsed)
         return min(left) if left else None
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Optuna callback: called once per finished trial."""
+        if trial.user_attrs.get("idle"):
+            return
+        trials = study.get_trials(deepcopy=False)
         self.done = finished(study)  # all workers; references do not count
-        self.finished_here += 1
+        if not trial.user_attrs.get("rejected"):
+            self.trained_here += 1
         params = trial.user_attrs.get("params")
         curve = trial.user_attrs.get("val_curve") or []
         acc = curve[-1] if curve else None
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if t.user_attrs.get("reference"):  # a yardstick, never the best found
-                continue
-            key = (t.values[0], -int(t.user_attrs.get("params") or 0), t.number)  # all workers
-            if self.best is None or key[:2] > self.best[:2]:
-                self.best = key
-        best = f"{self.best[0]:.2%} (#{self.best[2]})" if self.best else "-"
-        eta = self.eta()
+        best = _best(trials)
+        eta = self.eta(trials)
+        rung = f"{rung_of(trial):>4}  " if self.rungs > 1 else ""
         line = (
-            f"{trial.number:>5}  {f'{params:,}' if params is not None else '-':>8}  "
+            f"{trial.number:>5}  {rung}{f'{params:,}' if params is not None else '-':>8}  "
             f"{f'{acc:.2%}' if acc is not None else '-':>7}  {trial_state(trial):<8}  "
-            f"{best:<20}  {_clock(time.perf_counter() - self.start):>7}  "
+            f"{best:<22}  {_clock(time.perf_counter() - self.start):>7}  "
             f"{_clock(eta) if eta is not None else '-':>7}"
         )
         if trial.user_attrs.get("reference"):
             line += f"  reference: seed network {trial.user_attrs['reference']}"
+        if trial.user_attrs.get("promoted_from") is not None:
+            line += f"  promoted from #{trial.user_attrs['promoted_from']}"
         if trial.state == TrialState.FAIL:  # the reason, on the trial's own line
             reason = str(trial.user_attrs.get("error", "no reason recorded")).splitlines()
             line += f"  {reason[0][:200] if reason else ''}"
         self._print(line)
+
+
+def _best(trials: list[FrozenTrial]) -> str:
+    """The best searched network at the highest rung any searched network completed (all
+    workers; a reference is a yardstick, never the best found)."""
+    done = [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE and is_searched(t) and not t.user_attrs.get("rejected")
+    ]
+    if not done:
+        return "-"
+    top = max(rung_of(t) for t in done)
+    at_top = [t for t in done if rung_of(t) == top]
+    best = max(at_top, key=lambda t: (t.values[0], -int(t.user_attrs.get("params") or 0)))
+    where = f" r{top}" if top else ""
+    return f"{best.values[0]:.2%} (#{best.number}{where})"

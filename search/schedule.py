@@ -144,15 +144,16 @@ def quota(finished: int, eta: int, *, closed: bool) -> int:
 
 @dataclass(frozen=True)
 class Job:
-    """What a process does next: ``sample`` a new candidate at rung 0, ``promote`` trial
-    ``source`` to ``rung``, ``wait`` for other processes, or nothing more (``done``)."""
+    """What a process does next: run a ``queued`` trial, ``sample`` a new candidate at rung
+    0, ``promote`` trial ``source`` to ``rung``, ``wait`` for other processes, or nothing more
+    (``done``)."""
 
-    kind: str  # "sample" | "promote" | "wait" | "done"
+    kind: str  # "queued" | "sample" | "promote" | "wait" | "done"
     rung: int = 0
     source: FrozenTrial | None = None
 
 
-SAMPLE, WAIT, DONE = Job("sample"), Job("wait"), Job("done")
+QUEUED, SAMPLE, WAIT, DONE = Job("queued"), Job("sample"), Job("wait"), Job("done")
 
 
 @dataclass(frozen=True)
@@ -182,9 +183,12 @@ class Schedule:
         rung first), else a new sample while rung 0 takes more (``sampling_open``, or fewer
         than ``trials_wanted`` there), else ``wait`` while other trials run, else ``done``.
         ``exclude``: the asking trial itself (running, not yet anything)."""
-        searched = [t for t in trials if is_searched(t) and t.number != exclude]
+        trials = [t for t in trials if t.number != exclude]
+        if any(t.state == TrialState.WAITING and not is_idle(t) for t in trials):
+            return QUEUED  # queued trials (references, retries) first: Optuna pops them
+        searched = [t for t in trials if is_searched(t)]
         alive = [t for t in searched if t.state != TrialState.FAIL]
-        running = [t for t in alive if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+        running = [t for t in alive if t.state == TrialState.RUNNING]
         claimed = {t.user_attrs.get("promoted_from") for t in alive if rung_of(t) > 0}
         if sampling_open is None:
             done0 = sum(1 for t in alive if rung0_used(t))

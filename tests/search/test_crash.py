@@ -21,7 +21,9 @@ def _wait(proc, run, deadline_s: float = 120.0):
     storage = f"sqlite:///{run / 'study.db'}"
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        assert proc.poll() is None, "the search ended before it could be killed"
+        assert proc.poll() is None, "the search ended before it could be killed: " + (
+            proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+        )
         try:
             trials = optuna.load_study(study_name="budgetnas", storage=storage).trials
         except Exception:  # the study is not created yet
@@ -64,7 +66,7 @@ def test_sigkill_mid_trial_then_resume(tmp_path, synthetic_root):
             )
         ),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         done, running = _wait(proc, run)
@@ -103,3 +105,68 @@ def test_sigkill_mid_trial_then_resume(tmp_path, synthetic_root):
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == 5
     assert (run / "report.html").is_file()
+
+
+@pytest.mark.slow
+def test_sigkill_in_the_middle_of_a_rung_then_resume(tmp_path, synthetic_root):
+    """Killed while a promoted candidate trains at rung 1: nothing finished is lost, the
+    promotion is trained once more and only once, and the search ends verified."""
+    run = tmp_path / "run"
+    storage = f"sqlite:///{run / 'study.db'}"
+    args = search_args(
+        synthetic_root,
+        run,
+        *("--trials", "6", "--rungs", "2", "--epochs", "6", "--train-subset", "800"),
+        *("--val-size", "200", "--batch-size", "32", "--pruner", "none", "--heartbeat", "1"),
+        *("--references", "none", "--verify-seeds", "1", "--quiet"),
+    )
+    proc = subprocess.Popen(cli_module(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 180
+    killed = None
+    try:
+        while time.monotonic() < deadline and killed is None:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            try:
+                trials = optuna.load_study(study_name="budgetnas", storage=storage).trials
+            except Exception:
+                time.sleep(0.2)
+                continue
+            for t in trials:
+                attrs = t.user_attrs
+                if (
+                    t.state == TrialState.RUNNING
+                    and attrs.get("rung") == 1
+                    and attrs.get("val_curve")
+                ):
+                    os.kill(proc.pid, signal.SIGKILL)
+                    killed = t
+                    break
+            time.sleep(0.1)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert killed is not None, "no rung-1 trial was caught in the middle"
+    _, study = open_run(run)
+    kept = {t.number: t.values for t in study.trials if t.state == TrialState.COMPLETE}
+
+    time.sleep(2.5)  # longer than 2 heartbeats: the dead trial is now stale
+    result = subprocess.run(
+        cli_module("search", "--resume", str(run), "--quiet"), capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    _, study = open_run(run)
+    trials = study.trials
+    assert all(trials[n].values == v for n, v in kept.items())  # nothing finished is lost
+    assert trials[killed.number].state == TrialState.FAIL
+    (retried,) = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert retried.state == TrialState.COMPLETE
+    assert retried.user_attrs["promoted_from"] == killed.user_attrs["promoted_from"]
+    assert retried.user_attrs["rung"] == 1
+    trained = [
+        (t.user_attrs.get("candidate", t.number), t.user_attrs["rung"])
+        for t in trials
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and "spec" in t.user_attrs
+    ]
+    assert len(trained) == len(set(trained))  # no candidate trained twice at one fidelity
+    assert sum(1 for _, rung in trained if rung == 0) == 6
+    assert any(k.startswith("verify:trial-") for k in study.user_attrs)

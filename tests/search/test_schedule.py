@@ -1,0 +1,204 @@
+"""The fidelity schedule: the rungs planned, who is promoted, and a search that climbs them."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from budgetnas.search.driver import front_to_verify, run_search
+from budgetnas.search.errors import SearchError
+from budgetnas.search.runs import open_run
+from budgetnas.search.schedule import (
+    Schedule,
+    band_ranks,
+    plan_rungs,
+    promotion_order,
+    quota,
+    rung_of,
+)
+from budgetnas.search.verified import stored_results
+from tests.helpers import quick_config
+
+
+@pytest.mark.parametrize(
+    "epochs, images, rungs, expected",
+    [
+        (15, 55_000, 3, [(2, 45_833), (5, 55_000), (15, 55_000)]),
+        (2, 10_000, 3, [(1, 2_222), (1, 6_667), (2, 10_000)]),
+        (1, 55_000, 2, [(1, 18_333), (1, 55_000)]),
+        (15, 55_000, 1, [(15, 55_000)]),
+    ],
+)
+def test_rungs_cut_epochs_first_then_images(epochs, images, rungs, expected):
+    plan = plan_rungs(epochs=epochs, images=images, rungs=rungs, eta=3)
+    assert [(r.epochs, r.images) for r in plan] == expected
+    assert [r.index for r in plan] == list(range(rungs))
+
+
+def test_a_plan_without_room_below_the_target_is_refused():
+    with pytest.raises(SearchError, match="leaves no room below the target"):
+        plan_rungs(epochs=1, images=900, rungs=3, eta=3)
+    with pytest.raises(SearchError, match="--eta must be at least 2"):
+        plan_rungs(epochs=3, images=9000, rungs=2, eta=1)
+
+
+def _trial(number, params, acc, *, rung=0, state=TrialState.COMPLETE, **attrs):
+    values = [acc, float(params)] if state == TrialState.COMPLETE else None
+    t = create_trial(
+        state=state,
+        values=values,
+        params={"x": 0.5},
+        distributions={"x": FloatDistribution(0, 1)},
+        user_attrs={"params": params, "rung": rung, **attrs},
+    )
+    t.number = number
+    return t
+
+
+# (number, params, accuracy): two size bands, 3K and 9K networks
+POPULATION = [
+    (0, 9000, 0.970),
+    (1, 9500, 0.975),
+    (2, 8800, 0.960),
+    (3, 3000, 0.950),
+    (4, 3100, 0.940),
+    (5, 2900, 0.955),
+]
+
+
+def test_promotion_ranks_within_size_bands():
+    trials = [_trial(*row) for row in POPULATION]
+    assert band_ranks(trials) == {0: 1, 1: 0, 2: 2, 3: 1, 4: 2, 5: 0}
+    # the best of each band first (band rank 0: #1 and #5), then the second of each band:
+    # a 3K network moves up before a third 9K one although its accuracy is lower
+    assert [t.number for t in promotion_order(trials)] == [1, 5, 0, 3, 2, 4]
+
+
+@pytest.mark.parametrize("n, closed, k", [(6, False, 2), (7, False, 2), (7, True, 3), (1, True, 1)])
+def test_quota_is_a_third_rounded_down_until_the_rung_closes(n, closed, k):
+    assert quota(n, 3, closed=closed) == k
+
+
+def test_next_job_promotes_the_highest_rung_first_and_never_twice():
+    schedule = Schedule(plan_rungs(epochs=9, images=9000, rungs=3, eta=3), eta=3)
+    trials = [_trial(*row) for row in POPULATION]
+    job = schedule.next_job(trials, trials_wanted=10)
+    assert (job.kind, job.rung, job.source.number) == ("promote", 1, 1)
+    trials.append(_trial(6, 9500, 0.99, rung=1, promoted_from=1, candidate=1))
+    trials.append(_trial(7, 2900, 0.98, rung=1, promoted_from=5, candidate=5))
+    assert schedule.next_job(trials, trials_wanted=10).kind == "sample"  # quota 2 used
+    # rung 0 closes (no more sampling): its quota is a third rounded up, 2 -> still 2
+    assert schedule.next_job(trials, trials_wanted=6).kind == "promote"
+    job = schedule.next_job(trials, trials_wanted=6)
+    # rung 1 is closed too (rung 0 promoted in full, nothing running): #6 goes to the target
+    trials.append(_trial(8, 0, 0, rung=1, state=TrialState.RUNNING, promoted_from=0))
+    job = schedule.next_job(trials, trials_wanted=6)
+    assert job.kind == "wait"  # rung 1 has a trial running: no promotion to the target yet
+    trials[-1] = _trial(8, 9000, 0.97, rung=1, promoted_from=0, candidate=0)
+    job = schedule.next_job(trials, trials_wanted=6)
+    assert (job.kind, job.rung, job.source.number) == ("promote", 2, 6)
+    trials.append(_trial(9, 9500, 0.99, rung=2, promoted_from=6, candidate=1))
+    assert schedule.next_job(trials, trials_wanted=6).kind == "done"
+
+
+def test_front_to_verify_keeps_the_ends_and_spreads_the_rest():
+    import pandas as pd
+
+    front = pd.DataFrame({"number": list(range(10, 19))})
+    assert front_to_verify(front, 5) == [10, 12, 14, 16, 18]
+    assert front_to_verify(front.head(3), 5) == [10, 11, 12]
+
+
+@pytest.fixture(scope="module")
+def climbed(tmp_path_factory, synthetic_root):
+    """A search of 9 candidates over three rungs (1 ep x 500 img -> 1 ep x 1,000 img ->
+    3 ep x 1,000 img), references at 10K, the front verified with 2 new seeds."""
+    out = tmp_path_factory.mktemp("rungs") / "run"
+    cfg = quick_config(
+        synthetic_root,
+        out,
+        caps=(10_000,),
+        trials=9,
+        epochs=3,
+        train_subset=1000,
+        rungs=3,
+        pruner="banded",
+        verify_seeds=2,
+        references="002",
+    )
+    assert [(r.epochs, r.images) for r in cfg.schedule.rungs] == [(1, 500), (1, 1000), (3, 1000)]
+    return run_search(cfg, quiet=True), cfg
+
+
+def test_each_rung_trains_at_its_fidelity(climbed):
+    study, cfg = climbed
+    for t in study.trials:
+        if t.state == TrialState.COMPLETE and not t.user_attrs.get("duplicate_of"):
+            rung = cfg.schedule.rungs[rung_of(t)]
+            assert t.user_attrs["recipe"]["epochs"] == rung.epochs
+            assert len(t.user_attrs["val_curve"]) == rung.epochs
+            assert t.user_attrs["train_images"] == rung.images
+
+
+def test_promotions_follow_the_rule_as_it_stood(climbed):
+    """Which trials move up: each promotion was, when its trial started, among the top
+    third (by band rank) of what had finished at the rung below; nothing is promoted twice,
+    and the sampler's trials are the 9 at rung 0."""
+    study, cfg = climbed
+    searched = [t for t in study.trials if not t.user_attrs.get("reference")]
+    assert sum(1 for t in searched if rung_of(t) == 0) == 9
+    promoted = [t for t in searched if rung_of(t) > 0]
+    assert {rung_of(t) for t in promoted} == {1, 2}
+    sources = [t.user_attrs["promoted_from"] for t in promoted]
+    assert len(sources) == len(set(sources))
+    for t in promoted:
+        source = study.trials[t.user_attrs["promoted_from"]]
+        assert rung_of(source) == rung_of(t) - 1 and source.state == TrialState.COMPLETE
+        before = [
+            s
+            for s in searched
+            if rung_of(s) == rung_of(source)
+            and s.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            and s.datetime_complete <= t.datetime_start
+        ]
+        top = promotion_order([s for s in before if s.state == TrialState.COMPLETE])
+        k = max(quota(len(before), cfg.eta, closed=False), 1)
+        assert source.number in [s.number for s in top[: quota(len(before), 3, closed=True)]]
+        assert k >= 1
+        assert t.user_attrs["candidate"] == (source.user_attrs.get("candidate", source.number))
+    # the whole rung 0, once closed: its top third went up
+    rung0 = [s for s in searched if rung_of(s) == 0 and s.state == TrialState.COMPLETE]
+    finished0 = [s for s in searched if rung_of(s) == 0 and s.state != TrialState.FAIL]
+    final_top = promotion_order(rung0)[: quota(len(finished0), 3, closed=True)]
+    assert {s.number for s in final_top} <= set(sources)
+
+
+def test_references_are_trained_at_every_rung(climbed):
+    study, cfg = climbed
+    refs = [
+        (t.user_attrs["reference"], rung_of(t))
+        for t in study.trials
+        if t.user_attrs.get("reference")
+    ]
+    assert sorted(refs) == [("002", 0), ("002", 1), ("002", 2)]
+    assert all(
+        t.state == TrialState.COMPLETE for t in study.trials if t.user_attrs.get("reference")
+    )
+
+
+def test_the_search_ends_with_the_front_verified_at_the_target(climbed):
+    study, cfg = climbed
+    from budgetnas.reports.frame import trials_frame
+    from budgetnas.reports.pareto import pareto_front
+
+    _, study = open_run(cfg.out)
+    front = pareto_front(trials_frame(study.trials), cap=cfg.budget, rung=2)
+    results = stored_results(study)
+    verified = {v.key: v for v in results.values()}
+    for n in front["number"]:
+        record = verified[f"trial-{int(n)}"]
+        assert record.fidelity.epochs == 3 and record.fidelity.train_images == 1000
+        assert [r.seed for r in record.runs] == [1, 2]
+    assert [r.seed for r in verified["zoo-002"].runs] == [1, 2]
