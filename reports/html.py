@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial
 
 from budgetnas.reports.frame import trials_frame
-from budgetnas.reports.pareto import best_row, pareto_front
+from budgetnas.reports.pareto import best_row, pareto_front, top_rung
 from budgetnas.space.count import analyze
 from budgetnas.space.memory import activation_memory
 from budgetnas.space.spec import ArchSpec
@@ -34,7 +34,10 @@ def _kb(n) -> str:
 
 def _hover(df: pd.DataFrame, what: str = "trial") -> list[str]:
     return [
-        f"{what} {r.reference if what == 'seed' else r.number}<br>"
+        f"{what} {r.reference if what == 'seed' else r.number}"
+        + (f", rung {r.rung}" if r.rung else "")
+        + (f" (promoted from #{int(r.promoted_from)})" if pd.notna(r.promoted_from) else "")
+        + "<br>"
         f"{r.params:,} params, {r.macs:,} MACs<br>"
         f"peak activation {_kb(r.act_f32_bytes)} float32, {_kb(r.act_int8_bytes)} int8<br>"
         f"val acc {r.val_acc:.2%} after {r.epochs} epoch(s)<br>{html.escape(str(r.summary))}"
@@ -70,10 +73,15 @@ def error_range(front: pd.DataFrame, refs: pd.DataFrame) -> tuple[float, float]:
     return lo, hi
 
 
-def pareto_figure(df: pd.DataFrame, front: pd.DataFrame, *, cap: int) -> go.Figure:
-    """Validation error (log scale) against parameters: the completed searched trials, the
-    front, the reference networks; scaled to the front (pruned trials have their own
-    figure, ``pruned_figure``)."""
+def pareto_figure(
+    df: pd.DataFrame, front: pd.DataFrame, *, cap: int, rung: int | None = None
+) -> go.Figure:
+    """Validation error (log scale) against parameters at one fidelity (``rung``, default the
+    highest reached): the completed searched trials, the front, the reference networks;
+    scaled to the front (pruned trials have their own figure, ``pruned_figure``)."""
+    rung = top_rung(df) if rung is None else rung
+    if rung is not None:
+        df = df[df["rung"] == rung]
     searched = df[df["reference"].isna() & df["val_acc"].notna()]
     done = searched[searched["state"] == "complete"]
     refs = df[(df["state"] == "complete") & df["reference"].notna()]
@@ -147,6 +155,36 @@ def _log(x: float) -> float:
     import math
 
     return math.log10(x)
+
+
+def rungs_figure(df: pd.DataFrame, labels: list[str]) -> go.Figure | None:
+    """Validation error against parameters at every rung: the candidates thin out and their
+    error falls as they climb to the target."""
+    if len(labels) < 2:
+        return None
+    fig = go.Figure()
+    done = df[(df["state"] == "complete") & df["reference"].isna() & df["val_acc"].notna()]
+    for r, label in enumerate(labels):
+        rows = done[done["rung"] == r]
+        fig.add_trace(
+            go.Scatter(
+                x=rows["params"].astype(int),
+                y=(1 - rows["val_acc"]).clip(lower=ERROR_FLOOR),
+                mode="markers",
+                name=f"rung {r}: {label} ({len(rows)})",
+                marker=dict(size=6 + 3 * r),
+                hovertext=_hover(rows),
+                hoverinfo="text",
+            )
+        )
+    fig.update_layout(
+        title="Candidates at each rung (promoted: the best of each size band)",
+        xaxis_title="parameters",
+        yaxis=dict(title="validation error", type="log", tickformat=".2%"),
+        template="plotly_white",
+        height=460,
+    )
+    return fig
 
 
 def pruned_figure(df: pd.DataFrame, *, cap: int) -> go.Figure | None:
@@ -228,6 +266,9 @@ def _table(df: pd.DataFrame, *, references: bool = False) -> str:
         shown.insert(0, "network", [f"trial {n}" for n in shown["number"]])
     shown = shown.drop(columns=["number", "reference"])
     shown["val_acc"] = shown["val_acc"].map(lambda v: f"{v:.2%}")
+    shown["params"] = shown["params"].map(lambda n: f"{int(n):,}")
+    shown["macs"] = shown["macs"].map(lambda n: "-" if pd.isna(n) else f"{int(n):,}")
+    shown["train_time_s"] = shown["train_time_s"].map(lambda t: "-" if pd.isna(t) else f"{t:.1f}")
     shown["act_f32_bytes"] = shown["act_f32_bytes"].map(_kb)
     shown["act_int8_bytes"] = shown["act_int8_bytes"].map(_kb)
     shown = shown.rename(
@@ -263,6 +304,59 @@ def _verified_html(verified: pd.DataFrame | None, ladder: pd.DataFrame | None) -
     return "".join(parts)
 
 
+TARGET_COLUMNS = ["seeds", "val_mean", "val_std", "test_mean", "test_std"]
+
+
+def pareto_csv(
+    front: pd.DataFrame, refs: pd.DataFrame, target: pd.DataFrame | None
+) -> pd.DataFrame:
+    """The front's rows (``role`` front) and the reference networks' (``role`` reference) at
+    the same fidelity, each with its verification at the target when there is one
+    (``verified_seeds``, ``verified_val_mean``, ... over the verify seeds)."""
+    rows = pd.concat([front.assign(role="front"), refs.assign(role="reference")], ignore_index=True)
+    names = {c: f"verified_{c}" for c in TARGET_COLUMNS}
+    if target is None or target.empty:
+        return rows.assign(**{name: None for name in names.values()})
+    by_number = target.dropna(subset=["number"]).set_index("number")[TARGET_COLUMNS]
+    by_ref = target.dropna(subset=["reference"]).set_index("reference")[TARGET_COLUMNS]
+    for column, name in names.items():
+        rows[name] = [
+            by_ref[column].get(r.reference)
+            if r.role == "reference"
+            else by_number[column].get(float(r.number), by_number[column].get(r.number))
+            for r in rows.itertuples()
+        ]
+    return rows
+
+
+def _target_html(target: pd.DataFrame | None, rungs: list[str] | None) -> str:
+    """The answer: the front at the target fidelity verified with new seeds, beside the
+    seed networks verified the same way."""
+    if target is None or target.empty:
+        return ""
+    rows = target.sort_values(["reference", "params"], na_position="first")
+    shown = pd.DataFrame(
+        {
+            "network": rows["label"],
+            "params": rows["params"].map(lambda n: f"{int(n):,}"),
+            "seeds": rows["seeds"],
+            "val mean ± std": [
+                f"{m:.2%} ± {s:.2%}" for m, s in zip(rows["val_mean"], rows["val_std"], strict=True)
+            ],
+            "test mean ± std": [
+                f"{m:.2%} ± {s:.2%}"
+                for m, s in zip(rows["test_mean"], rows["test_std"], strict=True)
+            ],
+        }
+    )
+    where = rungs[-1] if rungs else rows["fidelity"].iloc[0]
+    return (
+        f"<h2>Verified at the target fidelity ({html.escape(where)})</h2><p>The searched "
+        "front and the seed networks trained again with new seeds; chosen on validation, "
+        "test accuracy only reported.</p>" + shown.to_html(index=False, border=0, classes="tbl")
+    )
+
+
 def _html(fig: go.Figure, first: bool) -> str:
     return fig.to_html(full_html=False, include_plotlyjs=first, config={"displaylogo": False})
 
@@ -277,31 +371,52 @@ def write_reports(
     counts: dict | None = None,
     verified: pd.DataFrame | None = None,
     ladder: pd.DataFrame | None = None,
+    rungs: list[str] | None = None,
+    target: pd.DataFrame | None = None,
+    answer: str | None = None,
 ) -> ReportFiles:
-    """Write ``report.html``, ``trials.csv`` and ``pareto.csv`` into ``out_dir``."""
+    """Write ``report.html``, ``trials.csv`` and ``pareto.csv`` into ``out_dir``.
+
+    ``rungs``: the label of each fidelity rung; ``target``: the networks verified at the
+    target fidelity (``search.reporting.at_target``), shown beside the front and added to
+    pareto.csv (mean and standard deviation over the seeds, the references' rows too)."""
     out_dir = Path(out_dir)
     df = trials_frame(trials)
     front = pareto_front(df, cap=cap)
+    at = top_rung(df)
     refs = df[(df["state"] == "complete") & df["reference"].notna()]
+    if at is not None:
+        refs = refs[refs["rung"] == at]
     files = ReportFiles(out_dir / "report.html", out_dir / "trials.csv", out_dir / "pareto.csv")
     df.to_csv(files.trials_csv, index=False)
-    front.to_csv(files.pareto_csv, index=False)
+    pareto_csv(front, refs, target).to_csv(files.pareto_csv, index=False)
 
     by_number = {t.number: t for t in trials}
     best = best_row(df, cap=cap)
     pruned = pruned_figure(df, cap=cap)
     head = f"<h1>{html.escape(title)}</h1><p>cap {cap:,} parameters, dataset {dataset}"
     if counts:
+        promoted = counts.get("promoted_to") or {}
+        climbs = "".join(f", {n} promoted to rung {r}" for r, n in sorted(promoted.items()))
         head += (
-            f"; searched candidates: {counts['complete']} complete ({counts['duplicates']} "
-            f"reused), {counts['pruned']} pruned, {counts['rejected']} rejected before "
-            f"training ({counts['rejected_fraction']:.1%}), {counts['failed']} failed; "
-            f"{counts['references']} reference networks"
+            f"; candidates: {counts.get('sampled', counts['complete'])} sampled and trained "
+            f"({counts['duplicates']} reused, {counts.get('pruned_rung0', counts['pruned'])} "
+            f"pruned){climbs}, {counts['rejected']} rejected before training "
+            f"({counts['rejected_fraction']:.1%}), {counts['failed']} failed; "
+            f"{counts['references']} reference network runs"
         )
     head += "</p>"
-    if best is not None:
+    if answer:
         head += (
-            f"<p><b>best searched network: trial {int(best['number'])}</b>, "
+            f"<p><b>verified: {html.escape(answer)}</b> &mdash; what "
+            "<code>budgetnas export</code> ships by default</p>"
+        )
+    if rungs and len(rungs) > 1:
+        head += f"<p>fidelity rungs: {html.escape(' -> '.join(rungs))}</p>"
+    if best is not None:
+        where = f" at rung {int(best['rung'])}" if rungs and len(rungs) > 1 else ""
+        head += (
+            f"<p><b>best searched network{where}: trial {int(best['number'])}</b>, "
             f"{int(best['params']):,} parameters, validation accuracy {best['val_acc']:.2%} "
             f"&mdash; {html.escape(str(best['summary']))}</p>"
         )
@@ -312,6 +427,7 @@ def write_reports(
         "</style></head><body>",
         head,
         _html(pareto_figure(df, front, cap=cap), True),
+        _target_html(target, rungs),
         "<h2>Pareto front (searched networks)</h2>",
         _table(front) if not front.empty else "<p>no completed searched trial yet</p>",
     ]
@@ -322,6 +438,9 @@ def write_reports(
             _table(refs, references=True),
         ]
     page.append(_verified_html(verified, ladder))
+    climbing = rungs_figure(df, rungs or [])
+    if climbing is not None:
+        page.append(_html(climbing, False))
     if pruned is not None:
         page.append(_html(pruned, False))
     if best is not None:

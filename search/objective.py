@@ -224,9 +224,7 @@ class Objective:
         earlier = _earlier(trial, key)
         if earlier is not None:
             return _reuse(trial, earlier, self.multi)
-        acc = self._train(
-            trial, spec, recipe, data, prunable=not trial.user_attrs.get("reference")
-        )
+        acc = self._train(trial, spec, recipe, data, prunable=not trial.user_attrs.get("reference"))
         return self.values(acc, stats.params)
 
     def _prune(self, trial: optuna.Trial, epoch: int, acc: float) -> bool:
@@ -301,4 +299,3 @@ def _reuse(trial: optuna.Trial, earlier: FrozenTrial, multi: bool) -> float | tu
         raise optuna.TrialPruned(f"same candidate as trial {earlier.number}, which was pruned")
     acc = float(earlier.values[0])
     return (acc, float(earlier.user_attrs["params"])) if multi else acc
-

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import statistics
+
 import optuna
 import pandas as pd
 
 from budgetnas.reports.html import ReportFiles, write_reports
 from budgetnas.search.config import SearchConfig
 from budgetnas.search.runs import summary_counts
-from budgetnas.search.verified import Verified, ladder_rows, stored_results
+from budgetnas.search.verified import Verified, best_verified, ladder_rows, stored_results
 
 
 def duration(seconds: float) -> str:
@@ -23,7 +25,7 @@ def duration(seconds: float) -> str:
 def _row(v: Verified) -> dict:
     return {
         "network": v.label,
-        "params": v.params,
+        "params": f"{v.params:,}",
         "search val": f"{v.search_val_acc:.2%}" if v.search_val_acc is not None else "-",
         "val mean": f"{v.val_mean:.2%}",
         "test mean ± std": f"{v.test_mean:.2%} ± {v.test_std:.2%}",
@@ -45,6 +47,61 @@ def verified_frames(cfg: SearchConfig, study: optuna.Study) -> tuple[pd.DataFram
     return verified, ladder
 
 
+def at_target(cfg: SearchConfig, study: optuna.Study) -> pd.DataFrame:
+    """The networks verified at the search's target fidelity (epochs and training images of
+    the last rung), one row each (its record with the most seeds): the searched front's
+    members and the reference networks, with mean and standard deviation over the seeds."""
+    target = cfg.schedule.target
+    best: dict[str, Verified] = {}
+    for v in stored_results(study).values():
+        fid = v.fidelity
+        if (
+            not v.runs
+            or fid is None
+            or (fid.epochs, fid.train_images)
+            != (
+                target.epochs,
+                target.images,
+            )
+        ):
+            continue
+        if v.key not in best or len(v.runs) > len(best[v.key].runs):
+            best[v.key] = v
+    rows = []
+    for v in best.values():
+        vals = [r.val_acc for r in v.runs]
+        rows.append(
+            {
+                "key": v.key,
+                "number": int(v.key.removeprefix("trial-")) if v.searched else None,
+                "reference": None if v.searched else v.key.removeprefix("zoo-"),
+                "label": v.label,
+                "params": v.params,
+                "seeds": len(v.runs),
+                "val_mean": v.val_mean,
+                "val_std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+                "test_mean": v.test_mean,
+                "test_std": v.test_std,
+                "fidelity": v.fidelity_label,
+            }
+        )
+    columns = ["key", "number", "reference", "label", "params", "seeds", "val_mean", "val_std"]
+    return pd.DataFrame(rows, columns=[*columns, "test_mean", "test_std", "fidelity"])
+
+
+def _answer(cfg: SearchConfig, study: optuna.Study) -> str | None:
+    """One line on the network ``budgetnas export`` ships by default, once one is verified."""
+    best = best_verified(stored_results(study), cfg.budget)
+    if best is None:
+        return None
+    n = len(best.runs)
+    return (
+        f"{best.label}, {best.params:,} parameters: validation {best.val_mean:.2%}, test "
+        f"{best.test_mean:.2%} ± {best.test_std:.2%} over {n} seed{'s' * (n > 1)} at "
+        f"{best.fidelity_label}"
+    )
+
+
 def write_run_reports(cfg: SearchConfig, study: optuna.Study) -> tuple[ReportFiles, dict]:
     """Write report.html, trials.csv and pareto.csv into the run folder; return the counts."""
     counts = summary_counts(study)
@@ -59,5 +116,8 @@ def write_run_reports(cfg: SearchConfig, study: optuna.Study) -> tuple[ReportFil
         counts=counts,
         verified=verified,
         ladder=ladder,
+        rungs=[r.label() for r in cfg.schedule.rungs],
+        target=at_target(cfg, study),
+        answer=_answer(cfg, study),
     )
     return files, counts

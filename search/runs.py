@@ -91,9 +91,11 @@ def trial_spec(trial: FrozenTrial) -> ArchSpec:
 
 def summary_counts(study: optuna.Study) -> dict[str, Any]:
     """How the trials of a study ended. ``complete``, ``pruned``, ``duplicates``: searched
-    candidates (reference networks apart, in ``references``); ``rejected``: candidates over a
-    cap, never trained (``rejected_by``: per cap); ``rejected_fraction``: of the candidates
-    sampled."""
+    trials at any rung (reference networks apart, in ``references``); ``sampled``,
+    ``complete_rung0``, ``pruned_rung0``: the candidates the sampler proposed and were trained
+    at rung 0; ``promoted_to``: rung -> candidates trained there after a promotion;
+    ``rejected``: candidates over a cap, never trained (``rejected_by``: per cap);
+    ``rejected_fraction``: of the candidates sampled."""
     trials = [t for t in study.get_trials(deepcopy=False) if not is_idle(t)]
     refs = [t for t in trials if t.user_attrs.get("reference")]
     searched = [t for t in trials if not t.user_attrs.get("reference")]
@@ -114,5 +116,13 @@ def summary_counts(study: optuna.Study) -> dict[str, Any]:
     counts["total"] = len(trials)
     sampled = [t for t in searched if is_sampled(t)]
     counts["rejected_fraction"] = len(rejected) / len(sampled) if sampled else 0.0
-    counts["promoted"] = sum(1 for t in searched if rung_of(t) > 0 and t.state in FINISHED)
+    done = [t for t in sampled if t.state in FINISHED and not is_rejected(t)]
+    counts["sampled"] = len(done)
+    counts["complete_rung0"] = sum(t.state == TrialState.COMPLETE for t in done)
+    counts["pruned_rung0"] = sum(t.state == TrialState.PRUNED for t in done)
+    promoted: dict[int, int] = {}
+    for t in searched:
+        if rung_of(t) > 0 and t.state in FINISHED:
+            promoted[rung_of(t)] = promoted.get(rung_of(t), 0) + 1
+    counts["promoted_to"] = promoted
     return counts

@@ -69,8 +69,10 @@ def test_best_lines_rows_and_top_k_are_searched_networks(ref_on_top):
     lines = [line for line in stderr.splitlines() if re.match(r"\s+\d+\s", line)]
     assert lines and all(f"(#{ref})" not in line for line in lines)  # "best so far"
     assert f"(#{best})" in lines[-1]
-    front = pd.read_csv(run / "pareto.csv", dtype={"reference": str})
+    rows = pd.read_csv(run / "pareto.csv", dtype={"reference": str})
+    front = rows[rows["role"] == "front"]
     assert front["reference"].isna().all() and best in front["number"].tolist()
+    assert sorted(rows[rows["role"] == "reference"]["reference"]) == ["001", "002"]
     page = (run / "report.html").read_text()
     assert f"best searched network: trial {best}</b>" in page
     assert "Seed networks trained in this study" in page and ">seed 002<" in page

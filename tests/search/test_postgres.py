@@ -92,5 +92,6 @@ def test_two_workers_share_one_study(tmp_path, synthetic_root, pg_url):
         cli_module("report", str(tmp_path / "a")), capture_output=True, text=True
     )
     assert report.returncode == 0, report.stderr
-    written = pd.read_csv(tmp_path / "a" / "pareto.csv")["number"].tolist()
+    rows = pd.read_csv(tmp_path / "a" / "pareto.csv")
+    written = rows[rows["role"] == "front"]["number"].tolist()
     assert written == pareto_front(trials_frame(trials), cap=5000)["number"].tolist()

@@ -202,3 +202,27 @@ def test_the_search_ends_with_the_front_verified_at_the_target(climbed):
         assert record.fidelity.epochs == 3 and record.fidelity.train_images == 1000
         assert [r.seed for r in record.runs] == [1, 2]
     assert [r.seed for r in verified["zoo-002"].runs] == [1, 2]
+
+
+def test_report_and_pareto_csv_show_the_rungs_and_the_verified_front(climbed):
+    import pandas as pd
+
+    from budgetnas.search.reporting import write_run_reports
+
+    study, cfg = climbed
+    write_run_reports(cfg, study)
+    rows = pd.read_csv(f"{cfg.out}/pareto.csv", dtype={"reference": str})
+    front = rows[rows["role"] == "front"]
+    assert (front["rung"] == 2).all() and (front["verified_seeds"] == 2).all()
+    ref = rows[rows["role"] == "reference"]
+    assert ref["reference"].tolist() == ["002"] and ref["verified_seeds"].tolist() == [2]
+    record = next(v for v in stored_results(study).values() if v.key == "zoo-002")
+    assert ref["verified_test_mean"].iloc[0] == pytest.approx(record.test_mean)
+    trials = pd.read_csv(f"{cfg.out}/trials.csv")
+    assert {"rung", "train_images", "promoted_from"} <= set(trials.columns)
+    from pathlib import Path
+
+    page = (Path(cfg.out) / "report.html").read_text()
+    assert "fidelity rungs: 1 ep x 500 img -&gt; 1 ep x 1,000 img -&gt; 3 ep x 1,000 img" in page
+    assert "Verified at the target fidelity (3 ep x 1,000 img)" in page
+    assert "Candidates at each rung" in page
