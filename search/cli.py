@@ -119,6 +119,12 @@ def search(
         "they commit to (their promotions and the final verification, timed on the trials so "
         "far) fits; --trials is then an upper bound [default: none, --trials decides]."
     ),
+    budget_epochs: float | None = _opt(
+        "Compute budget counted, not timed, in trainings at the target fidelity (the recipe's "
+        "epochs on the training split): e.g. 30 = the image-epochs of 30 full trainings, for "
+        "every rung, promotion and the final verification together; --trials is then an upper "
+        "bound [default: none]."
+    ),
     rungs: int | None = _opt(
         "Fidelity rungs: candidates are sampled at the cheapest, the best of each size band "
         "promoted rung by rung (each --eta times the one below in epochs x images) up to the "

@@ -37,7 +37,16 @@ UNLIMITED = 1_000_000  # --trials when a --budget-time decides
 
 # Settings a resumed run may change: they decide how much work is done and where, never what
 # a trial's result is (the data digest guards a moved data folder).
-RESUMABLE = ("trials", "timeout", "budget_time", "device", "workers", "data_dir", "verify_seeds")
+RESUMABLE = (
+    "trials",
+    "timeout",
+    "budget_time",
+    "budget_epochs",
+    "device",
+    "workers",
+    "data_dir",
+    "verify_seeds",
+)
 
 
 # How a search's options divide among the parts of its config (the rest are the search's own).
@@ -85,6 +94,7 @@ class SearchConfig:
     rungs: int = 1  # fidelities, the last the recipe's (the target); see search.schedule
     eta: int = 3  # each rung costs eta times the one below; the top 1/eta move up
     budget_time: float | None = None  # seconds: sample new candidates while the plan fits
+    budget_epochs: float | None = None  # trainings at the target fidelity, the same way
     verify_seeds: int = 3  # new seeds the front at the target is verified with, at the end
 
     def __post_init__(self) -> None:
@@ -101,6 +111,8 @@ class SearchConfig:
             raise SearchError(f"--timeout must be positive, got {self.timeout}")
         if self.budget_time is not None and self.budget_time <= 0:
             raise SearchError(f"--budget-time must be positive, got {self.budget_time:g} s")
+        if self.budget_epochs is not None and self.budget_epochs <= 0:
+            raise SearchError(f"--budget-epochs must be positive, got {self.budget_epochs:g}")
         if self.verify_seeds < 0:
             raise SearchError(f"--verify-seeds must be 0 or more, got {self.verify_seeds}")
         if self.rungs > 1 and self.pruner in SINGLE_OBJECTIVE_PRUNERS:
@@ -295,7 +307,7 @@ def new_config(*, out: str | Path, caps: tuple[int, ...], **options: Any) -> Sea
     ``AugmentConfig.scaled``); ``seed`` seeds both the sampler and the training runs.
     """
     given = {k: v for k, v in options.items() if v is not None}
-    if "budget_time" in given and "trials" not in given:
+    if ("budget_time" in given or "budget_epochs" in given) and "trials" not in given:
         given["trials"] = UNLIMITED  # the time budget decides how many candidates
     data = {k: given.pop(k) for k in DATA_OPTIONS if k in given}
     data["data_dir"] = str(Path(data.get("data_dir") or default_data_dir()).resolve())

@@ -39,11 +39,19 @@ from budgetnas.search.runs import (
     is_rejected,
 )
 from budgetnas.search.samplers import directions, is_multi_objective, make_sampler
-from budgetnas.search.schedule import MAX_VERIFIED, TimeBudget, rung0_used, rung_of
+from budgetnas.search.schedule import (
+    MAX_VERIFIED,
+    EpochBudget,
+    Plan,
+    TimeBudget,
+    rung0_used,
+    rung_of,
+)
 from budgetnas.search.storage import fail_orphans, is_rdb, open_storage
 from budgetnas.trainers.data import TrainVal
 from budgetnas.trainers.evaluate import resolve_device
 
+IDLE_IN_A_ROW = 3  # a process stops after this many trials in a row found nothing to do
 DEADLINE_ATTR = "deadline"  # study user attribute: --budget-time's end, seconds since the epoch
 
 # A search stops (exit 1, with the reason) after this many trials in a row failed, or after
@@ -111,11 +119,19 @@ class ScheduleGuard:
     def __init__(self, cfg: SearchConfig, budget: TimeBudget | None, poll: float = 2.0) -> None:
         self.cfg, self.budget, self.poll = cfg, budget, poll
         self.schedule = cfg.schedule
+        self.idle = 0  # trials in a row that found nothing to do
+        self.epochs = (
+            EpochBudget(cfg.budget_epochs * cfg.schedule.target.image_epochs, plan(cfg))
+            if cfg.budget_epochs
+            else None
+        )
 
     def sampling_open(self, trials: list[FrozenTrial]) -> bool | None:
-        if self.budget is None:
+        """None: --trials alone decides; else whether the budgets take another candidate."""
+        if self.budget is None and self.epochs is None:
             return None
-        within = self.budget.sampling_open(trials, time.time())
+        within = self.budget is None or self.budget.sampling_open(trials, time.time())
+        within = within and (self.epochs is None or self.epochs.sampling_open(trials))
         return within and sum(1 for t in trials if rung0_used(t)) < self.cfg.trials
 
     def job(self, study: optuna.Study):
@@ -125,6 +141,10 @@ class ScheduleGuard:
         )
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.idle = self.idle + 1 if trial.user_attrs.get("idle") else 0
+        if self.idle >= IDLE_IN_A_ROW:  # the schedule and the objective disagree: do not spin
+            study.stop()
+            return
         job = self.job(study)
         while job.kind == "wait":
             time.sleep(self.poll)
@@ -448,13 +468,15 @@ def _time_budget(cfg: SearchConfig, study: optuna.Study) -> TimeBudget | None:
     deadline = study.user_attrs.get(DEADLINE_ATTR)
     if deadline is None:
         return None
-    at_target = sum(1 for _ in cfg.reference_specs())
-    return TimeBudget(
-        float(deadline),
+    return TimeBudget(float(deadline), plan(cfg), workers=cfg.workers)
+
+
+def plan(cfg: SearchConfig) -> Plan:
+    """The work model of a search: its schedule, final verification and references."""
+    return Plan(
         cfg.schedule,
-        workers=cfg.workers,
         verify_seeds=cfg.verify_seeds,
-        references_at_target=at_target,
+        references_at_target=len(cfg.reference_specs()),
     )
 
 
@@ -474,18 +496,14 @@ def _drive(
 ) -> None:
     done = finished(study)
     budget = _time_budget(cfg, study)
-    planner = budget or TimeBudget(
-        math.inf,
-        cfg.schedule,
-        workers=cfg.workers,
-        verify_seeds=cfg.verify_seeds,
-        references_at_target=len(cfg.reference_specs()),
-    )
+    planner = budget or TimeBudget(math.inf, plan(cfg), workers=cfg.workers)
 
     def remaining(trials: list[FrozenTrial]) -> float | None:
         if budget is not None:
             return max(0.0, budget.deadline - time.time())
         new = max(0, cfg.trials - sum(1 for t in trials if rung0_used(t)))
+        if cfg.budget_epochs:  # sampling stops where the budget does
+            new = 0
         return planner.remaining(trials, extra=new)
 
     progress = Progress(

@@ -113,11 +113,10 @@ class Objective:
                 return None
             return trial.study.get_trials(deepcopy=False)[int(source)]
         for _ in range(5):  # a promotion another process claimed at once: look again
-            trials = trial.study.get_trials(deepcopy=False)
+            # the study as it stands without this trial, which is nothing yet
+            trials = [t for t in trial.study.get_trials(deepcopy=False) if t.number != trial.number]
             open_ = self.sampling_open(trials) if self.sampling_open is not None else None
-            job = self.schedule.next_job(
-                trials, sampling_open=open_, trials_wanted=self.cfg.trials, exclude=trial.number
-            )
+            job = self.schedule.next_job(trials, sampling_open=open_, trials_wanted=self.cfg.trials)
             if job.kind != "promote":
                 break
             assert job.source is not None

@@ -254,26 +254,58 @@ def describe_promotions(trials: Iterable[FrozenTrial], rungs: int) -> list[dict[
     return rows
 
 
-# ---- a compute budget in wall time -----------------------------------------------------------
+# ---- compute budgets: wall time, or image-epochs --------------------------------------------
 
 MAX_VERIFIED = 5  # front members verified with new seeds at the end of a search
 
 
+def trained_image_epochs(trials: Sequence[FrozenTrial]) -> int:
+    """Image-epochs the study's finished trials trained (a pruned one: up to its cut; a
+    reused result: nothing)."""
+    total = 0
+    for t in trials:
+        curve, images = t.user_attrs.get("val_curve") or [], t.user_attrs.get("train_images")
+        if t.state in FINISHED and images and t.user_attrs.get("duplicate_of") is None:
+            total += len(curve) * int(images)
+    return total
+
+
 @dataclass(frozen=True)
-class TimeBudget:
-    """``--budget-time``: sample new candidates while the work they commit the search to fits
-    before ``deadline`` (seconds since the epoch, shared by every process through the study).
+class Plan:
+    """The work a search is committed to, in image-epochs: what sampling ``extra`` more
+    candidates adds (themselves at rung 0, their expected promotions: a share ``1 / eta ** r``
+    of rung 0 reaches rung r), plus the promotions its candidates are still expected to make
+    and the verification of the front (at most ``MAX_VERIFIED``) and of the reference
+    networks at the target with ``verify_seeds`` seeds."""
 
-    The work a new candidate commits to: itself at rung 0, its expected promotions (a share
-    ``1 / eta ** r`` of rung 0 reaches rung r), and the verification of the front and the
-    references at the target with ``verify_seeds`` seeds; timed at the seconds per image-epoch
-    the study's finished trials took, shared over ``workers`` processes."""
-
-    deadline: float
     schedule: Schedule
-    workers: int = 1
     verify_seeds: int = 3
     references_at_target: int = 0
+
+    def work(self, trials: Sequence[FrozenTrial], *, extra: int = 0) -> int:
+        searched = [t for t in trials if is_searched(t) and t.state != TrialState.FAIL]
+        n0 = sum(1 for t in searched if rung0_used(t)) + extra
+        eta, rungs = self.schedule.eta, self.schedule.rungs
+        work = extra * rungs[0].image_epochs
+        for rung in rungs[1:]:
+            expected = math.ceil(n0 / eta**rung.index) if n0 else 0
+            started = sum(1 for t in searched if rung_of(t) == rung.index)
+            work += max(0, expected - started) * rung.image_epochs
+        top = math.ceil(n0 / eta ** (len(rungs) - 1)) if n0 else 0
+        verified = min(MAX_VERIFIED, top) + self.references_at_target
+        return work + verified * self.verify_seeds * self.schedule.target.image_epochs
+
+
+@dataclass(frozen=True)
+class TimeBudget:
+    """``--budget-time``: sample new candidates while the work they commit the search to
+    (``Plan``) fits before ``deadline`` (seconds since the epoch, shared by every process
+    through the study), timed at the seconds per image-epoch the study's finished trials
+    took, shared over ``workers`` processes."""
+
+    deadline: float
+    plan: Plan
+    workers: int = 1
 
     def seconds_per_image_epoch(self, trials: Sequence[FrozenTrial]) -> float | None:
         seconds = image_epochs = 0.0
@@ -291,18 +323,23 @@ class TimeBudget:
         rate = self.seconds_per_image_epoch(trials)
         if rate is None:
             return None
-        searched = [t for t in trials if is_searched(t) and t.state != TrialState.FAIL]
-        n0 = sum(1 for t in searched if rung0_used(t)) + extra
-        work = extra * self.schedule.rungs[0].image_epochs
-        for rung in self.schedule.rungs[1:]:
-            expected = math.ceil(n0 / self.schedule.eta**rung.index) if n0 else 0
-            started = sum(1 for t in searched if rung_of(t) == rung.index)
-            work += max(0, expected - started) * rung.image_epochs
-        top = math.ceil(n0 / self.schedule.eta ** (len(self.schedule.rungs) - 1)) if n0 else 0
-        verified = min(MAX_VERIFIED, top) + self.references_at_target
-        work += verified * self.verify_seeds * self.schedule.target.image_epochs
-        return rate * work / self.workers
+        return rate * self.plan.work(trials, extra=extra) / self.workers
 
     def sampling_open(self, trials: Sequence[FrozenTrial], now: float) -> bool:
         left = self.remaining(trials, extra=1)
         return left is None or now + left <= self.deadline
+
+
+@dataclass(frozen=True)
+class EpochBudget:
+    """``--budget-epochs N``: compute counted in trainings at the target fidelity (``N`` x the
+    target's image-epochs, the search's own trials and the final verification together);
+    new candidates are sampled while what is trained plus what they commit to fits. Counted,
+    not timed: the same on every machine."""
+
+    limit: int  # image-epochs
+    plan: Plan
+
+    def sampling_open(self, trials: Sequence[FrozenTrial]) -> bool:
+        spent = trained_image_epochs(trials)
+        return spent + self.plan.work(trials, extra=1) <= self.limit

@@ -145,8 +145,8 @@ CASES = [
         "--resume with a setting that changes results",
         "search --resume {run} --epochs 3 --lr 0.2".split(),
         "--resume continues a run with its stored settings; --epochs, --lr cannot be changed "
-        "(allowed with --resume: --trials, --timeout, --budget-time, --device, --workers, "
-        "--data-dir, --verify-seeds)",
+        "(allowed with --resume: --trials, --timeout, --budget-time, --budget-epochs, --device, "
+        "--workers, --data-dir, --verify-seeds)",
     ),
     (
         "report of a folder that does not exist",

@@ -226,3 +226,43 @@ def test_report_and_pareto_csv_show_the_rungs_and_the_verified_front(climbed):
     assert "fidelity rungs: 1 ep x 500 img -&gt; 1 ep x 1,000 img -&gt; 3 ep x 1,000 img" in page
     assert "Verified at the target fidelity (3 ep x 1,000 img)" in page
     assert "Candidates at each rung" in page
+
+
+def test_an_epoch_budget_counts_every_training_the_search_commits_to(tmp_path, synthetic_root):
+    """--budget-epochs 8 at one rung with 1 verify seed: each candidate costs one training
+    and commits the search to verifying it (up to 5 front members) once more: 4 + 4 fit
+    in 8, a fifth (5 + 5) would not; and what was trained does fit."""
+    from budgetnas.search.schedule import trained_image_epochs
+
+    cfg = quick_config(
+        synthetic_root,
+        tmp_path / "run",
+        trials=None,
+        budget_epochs=8,
+        verify_seeds=1,
+        references="none",
+    )
+    assert cfg.trials == 1_000_000  # the budget decides
+    study = run_search(cfg, quiet=True)
+    assert sum(1 for t in study.trials if rung_of(t) == 0) == 4
+    _, study = open_run(cfg.out)
+    verified = sum(len(v.runs) * v.fidelity.image_epochs for v in stored_results(study).values())
+    target = cfg.schedule.target.image_epochs
+    assert trained_image_epochs(study.trials) + verified <= 8 * target
+
+
+def test_a_time_budget_stops_sampling_when_the_next_candidate_would_not_fit(
+    tmp_path, synthetic_root
+):
+    from typer.testing import CliRunner
+
+    from budgetnas.search.cli import app
+    from tests.helpers import search_args
+
+    run = tmp_path / "run"
+    args = search_args(synthetic_root, run, "--budget-time", "0.2s", "--references", "none")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    assert "0:00 of search" in result.stderr
+    _, study = open_run(run)
+    assert len(study.trials) == 1  # timed by the first; the second would overrun
