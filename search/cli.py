@@ -17,7 +17,7 @@ import typer
 
 from budgetnas.search.budget import parse_count, parse_duration, parse_ladder
 from budgetnas.search.config import SearchConfig, new_config
-from budgetnas.search.errors import SearchError
+from budgetnas.search.errors import SearchError, SearchStopped
 from budgetnas.search.pruners import PRUNERS
 from budgetnas.search.samplers import SAMPLERS
 from budgetnas.space.spec import SpecError
@@ -246,6 +246,12 @@ def search(
         except KeyboardInterrupt:
             _interrupted(cfg)
             raise typer.Exit(130) from None
+        except SearchStopped:  # what finished is reported (quietly) beside the one-line error
+            from budgetnas.search.reporting import write_run_reports
+            from budgetnas.search.runs import open_run
+
+            write_run_reports(*open_run(cfg.out))
+            raise
         _write_reports(cfg, result)
 
 
@@ -324,6 +330,12 @@ def export(
         help="With --format onnx: also an int8 model (*.int8.onnx), post-training static "
         "quantization calibrated on 1,000 training images.",
     ),
+    refit: bool = typer.Option(
+        False,
+        help="Train the chosen network once more as its shipped weights were (recipe, seed, "
+        "training images) on those images and the validation split together, and ship that: "
+        "more data, but no validation accuracy left to check it on.",
+    ),
     force: bool = typer.Option(False, help="Overwrite existing files."),
     data_dir: Path | None = typer.Option(
         None, help="Data root for the test set [default: the run's]."
@@ -345,13 +357,22 @@ def export(
             device=device,
             format=format,
             int8=int8,
+            refit=refit,
         )
     w = res.shipped
     typer.echo(f"{res.label}: {res.params:,} parameters; chosen: {res.why}")
-    typer.echo(
-        f"weights: {w.source} seed {w.seed} ({w.fidelity}): validation accuracy "
-        f"{res.val_acc:.2%}, test accuracy {res.test_acc:.2%}"
-    )
+    if res.refit_images:
+        typer.echo(
+            f"weights: refit on {res.refit_images:,} training + validation images as {w.source} "
+            f"seed {w.seed} was trained ({w.fidelity}; validation accuracy {w.val_acc:.2%} "
+            f"before the refit, none after: its images were trained on); test accuracy "
+            f"{res.test_acc:.2%}"
+        )
+    else:
+        typer.echo(
+            f"weights: {w.source} seed {w.seed} ({w.fidelity}): validation accuracy "
+            f"{res.val_acc:.2%}, test accuracy {res.test_acc:.2%}"
+        )
     if res.onnx is None:
         typer.echo(f"wrote {res.module} and {res.weights}")
         return
@@ -460,7 +481,7 @@ def bench(
     nets: str = typer.Option("000,001", help="Zoo networks to time."),
     batches: str = typer.Option("128,512", help="Batch sizes."),
     concurrent: str = typer.Option(
-        "", help="Also time N trainer processes at once on the device, e.g. 1,2,4."
+        "", help="Also time N trainer processes at once on the device, e.g. 1,2,4 [default: none]."
     ),
     loader_workers: int = typer.Option(2, help="DataLoader workers of the seeds' pipeline."),
     data_dir: Path | None = typer.Option(None, help="MNIST root (default: $BUDGETNAS_DATA)."),
@@ -513,7 +534,9 @@ def _kb(n: int) -> str:
 
 @app.command()
 def zoo(
-    spec: str | None = typer.Option(None, help="Print this entry's spec as JSON (e.g. 001)."),
+    spec: str | None = typer.Option(
+        None, help="Print this entry's spec as JSON (e.g. 001) [default: the table of all]."
+    ),
 ) -> None:
     """The hand-made seed networks as specs, with exact parameter counts."""
     from budgetnas.space.count import analyze

@@ -26,7 +26,7 @@ from budgetnas.reports.frame import trials_frame
 from budgetnas.reports.pareto import pareto_front
 from budgetnas.search.budget import format_params
 from budgetnas.search.config import CONFIG_FILE, SearchConfig, differences
-from budgetnas.search.errors import SearchError
+from budgetnas.search.errors import SearchError, SearchStopped
 from budgetnas.search.objective import Objective
 from budgetnas.search.progress import Progress
 from budgetnas.search.pruners import make_pruner
@@ -175,7 +175,7 @@ class FailureGuard:
     def error(self) -> SearchError:
         numbers = ", ".join(str(t.number) for t in self.failed)
         last = self.failed[-1].user_attrs.get("error", "no reason recorded")
-        return SearchError(
+        return SearchStopped(
             f"{len(self.failed)} trials failed in a row (trials {numbers}); the last: {last}. "
             "Finished trials are kept: fix the cause, then continue with --resume"
         )
@@ -208,7 +208,7 @@ class RejectionGuard:
         return self.in_a_row >= self.limit
 
     def error(self) -> SearchError:
-        return SearchError(
+        return SearchStopped(
             f"{self.in_a_row} candidates in a row were over a cap before training (the last: "
             f"{self.last}); the caps leave almost nothing of the space. Finished trials are "
             "kept: raise --budget, --max-macs or --max-activation-kb in a new search"

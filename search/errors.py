@@ -5,3 +5,8 @@ from __future__ import annotations
 
 class SearchError(Exception):
     """A problem the user can fix: a bad budget, a missing run folder, a study that is absent."""
+
+
+class SearchStopped(SearchError):
+    """A search stopped by one of its guards (failures or rejections that keep coming): its
+    finished trials are in the study, and its reports are worth writing."""

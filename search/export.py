@@ -29,7 +29,7 @@ from budgetnas.search.errors import SearchError
 from budgetnas.search.runs import accuracy, open_run, trial_spec
 from budgetnas.search.verified import Fidelity, best_verified, network_label, stored_results
 from budgetnas.space.render import render
-from budgetnas.trainers.data import Split
+from budgetnas.trainers.data import Split, TrainVal
 from budgetnas.trainers.evaluate import evaluate, resolve_device
 from budgetnas.trainers.recipe import TrainConfig
 
@@ -49,6 +49,7 @@ class Weights:
     val_acc: float
     test_acc: float | None  # recorded by verify; the search never reads the test set
     path: str  # relative to the run folder
+    recipe: dict | None = None  # the recipe they were trained with, their seed included
 
     @property
     def image_epochs(self) -> int:
@@ -70,6 +71,7 @@ class ExportResult:
     shipped: Weights
     why: str  # why this network
     onnx: OnnxReport | None = None
+    refit_images: int | None = None  # trained again on train + validation: their number
 
 
 def network_key(trial: FrozenTrial) -> str:
@@ -138,6 +140,7 @@ def weight_choices(cfg: SearchConfig, study: optuna.Study, trial: FrozenTrial) -
                 float(accuracy(trial)),
                 None,
                 trial.user_attrs["weights"],
+                recipe.to_dict(),
             )
         )
     key = network_key(trial)
@@ -156,6 +159,7 @@ def weight_choices(cfg: SearchConfig, study: optuna.Study, trial: FrozenTrial) -
                         r.val_acc,
                         r.test_acc,
                         r.weights,
+                        {**record.fidelity.recipe, "seed": r.seed},
                     )
                 )
     return choices
@@ -194,6 +198,7 @@ def export_trial(
     device: str = "cpu",
     format: str = "py",
     int8: bool = False,
+    refit: bool = False,
 ) -> ExportResult:
     """Export a trained trial and evaluate it on the test set.
 
@@ -221,9 +226,12 @@ def export_trial(
             f"{', '.join(map(str, existing))} already exist(s); pass --force to overwrite"
         )
     label = network_label(network_key(chosen))
-    choices = weight_choices(cfg, study, chosen)
+    recorded = weight_choices(cfg, study, chosen)
+    # weights another machine trained (a worker's own --out) are recorded but not here
+    choices = [w for w in recorded if (Path(run) / w.path).is_file()]
     if not choices:
-        raise SearchError(f"{label} has no weights in the run (trained by another machine?)")
+        where = f" (recorded: {', '.join(w.path for w in recorded)})" if recorded else ""
+        raise SearchError(f"{label} has no weights in this run folder{where}")
     shipped = best_weights(choices)
     weights_src = Path(run) / shipped.path
     if not weights_src.is_file():
@@ -233,6 +241,9 @@ def export_trial(
     data = replace(cfg.data, data_dir=str(data_dir) if data_dir is not None else cfg.data.data_dir)
     test = data.load_test(dev)
     state = torch.load(weights_src, map_location="cpu", weights_only=True)
+    refit_images = None
+    if refit:
+        state, refit_images = _refit(cfg, spec, shipped, dev)
     result = ExportResult(
         module=out,
         weights=written[1],
@@ -243,6 +254,7 @@ def export_trial(
         test_acc=0.0,
         shipped=shipped,
         why=why,
+        refit_images=refit_images,
     )
     if format == "onnx":
         return _onnx(result, spec, state, data, test, int8=int8)
@@ -252,9 +264,15 @@ def export_trial(
         if label.startswith("seed")
         else label.capitalize()
     )
+    weights = (
+        f"refit on {refit_images:,} training + validation images as {shipped.source} seed "
+        f"{shipped.seed} was trained ({shipped.fidelity}); no validation accuracy"
+        if refit_images
+        else shipped.describe()
+    )
     doc = (
         f"{name} of a budgetnas search on {cfg.data.dataset} (cap {cfg.budget:,} "
-        f"parameters).\nWeights: {shipped.describe()}."
+        f"parameters).\nWeights: {weights}."
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(spec, doc=doc), encoding="utf-8")
@@ -265,6 +283,31 @@ def export_trial(
     if sum(p.numel() for p in net.parameters()) != module.NUM_PARAMS:
         raise SearchError(f"{out}: NUM_PARAMS does not match the module")  # pragma: no cover
     return replace(result, test_acc=evaluate(net, test))
+
+
+def _training_images(cfg: SearchConfig, images: int, device) -> TrainVal:
+    """The training images a set of weights was trained on: the run's split (or the first
+    ``images`` of it, a lower rung), or the full training split (``verify`` without
+    ``--train-subset``), or a subset of that size (``verify --train-subset``)."""
+    data = cfg.data
+    if images <= data.train_images:
+        return data.load(device).first(images)
+    full = data.info.train_size - data.val_size
+    return replace(data, train_subset=None if images >= full else images).load(device)
+
+
+def _refit(cfg: SearchConfig, spec, shipped: Weights, device) -> tuple[dict, int]:
+    """``spec`` trained again as ``shipped`` was (its recipe, seed and training images) on
+    those images and the validation split together; returns the weights and the image
+    count. Nothing is left to validate it on: the test set only reports."""
+    from budgetnas.trainers.train import train
+
+    data = _training_images(cfg, shipped.train_images, device)
+    both = Split(torch.cat([data.train.x, data.val.x]), torch.cat([data.train.y, data.val.y]))
+    recipe = TrainConfig.from_dict(shipped.recipe or cfg.recipe.to_dict())
+    result = train(spec, TrainVal(data.info, both, data.val), recipe, device=device)
+    state = {k: v.cpu() for k, v in result.model.state_dict().items()}
+    return state, len(both)
 
 
 def calibration_images(train: Split, n: int, *, seed: int = 0) -> torch.Tensor:

@@ -47,7 +47,11 @@ class Fidelity:
             f"{self.epochs} ep x {self.train_images:,} img, {r.get('optimizer')} "
             f"lr {r.get('lr'):g} b{r.get('batch_size')} aug {strength:g}"
             + (f" ls {r['label_smoothing']:g}" if r.get("label_smoothing") else "")
-            + (f" m {r['momentum']:g}" if r.get("momentum", 0.9) != 0.9 else "")
+            + (
+                f" m {r['momentum']:g}"
+                if r.get("optimizer") == "sgd" and r.get("momentum", 0.9) != 0.9
+                else ""
+            )
             + (f" wd {r['weight_decay']:g}" if r.get("weight_decay", 5e-4) != 5e-4 else "")
         )
 

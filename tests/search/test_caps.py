@@ -115,6 +115,29 @@ def test_bad_cap_values_are_one_line(tmp_path, synthetic_root, extra, message):
     assert not (tmp_path / "r").exists()
 
 
+def test_a_cap_never_changes_the_structure_drawn():
+    """The same suggestions under a tight memory cap give the same structure, narrower, or
+    a rejection: never another structure (shortcuts dropped, padding removed)."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    checked = rejected = 0
+    for _ in range(200):
+        trial = study.ask()
+        free = sample_spec(trial, budget=10_000)
+        study.tell(trial, 0.0)
+        try:
+            capped = sample_spec(
+                optuna.trial.FixedTrial(trial.params), budget=10_000, activation=8_192
+            )
+        except Rejected:
+            rejected += 1
+            continue
+        shape = [(b.kind, getattr(b, "pad", None)) for b in capped.blocks]
+        assert shape == [(b.kind, getattr(b, "pad", None)) for b in free.blocks]
+        assert capped.head == free.head
+        checked += 1
+    assert checked and rejected  # both outcomes were exercised
+
+
 def test_the_caps_do_not_narrow_the_space():
     """A structure is sampled as drawn: under a tight memory cap residual first stages are
     still proposed (and fit, narrower), never silently dropped."""

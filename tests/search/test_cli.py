@@ -107,7 +107,7 @@ def test_help_shows_the_library_defaults():
     assert f"epochs per candidate [default: {TrainConfig.epochs}]" in text
     assert f"[default: {TrainConfig.batch_size}; 64 with --epochs 1]" in text
     assert "[default: none]" in text
-    for command in ("search", "verify", "export", "worker"):
+    for command in ("search", "verify", "export", "worker", "report", "bench", "count", "zoo"):
         page = runner.invoke(app, [command, "--help"], terminal_width=200).output
         options = re.split(r"\n\s+(?=-)", page.split("Options:")[1])
         for option in filter(str.strip, options):

@@ -68,6 +68,7 @@ def test_failures_in_a_row_stop_the_search_with_one_line(tmp_path, synthetic_roo
     assert len(calls) == FAILURES_IN_A_ROW
     _, study = open_run(run)
     assert [t.state for t in study.trials] == [TrialState.FAIL] * FAILURES_IN_A_ROW
+    assert (run / "report.html").is_file() and (run / "trials.csv").is_file()
 
 
 def test_an_unexpected_error_is_the_trials_own(tmp_path, synthetic_root, monkeypatch):

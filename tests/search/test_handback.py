@@ -95,7 +95,11 @@ def test_a_reference_exported_on_request_is_labelled_seed(ref_on_top, synthetic_
 
 
 def test_export_ships_verify_weights_after_a_higher_fidelity(ref_on_top, synthetic_root, tmp_path):
-    run, best, _, _ = ref_on_top
+    import shutil
+
+    original, best, _, _ = ref_on_top
+    run = tmp_path / "copy"  # the module's run stays as the search left it
+    shutil.copytree(original, run)
     args = ["verify", str(run), "--trial", str(best), "--seeds", "2", "--epochs", "3"]
     result = runner.invoke(app, [*args, "--train-subset", "300", "--device", "cpu"])
     assert result.exit_code == 0, result.stderr
@@ -110,3 +114,26 @@ def test_export_ships_verify_weights_after_a_higher_fidelity(ref_on_top, synthet
         assert f"test accuracy {top.test_acc:.2%}" in line
         assert _same_tensors(tmp_path / out.replace(".py", ".pt"), run / top.weights)
     assert "among the searched networks verified at 3 ep x 300 img" in line
+
+
+def test_refit_trains_again_on_train_and_validation(
+    ref_on_top, synthetic_root, tmp_path, monkeypatch
+):
+    from budgetnas.trainers import train as train_module
+
+    run, best, _, _ = ref_on_top
+    seen = []
+    real = train_module.train
+
+    def spy(spec, data, cfg, **kwargs):
+        seen.append((len(data.train), cfg.seed, cfg.epochs))
+        return real(spec, data, cfg, **kwargs)
+
+    monkeypatch.setattr(train_module, "train", spy)
+    line = _export(run, synthetic_root, tmp_path / "refit.py", "--refit")
+    assert seen == [(400, 3, 2)]  # 300 training + 100 validation images, the search's seed
+    assert "weights: refit on 400 training + validation images as search seed 3" in line
+    assert "none after: its images were trained on" in line
+    assert "refit on 400 training + validation images" in (tmp_path / "refit.py").read_text()
+    _, study = open_run(run)
+    assert not _same_tensors(tmp_path / "refit.pt", run / study.trials[best].user_attrs["weights"])
