@@ -23,6 +23,7 @@ from budgetnas.search.samplers import SAMPLERS
 from budgetnas.space.spec import SpecError
 from budgetnas.trainers.data import DATASETS, DataConfig, DataError
 from budgetnas.trainers.recipe import ONE_EPOCH_DEFAULTS, ConfigError, TrainConfig
+from budgetnas.trainers.sources import TORCHVISION_OTHERS
 
 USER_ERRORS = (SearchError, SpecError, DataError, ConfigError)
 
@@ -167,7 +168,22 @@ def search(
         f"Seed of the sampler and of every training run [default: {SearchConfig.seed}]."
     ),
     device: str | None = _opt("auto (CUDA when present), cpu, cuda, cuda:N [default: auto]."),
-    dataset: str | None = _opt(f"One of: {', '.join(DATASETS)} [default: {DataConfig.dataset}]."),
+    dataset: str | None = _opt(
+        f"One of: {', '.join([*DATASETS, *TORCHVISION_OTHERS])} (the last three read from "
+        f"--data-dir when on disk) [default: {DataConfig.dataset}]."
+    ),
+    data: Path | None = _opt(
+        "Your own images instead: a folder with one sub-folder per class (DATA/cat/001.png; "
+        "or DATA/train/... and DATA/test/...), or an .npz with x (uint8, N x H x W [x C]) and "
+        "y, optionally x_test and y_test. Channels, size, classes and normalisation come from "
+        "the data; without a test part, a seeded 10% is held out as the test set "
+        "[default: none, --dataset].",
+        "--data",
+    ),
+    resize: int | None = _opt(
+        "With --data: scale every image to N x N pixels (for images of mixed or non-square "
+        "sizes) [default: none, the images' own size]."
+    ),
     data_dir: Path | None = _opt(
         "Root folder of the data sets [default: $BUDGETNAS_DATA or ~/.cache/budgetnas/data]."
     ),
@@ -179,7 +195,8 @@ def search(
         "training split]."
     ),
     val_size: int | None = _opt(
-        f"Validation images carved from the training set [default: {DataConfig.val_size}]."
+        "Validation images carved from the training set [default: 5000 for the MNIST "
+        "family, else 10% of the training images, at most 5000]."
     ),
     split_seed: int | None = _opt(
         f"Seed of the train/validation split [default: {DataConfig.split_seed}]."
@@ -222,6 +239,8 @@ def search(
     with one line.
     """
     given = {k: v for k, v in locals().items() if v is not None and k not in ("resume", "quiet")}
+    if "data" in given:
+        given["path"] = given.pop("data")
     cfg: SearchConfig | None = None
     with _user_errors():
         if budget_time is not None:

@@ -50,7 +50,16 @@ RESUMABLE = (
 
 
 # How a search's options divide among the parts of its config (the rest are the search's own).
-DATA_OPTIONS = ("dataset", "val_size", "split_seed", "train_subset", "data_dir", "download")
+DATA_OPTIONS = (
+    "dataset",
+    "val_size",
+    "split_seed",
+    "train_subset",
+    "data_dir",
+    "download",
+    "path",
+    "resize",
+)
 RECIPE_OPTIONS = (
     "epochs",
     "batch_size",
@@ -311,6 +320,8 @@ def new_config(*, out: str | Path, caps: tuple[int, ...], **options: Any) -> Sea
         given["trials"] = UNLIMITED  # the time budget decides how many candidates
     data = {k: given.pop(k) for k in DATA_OPTIONS if k in given}
     data["data_dir"] = str(Path(data.get("data_dir") or default_data_dir()).resolve())
+    if data.get("path") is not None:
+        data["path"] = str(Path(data["path"]).resolve())
     recipe = {k: given.pop(k) for k in RECIPE_OPTIONS if k in given}
     if "augment" in recipe:
         recipe["augment"] = AugmentConfig.scaled(float(recipe["augment"]))

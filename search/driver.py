@@ -377,7 +377,8 @@ def verify_front(cfg: SearchConfig, study: optuna.Study, *, quiet: bool = False)
 
     if not quiet:
         print(
-            f"verifying the front at {cfg.schedule.target.label()} ({len(numbers)} networks"
+            f"verifying the front at {cfg.schedule.target.label()} ({len(numbers)} "
+            f"network{'s' * (len(numbers) > 1)}"
             + (f", {len(refs)} seed networks" if refs else "")
             + f") with {cfg.verify_seeds} new seeds",
             file=sys.stderr,
@@ -517,11 +518,14 @@ def _drive(
     amount = (
         f"{_clock(cfg.budget_time)} of search" if cfg.budget_time else f"{cfg.trials} candidates"
     )
+    info = cfg.data.info
+    shape = f"{info.in_channels}x{info.image_size}x{info.image_size}, {info.num_classes} classes"
     progress.header(
         f"budgetnas: cap {cfg.budget:,} params ({format_params(cfg.budget)}), "
-        f"{cfg.data.dataset} ({len(data.train):,} train / {len(data.val):,} val), "
+        f"{info.name} ({shape}; {len(data.train):,} train / {len(data.val):,} val), "
         f"{amount}, {cfg.schedule.label()}, on {device}"
-        + (f"; resuming after {done} candidates" if done else "")
+        + (f"; resuming after {done} candidates" if done else ""),
+        notes=[f"note: {cfg.data.test_note}"] if cfg.data.test_note and not done else [],
     )
     # Trials run until cfg.trials sampled trials have finished (complete or pruned) in the
     # whole study, over every process: a failed trial, a candidate rejected before training or

@@ -64,8 +64,10 @@ class Progress:
                 line = "\r\033[K" + line
             print(line, end=end, file=self.stream, flush=True)
 
-    def header(self, text: str) -> None:
+    def header(self, text: str, notes: list[str] | tuple[str, ...] = ()) -> None:
         self._print(text)
+        for note in notes:
+            self._print(note)
         rung = f"{'rung':>4}  " if self.rungs > 1 else ""
         self._print(
             f"{'trial':>5}  {rung}{'params':>8}  {'val acc':>7}  {'state':<8}  "

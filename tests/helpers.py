@@ -179,3 +179,40 @@ SHARED_SEARCH = (
 def cli_module(*args: str) -> list[str]:
     """The command line running the CLI in a fresh interpreter."""
     return [sys.executable, "-m", "budgetnas.search.cli", *args]
+
+
+# ---- a user's own images: small data sets made on the fly -------------------------------------
+
+
+def shapes_arrays(n_per_class: int = 30, *, size: int = 32, classes: int = 5, seed: int = 0):
+    """(x uint8 (N, size, size, 3), y): colour images of ``classes`` learnable patterns (a
+    filled square, a ring, stripes two ways, a cross) in random colours over noise."""
+    rng = np.random.default_rng(seed)
+    r, c = np.mgrid[0:size, 0:size]
+    mid = size / 2
+    masks = [
+        (abs(r - mid) < size / 4) & (abs(c - mid) < size / 4),
+        (abs(np.hypot(r - mid, c - mid) - size / 3) < 2),
+        (r // 3) % 2 == 0,
+        (c // 3) % 2 == 0,
+        (abs(r - mid) < 2) | (abs(c - mid) < 2),
+    ][:classes]
+    xs, ys = [], []
+    for label, mask in enumerate(masks):
+        for _ in range(n_per_class):
+            img = (rng.random((size, size, 3)) * 60).astype(np.uint8)
+            img[mask] = rng.integers(120, 256, size=3)
+            xs.append(img)
+            ys.append(label)
+    return np.stack(xs), np.array(ys, dtype=np.int64)
+
+
+def write_image_folder(root: Path, x: np.ndarray, y: np.ndarray, names=None) -> Path:
+    """``root/<class>/<index>.png`` for images (N, H, W[, C]) uint8; returns root."""
+    from PIL import Image
+
+    for i, (img, label) in enumerate(zip(x, y, strict=True)):
+        folder = root / (names[label] if names else f"class{label}")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(folder / f"{i:06d}.png")
+    return root

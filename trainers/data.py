@@ -14,11 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+
+from budgetnas.trainers.sources import TORCHVISION_OTHERS, Arrays, SourceError, read_source
 
 
 class DataError(Exception):
     """The data set is missing or unreadable; the message names the folder and the files."""
+
+
+USER_KINDS = ("folder", "npz")
+_PARTS: dict[int, tuple] = {}  # the held-out split of the data set read last
+TEST_FRACTION = 0.1  # of a data set without a test part, held out as its test set
+TEST_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -43,7 +52,11 @@ DATASETS: dict[str, DatasetInfo] = {
 def dataset_info(name: str) -> DatasetInfo:
     key = name.lower().replace("_", "-")
     if key not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+        known = ", ".join([*DATASETS, *TORCHVISION_OTHERS])
+        raise DataError(
+            f"unknown dataset {name!r}; choose one of {known}, or --data PATH for your own "
+            "images (a class-per-folder tree or an .npz)"
+        )
     return DATASETS[key]
 
 
@@ -124,47 +137,149 @@ def _digest(*splits: Split) -> str:
 class DataConfig:
     """Which data a search trains and selects on: the data set and its train/validation split.
 
-    ``data_dir`` and ``download`` say where the files are and how to get them; they do not
-    change what is loaded, so they are not part of ``fingerprint()``.
+    ``dataset``: MNIST, Fashion-MNIST or KMNIST (read as IDX files, as torchvision lays them
+    out), torchvision's CIFAR-10, SVHN or EMNIST (balanced) when on disk, or a user's own
+    images: ``folder`` or ``npz`` at ``path`` (``trainers.sources``). Channels, size, classes
+    and normalisation come from the data; for data without a test part, a fixed, seeded 10% of
+    it is held out as the test set (``test_note`` says so).
+
+    ``data_dir``, ``path`` and ``download`` say where the files are and how to get them; they
+    do not change what is loaded (the data digest checks that), so they are not part of
+    ``fingerprint()``.
     """
 
     dataset: str = "mnist"
-    val_size: int = 5000
+    val_size: int | None = None  # default: 5,000 for the MNIST family, else 10% of training
     split_seed: int = 0
     train_subset: int | None = None
     data_dir: str | None = None  # default: $BUDGETNAS_DATA, else ~/.cache/budgetnas/data
     download: bool = False
+    path: str | None = None  # the folder or .npz of dataset "folder" / "npz"
+    resize: int | None = None  # scale a folder's or an npz's images to resize x resize
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "dataset", dataset_info(self.dataset).name)  # canonical name
-        if self.val_size < 1:
+        if self.path is not None and self.dataset in (None, "mnist", ""):
+            kind = "npz" if str(self.path).endswith(".npz") else "folder"
+            object.__setattr__(self, "dataset", kind)
+        name = str(self.dataset).lower().replace("_", "-")
+        if name in USER_KINDS or name in TORCHVISION_OTHERS:
+            object.__setattr__(self, "dataset", name)
+        else:
+            object.__setattr__(self, "dataset", dataset_info(self.dataset).name)
+        if name in USER_KINDS and self.path is None:
+            raise DataError(f"dataset {name} needs --data PATH (a folder or an .npz file)")
+        if self.path is not None and name not in USER_KINDS:
+            raise DataError("--data is for your own images; with it, leave --dataset out")
+        if self.val_size is not None and self.val_size < 1:
             raise DataError(f"--val-size must be at least 1, got {self.val_size}")
         if self.train_subset is not None and self.train_subset < 1:
             raise DataError(f"--train-subset must be at least 1, got {self.train_subset}")
+        if self.resize is not None and not 4 <= self.resize <= 1024:
+            raise DataError(f"--resize must be between 4 and 1024 pixels, got {self.resize}")
+
+    @property
+    def builtin(self) -> bool:
+        """The MNIST family: read as IDX files, constant normalisation."""
+        return self.dataset in DATASETS
+
+    def arrays(self) -> Arrays:
+        """The whole data set as read (not for the MNIST family)."""
+        try:
+            return read_source(
+                self.dataset,
+                self.path,
+                resize=self.resize,
+                root=self.data_dir or default_data_dir(),
+                download=self.download,
+            )
+        except SourceError as err:
+            raise DataError(str(err)) from None
+
+    def _parts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(train x, train y, test x, test y): the data's own test part, else a fixed, seeded
+        ``TEST_FRACTION`` of it held out."""
+        a = self.arrays()
+        if a.x_test is not None:
+            return a.x, a.y, a.x_test, a.y_test
+        if id(a) in _PARTS:
+            return _PARTS[id(a)]
+        n = len(a.y)
+        held = max(1, round(TEST_FRACTION * n))
+        if n - held < 2:
+            raise DataError(f"{self.path} holds {n} images: too few to hold a test set out")
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(TEST_SEED)).numpy()
+        test, train = np.sort(perm[:held]), np.sort(perm[held:])
+        _PARTS.clear()
+        _PARTS[id(a)] = a.x[train], a.y[train], a.x[test], a.y[test]
+        return _PARTS[id(a)]
+
+    @property
+    def test_note(self) -> str | None:
+        """How the test set is chosen, when the data holds none."""
+        if self.builtin or self.arrays().x_test is not None:
+            return None
+        _, _, xt, _ = self._parts()
+        return (
+            f"{self.path} has no test split: {len(xt):,} of its images ({TEST_FRACTION:.0%}, "
+            f"drawn with seed {TEST_SEED}) are held out as the test set; the search never "
+            "reads them"
+        )
 
     @property
     def info(self) -> DatasetInfo:
-        return dataset_info(self.dataset)
+        if self.builtin:
+            return dataset_info(self.dataset)
+        x, y, _, _ = self._parts()
+        pixels = x.astype(np.float64) / 255
+        name = Path(self.path).name if self.path else self.dataset
+        return DatasetInfo(
+            name=name,
+            torchvision_class="",
+            mean=round(float(pixels.mean()), 4),
+            std=round(float(pixels.std()), 4) or 1.0,
+            num_classes=len(self.arrays().classes),
+            in_channels=int(x.shape[1]),
+            image_size=int(x.shape[2]),
+            train_size=len(y),
+        )
+
+    @property
+    def val_images(self) -> int:
+        """Validation images carved from the training part."""
+        if self.val_size is not None:
+            return self.val_size
+        if self.builtin:
+            return 5000
+        return max(1, min(5000, round(0.1 * self.info.train_size)))
 
     @property
     def train_images(self) -> int:
         """Images in the training split as loaded (a subset, or all but validation)."""
-        return self.train_subset or self.info.train_size - self.val_size
+        return self.train_subset or self.info.train_size - self.val_images
 
     def fingerprint(self) -> dict[str, Any]:
         """What defines the loaded splits (not where they are read from)."""
-        return {
+        out = {
             "dataset": self.dataset,
-            "val_size": self.val_size,
+            "val_size": self.val_images,
             "split_seed": self.split_seed,
             "train_subset": self.train_subset,
         }
+        if not self.builtin:
+            out["resize"] = self.resize
+        return out
 
     def load(self, device: torch.device | str = "cpu") -> TrainVal:
+        if not self.builtin:
+            x, y, _, _ = self._parts()
+            full = Split(torch.from_numpy(x), torch.from_numpy(y))
+            return _carve(
+                self.info, full, self.val_images, self.split_seed, self.train_subset, device
+            )
         return load_train_val(
             self.dataset,
             data_dir=self.data_dir,
-            val_size=self.val_size,
+            val_size=self.val_images,
             split_seed=self.split_seed,
             train_subset=self.train_subset,
             device=device,
@@ -173,6 +288,9 @@ class DataConfig:
 
     def load_test(self, device: torch.device | str = "cpu") -> Split:
         """The held-out test split: for reporting final numbers only, never for selection."""
+        if not self.builtin:
+            _, _, xt, yt = self._parts()
+            return Split(torch.from_numpy(xt), torch.from_numpy(yt)).to(device)
         return load_test(self.dataset, data_dir=self.data_dir, device=device)
 
 
@@ -210,6 +328,18 @@ def load_train_val(
     info = dataset_info(dataset)
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     full = _as_split(_torchvision_split(info, root, train=True, download=download))
+    return _carve(info, full, val_size, split_seed, train_subset, device)
+
+
+def _carve(
+    info: DatasetInfo,
+    full: Split,
+    val_size: int,
+    split_seed: int,
+    train_subset: int | None,
+    device: torch.device | str,
+) -> TrainVal:
+    """Training and validation splits of ``full``, carved with a fixed seed."""
     train_idx, val_idx = split_indices(len(full), val_size=val_size, seed=split_seed)
     if train_subset is not None:
         if not 0 < train_subset <= len(train_idx):

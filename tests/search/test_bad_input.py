@@ -88,8 +88,9 @@ CASES = [
     ),
     (
         "unknown dataset",
-        "search --budget 10k --dataset cifar10 --out {base}/new".split(),
-        "unknown dataset 'cifar10'; choose one of mnist, fashion-mnist, kmnist",
+        "search --budget 10k --dataset imagenet --out {base}/new".split(),
+        "unknown dataset 'imagenet'; choose one of mnist, fashion-mnist, kmnist, cifar10, svhn, "
+        "emnist, or --data PATH for your own images (a class-per-folder tree or an .npz)",
     ),
     (
         "unknown device",

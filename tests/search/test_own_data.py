@@ -1,0 +1,267 @@
+"""A user's own images: a class-per-folder tree or an .npz, any channels, size and classes."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from budgetnas.search.cli import app
+from budgetnas.search.export import export_trial, import_module_from
+from budgetnas.search.runs import open_run
+from budgetnas.space.spec import ArchSpec, Conv, Head, Transition
+from budgetnas.trainers.data import DataConfig
+from budgetnas.trainers.recipe import TrainConfig
+from budgetnas.trainers.train import train
+from tests.helpers import cli_error, shapes_arrays, write_image_folder
+
+runner = CliRunner()
+
+QUICK = "--trials 2 --epochs 1 --batch-size 16 --device cpu --verify-seeds 0".split()
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    """The same 150 colour images (32x32, 5 classes) as a folder and as an .npz."""
+    root = tmp_path_factory.mktemp("shapes")
+    x, y = shapes_arrays()
+    folder = write_image_folder(root / "folder", x, y)
+    npz = root / "shapes.npz"
+    np.savez(npz, x=x, y=y)
+    return folder, npz, x, y
+
+
+@pytest.mark.parametrize("kind", ["folder", "npz"])
+def test_a_search_runs_on_three_channel_images_and_exports(shapes, tmp_path, kind):
+    folder, npz, x, y = shapes
+    data = folder if kind == "folder" else npz
+    run = tmp_path / "run"
+    args = ["search", "--data", str(data), "--budget", "25k", "--out", str(run), *QUICK]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    assert "has no test split: 15 of its images (10%, drawn with seed 0)" in result.stderr
+    cfg, study = open_run(run)
+    space = cfg.space_config
+    assert (space.in_channels, space.input_size, space.num_classes) == (3, 32, 5)
+    info = cfg.data.info
+    assert info.train_size == 135 and cfg.data.val_images == 14 and cfg.data.train_images == 121
+    train_x = x  # all 150, as written
+    assert 0 < info.mean < 1 and space.norm == (info.mean, info.std)
+    for t in study.trials:
+        if "spec" in t.user_attrs:
+            spec = ArchSpec.from_json(t.user_attrs["spec"])
+            assert (spec.in_channels, spec.input_size, spec.num_classes) == (3, 32, 5)
+    res = export_trial(run, out=tmp_path / "net.py")
+    net = import_module_from(tmp_path / "net.py").load()
+    images = torch.from_numpy(train_x[:8].transpose(0, 3, 1, 2)).float() / 255
+    with torch.no_grad():
+        assert net(images).shape == (8, 5)
+    assert 0 <= res.test_acc <= 1
+    pytest.importorskip("onnxruntime", reason="the deploy extra is not installed")
+    from budgetnas.search.deploy import onnx_logits
+
+    onnx = export_trial(run, out=tmp_path / "net.onnx", format="onnx", int8=True)
+    assert onnx.onnx.max_abs_diff < 1e-4
+    with torch.no_grad():
+        expected = net(images).numpy()
+    assert np.abs(onnx_logits(tmp_path / "net.onnx", images.numpy()) - expected).max() < 1e-4
+    assert onnx_logits(onnx.onnx.int8_path, images.numpy()).shape == (8, 5)
+
+
+def test_normalisation_is_computed_from_the_training_part(shapes):
+    _, npz, _, _ = shapes
+    cfg = DataConfig(path=str(npz))
+    x, _, xt, _ = cfg._parts()
+    assert len(x) == 135 and len(xt) == 15
+    pixels = x.astype(np.float64) / 255
+    assert cfg.info.mean == round(pixels.mean(), 4) and cfg.info.std == round(pixels.std(), 4)
+
+
+def _write_idx(path, array):
+    header = struct.pack(">I", 0x0800 | array.ndim) + b"".join(
+        struct.pack(">I", d) for d in array.shape
+    )
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def test_mnist_as_a_folder_and_as_an_npz_loads_as_the_built_in_loader(tmp_path, mnist_root):
+    """The same images three ways (MNIST's IDX files, an ImageFolder tree, an .npz): the same
+    counts, and with the same seed the same first-epoch loss. The images are the first 1,200
+    of MNIST sorted by label, so that a class-per-folder tree keeps their order."""
+    from budgetnas.trainers.data import load_test, load_train_val
+
+    full = load_train_val("mnist", data_dir=mnist_root, val_size=1)
+    test = load_test("mnist", data_dir=mnist_root)
+    images = torch.cat([full.train.x, full.val.x])[:1200]
+    labels = torch.cat([full.train.y, full.val.y])[:1200]
+    order = torch.sort(labels, stable=True).indices
+    x, y = images[order, 0].numpy(), labels[order].numpy()
+    xt, yt = test.x[:300, 0].numpy(), test.y[:300].numpy()
+    raw = tmp_path / "idx" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    _write_idx(raw / "train-images-idx3-ubyte", x)
+    _write_idx(raw / "train-labels-idx1-ubyte", y)
+    _write_idx(raw / "t10k-images-idx3-ubyte", xt)
+    _write_idx(raw / "t10k-labels-idx1-ubyte", yt)
+    np.savez(tmp_path / "mnist.npz", x=x, y=y, x_test=xt, y_test=yt)
+    write_image_folder(tmp_path / "folder" / "train", x, y, names=[str(i) for i in range(10)])
+    write_image_folder(tmp_path / "folder" / "test", xt, yt, names=[str(i) for i in range(10)])
+    configs = [
+        DataConfig(dataset="mnist", data_dir=str(tmp_path / "idx"), val_size=200),
+        DataConfig(path=str(tmp_path / "mnist.npz"), val_size=200),
+        DataConfig(path=str(tmp_path / "folder"), val_size=200),
+    ]
+    spec = ArchSpec(blocks=(Conv(8, pad=1), Transition(8), Conv(12)), head=Head())
+    recipe = TrainConfig(epochs=1, batch_size=64, seed=3)
+    seen = []
+    for cfg in configs:
+        data, held_out = cfg.load(), cfg.load_test()
+        info = cfg.info
+        counts = (len(data.train), len(data.val), len(held_out), info.num_classes)
+        shape = (info.in_channels, info.image_size)
+        seen.append((counts, shape, train(spec, data, recipe).loss_curve[0]))
+    assert seen[0][:2] == ((1000, 200, 300, 10), (1, 28))
+    assert seen[1] == seen[0] and seen[2] == seen[0]
+
+
+# ---- bad data: one line, nothing written -------------------------------------------------------
+
+
+def _bad(tmp_path, data, *extra):
+    out = tmp_path / "run"
+    args = ["search", "--data", str(data), "--budget", "25k", "--out", str(out), *QUICK, *extra]
+    line = cli_error(runner.invoke(app, args))
+    assert not out.exists()  # nothing half-written
+    return line
+
+
+def _png(path, array):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def test_an_empty_folder(tmp_path):
+    (tmp_path / "data").mkdir()
+    line = _bad(tmp_path, tmp_path / "data")
+    assert line.startswith(f"error: {tmp_path / 'data'} holds no images: put them in one folder")
+
+
+def test_a_one_class_folder(tmp_path):
+    _png(tmp_path / "data" / "cat" / "1.png", np.zeros((8, 8), np.uint8))
+    line = _bad(tmp_path, tmp_path / "data")
+    assert line == (
+        f"error: {tmp_path / 'data'} holds one class (cat); a classifier needs at least two "
+        "class folders"
+    )
+
+
+def test_mixed_sizes_are_named_and_resize_offered(tmp_path):
+    _png(tmp_path / "data" / "a" / "1.png", np.zeros((16, 16), np.uint8))
+    _png(tmp_path / "data" / "b" / "2.png", np.zeros((20, 20), np.uint8))
+    line = _bad(tmp_path, tmp_path / "data")
+    assert line == (
+        f"error: images in {tmp_path / 'data'} differ in size: 16x16 (a/1.png) and 20x20 "
+        "(b/2.png); pass --resize N to scale them all to N x N"
+    )
+    x, y = shapes_arrays(6, size=16, classes=2)
+    write_image_folder(tmp_path / "ok", x, y)
+    _png(tmp_path / "ok" / "class0" / "big.png", np.zeros((20, 20, 3), np.uint8))
+    out = tmp_path / "resized"
+    args = ["search", "--data", str(tmp_path / "ok"), "--resize", "16", "--budget", "25k"]
+    result = runner.invoke(app, [*args, "--out", str(out), *QUICK])
+    assert result.exit_code == 0, result.stderr
+    assert open_run(out)[0].space_config.input_size == 16
+
+
+def test_an_unreadable_file_is_named(tmp_path):
+    x, y = shapes_arrays(4, size=16, classes=2)
+    write_image_folder(tmp_path / "data", x, y)
+    (tmp_path / "data" / "class1" / "broken.png").write_bytes(b"not a png")
+    line = _bad(tmp_path, tmp_path / "data")
+    assert line.startswith(f"error: cannot read {tmp_path / 'data' / 'class1' / 'broken.png'}")
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"x": np.zeros((10, 8, 8), np.uint8)}, "lacks y: it needs x (uint8 images) and y"),
+        (
+            {"x": np.zeros((10, 8, 8), np.float32), "y": np.arange(10) % 2},
+            "x must hold uint8 pixels (0-255), it holds float32",
+        ),
+        (
+            {"x": np.zeros((10, 8, 8), np.uint8), "y": np.array([0, 1, 2, 5] * 2 + [0, 1])},
+            "labels must be 0..K-1 with every class present; found no image of class [3, 4]",
+        ),
+        (
+            {"x": np.zeros((10, 8, 8), np.uint8), "y": np.arange(10) % 2 - 1},
+            "labels must be 0..K-1 with every class present; found -1",
+        ),
+        (
+            {
+                "x": np.zeros((10, 8, 8), np.uint8),
+                "y": np.arange(10) % 2,
+                "x_test": np.zeros((2, 8, 8), np.uint8),
+                "y_test": np.array([0, 7]),
+            },
+            "y_test holds label 7, outside the training labels 0..1",
+        ),
+    ],
+    ids=["no y", "not uint8", "a class missing", "negative", "test label out of range"],
+)
+def test_bad_npz_files(tmp_path, arrays, message):
+    np.savez(tmp_path / "data.npz", **arrays)
+    line = _bad(tmp_path, tmp_path / "data.npz")
+    assert line.startswith(f"error: {tmp_path / 'data.npz'}") and message in line, line
+
+
+def test_torchvision_colour_sets_are_read_as_channels_first(tmp_path, monkeypatch):
+    """CIFAR-10 as torchvision holds it (N x 32 x 32 x 3 and a list of labels): read as
+    3 x 32 x 32 images, its own test part, normalisation from its training part."""
+    import torchvision.datasets as tvd
+
+    x, y = shapes_arrays(12, classes=5)
+
+    class FakeCIFAR10:
+        classes = ["a", "b", "c", "d", "e"]
+
+        def __init__(self, root, train, download):
+            self.data = x if train else x[:20]
+            self.targets = list(y if train else y[:20])
+
+    monkeypatch.setattr(tvd, "CIFAR10", FakeCIFAR10)
+    cfg = DataConfig(dataset="cifar10", data_dir=str(tmp_path))
+    info = cfg.info
+    assert (info.in_channels, info.image_size, info.num_classes) == (3, 32, 5)
+    assert cfg.test_note is None and len(cfg.load_test()) == 20
+    data = cfg.load()
+    assert data.train.x.shape[1:] == (3, 32, 32)
+    first = data.val.x[0].permute(1, 2, 0)  # back to height x width x channels
+    assert any(torch.equal(first, torch.from_numpy(image)) for image in x)
+
+
+def test_a_torchvision_set_not_on_disk_is_one_line(tmp_path):
+    line = cli_error(
+        runner.invoke(
+            app,
+            [
+                "search",
+                "--dataset",
+                "cifar10",
+                "--data-dir",
+                str(tmp_path),
+                "--budget",
+                "25k",
+                "--out",
+                str(tmp_path / "run"),
+                *QUICK,
+            ],
+        )
+    )
+    assert line.startswith(f"error: cifar10: could not read it from {tmp_path} (")
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,329 @@
+"""A user's own images, and torchvision's other small data sets, as uint8 arrays.
+
+``read_source(kind, path, resize=...)`` returns every image of a data set, decoded once, as
+uint8 (N, C, H, W) with int64 labels, for the training part and (when the data holds one) the
+test part:
+
+- ``folder``: an image-classification folder in torchvision's ``ImageFolder`` layout, one
+  sub-folder per class (``DATA/cat/001.png``), or ``DATA/train/<class>/...`` and
+  ``DATA/test/<class>/...`` for a given test split;
+- ``npz``: a NumPy ``.npz`` file with ``x`` (uint8, N x H x W or N x H x W x C) and ``y``
+  (integer labels 0..K-1), optionally ``x_test`` and ``y_test``;
+- ``cifar10``, ``svhn``, ``emnist``: torchvision's classes, read from ``--data-dir`` when
+  they are on disk.
+
+Anything wrong with the data is a ``DataError`` with one line that names the file or the
+key and says what to do; nothing is read half.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm")
+TORCHVISION_OTHERS = {  # name -> (torchvision class, how a split is asked for)
+    "cifar10": ("CIFAR10", "train"),
+    "svhn": ("SVHN", "split"),
+    "emnist": ("EMNIST", "train"),  # the "balanced" split: 47 classes
+}
+
+
+class SourceError(ValueError):
+    """The data cannot be used as it is; the message says why and what to do."""
+
+
+@dataclass
+class Arrays:
+    """A data set as read: training images and labels, the test part when the data has one."""
+
+    x: np.ndarray  # (N, C, H, W) uint8
+    y: np.ndarray  # (N,) int64
+    x_test: np.ndarray | None
+    y_test: np.ndarray | None
+    classes: list[str]
+
+
+def _resize(image, size: int):
+    from PIL import Image
+
+    return image.resize((size, size), Image.BILINEAR)
+
+
+def _scan_folder(root: Path) -> list[tuple[str, list[Path]]]:
+    classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    return [
+        (
+            d.name,
+            sorted(
+                f
+                for f in d.rglob("*")
+                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
+            ),
+        )
+        for d in classes
+    ]
+
+
+def _read_images(files: list[Path], root: Path, resize: int | None) -> tuple[np.ndarray, int]:
+    """Decode ``files`` to (N, C, H, W) uint8: grayscale when every image is, RGB otherwise."""
+    from PIL import Image, UnidentifiedImageError
+
+    images, modes = [], set()
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                im.load()
+                modes.add("L" if im.mode in ("1", "L", "I", "I;16", "F") else "RGB")
+                images.append((f, im.copy()))
+        except (UnidentifiedImageError, OSError, ValueError) as err:
+            raise SourceError(
+                f"cannot read {f} as an image ({type(err).__name__}: {err}); remove it or "
+                "replace it with a readable file"
+            ) from None
+    mode = "L" if modes == {"L"} else "RGB"
+    sizes: dict[tuple[int, int], Path] = {}
+    for f, im in images:
+        sizes.setdefault(im.size, f)
+    if resize is None:
+        if len(sizes) > 1:
+            (a, fa), (b, fb) = list(sizes.items())[:2]
+            raise SourceError(
+                f"images in {root} differ in size: {a[0]}x{a[1]} ({fa.relative_to(root)}) and "
+                f"{b[0]}x{b[1]} ({fb.relative_to(root)}); pass --resize N to scale them all "
+                "to N x N"
+            )
+        ((w, h),) = sizes
+        if w != h:
+            f = next(iter(sizes.values()))
+            raise SourceError(
+                f"images in {root} are {w}x{h}, not square ({f.relative_to(root)}); pass "
+                f"--resize N to scale them to N x N"
+            )
+    arrays = []
+    for _, im in images:
+        im = im.convert(mode)
+        if resize is not None and im.size != (resize, resize):
+            im = _resize(im, resize)
+        a = np.asarray(im, dtype=np.uint8)
+        arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+    return np.stack(arrays), 1 if mode == "L" else 3
+
+
+def _labelled(root: Path, resize: int | None, what: str) -> tuple[np.ndarray, np.ndarray, list]:
+    if not root.is_dir():
+        raise SourceError(f"{what} folder {root} does not exist")
+    classes = [(name, files) for name, files in _scan_folder(root) if files]
+    if not classes:
+        raise SourceError(
+            f"{root} holds no images: put them in one folder per class "
+            f"({root}/cat/001.png, {root}/dog/001.png, ...; {', '.join(IMAGE_SUFFIXES)})"
+        )
+    if len(classes) == 1:
+        raise SourceError(
+            f"{root} holds one class ({classes[0][0]}); a classifier needs at least two class "
+            "folders"
+        )
+    files = [f for _, fs in classes for f in fs]
+    labels = np.concatenate(
+        [np.full(len(fs), i, dtype=np.int64) for i, (_, fs) in enumerate(classes)]
+    )
+    x, _ = _read_images(files, root, resize)
+    return x, labels, [name for name, _ in classes]
+
+
+def read_folder(path: Path, *, resize: int | None = None) -> Arrays:
+    """An ``ImageFolder`` tree; ``train/`` and ``test/`` sub-folders when present."""
+    path = Path(path)
+    if not path.is_dir():
+        raise SourceError(f"data folder {path} does not exist")
+    train, test = path / "train", path / "test"
+    if train.is_dir() and test.is_dir():
+        x, y, classes = _labelled(train, resize, "training")
+        xt, yt, test_classes = _labelled(test, resize, "test")
+        unknown = sorted(set(test_classes) - set(classes))
+        if unknown:
+            raise SourceError(
+                f"{test} has class folders the training folder lacks: {', '.join(unknown)}"
+            )
+        yt = np.array([classes.index(test_classes[i]) for i in yt], dtype=np.int64)
+        if xt.shape[1:] != x.shape[1:]:
+            raise SourceError(
+                f"test images are {_shape(xt)}, training images {_shape(x)}; pass --resize N"
+            )
+        return Arrays(x, y, xt, yt, classes)
+    x, y, classes = _labelled(path, resize, "data")
+    return Arrays(x, y, None, None, classes)
+
+
+def _shape(x: np.ndarray) -> str:
+    return f"{x.shape[1]}x{x.shape[2]}x{x.shape[3]} (channels x height x width)"
+
+
+def _npz_images(data, key: str, path: Path, resize: int | None) -> np.ndarray:
+    x = data[key]
+    if x.dtype != np.uint8:
+        raise SourceError(
+            f"{path}: {key} must hold uint8 pixels (0-255), it holds {x.dtype}; convert with "
+            f"(x * 255).round().astype('uint8') if it is in [0, 1]"
+        )
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[-1] in (1, 3):
+        x = x.transpose(0, 3, 1, 2)
+    else:
+        raise SourceError(
+            f"{path}: {key} must be N x H x W or N x H x W x C (C 1 or 3), it is "
+            f"{' x '.join(map(str, x.shape))}"
+        )
+    h, w = x.shape[2:]
+    if resize is not None and (h, w) != (resize, resize):
+        import torch
+        import torch.nn.functional as F
+
+        t = F.interpolate(
+            torch.from_numpy(x).float(), size=(resize, resize), mode="bilinear", antialias=True
+        )
+        x = t.round().clamp(0, 255).to(torch.uint8).numpy()
+    elif h != w:
+        raise SourceError(f"{path}: {key} images are {h}x{w}, not square; pass --resize N")
+    return np.ascontiguousarray(x)
+
+
+def _npz_labels(data, key: str, n: int, path: Path) -> np.ndarray:
+    y = data[key]
+    if y.ndim != 1 or len(y) != n or not np.issubdtype(y.dtype, np.integer):
+        raise SourceError(
+            f"{path}: {key} must be {n} integer labels (one per image), it is "
+            f"{y.dtype} of shape {tuple(y.shape)}"
+        )
+    return y.astype(np.int64)
+
+
+def read_npz(path: Path, *, resize: int | None = None) -> Arrays:
+    path = Path(path)
+    if not path.is_file():
+        raise SourceError(f"data file {path} does not exist")
+    try:
+        data = np.load(path, allow_pickle=False)
+        keys = set(data.files)
+    except Exception as err:  # not an npz, truncated, pickled objects...
+        raise SourceError(f"cannot read {path} as a NumPy .npz file: {err}") from None
+    missing = [k for k in ("x", "y") if k not in keys]
+    if missing:
+        raise SourceError(
+            f"{path} lacks {' and '.join(missing)}: it needs x (uint8 images) and y (labels), "
+            f"and may hold x_test and y_test; it has {', '.join(sorted(keys)) or 'nothing'}"
+        )
+    x = _npz_images(data, "x", path, resize)
+    y = _npz_labels(data, "y", len(x), path)
+    classes = int(y.max()) + 1 if len(y) else 0
+    present = np.unique(y)
+    if len(y) == 0:
+        raise SourceError(f"{path}: x holds no images")
+    if y.min() < 0 or len(present) != classes:
+        gaps = sorted(set(range(classes)) - set(present.tolist()))[:5]
+        found = f"{int(y.min())}" if y.min() < 0 else f"no image of class {gaps}"
+        raise SourceError(
+            f"{path}: labels must be 0..K-1 with every class present; found {found} "
+            f"(labels {int(y.min())}..{int(y.max())})"
+        )
+    if classes < 2:
+        raise SourceError(f"{path}: every label is {int(y[0])}; a classifier needs two classes")
+    if ("x_test" in keys) != ("y_test" in keys):
+        raise SourceError(f"{path} has one of x_test and y_test; give both or neither")
+    xt = yt = None
+    if "x_test" in keys:
+        xt = _npz_images(data, "x_test", path, resize)
+        yt = _npz_labels(data, "y_test", len(xt), path)
+        if xt.shape[1:] != x.shape[1:]:
+            raise SourceError(f"{path}: x_test images are {_shape(xt)}, x images {_shape(x)}")
+        if len(yt) and (yt.min() < 0 or yt.max() >= classes):
+            raise SourceError(
+                f"{path}: y_test holds label {int(yt.min() if yt.min() < 0 else yt.max())}, "
+                f"outside the training labels 0..{classes - 1}"
+            )
+    return Arrays(x, y, xt, yt, [str(i) for i in range(classes)])
+
+
+def read_torchvision(name: str, root: Path, *, download: bool = False) -> Arrays:
+    """CIFAR-10, SVHN or EMNIST (balanced) from ``root`` in torchvision's layout."""
+    import torchvision.datasets as tvd
+
+    cls_name, how = TORCHVISION_OTHERS[name]
+    cls = getattr(tvd, cls_name)
+
+    def part(train: bool):
+        kwargs = {"split": "train" if train else "test"} if how == "split" else {"train": train}
+        if name == "emnist":
+            kwargs["split"] = "balanced"
+        try:
+            return cls(root=str(root), download=download, **kwargs)
+        except Exception as err:  # missing files, scipy missing for SVHN, ...
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            hint = "" if download else " (or pass --download on a machine that is online)"
+            raise SourceError(
+                f"{name}: could not read it from {root} ({reason}); put torchvision's files "
+                f"there or point --data-dir at their root{hint}"
+            ) from None
+
+    out, classes = [], []
+    for train in (True, False):
+        ds = part(train)
+        classes = [str(c) for c in getattr(ds, "classes", [])]
+        x = np.asarray(ds.data)
+        if x.ndim == 3:
+            x = x[:, None]
+        elif x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+            x = x.transpose(0, 3, 1, 2)
+        labels = getattr(ds, "targets", None)
+        if labels is None:
+            labels = ds.labels
+        out.append((np.ascontiguousarray(x, dtype=np.uint8), np.asarray(labels, dtype=np.int64)))
+    (x, y), (xt, yt) = out
+    return Arrays(x, y, xt, yt, classes or [str(i) for i in range(int(y.max()) + 1)])
+
+
+def signature(kind: str, path: str | None) -> tuple:
+    """What identifies a read: the path and, for a folder or a file, its size and times (a
+    changed file is read again)."""
+    if path is None:
+        return (kind,)
+    p = Path(path)
+    if p.is_file():
+        st = p.stat()
+        return (kind, str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if p.is_dir():
+        stamps = [(str(f), f.stat().st_mtime_ns) for f in sorted(p.rglob("*")) if f.is_file()]
+        return (kind, str(p.resolve()), len(stamps), hash(tuple(stamps)))
+    return (kind, str(p))
+
+
+_CACHE: dict[tuple, Arrays] = {}
+
+
+def read_source(
+    kind: str,
+    path: str | None,
+    *,
+    resize: int | None = None,
+    root: str | os.PathLike | None = None,
+    download: bool = False,
+) -> Arrays:
+    """The data set ``kind`` (folder, npz, or a torchvision name), decoded once per process."""
+    key = (*signature(kind, path), resize, str(root))
+    if key not in _CACHE:
+        if kind == "folder":
+            arrays = read_folder(Path(path), resize=resize)
+        elif kind == "npz":
+            arrays = read_npz(Path(path), resize=resize)
+        else:
+            if resize is not None:
+                raise SourceError(f"--resize is for a folder or an .npz, not {kind}")
+            arrays = read_torchvision(kind, Path(root), download=download)
+        _CACHE.clear()  # one data set at a time is what a process uses
+        _CACHE[key] = arrays
+    return _CACHE[key]
