@@ -213,6 +213,13 @@ def search(
         "Seed networks trained in the study with its recipe, data and seeds, as yardsticks: "
         "all, none, or zoo keys such as 001,004 (those under a cap) [default: all]."
     ),
+    space: str | None = _opt(
+        "The search space: a space file (TOML; budgetnas space --show prints the default, to "
+        "copy and edit) or a shipped one by name: default, rich (adds depthwise-separable and "
+        "inverted-residual layers, 5x5 kernels, squeeze-excitation, strided transitions) "
+        "[default: default].",
+        "--space",
+    ),
     search_recipe: bool | None = _opt(
         "Also search lr, label smoothing, dropout and augmentation strength "
         "[default: no-search-recipe].",
@@ -241,6 +248,8 @@ def search(
     given = {k: v for k, v in locals().items() if v is not None and k not in ("resume", "quiet")}
     if "data" in given:
         given["path"] = given.pop("data")
+    if "space" in given:
+        given["space_file"] = given.pop("space")
     cfg: SearchConfig | None = None
     with _user_errors():
         if budget_time is not None:
@@ -549,6 +558,34 @@ def count(
 
 def _kb(n: int) -> str:
     return f"{n / 1024:.1f} KB"
+
+
+@app.command()
+def space(
+    file: Path | None = typer.Argument(
+        None, help="A space file to check [default: none, with --show: print a shipped one]."
+    ),
+    show: bool = typer.Option(
+        False, "--show", help="Print the default space file (to copy and edit)."
+    ),
+    rich: bool = typer.Option(False, "--rich", help="With --show: the rich space instead."),
+) -> None:
+    """The search space as a file: print the default (--show), or check an edited one."""
+    from budgetnas.space.spacefile import differences_from_default, read, shipped_text, space_config
+
+    with _user_errors():
+        if file is None:
+            if not show:
+                raise SearchError("give a space file to check, or --show to print the default")
+            typer.echo(shipped_text("rich" if rich else "default"), nl=False)
+            return
+        settings = read(file)
+        cfg = space_config(settings, {}, name=f"space file {file}")
+    changed = differences_from_default(cfg)
+    same = (
+        "the default space" if not changed else f"differs from the default in: {', '.join(changed)}"
+    )
+    typer.echo(f"{file}: a valid space; {same}")
 
 
 @app.command()

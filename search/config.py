@@ -22,6 +22,8 @@ from budgetnas.search.schedule import Schedule, plan_rungs
 from budgetnas.search.storage import journal_url
 from budgetnas.space.count import count_params
 from budgetnas.space.sample import Limits, SpaceConfig, smallest_costs
+from budgetnas.space.spacefile import SHIPPED, space_config
+from budgetnas.space.spacefile import read as read_space
 from budgetnas.space.spec import ArchSpec
 from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.data import DataConfig, default_data_dir
@@ -313,7 +315,8 @@ def new_config(*, out: str | Path, caps: tuple[int, ...], **options: Any) -> Sea
 
     Options not given take the library's defaults: the data's, the recipe's for the epoch
     budget (one epoch has its own), the search's. ``augment`` is a strength (see
-    ``AugmentConfig.scaled``); ``seed`` seeds both the sampler and the training runs.
+    ``AugmentConfig.scaled``); ``seed`` seeds both the sampler and the training runs;
+    ``space_file``: a space file, or the name of a shipped one (``default``, ``rich``).
     """
     given = {k: v for k, v in options.items() if v is not None}
     if ("budget_time" in given or "budget_epochs" in given) and "trials" not in given:
@@ -327,13 +330,27 @@ def new_config(*, out: str | Path, caps: tuple[int, ...], **options: Any) -> Sea
         recipe["augment"] = AugmentConfig.scaled(float(recipe["augment"]))
     if "seed" in given:
         recipe["seed"] = given["seed"]
+    space_file = given.pop("space_file", None)
     unknown = sorted(set(given) - {f.name for f in fields(SearchConfig)})
     if unknown:
         raise TypeError(f"unknown search option(s): {', '.join(unknown)}")
+    data_cfg = DataConfig(**data)
+    if space_file is not None:
+        info = data_cfg.info
+        images = {
+            "in_channels": info.in_channels,
+            "input_size": info.image_size,
+            "num_classes": info.num_classes,
+            "norm": (info.mean, info.std),
+        }
+        name = (
+            f"the {space_file} space" if str(space_file) in SHIPPED else f"space file {space_file}"
+        )
+        given["space"] = space_config(read_space(space_file), images, name=name)
     return SearchConfig(
         out=str(Path(out).resolve()),
         caps=tuple(caps),
-        data=DataConfig(**data),
+        data=data_cfg,
         recipe=default_recipe(**recipe),
         **given,
     )

@@ -42,6 +42,8 @@ OPS = [
     "AveragePool",
     "GlobalAveragePool",
     "Add",
+    "Mul",
+    "Sigmoid",
     "Flatten",
     "Reshape",
 ]

@@ -39,7 +39,21 @@ class Residual(nn.Module):
         return self.body(x) + shortcut
 
 
+class SqueezeExcite(nn.Module):
+    """Squeeze-excitation: ``x`` times a per-channel gate computed from ``x``."""
+
+    def __init__(self, gate: nn.Module) -> None:
+        super().__init__()
+        self.gate = gate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)  # (B, C, H, W) * (B, C, 1, 1)
+
+
 def make(layer: Layer) -> nn.Module:
+    if layer.op == "SqueezeExcite":
+        (gate,) = layer.args
+        return SqueezeExcite(nn.Sequential(*map(make, gate)))
     if layer.op == "Residual":
         body, shortcut = layer.args
         return Residual(

@@ -22,14 +22,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from budgetnas.space.blocks import Layer, conv_out_size, pool_out_size
+from budgetnas.space.blocks import Layer, pool_out_size
 from budgetnas.space.spec import ArchSpec, SpecError
 
 FLOAT32, INT8 = 4, 1  # bytes per element
 
 Shape = tuple[int, ...]
 ALIASES = ("Dropout", "Flatten", "Identity")  # return their input (or a view of it)
-SAME_SHAPE = ("BatchNorm2d", "ReLU", "GELU")
+SAME_SHAPE = ("BatchNorm2d", "ReLU", "GELU", "Sigmoid")
 FUSING = ("Conv2d", "Linear")  # fuse the BatchNorm (convolutions) and the ReLU after them
 
 
@@ -71,7 +71,12 @@ def out_shape(layer: Layer, shape: Shape) -> Shape:
     if op == "Conv2d":
         c, h, w = shape
         k, pad = _kw(layer, "kernel_size", 1), _kw(layer, "padding", 0)
-        return layer.args[1], conv_out_size(h, k, pad), conv_out_size(w, k, pad)
+        stride = _kw(layer, "stride", 1)
+        return (
+            layer.args[1],
+            (h + 2 * pad - k) // stride + 1,
+            (w + 2 * pad - k) // stride + 1,
+        )
     if op == "MaxPool2d":
         c, h, w = shape
         ceil = _kw(layer, "ceil_mode", False)
@@ -120,6 +125,9 @@ class _Run:
         if layer.op == "Residual":
             self.residual(*layer.args)
             return
+        if layer.op == "SqueezeExcite":
+            self.squeeze_excite(*layer.args)
+            return
         shape = out_shape(layer, self.shape)
         if layer.op in ALIASES:  # nothing new is written
             self._live(self.size)
@@ -128,6 +136,23 @@ class _Run:
         out = _numel(shape)
         self._live(self.size, out)
         self.shape, self.size = shape, out
+
+    def squeeze_excite(self, gate: tuple[Layer, ...]) -> None:
+        """x is kept while its gate is computed from it (a global pool, then tensors of C
+        values), then x times the gate is written while both are read."""
+        x_shape, x = self.shape, self.size
+        held = self.held
+        first, *rest = fused(gate)
+        shape = out_shape(first, x_shape)
+        out = _numel(shape)
+        self._live(x, out)  # the pool reads x
+        self.held, self.shape, self.size = held + x, shape, out  # x waits for the product
+        for layer in rest:
+            self.layer(layer)
+        gate_out = self.size
+        self.held = held
+        self._live(x, gate_out, x)  # the product is written while x and the gate are read
+        self.shape, self.size = x_shape, x
 
     def residual(self, body: tuple[Layer, ...], shortcut: tuple[Layer, ...]) -> None:
         x_shape, x = self.shape, self.size

@@ -10,16 +10,21 @@ import inspect
 import pprint
 
 from budgetnas.space.blocks import Layer
-from budgetnas.space.build import Residual, plan
+from budgetnas.space.build import Residual, SqueezeExcite, plan
 from budgetnas.space.count import analyze
 from budgetnas.space.spec import ArchSpec
 
 # The exported module defines the same composite as ``space.build``: its source, not a copy.
 _RESIDUAL_CLASS = "\n\n" + inspect.getsource(Residual)
+_SE_CLASS = "\n\n" + inspect.getsource(SqueezeExcite)
 
 
 def _layer_source(layer: Layer, indent: int) -> str:
     pad = " " * indent
+    if layer.op == "SqueezeExcite":
+        (gate,) = layer.args
+        inner = "".join(_layer_source(g, indent + 8) for g in gate)
+        return f"{pad}SqueezeExcite(\n{pad}    nn.Sequential(\n{inner}{pad}    ),\n{pad}),\n"
     if layer.op == "Residual":
         body, shortcut = layer.args
         inner = "".join(_layer_source(b, indent + 8) for b in body)
@@ -36,8 +41,8 @@ def _layer_source(layer: Layer, indent: int) -> str:
     return f"{pad}nn.{layer.op}({', '.join(args)}),\n"
 
 
-def _uses_residual(layers: list[Layer]) -> bool:
-    return any(layer.op == "Residual" for layer in layers)
+def _uses(layers: list[Layer], op: str) -> bool:
+    return any(layer.op == op for layer in layers)
 
 
 def render(spec: ArchSpec, *, doc: str = "") -> str:
@@ -78,8 +83,10 @@ def render(spec: ArchSpec, *, doc: str = "") -> str:
         f"SPEC = {spec_src}",
     ]
     src = "\n".join(lines) + "\n"
-    if _uses_residual(features):
+    if _uses(features, "Residual"):
         src += _RESIDUAL_CLASS
+    if _uses(features, "SqueezeExcite"):
+        src += _SE_CLASS
     src += (
         "\n\nclass Net(nn.Module):\n"
         "    def __init__(self) -> None:\n"

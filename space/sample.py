@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
+from budgetnas.space.blocks import MBConv, SepConv, SqueezeExcite, StridedConv
 from budgetnas.space.count import analyze, count_params
 from budgetnas.space.memory import activation_memory
 from budgetnas.space.spec import ArchSpec, Conv, Head, Residual, SpecError, Transition
@@ -30,7 +31,7 @@ class Suggester(Protocol):
 
 
 class _Recorded:
-    """Serves suggestions from values drawn earlier (the second pass of ``flat``)."""
+    """Serves suggestions from values drawn earlier (``flat``: every one drawn up front)."""
 
     def __init__(self, values: dict[str, Any]) -> None:
         self.values = values
@@ -43,28 +44,6 @@ class _Recorded:
 
     def suggest_categorical(self, name: str, choices: Any) -> Any:
         return self.values[name]
-
-
-class _Widest:
-    """The first pass of ``flat``: every suggestion goes to the trial (and is recorded), but
-    the walk continues as if each choice opened as much of the space as it can (an integer
-    at its high end, a categorical at its last choice), so every parameter is suggested."""
-
-    def __init__(self, trial: Suggester) -> None:
-        self.trial = trial
-        self.values: dict[str, Any] = {}
-
-    def suggest_int(self, name: str, low: int, high: int) -> int:
-        self.values[name] = self.trial.suggest_int(name, low, high)
-        return high
-
-    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float:
-        self.values[name] = self.trial.suggest_float(name, low, high, log=log)
-        return self.values[name]
-
-    def suggest_categorical(self, name: str, choices: Any) -> Any:
-        self.values[name] = self.trial.suggest_categorical(name, choices)
-        return choices[-1]
 
 
 class Rejected(Exception):
@@ -106,9 +85,20 @@ class Limits:
         return None
 
 
+BLOCKS = ("conv", "sepconv", "mbconv")  # what a stage's layers can be
+TRANSITIONS = ("pool", "strided")  # max-pool + 1x1 conv, or a strided conv
+HEADS = ("gap", "conv3_gap")
+KERNELS = (1, 3, 5, 7)
+
+
 @dataclass(frozen=True)
 class SpaceConfig:
-    """What the space may produce; the defaults suit 28x28 inputs and 2K-100K budgets."""
+    """What the space may produce; the defaults are the space the search had before the space
+    was a file, and suit 28x28 inputs and 2K-100K budgets.
+
+    The image settings (``in_channels`` .. ``norm``) come from the data. The rest is what a
+    space file holds (``space.spacefile``): ranges (``[low, high]``) and lists of choices; a
+    list of one choice is a fixed setting, not a suggestion the sampler makes."""
 
     in_channels: int = 1
     input_size: int = 28
@@ -116,6 +106,19 @@ class SpaceConfig:
     norm: tuple[float, float] = (0.1307, 0.3081)
     min_size_fraction: float = 0.3  # smallest target, as a fraction of the budget
     dropout: float = 0.0
+    stages: tuple[int, int] = (2, 3)  # resolution stages, a range
+    convs: tuple[int, int] = (1, 3)  # layers per stage, a range
+    blocks: tuple[str, ...] = ("conv",)  # a stage's layers: conv, sepconv or mbconv
+    kernels: tuple[int, ...] = (3,)  # kernel sizes of a stage's layers
+    width: tuple[float, float] = (8.0, 32.0)  # relative layer width, log-uniform
+    padding: tuple[int, ...] = (0, 1)  # 0: valid, 1: same
+    residual: tuple[bool, ...] = (False, True)  # a shortcut around a same-padded stage
+    expand: tuple[int, ...] = (4,)  # mbconv expansion ratios
+    se: tuple[bool, ...] = (False,)  # squeeze-excitation after a stage
+    transitions: tuple[str, ...] = ("pool",)  # between stages: pool or strided
+    transition_width: tuple[float, float] = (4.0, 24.0)
+    pool_first: tuple[bool, ...] = (True, False)  # pool transition: pool then 1x1, or after
+    heads: tuple[str, ...] = HEADS
 
     def __post_init__(self) -> None:
         if not 0 < self.min_size_fraction <= 1:
@@ -124,38 +127,118 @@ class SpaceConfig:
             )
         if not 0 <= self.dropout < 1:
             raise SpecError(f"space: dropout must be in [0, 1), got {self.dropout}")
+        for name in ("stages", "convs"):
+            low, high = _pair(self, name, int)
+            if not 1 <= low <= high or (name == "stages" and not 2 <= low <= high <= 4):
+                limits = "2 <= low <= high <= 4" if name == "stages" else "1 <= low <= high"
+                raise SpecError(
+                    f"space: {name} must be [low, high] with {limits}, got {[low, high]}"
+                )
+            if name == "convs" and high > 6:
+                raise SpecError(f"space: convs may go up to 6 per stage, got {high}")
+        for name in ("width", "transition_width"):
+            low, high = _pair(self, name, float)
+            if not 0 < low <= high:
+                raise SpecError(f"space: {name} must be [low, high] with 0 < low <= high")
+        _choices(self, "blocks", BLOCKS)
+        _choices(self, "kernels", KERNELS)
+        _choices(self, "padding", (0, 1))
+        _choices(self, "residual", (False, True))
+        _choices(self, "expand", tuple(range(1, 9)))
+        _choices(self, "se", (False, True))
+        _choices(self, "transitions", TRANSITIONS)
+        _choices(self, "pool_first", (True, False))
+        _choices(self, "heads", HEADS)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["norm"] = list(self.norm)
-        return d
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SpaceConfig:
-        return cls(**{**data, "norm": tuple(data.get("norm", cls.norm))})
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**kwargs)
+
+
+def _pair(cfg: SpaceConfig, name: str, kind: type) -> tuple:
+    value = getattr(cfg, name)
+    if (
+        not isinstance(value, tuple)
+        or len(value) != 2
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        or (kind is int and not all(float(v).is_integer() for v in value))
+    ):
+        raise SpecError(f"space: {name} must be a range [low, high], got {value!r}")
+    return value
+
+
+def _choices(cfg: SpaceConfig, name: str, allowed: tuple) -> None:
+    value = getattr(cfg, name)
+    if not isinstance(value, tuple) or not value:
+        raise SpecError(f"space: {name} must be a non-empty list of choices, got {value!r}")
+    for v in value:
+        if v not in allowed or isinstance(v, bool) != isinstance(allowed[0], bool):
+            known = ", ".join(map(str, allowed))
+            raise SpecError(f"space: {name}: {v!r} is not one of {known}")
+    if len(set(value)) != len(value):
+        raise SpecError(f"space: {name} lists a choice twice: {list(value)}")
+
+
+def _choose(trial: Suggester, name: str, choices: tuple) -> Any:
+    """A categorical suggestion when there is a choice; the setting itself when there is one."""
+    return trial.suggest_categorical(name, list(choices)) if len(choices) > 1 else choices[0]
+
+
+@dataclass(frozen=True)
+class _Stage:
+    kind: str  # conv, sepconv, mbconv
+    k: int
+    convs: tuple[tuple[float, int], ...]  # (relative width, pad) per layer
+    residual: bool
+    se: bool
+    expand: int
 
 
 @dataclass(frozen=True)
 class _Skeleton:
     """A sampled structure with relative widths; ``at(scale)`` gives a spec."""
 
-    stages: tuple[tuple[tuple[float, int], ...], ...]  # per stage: (weight, pad) per conv
-    residual: tuple[bool, ...]
-    transitions: tuple[tuple[float, bool], ...]  # (weight, pool_first) between stages
+    stages: tuple[_Stage, ...]
+    transitions: tuple[tuple[str, float, bool], ...]  # (kind, relative width, pool_first)
     head_k: int
     cfg: SpaceConfig
+
+    def relaxed(self, **changes: Any) -> _Skeleton:
+        return replace(self, **changes)
 
     def at(self, scale: float) -> ArchSpec:
         def width(weight: float) -> int:
             return max(MIN_WIDTH, min(MAX_WIDTH, round(scale * weight)))
 
         blocks: list[Any] = []
-        for s, convs in enumerate(self.stages):
-            layer = tuple(Conv(width(w), pad=pad, dropout=self.cfg.dropout) for w, pad in convs)
-            blocks += [Residual(layer, proj=True)] if self.residual[s] else list(layer)
+        for s, st in enumerate(self.stages):
+            if st.kind == "mbconv":
+                w = width(st.convs[0][0])  # a stage of inverted residuals has one width
+                blocks += [
+                    MBConv(w, k=st.k, expand=st.expand, skip=st.residual and j > 0)
+                    for j in range(len(st.convs))
+                ]
+            else:
+                layer = tuple(
+                    Conv(width(w), k=st.k, pad=pad * (st.k // 2), dropout=self.cfg.dropout)
+                    if st.kind == "conv"
+                    else SepConv(width(w), k=st.k, pad=pad * (st.k // 2))
+                    for w, pad in st.convs
+                )
+                blocks += [Residual(layer, proj=True)] if st.residual else list(layer)
+            if st.se:
+                blocks.append(SqueezeExcite())
             if s < len(self.transitions):
-                w, pool_first = self.transitions[s]
-                blocks.append(Transition(width(w), pool_first=pool_first))
+                kind, w, pool_first = self.transitions[s]
+                blocks.append(
+                    Transition(width(w), pool_first=pool_first)
+                    if kind == "pool"
+                    else StridedConv(width(w))
+                )
         head = Head(kind="conv_gap", k=3, bias=False) if self.head_k == 3 else Head(kind="fc")
         return ArchSpec(
             blocks=tuple(blocks),
@@ -167,31 +250,73 @@ class _Skeleton:
         )
 
 
+def _suggest_everything(trial: Suggester, cfg: SpaceConfig) -> dict[str, Any]:
+    """Every parameter ``_sample_skeleton`` can ask for, asked for once each, in a fixed order
+    (the deepest structure's), under the same names and distributions."""
+    values: dict[str, Any] = {"stages": trial.suggest_int("stages", *cfg.stages)}
+
+    def choose(name: str, choices: tuple) -> None:
+        if len(choices) > 1:
+            values[name] = trial.suggest_categorical(name, list(choices))
+
+    for s in range(cfg.stages[1]):
+        values[f"s{s}_convs"] = trial.suggest_int(f"s{s}_convs", *cfg.convs)
+        for name, choices in (
+            (f"s{s}_pad", cfg.padding),
+            (f"s{s}_res", cfg.residual),
+            (f"s{s}_block", cfg.blocks),
+            (f"s{s}_k", cfg.kernels),
+        ):
+            choose(name, choices)
+        for j in range(cfg.convs[1]):
+            values[f"s{s}_w{j}"] = trial.suggest_float(f"s{s}_w{j}", *cfg.width, log=True)
+        choose(f"s{s}_se", cfg.se)
+        choose(f"s{s}_e", cfg.expand)
+        if s < cfg.stages[1] - 1:
+            values[f"t{s}_w"] = trial.suggest_float(f"t{s}_w", *cfg.transition_width, log=True)
+            choose(f"t{s}_kind", cfg.transitions)
+            choose(f"t{s}_pool_first", cfg.pool_first)
+    choose("head", cfg.heads)
+    return values
+
+
 def _sample_skeleton(trial: Suggester, cfg: SpaceConfig) -> _Skeleton:
-    n_stages = trial.suggest_int("stages", 2, 3)
+    """The suggestions a space asks for, in a fixed order and under fixed names: the space
+    of the defaults asks for exactly what the search asked for before the space was a file
+    (a setting with one choice is not asked for), so the same seed gives the same candidates."""
+    n_stages = trial.suggest_int("stages", *cfg.stages)
     size = cfg.input_size
-    stages, residual, transitions = [], [], []
+    stages, transitions = [], []
     for s in range(n_stages):
-        n_convs = trial.suggest_int(f"s{s}_convs", 1, 3)
-        pad = trial.suggest_categorical(f"s{s}_pad", [0, 1])
-        res = trial.suggest_categorical(f"s{s}_res", [False, True]) if pad == 1 else False
+        n_convs = trial.suggest_int(f"s{s}_convs", *cfg.convs)
+        pad = _choose(trial, f"s{s}_pad", cfg.padding)
+        res = _choose(trial, f"s{s}_res", cfg.residual) if pad == 1 else False
+        kind = _choose(trial, f"s{s}_block", cfg.blocks)
+        k = _choose(trial, f"s{s}_k", cfg.kernels)
         convs = []
         for j in range(n_convs):
-            weight = trial.suggest_float(f"s{s}_w{j}", 8.0, 32.0, log=True)
+            weight = trial.suggest_float(f"s{s}_w{j}", *cfg.width, log=True)
+            if kind == "mbconv":  # same-size layers
+                convs.append((weight, 1))
+                continue
             # A valid conv that would leave less than a 3x3 map is padded instead.
-            p = 1 if pad == 1 or size - 2 < 3 else 0
-            size -= 2 * (1 - p)
+            p = 1 if pad == 1 or size - (k - 1) < 3 else 0
+            size -= (k - 1) * (1 - p)
             convs.append((weight, p))
-        stages.append(tuple(convs))
-        residual.append(bool(res))
+        se = _choose(trial, f"s{s}_se", cfg.se)
+        expand = _choose(trial, f"s{s}_e", cfg.expand) if kind == "mbconv" else cfg.expand[0]
+        stages.append(_Stage(kind, k, tuple(convs), bool(res), bool(se), int(expand)))
         if s < n_stages - 1:
-            tw = trial.suggest_float(f"t{s}_w", 4.0, 24.0, log=True)
-            pool_first = trial.suggest_categorical(f"t{s}_pool_first", [True, False])
-            transitions.append((tw, bool(pool_first)))
-            size //= 2
-    head = trial.suggest_categorical("head", ["gap", "conv3_gap"])
+            tw = trial.suggest_float(f"t{s}_w", *cfg.transition_width, log=True)
+            tkind = _choose(trial, f"t{s}_kind", cfg.transitions)
+            pool_first = (
+                _choose(trial, f"t{s}_pool_first", cfg.pool_first) if tkind == "pool" else True
+            )
+            transitions.append((tkind, tw, bool(pool_first)))
+            size = size // 2 if tkind == "pool" else (size - 1) // 2 + 1
+    head = _choose(trial, "head", cfg.heads)
     head_k = 3 if head == "conv3_gap" and size >= 3 else 1
-    return _Skeleton(tuple(stages), tuple(residual), tuple(transitions), head_k, cfg)
+    return _Skeleton(tuple(stages), tuple(transitions), head_k, cfg)
 
 
 def sample_spec(
@@ -214,14 +339,12 @@ def sample_spec(
     ``flat``: suggest every parameter of the space on every trial, also those this candidate
     does not use (a third stage's when it has two, ...), so that a sampler that models only
     the parameters all trials share (NSGA-II) models all of them. The candidate drawn from
-    the same values is the same. A choice that opens more of the space is listed last.
+    the same values is the same.
     """
     cfg = cfg or SpaceConfig()
     limits = Limits(budget, macs, activation)
     if flat:
-        widest = _Widest(trial)
-        _sample_skeleton(widest, cfg)
-        skeleton = _sample_skeleton(_Recorded(widest.values), cfg)
+        skeleton = _sample_skeleton(_Recorded(_suggest_everything(trial, cfg)), cfg)
     else:
         skeleton = _sample_skeleton(trial, cfg)
     fraction = trial.suggest_float("size", cfg.min_size_fraction, 1.0)
@@ -247,13 +370,27 @@ def sample_spec(
 
 
 def _smallest(cfg: SpaceConfig) -> ArchSpec:
-    return _Skeleton(
-        stages=(((1.0, 0),), ((1.0, 0),)),
-        residual=(False, False),
-        transitions=((1.0, True),),
-        head_k=1,
-        cfg=cfg,
-    ).at(0.0)
+    """The narrowest, shallowest network of the space: the fewest stages and layers, every
+    width at its minimum, the cheapest of each choice (counted, not guessed)."""
+    import itertools
+
+    specs = []
+    for kind, tkind, head, k, pad in itertools.product(
+        cfg.blocks, cfg.transitions, cfg.heads, cfg.kernels, cfg.padding
+    ):
+        n = cfg.stages[0]
+        stage = _Stage(kind, k, ((1.0, pad),) * cfg.convs[0], False, False, min(cfg.expand))
+        skeleton = _Skeleton(
+            (stage,) * n,
+            ((tkind, 1.0, True),) * (n - 1),
+            3 if head == "conv3_gap" else 1,
+            cfg,
+        )
+        try:
+            specs.append(skeleton.at(0.0))
+        except SpecError:  # a map that vanishes: not a network of the space
+            continue
+    return min(specs, key=count_params)
 
 
 def smallest_network(cfg: SpaceConfig | None = None) -> int:

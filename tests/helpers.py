@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from budgetnas.space.blocks import MBConv, SepConv, SqueezeExcite, StridedConv
 from budgetnas.space.spec import ArchSpec, Conv, Head, Pool, Residual, SpecError, Transition
 
 
@@ -32,7 +33,19 @@ def random_spec(rng: random.Random) -> ArchSpec:
         blocks = []
         channels = 1
         for _ in range(rng.randint(1, 7)):
-            kind = rng.choice(["conv", "conv", "pool", "transition", "residual"])
+            kind = rng.choice(
+                [
+                    "conv",
+                    "conv",
+                    "pool",
+                    "transition",
+                    "residual",
+                    "sepconv",
+                    "mbconv",
+                    "se",
+                    "strided",
+                ]
+            )
             if kind == "conv":
                 blocks.append(_conv(rng))
             elif kind == "pool":
@@ -47,6 +60,20 @@ def random_spec(rng: random.Random) -> ArchSpec:
                         act=rng.choice(["relu", "none"]),
                     )
                 )
+            elif kind == "sepconv":
+                k = rng.choice([1, 3, 5])
+                blocks.append(SepConv(rng.randint(1, 24), k=k, pad=rng.randint(0, k // 2)))
+            elif kind == "mbconv":
+                out = channels if rng.random() < 0.5 else rng.randint(1, 16)
+                blocks.append(
+                    MBConv(
+                        out, k=rng.choice([1, 3, 5]), expand=rng.randint(1, 4), skip=out == channels
+                    )
+                )
+            elif kind == "se":
+                blocks.append(SqueezeExcite(reduction=rng.choice([1, 2, 4, 8])))
+            elif kind == "strided":
+                blocks.append(StridedConv(rng.randint(1, 16), k=rng.choice([1, 3, 5])))
             else:
                 body = tuple(_conv(rng, same=True) for _ in range(rng.randint(1, 2)))
                 proj = rng.random() < 0.7 or body[-1].out != channels

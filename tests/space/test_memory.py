@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from budgetnas.space.blocks import BLOCK_KINDS
-from budgetnas.space.build import Residual, build
+from budgetnas.space.build import Residual, SqueezeExcite, build
 from budgetnas.space.memory import FLOAT32, INT8, activation_memory
 from budgetnas.space.spec import ArchSpec, Conv, Head, Pool, Transition
 from budgetnas.space.zoo import ZOO
@@ -41,7 +41,16 @@ def measure(spec: ArchSpec) -> tuple[list[int], int]:
         return hook
 
     for name, module in net.named_modules():
-        if isinstance(module, Residual):
+        if isinstance(module, SqueezeExcite):
+            slot = parts.setdefault(module, {})
+            hooks.append(module.gate.register_forward_hook(lambda m, i, o, s=slot: s.update(g=o)))
+
+            def scaled(m, i, o, s=slot, n=name) -> None:  # the product: reads x and the gate
+                events.append((n, [i[0], s["g"]], o))
+                kinds.append(SqueezeExcite)
+
+            hooks.append(module.register_forward_hook(scaled))
+        elif isinstance(module, Residual):
             slot = parts.setdefault(module, {})
             hooks.append(
                 module.body.register_forward_hook(lambda m, i, o, s=slot: s.update(body=o))

@@ -57,3 +57,37 @@ def test_space_config_sets_classes_and_norm():
     cfg = SpaceConfig(num_classes=47, norm=(0.5, 0.25))
     specs = [sample_spec(optuna.create_study().ask(), budget=20_000, cfg=cfg) for _ in range(3)]
     assert all(s.num_classes == 47 and s.norm == (0.5, 0.25) for s in specs)
+
+
+def _hashes(budget: int, seed: int, *, cfg=None, flat: bool = False) -> list[str]:
+    import hashlib
+
+    import optuna
+
+    from budgetnas.space.sample import Rejected
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    out = []
+    for _ in range(100):
+        trial = study.ask()
+        try:
+            text = sample_spec(trial, budget=budget, cfg=cfg, flat=flat).to_json()
+        except Rejected as rej:
+            text = "rejected: " + rej.reason
+        study.tell(trial, 0.0)
+        out.append(hashlib.sha256(text.encode()).hexdigest()[:16])
+    return out
+
+
+@pytest.mark.parametrize("budget", [5000, 10000, 25000])
+def test_the_default_space_samples_what_the_space_before_the_file_did(budget):
+    """tests/space/data/space_before_file.json: what the sampler drew before the space was a
+    file (written by that code), 100 candidates per budget from seeded random suggestions."""
+    import json
+    from pathlib import Path
+
+    before = json.loads((Path(__file__).parent / "data" / "space_before_file.json").read_text())
+    assert _hashes(budget, budget) == before[str(budget)]
+    if budget == 10000:
+        assert _hashes(budget, 1, flat=True) == before["flat-10000"]
