@@ -1,8 +1,13 @@
-"""What the search benchmarks share: one search at the reduced fidelity their flags give."""
+"""What the benchmarks share: one search at the reduced fidelity their flags give, and running
+(strategy, seed) tasks in processes pinned to one core each."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,3 +27,42 @@ def reduced_search(args: argparse.Namespace, out: Path, **settings: Any) -> Sear
         device=args.device,
         **settings,
     )
+
+
+def run_tasks(
+    script: str,
+    tasks: list[tuple[str, int]],
+    *,
+    out: Path,
+    result: str,
+    jobs: int,
+    cores: list[int] | None = None,
+) -> None:
+    """Run ``script`` again with ``--one strategy:seed`` for each task whose ``result`` file
+    is not in ``out/strategy/seed{seed}`` yet, ``jobs`` at once, each pinned to one core with
+    one thread (so the timings of tasks running side by side stay comparable)."""
+    cores = cores or list(range(os.cpu_count() or 1))
+    pending = [t for t in tasks if not (out / t[0] / f"seed{t[1]}" / result).exists()]
+    running: list[tuple[subprocess.Popen, int]] = []
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    while pending or running:
+        busy = {core for _, core in running}
+        while pending and len(running) < jobs:
+            strategy, seed = pending.pop(0)
+            core = next(c for c in cores if c not in busy)
+            busy.add(core)
+            cmd = [sys.executable, script, *sys.argv[1:], "--one", f"{strategy}:{seed}"]
+            env = {**os.environ, "OMP_NUM_THREADS": "1"}
+            with open(logs / f"{strategy}-{seed}.log", "w") as f:
+                proc = subprocess.Popen(
+                    ["taskset", "-c", str(core), *cmd], env=env, stdout=f, stderr=f
+                )
+            running.append((proc, core))
+            print(f"started {strategy} seed {seed} on core {core}", flush=True)
+        time.sleep(2)
+        for proc, core in list(running):
+            if proc.poll() is not None:
+                running.remove((proc, core))
+                if proc.returncode:
+                    print(f"a task failed ({proc.returncode}); see {logs}", flush=True)

@@ -34,13 +34,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+
+from common import run_tasks
 
 STRATEGIES = ("promotion", "single", "lowest+verify", "random")
 REMEASURE_SEEDS = (1001, 1002)
@@ -251,33 +250,8 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     strategies = args.strategies.split(",")
     tasks = [(s, seed) for seed in seeds for s in strategies]
-    pending = [t for t in tasks if not (Path(args.out) / t[0] / f"seed{t[1]}" / RESULT).exists()]
-    running: list[tuple[subprocess.Popen, int]] = []
-    cores = (
-        [int(c) for c in args.cores.split(",")] if args.cores else list(range(os.cpu_count() or 1))
-    )
-    log = Path(args.out) / "logs"
-    log.mkdir(parents=True, exist_ok=True)
-    while pending or running:
-        busy = {core for _, core in running}
-        while pending and len(running) < args.jobs:
-            strategy, seed = pending.pop(0)
-            core = next(c for c in cores if c not in busy)
-            busy.add(core)
-            cmd = [sys.executable, __file__, *sys.argv[1:], "--one", f"{strategy}:{seed}"]
-            env = {**os.environ, "OMP_NUM_THREADS": "1"}
-            with open(log / f"{strategy}-{seed}.log", "w") as f:
-                proc = subprocess.Popen(
-                    ["taskset", "-c", str(core), *cmd], env=env, stdout=f, stderr=f
-                )
-            running.append((proc, core))
-            print(f"started {strategy} seed {seed} on core {core}", flush=True)
-        time.sleep(2)
-        for proc, core in list(running):
-            if proc.poll() is not None:
-                running.remove((proc, core))
-                if proc.returncode:
-                    print(f"a task failed ({proc.returncode}); see {log}", flush=True)
+    cores = [int(c) for c in args.cores.split(",")] if args.cores else None
+    run_tasks(__file__, tasks, out=Path(args.out), result=RESULT, jobs=args.jobs, cores=cores)
 
     results = []
     for strategy, seed in tasks:

@@ -219,3 +219,26 @@ def test_int8_peak_activation_is_what_onnxruntime_holds(name, spec, tmp_path):
     from budgetnas.space.memory import INT8, activation_memory
 
     assert activation_memory(spec).bytes(INT8) == onnxruntime_int8_peak(spec, tmp_path)
+
+
+def _block_cases():
+    from budgetnas.space.blocks import BLOCK_KINDS
+    from budgetnas.space.spec import ArchSpec, Conv, Head
+
+    return [
+        (f"{kind}-{i}", ArchSpec(blocks=(Conv(8, pad=1), ex, Conv(4, pad=1)), head=Head()))
+        for kind, cls in sorted(BLOCK_KINDS.items())
+        for i, ex in enumerate(cls.examples())
+    ]
+
+
+@pytest.mark.parametrize("name, spec", _block_cases(), ids=[c[0] for c in _block_cases()])
+def test_every_block_kind_exports_to_onnx_and_int8(name, spec, tmp_path):
+    net = _trained_like(spec)
+    path = export_onnx(net, tmp_path / "m.onnx", input_shape=(1, 28, 28))
+    x = torch.rand(16, 1, 28, 28)
+    with torch.no_grad():
+        expected = net(x).numpy()
+    assert np.abs(onnx_logits(path, x.numpy()) - expected).max() < 1e-4
+    int8 = quantize_int8(path, tmp_path / "m.int8.onnx", x.numpy())
+    assert onnx_logits(int8, x.numpy()).shape == (16, 10)
