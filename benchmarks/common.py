@@ -66,3 +66,25 @@ def run_tasks(
                 running.remove((proc, core))
                 if proc.returncode:
                     print(f"a task failed ({proc.returncode}); see {logs}", flush=True)
+
+
+def read_results(out: Path, tasks: list[tuple[str, int]], result: str) -> list[dict]:
+    """The result files of the finished tasks, in task order."""
+    import json
+
+    paths = [out / name / f"seed{seed}" / result for name, seed in tasks]
+    return [json.loads(p.read_text()) for p in paths if p.exists()]
+
+
+def mean_se(values: list[float | None]) -> str:
+    """``mean ± standard error`` over the seeds that have a value (one value: itself)."""
+    import math
+    import statistics
+
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    se = statistics.stdev(values) / math.sqrt(len(values))
+    return f"{statistics.fmean(values):.4f} ± {se:.4f}"

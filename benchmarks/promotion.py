@@ -39,7 +39,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from common import run_tasks
+from common import mean_se, read_results, run_tasks
 
 STRATEGIES = ("promotion", "single", "lowest+verify", "random")
 REMEASURE_SEEDS = (1001, 1002)
@@ -213,16 +213,6 @@ def spec_params(spec) -> int:
     return count_params(spec)
 
 
-def _mean_se(values: list[float]) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    se = statistics.stdev(values) / math.sqrt(len(values))
-    return f"{statistics.fmean(values):.4f} ± {se:.4f}"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data-dir", required=True)
@@ -253,11 +243,7 @@ def main() -> None:
     cores = [int(c) for c in args.cores.split(",")] if args.cores else None
     run_tasks(__file__, tasks, out=Path(args.out), result=RESULT, jobs=args.jobs, cores=cores)
 
-    results = []
-    for strategy, seed in tasks:
-        path = Path(args.out) / strategy / f"seed{seed}" / RESULT
-        if path.exists():
-            results.append(json.loads(path.read_text()))
+    results = read_results(Path(args.out), tasks, RESULT)
     print(
         f"\ncap {args.budget:,}, target {args.epochs} ep x {args.train_subset:,} img, compute "
         f"{args.compute:g} trainings at the target, seeds {args.seeds}; answers re-measured "
@@ -283,8 +269,8 @@ def main() -> None:
         if not rs:
             continue
         print(
-            f"| {strategy} | {_mean_se([r['hypervolume'] for r in rs])} | "
-            f"{_mean_se([r['best'] for r in rs])} | {_mean_se([r['best_half'] for r in rs])} | "
+            f"| {strategy} | {mean_se([r['hypervolume'] for r in rs])} | "
+            f"{mean_se([r['best'] for r in rs])} | {mean_se([r['best_half'] for r in rs])} | "
             f"{statistics.fmean(r['compute'] for r in rs):.1f} | "
             f"{statistics.fmean(r['wall_s'] for r in rs):.0f} | "
             f"{statistics.fmean(r['sampled'] for r in rs):.0f} | {len(rs)} |"
@@ -294,7 +280,7 @@ def main() -> None:
         keys = sorted({k for r in promo for k in r["spearman"]})
         for k in keys:
             vals = [r["spearman"].get(k) for r in promo]
-            print(f"promotion: Spearman rank correlation of val acc, rung {k}: {_mean_se(vals)}")
+            print(f"promotion: Spearman rank correlation of val acc, rung {k}: {mean_se(vals)}")
 
 
 if __name__ == "__main__":

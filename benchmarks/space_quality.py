@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import time
 from pathlib import Path
 
-from common import reduced_search, run_tasks
+from common import mean_se, read_results, reduced_search, run_tasks
 
 SPACES = ("default", "rich")
 RESULT = "result.json"
@@ -73,14 +72,6 @@ def run_one(args, space: str, seed: int) -> dict:
     }
 
 
-def _mean_se(values) -> str:
-    values = [v for v in values if v is not None]
-    if len(values) < 2:
-        return f"{values[0]:.4f}" if values else "-"
-    se = statistics.stdev(values) / math.sqrt(len(values))
-    return f"{statistics.fmean(values):.4f} ± {se:.4f}"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data-dir", required=True)
@@ -108,11 +99,7 @@ def main() -> None:
     tasks = [(space, seed) for seed in seeds for space in spaces]
     cores = [int(c) for c in args.cores.split(",")] if args.cores else None
     run_tasks(__file__, tasks, out=Path(args.out), result=RESULT, jobs=args.jobs, cores=cores)
-    results = [
-        json.loads(p.read_text())
-        for space, seed in tasks
-        if (p := Path(args.out) / space / f"seed{seed}" / RESULT).exists()
-    ]
+    results = read_results(Path(args.out), tasks, RESULT)
     print(
         f"\ncap {args.budget:,}, {args.trials} trials x {args.epochs} epochs on "
         f"{args.train_subset:,} images, seeds {args.seeds}; hypervolume from (1.0, {args.hv_ref})"
@@ -136,9 +123,9 @@ def main() -> None:
         rs = [r for r in results if r["space"] == space]
         if rs:
             print(
-                f"| {space} | {_mean_se([r['hypervolume'] for r in rs])} | "
-                f"{_mean_se([r['best'] for r in rs])} | "
-                f"{_mean_se([r['best_half'] for r in rs])} | "
+                f"| {space} | {mean_se([r['hypervolume'] for r in rs])} | "
+                f"{mean_se([r['best'] for r in rs])} | "
+                f"{mean_se([r['best_half'] for r in rs])} | "
                 f"{statistics.fmean(r['image_epochs'] for r in rs):,.0f} | "
                 f"{statistics.fmean(r['wall_s'] for r in rs):.0f} | {len(rs)} |"
             )
