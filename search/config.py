@@ -47,6 +47,7 @@ RESUMABLE = (
     "device",
     "workers",
     "data_dir",
+    "path",
     "verify_seeds",
 )
 
@@ -76,7 +77,7 @@ RECIPE_OPTIONS = (
 
 def flag(name: str) -> str:
     """``train_subset`` -> ``--train-subset`` (the command-line option of a setting)."""
-    return {"study_name": "--study"}.get(name, "--" + name.replace("_", "-"))
+    return {"study_name": "--study", "path": "--data"}.get(name, "--" + name.replace("_", "-"))
 
 
 @dataclass(frozen=True)
@@ -255,9 +256,12 @@ class SearchConfig:
                 f"(allowed with --resume: {', '.join(map(flag, RESUMABLE))})"
             )
         data_dir = given.pop("data_dir", None)
+        path = given.pop("path", None)
         cfg = replace(self, **given)
         if data_dir is not None:
             cfg = replace(cfg, data=replace(cfg.data, data_dir=str(Path(data_dir).resolve())))
+        if path is not None:  # the same images, moved (the data digest checks they are)
+            cfg = replace(cfg, data=replace(cfg.data, path=str(Path(path).resolve())))
         return cfg
 
     # ---- where the study lives -----------------------------------------------------------

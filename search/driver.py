@@ -25,7 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 from budgetnas.reports.frame import trials_frame
 from budgetnas.reports.pareto import pareto_front
 from budgetnas.search.budget import format_params
-from budgetnas.search.config import CONFIG_FILE, SearchConfig, differences
+from budgetnas.search.config import CONFIG_FILE, UNLIMITED, SearchConfig, differences
 from budgetnas.search.errors import SearchError, SearchStopped
 from budgetnas.search.objective import Objective
 from budgetnas.search.progress import Progress
@@ -120,6 +120,7 @@ class ScheduleGuard:
         self.cfg, self.budget, self.poll = cfg, budget, poll
         self.schedule = cfg.schedule
         self.idle = 0  # trials in a row that found nothing to do
+        self.stopped = ""  # why the search stopped before the schedule's end, if it did
         self.epochs = (
             EpochBudget(cfg.budget_epochs * cfg.schedule.target.image_epochs, plan(cfg))
             if cfg.budget_epochs
@@ -143,14 +144,35 @@ class ScheduleGuard:
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.idle = self.idle + 1 if trial.user_attrs.get("idle") else 0
         if self.idle >= IDLE_IN_A_ROW:  # the schedule and the objective disagree: do not spin
+            self.stopped = "processes kept finding nothing to do"
             study.stop()
             return
         job = self.job(study)
+        waited = 0.0
         while job.kind == "wait":
+            # a trial whose process died stops beating: fail it, and its copy is queued
+            optuna.storages.fail_stale_trials(study)
+            if waited > self.patience(study):
+                self.stopped = (
+                    f"waited {waited:.0f} s for trials other processes run "
+                    f"({', '.join(str(t.number) for t in _running(study))})"
+                )
+                study.stop()
+                return
             time.sleep(self.poll)
+            waited += self.poll
             job = self.job(study)
         if job.kind == "done":
             study.stop()
+
+    def patience(self, study: optuna.Study) -> float:
+        """How long to wait for other processes' trials: three times the longest trial yet,
+        at least ten minutes (then the search stops; --resume continues it)."""
+        longest = max(
+            (float(t.user_attrs.get("wall_time_s") or 0) for t in study.get_trials(deepcopy=False)),
+            default=0.0,
+        )
+        return max(600.0, 3 * longest)
 
 
 class FailureGuard:
@@ -258,10 +280,13 @@ def _check_fingerprint(cfg: SearchConfig, attrs: dict, what: str) -> None:
 def _check_digest(cfg: SearchConfig, attrs: dict, data: TrainVal) -> None:
     stored = attrs.get(DIGEST_ATTR)
     if stored and stored != data.digest:
+        where, option = (
+            (cfg.data.path, "--data") if cfg.data.path else (cfg.data.data_dir, "--data-dir")
+        )
         raise SearchError(
-            f"the {cfg.data.dataset} data read from {cfg.data.data_dir} differ from the data "
+            f"the {cfg.data.dataset} data read from {where} differ from the data "
             f"the study was searched on (digest {data.digest[:12]} here, {stored[:12]} in "
-            "the study); point --data-dir at the same files"
+            f"the study); point {option} at the same files"
         )
 
 
@@ -328,8 +353,9 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, quiet: bool = False) 
     if ScheduleGuard(cfg, _time_budget(cfg, study)).job(study).kind == "done":
         verify_front(cfg, study, quiet=quiet)
     elif not quiet:
+        why = "--timeout" if cfg.timeout else "see above"
         print(
-            f"stopped before the end of the schedule (--timeout); continue with "
+            f"stopped before the end of the schedule ({why}); continue with "
             f"budgetnas search --resume {cfg.out}",
             file=sys.stderr,
         )
@@ -487,6 +513,10 @@ def _clock(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def _running(study: optuna.Study) -> list[FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+
+
 def _prepare(cfg: SearchConfig) -> tuple[torch.device, TrainVal]:
     device = resolve_device(cfg.device)
     return device, cfg.data.load(device)
@@ -515,9 +545,14 @@ def _drive(
         rungs=cfg.rungs,
         remaining=remaining,
     )
-    amount = (
-        f"{_clock(cfg.budget_time)} of search" if cfg.budget_time else f"{cfg.trials} candidates"
-    )
+    amounts = []
+    if cfg.budget_time:
+        amounts.append(f"{_clock(cfg.budget_time)} of search")
+    if cfg.budget_epochs:
+        amounts.append(f"compute of {cfg.budget_epochs:g} trainings at the target")
+    if cfg.trials < UNLIMITED or not amounts:
+        amounts.append(f"{cfg.trials} candidates" + (" at most" if amounts else ""))
+    amount = ", ".join(amounts)
     info = cfg.data.info
     shape = f"{info.in_channels}x{info.image_size}x{info.image_size}, {info.num_classes} classes"
     progress.header(
@@ -543,5 +578,7 @@ def _drive(
     )
     if guard.tripped:
         raise guard.error()
+    if schedule.stopped and not quiet:
+        print(f"stopped: {schedule.stopped}", file=sys.stderr)
     if rejections.tripped:
         raise rejections.error()

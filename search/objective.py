@@ -29,7 +29,7 @@ from budgetnas.search.pruners import BandedMedianPruner
 from budgetnas.search.recipe import sample_recipe
 from budgetnas.search.runs import FINISHED, WEIGHTS_DIR, trial_spec
 from budgetnas.search.samplers import flat_space, is_multi_objective
-from budgetnas.search.schedule import Rung, lineage, rung_of
+from budgetnas.search.schedule import Rung, lineage, promoted_from, rung_of
 from budgetnas.space.count import analyze
 from budgetnas.space.memory import activation_memory
 from budgetnas.space.sample import Rejected, sample_spec
@@ -39,6 +39,7 @@ from budgetnas.trainers.recipe import TrainConfig
 from budgetnas.trainers.train import TrainingError, train
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
+CLAIM_SETTLE_S = 0.5  # seconds between the two readings of a promotion's claims
 # Failures that belong to the candidate: recorded without a traceback.
 EXPECTED_ERRORS = (TrainingError, SpecError, torch.cuda.OutOfMemoryError)
 
@@ -113,8 +114,13 @@ class Objective:
                 return None
             return trial.study.get_trials(deepcopy=False)[int(source)]
         for _ in range(5):  # a promotion another process claimed at once: look again
-            # the study as it stands without this trial, which is nothing yet
-            trials = [t for t in trial.study.get_trials(deepcopy=False) if t.number != trial.number]
+            # the study as it stands without this trial, which is nothing yet, and without
+            # the trials other processes started after it (they decide after this one)
+            trials = [
+                t
+                for t in trial.study.get_trials(deepcopy=False)
+                if t.number < trial.number or (t.number > trial.number and not _fresh(t))
+            ]
             open_ = self.sampling_open(trials) if self.sampling_open is not None else None
             job = self.schedule.next_job(trials, sampling_open=open_, trials_wanted=self.cfg.trials)
             if job.kind != "promote":
@@ -130,16 +136,25 @@ class Objective:
 
     def _claim(self, trial: optuna.Trial, source: FrozenTrial, rung: int) -> bool:
         """Claim the promotion of ``source``: written on this trial, then read back; when
-        several processes claimed it at once, the earliest trial keeps it."""
+        several processes claimed it at once, the earliest trial keeps it. With other
+        processes at work the claims are read twice, a moment apart, so that one written just
+        after the first reading is seen (storages have no lock: in a rare race two processes
+        may still train the same promotion)."""
         trial.set_user_attr("promoted_from", source.number)
         trial.set_user_attr("candidate", lineage(source))
         trial.set_user_attr("rung", rung)
-        claims = [
-            t.number
-            for t in trial.study.get_trials(deepcopy=False)
-            if t.user_attrs.get("promoted_from") == source.number and t.state != TrialState.FAIL
-        ]
-        if min(claims) == trial.number:
+
+        def earliest() -> tuple[bool, bool]:
+            trials = trial.study.get_trials(deepcopy=False)
+            claims = [t.number for t in trials if promoted_from(t) == source.number]
+            others = any(t.state == TrialState.RUNNING and t.number != trial.number for t in trials)
+            return min(claims) == trial.number, others
+
+        first, others = earliest()
+        if first and others:
+            time.sleep(CLAIM_SETTLE_S)
+            first, _ = earliest()
+        if first:
             return True
         for name in ("promoted_from", "candidate", "rung"):
             trial.set_user_attr(name, None)
@@ -174,7 +189,7 @@ class Objective:
         if source is not None:
             recipe = TrainConfig.from_dict(source.user_attrs.get("recipe") or {})
             return trial_spec(source), recipe
-        recipe, dropout = self.cfg.recipe, 0.0
+        recipe, dropout = self.cfg.recipe, self.cfg.space_config.dropout
         if self.cfg.search_recipe:
             recipe, dropout = sample_recipe(trial, self.cfg.recipe)
         space = replace(self.cfg.space_config, dropout=dropout)
@@ -298,3 +313,11 @@ def _reuse(trial: optuna.Trial, earlier: FrozenTrial, multi: bool) -> float | tu
         raise optuna.TrialPruned(f"same candidate as trial {earlier.number}, which was pruned")
     acc = float(earlier.values[0])
     return (acc, float(earlier.user_attrs["params"])) if multi else acc
+
+
+def _fresh(trial: FrozenTrial) -> bool:
+    """A trial another process has just started and not yet said what it is."""
+    attrs = trial.user_attrs
+    return (
+        trial.state == TrialState.RUNNING and "rung" not in attrs and attrs.get("reference") is None
+    )

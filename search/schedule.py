@@ -99,10 +99,16 @@ def is_searched(trial: FrozenTrial) -> bool:
     return not is_reference(trial) and not is_idle(trial)
 
 
+def promoted_from(trial: FrozenTrial) -> int | None:
+    """The trial a promotion repeats at the next rung (None for a sampled candidate)."""
+    source = trial.user_attrs.get("promoted_from")
+    return None if source is None else int(source)
+
+
 def is_sampled(trial: FrozenTrial) -> bool:
     """A candidate the sampler proposed: a searched trial at rung 0 (what a sampler learns
     from; a promotion repeats a candidate at another fidelity)."""
-    return is_searched(trial) and rung_of(trial) == 0 and "promoted_from" not in trial.user_attrs
+    return is_searched(trial) and rung_of(trial) == 0 and promoted_from(trial) is None
 
 
 # ---- the promotion rule ----------------------------------------------------------------------
@@ -189,7 +195,11 @@ class Schedule:
         searched = [t for t in trials if is_searched(t)]
         alive = [t for t in searched if t.state != TrialState.FAIL]
         running = [t for t in alive if t.state == TrialState.RUNNING]
-        claimed = {t.user_attrs.get("promoted_from") for t in alive if rung_of(t) > 0}
+        # a promotion is claimed by its trial, whatever became of it: one that failed on its
+        # own is not tried again (one killed with its process was queued again, and that copy
+        # claims it)
+        promotions = [t for t in searched if promoted_from(t) is not None]
+        claimed = {promoted_from(t) for t in promotions}
         if sampling_open is None:
             done0 = sum(1 for t in alive if rung0_used(t))
             sampling_open = trials_wanted is not None and done0 < trials_wanted
@@ -199,12 +209,18 @@ class Schedule:
         closed = not sampling_open and not any(rung_of(t) == 0 for t in running)
         pending: list[list[FrozenTrial]] = []
         for r in range(len(self.rungs) - 1):
-            here = [t for t in alive if rung_of(t) == r]
+            here = [
+                t for t in alive if rung_of(t) == r and t.user_attrs.get("duplicate_of") is None
+            ]
             finished = [t for t in here if t.state in FINISHED and not _rejected(t)]
             complete = [t for t in finished if t.state == TrialState.COMPLETE]
-            chosen = promotion_order(complete, self.band)
-            chosen = chosen[: quota(len(finished), self.eta, closed=closed)]
-            pending.append([t for t in chosen if t.number not in claimed])
+            # at most the quota moves up, ever: a promotion made early is not taken back, so
+            # a newcomer to the top takes only a slot still free
+            free = quota(len(finished), self.eta, closed=closed) - sum(
+                1 for t in promotions if rung_of(t) == r + 1
+            )
+            order = [t for t in promotion_order(complete, self.band) if t.number not in claimed]
+            pending.append(order[: max(0, free)])
             closed = closed and not pending[-1] and not any(rung_of(t) == r + 1 for t in running)
         for r in reversed(range(len(pending))):  # the highest rung first: the target sooner
             if pending[r]:
@@ -221,7 +237,7 @@ def _rejected(trial: FrozenTrial) -> bool:
 def rung0_used(trial: FrozenTrial) -> bool:
     """A rung-0 slot used: a sampled candidate trained (finished) or being trained; a fresh
     running trial that has not said what it is yet counts as one too."""
-    if rung_of(trial) != 0 or "promoted_from" in trial.user_attrs:
+    if not is_searched(trial) or rung_of(trial) != 0 or promoted_from(trial) is not None:
         return False
     if trial.state in FINISHED:
         return not _rejected(trial)
@@ -230,14 +246,15 @@ def rung0_used(trial: FrozenTrial) -> bool:
 
 def lineage(trial: FrozenTrial) -> int:
     """The rung-0 trial a candidate started as (itself for a sampled one)."""
-    return int(trial.user_attrs.get("candidate", trial.number))
+    candidate = trial.user_attrs.get("candidate")
+    return trial.number if candidate is None else int(candidate)
 
 
 def describe_promotions(trials: Iterable[FrozenTrial], rungs: int) -> list[dict[str, Any]]:
     """Per rung: candidates finished there, promoted from it, and the best there."""
     rows = []
     searched = [t for t in trials if is_searched(t) and t.state != TrialState.FAIL]
-    promoted = {t.user_attrs.get("promoted_from") for t in searched if rung_of(t) > 0}
+    promoted = {promoted_from(t) for t in searched if rung_of(t) > 0}
     for r in range(rungs):
         here = [t for t in searched if rung_of(t) == r and t.state in FINISHED]
         here = [t for t in here if not _rejected(t)]

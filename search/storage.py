@@ -22,7 +22,9 @@ JOURNAL_PREFIX = "journal:///"
 
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
 # What a requeued trial keeps of the one it replaces (the heartbeat retry keeps every attribute).
-QUEUED_ATTRS = ("cap",)
+# what a queued copy of a trial whose process died keeps: its rung of the ladder, its
+# reference network, its fidelity rung and the promotion it is
+QUEUED_ATTRS = ("cap", "reference", "rung", "promoted_from", "candidate")
 
 
 def _retry_callback() -> object:

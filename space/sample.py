@@ -13,6 +13,7 @@ Only ``trial.suggest_*`` is used, so any object with those methods works (tests 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 from typing import Any, Protocol
 
 from budgetnas.space.blocks import MBConv, SepConv, SqueezeExcite, StridedConv
@@ -121,6 +122,10 @@ class SpaceConfig:
     heads: tuple[str, ...] = HEADS
 
     def __post_init__(self) -> None:
+        for name in ("min_size_fraction", "dropout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise SpecError(f"space: {name} must be a number, got {value!r}")
         if not 0 < self.min_size_fraction <= 1:
             raise SpecError(
                 f"space: min_size_fraction must be in (0, 1], got {self.min_size_fraction}"
@@ -262,9 +267,9 @@ def _suggest_everything(trial: Suggester, cfg: SpaceConfig) -> dict[str, Any]:
     for s in range(cfg.stages[1]):
         values[f"s{s}_convs"] = trial.suggest_int(f"s{s}_convs", *cfg.convs)
         for name, choices in (
+            (f"s{s}_block", cfg.blocks),
             (f"s{s}_pad", cfg.padding),
             (f"s{s}_res", cfg.residual),
-            (f"s{s}_block", cfg.blocks),
             (f"s{s}_k", cfg.kernels),
         ):
             choose(name, choices)
@@ -289,16 +294,18 @@ def _sample_skeleton(trial: Suggester, cfg: SpaceConfig) -> _Skeleton:
     stages, transitions = [], []
     for s in range(n_stages):
         n_convs = trial.suggest_int(f"s{s}_convs", *cfg.convs)
-        pad = _choose(trial, f"s{s}_pad", cfg.padding)
-        res = _choose(trial, f"s{s}_res", cfg.residual) if pad == 1 else False
         kind = _choose(trial, f"s{s}_block", cfg.blocks)
+        # an mbconv stage keeps its size: no padding to choose, a skip whenever asked for
+        pad = _choose(trial, f"s{s}_pad", cfg.padding) if kind != "mbconv" else 1
+        res = _choose(trial, f"s{s}_res", cfg.residual) if pad == 1 else False
         k = _choose(trial, f"s{s}_k", cfg.kernels)
         convs = []
         for j in range(n_convs):
-            weight = trial.suggest_float(f"s{s}_w{j}", *cfg.width, log=True)
-            if kind == "mbconv":  # same-size layers
+            if kind == "mbconv":  # one width for the stage's layers
+                weight = trial.suggest_float(f"s{s}_w0", *cfg.width, log=True) if j == 0 else 0
                 convs.append((weight, 1))
                 continue
+            weight = trial.suggest_float(f"s{s}_w{j}", *cfg.width, log=True)
             # A valid conv that would leave less than a 3x3 map is padded instead.
             p = 1 if pad == 1 or size - (k - 1) < 3 else 0
             size -= (k - 1) * (1 - p)
@@ -369,36 +376,66 @@ def sample_spec(
     return skeleton.at(lo)
 
 
-def _smallest(cfg: SpaceConfig) -> ArchSpec:
-    """The narrowest, shallowest network of the space: the fewest stages and layers, every
-    width at its minimum, the cheapest of each choice (counted, not guessed)."""
+@lru_cache(maxsize=64)
+def _smallest_specs(cfg: SpaceConfig) -> tuple[ArchSpec, ...]:
+    """The narrowest, shallowest network of each structure the space allows: the fewest
+    stages and layers, every width at its minimum, each combination of the stage-wide choices
+    (built by the sampler itself, so its rules apply)."""
     import itertools
 
     specs = []
-    for kind, tkind, head, k, pad in itertools.product(
-        cfg.blocks, cfg.transitions, cfg.heads, cfg.kernels, cfg.padding
-    ):
-        n = cfg.stages[0]
-        stage = _Stage(kind, k, ((1.0, pad),) * cfg.convs[0], False, False, min(cfg.expand))
-        skeleton = _Skeleton(
-            (stage,) * n,
-            ((tkind, 1.0, True),) * (n - 1),
-            3 if head == "conv3_gap" else 1,
-            cfg,
-        )
+    choices = itertools.product(
+        cfg.blocks,
+        cfg.kernels,
+        cfg.padding,
+        cfg.residual,
+        cfg.se,
+        cfg.expand,
+        cfg.transitions,
+        cfg.pool_first,
+        cfg.heads,
+    )
+    for kind, k, pad, res, se, expand, tkind, pool_first, head in choices:
+        values: dict[str, Any] = {"stages": cfg.stages[0], "head": head}
+        for s in range(cfg.stages[0]):
+            values.update(
+                {
+                    f"s{s}_convs": cfg.convs[0],
+                    f"s{s}_block": kind,
+                    f"s{s}_pad": pad,
+                    f"s{s}_res": res,
+                    f"s{s}_k": k,
+                    f"s{s}_se": se,
+                    f"s{s}_e": expand,
+                    f"t{s}_w": cfg.transition_width[0],
+                    f"t{s}_kind": tkind,
+                    f"t{s}_pool_first": pool_first,
+                }
+            )
+            values.update({f"s{s}_w{j}": cfg.width[0] for j in range(cfg.convs[0])})
         try:
-            specs.append(skeleton.at(0.0))
+            specs.append(_sample_skeleton(_Recorded(values), cfg).at(0.0))
         except SpecError:  # a map that vanishes: not a network of the space
             continue
-    return min(specs, key=count_params)
+    if not specs:
+        raise SpecError(
+            f"the space builds no network for {cfg.input_size}x{cfg.input_size} images: every "
+            "structure's feature map vanishes; allow fewer stages, padding or smaller kernels"
+        )
+    return tuple(specs)
 
 
 def smallest_network(cfg: SpaceConfig | None = None) -> int:
     """Parameters of the smallest network the space can build (every width at its minimum)."""
-    return count_params(_smallest(cfg or SpaceConfig()))
+    return smallest_costs(cfg)[0]
 
 
 def smallest_costs(cfg: SpaceConfig | None = None) -> tuple[int, int, int]:
-    """(parameters, MACs, peak activation elements) of the smallest network of the space."""
-    spec = _smallest(cfg or SpaceConfig())
-    return count_params(spec), analyze(spec).macs, activation_memory(spec).peak
+    """The least parameters, MACs and peak activation elements a network of the space can
+    have (each the minimum over its structures, not one network's)."""
+    specs = _smallest_specs(cfg or SpaceConfig())
+    return (
+        min(count_params(s) for s in specs),
+        min(analyze(s).macs for s in specs),
+        min(activation_memory(s).peak for s in specs),
+    )

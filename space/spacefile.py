@@ -36,7 +36,7 @@ LAYOUT: list[tuple[str, str, str, str]] = [
         "min_size_fraction",
         "a candidate fills at least this share of the cap",
     ),
-    ("", "dropout", "dropout", "dropout after each conv layer"),
+    ("", "dropout", "dropout", "dropout after each conv layer (conv blocks)"),
     ("stages", "count", "stages", "resolution stages, [low, high] (2 to 4)"),
     ("stages", "layers", "convs", "layers per stage, [low, high] (1 to 6)"),
     (

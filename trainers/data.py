@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,6 @@ class DataError(Exception):
 
 
 USER_KINDS = ("folder", "npz")
-_PARTS: dict[int, tuple] = {}  # the held-out split of the data set read last
 TEST_FRACTION = 0.1  # of a data set without a test part, held out as its test set
 TEST_SEED = 0
 
@@ -133,6 +133,25 @@ def _digest(*splits: Split) -> str:
     return h.hexdigest()
 
 
+def _default_val(n: int) -> int:
+    """Validation images of a data set with ``n`` training images: 10%, at most 5,000."""
+    return max(1, min(5000, round(0.1 * n)))
+
+
+def _pixel_stats(x: np.ndarray, rows: np.ndarray, chunk: int = 4096) -> tuple[float, float]:
+    """Mean and standard deviation of ``x[rows]``'s pixels in [0, 1], in chunks (no float copy
+    of the whole set)."""
+    total = squares = 0.0
+    count = 0
+    for i in range(0, len(rows), chunk):
+        part = x[rows[i : i + chunk]].astype(np.float64) / 255
+        total += float(part.sum())
+        squares += float(np.square(part).sum())
+        count += part.size
+    mean = total / count
+    return mean, max(0.0, squares / count - mean * mean) ** 0.5
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Which data a search trains and selects on: the data set and its train/validation split.
@@ -201,42 +220,50 @@ class DataConfig:
         a = self.arrays()
         if a.x_test is not None:
             return a.x, a.y, a.x_test, a.y_test
-        if id(a) in _PARTS:
-            return _PARTS[id(a)]
+        if a.held is not None:
+            return a.held
         n = len(a.y)
         held = max(1, round(TEST_FRACTION * n))
         if n - held < 2:
             raise DataError(f"{self.path} holds {n} images: too few to hold a test set out")
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(TEST_SEED)).numpy()
         test, train = np.sort(perm[:held]), np.sort(perm[held:])
-        _PARTS.clear()
-        _PARTS[id(a)] = a.x[train], a.y[train], a.x[test], a.y[test]
-        return _PARTS[id(a)]
+        a.held = a.x[train], a.y[train], a.x[test], a.y[test]
+        return a.held
 
     @property
     def test_note(self) -> str | None:
-        """How the test set is chosen, when the data holds none."""
-        if self.builtin or self.arrays().x_test is not None:
+        """How the test set is chosen, when the data holds none (and what was not read)."""
+        if self.builtin:
             return None
-        _, _, xt, _ = self._parts()
-        return (
-            f"{self.path} has no test split: {len(xt):,} of its images ({TEST_FRACTION:.0%}, "
-            f"drawn with seed {TEST_SEED}) are held out as the test set; the search never "
-            "reads them"
-        )
+        a = self.arrays()
+        notes = [a.note] if a.note else []
+        if a.x_test is None:
+            _, _, xt, _ = self._parts()
+            where = self.path or self.dataset
+            notes.append(
+                f"{where} has no test split: {len(xt):,} of its images ({TEST_FRACTION:.0%}, "
+                f"drawn with seed {TEST_SEED}) are held out as the test set; the search never "
+                "reads them"
+            )
+        return "; ".join(notes) or None
 
-    @property
+    @cached_property
     def info(self) -> DatasetInfo:
+        """Channels, size, classes and training size from the data; the normalisation (one
+        mean and standard deviation over every pixel) from its training split, the images
+        the validation split leaves."""
         if self.builtin:
             return dataset_info(self.dataset)
         x, y, _, _ = self._parts()
-        pixels = x.astype(np.float64) / 255
-        name = Path(self.path).name if self.path else self.dataset
+        val = self.val_size if self.val_size is not None else _default_val(len(y))
+        train_idx, _ = split_indices(len(y), val_size=val, seed=self.split_seed)
+        mean, std = _pixel_stats(x, train_idx.numpy())
         return DatasetInfo(
-            name=name,
+            name=Path(self.path).name if self.path else self.dataset,
             torchvision_class="",
-            mean=round(float(pixels.mean()), 4),
-            std=round(float(pixels.std()), 4) or 1.0,
+            mean=round(mean, 4),
+            std=round(std, 4) or 1.0,
             num_classes=len(self.arrays().classes),
             in_channels=int(x.shape[1]),
             image_size=int(x.shape[2]),
@@ -250,7 +277,7 @@ class DataConfig:
             return self.val_size
         if self.builtin:
             return 5000
-        return max(1, min(5000, round(0.1 * self.info.train_size)))
+        return _default_val(self.info.train_size)
 
     @property
     def train_images(self) -> int:

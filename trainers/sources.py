@@ -45,6 +45,8 @@ class Arrays:
     x_test: np.ndarray | None
     y_test: np.ndarray | None
     classes: list[str]
+    note: str = ""  # what was read and what was left (a val/ folder next to train/)
+    held: tuple | None = None  # (train x, train y, test x, test y) once a test part is held out
 
 
 def _resize(image, size: int):
@@ -70,7 +72,7 @@ def _scan_folder(root: Path) -> list[tuple[str, list[Path]]]:
 
 def _read_images(files: list[Path], root: Path, resize: int | None) -> tuple[np.ndarray, int]:
     """Decode ``files`` to (N, C, H, W) uint8: grayscale when every image is, RGB otherwise."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # noqa: F401 - Image is used below
 
     images, modes = [], set()
     for f in files:
@@ -105,6 +107,10 @@ def _read_images(files: list[Path], root: Path, resize: int | None) -> tuple[np.
             )
     arrays = []
     for _, im in images:
+        if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float: scaled, not clipped
+            a = np.asarray(im, dtype=np.float64)
+            top = 65535.0 if a.max() > 255 else 255.0
+            im = Image.fromarray((np.clip(a, 0, top) * (255.0 / top)).round().astype(np.uint8))
         im = im.convert(mode)
         if resize is not None and im.size != (resize, resize):
             im = _resize(im, resize)
@@ -136,11 +142,20 @@ def _labelled(root: Path, resize: int | None, what: str) -> tuple[np.ndarray, np
 
 
 def read_folder(path: Path, *, resize: int | None = None) -> Arrays:
-    """An ``ImageFolder`` tree; ``train/`` and ``test/`` sub-folders when present."""
+    """An ``ImageFolder`` tree; ``train/`` (and ``test/``) sub-folders when present."""
     path = Path(path)
     if not path.is_dir():
         raise SourceError(f"data folder {path} does not exist")
     train, test = path / "train", path / "test"
+    note = ""
+    if (path / "val").is_dir() or (path / "valid").is_dir():
+        note = (
+            f"{path}/val is not read: the validation split is carved from the training "
+            "images (--val-size)"
+        )
+    if train.is_dir() and not test.is_dir():
+        x, y, classes = _labelled(train, resize, "training")
+        return Arrays(x, y, None, None, classes, note)
     if train.is_dir() and test.is_dir():
         x, y, classes = _labelled(train, resize, "training")
         xt, yt, test_classes = _labelled(test, resize, "test")
@@ -154,7 +169,7 @@ def read_folder(path: Path, *, resize: int | None = None) -> Arrays:
             raise SourceError(
                 f"test images are {_shape(xt)}, training images {_shape(x)}; pass --resize N"
             )
-        return Arrays(x, y, xt, yt, classes)
+        return Arrays(x, y, xt, yt, classes, note)
     x, y, classes = _labelled(path, resize, "data")
     return Arrays(x, y, None, None, classes)
 

@@ -73,11 +73,16 @@ def test_a_search_runs_on_three_channel_images_and_exports(shapes, tmp_path, kin
 
 def test_normalisation_is_computed_from_the_training_part(shapes):
     _, npz, _, _ = shapes
+    from budgetnas.trainers.data import split_indices
+
     cfg = DataConfig(path=str(npz))
     x, _, xt, _ = cfg._parts()
     assert len(x) == 135 and len(xt) == 15
-    pixels = x.astype(np.float64) / 255
+    train, val = split_indices(135, val_size=cfg.val_images, seed=0)
+    pixels = x[train.numpy()].astype(np.float64) / 255  # the validation images left out
+    assert (len(train), len(val)) == (121, 14)
     assert cfg.info.mean == round(pixels.mean(), 4) and cfg.info.std == round(pixels.std(), 4)
+    assert torch.equal(cfg.load().train.x, torch.from_numpy(x[train.numpy()]))
 
 
 def _write_idx(path, array):
@@ -145,6 +150,35 @@ def _png(path, array):
     Image.fromarray(array).save(path)
 
 
+def test_a_train_folder_without_a_test_folder(tmp_path):
+    """DATA/train/<class> (and a val/ folder, which is not read): the training images, a
+    test part held out, and the start of the search says both."""
+    x, y = shapes_arrays(10, size=16, classes=3)
+    write_image_folder(tmp_path / "data" / "train", x, y)
+    write_image_folder(tmp_path / "data" / "val", x[:5], y[:5])
+    run = tmp_path / "run"
+    args = ["search", "--data", str(tmp_path / "data"), "--budget", "25k", "--out", str(run)]
+    result = runner.invoke(app, [*args, *QUICK])
+    assert result.exit_code == 0, result.stderr
+    assert f"{tmp_path / 'data'}/val is not read" in result.stderr
+    assert "has no test split: 3 of its images" in result.stderr
+    cfg, _ = open_run(run)
+    assert cfg.data.info.num_classes == 3 and cfg.data.info.train_size == 27
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    from budgetnas.trainers.sources import read_folder
+
+    for label, value in (("dark", 1000), ("bright", 60000)):
+        folder = tmp_path / "data" / label
+        folder.mkdir(parents=True)
+        Image.fromarray(np.full((8, 8), value, dtype=np.uint16)).save(folder / "1.png")
+    arrays = read_folder(tmp_path / "data")
+    assert sorted(int(v) for v in arrays.x[:, 0, 0, 0]) == [4, 233]  # 1000 and 60000 / 257
+
+
 def test_an_empty_folder(tmp_path):
     (tmp_path / "data").mkdir()
     line = _bad(tmp_path, tmp_path / "data")
@@ -191,6 +225,10 @@ def test_an_unreadable_file_is_named(tmp_path):
     [
         ({"x": np.zeros((10, 8, 8), np.uint8)}, "lacks y: it needs x (uint8 images) and y"),
         (
+            {"x": np.zeros((10, 8, 8), np.uint8), "y": np.zeros(10, np.int64)},
+            "every label is 0; a classifier needs two classes",
+        ),
+        (
             {"x": np.zeros((10, 8, 8), np.float32), "y": np.arange(10) % 2},
             "x must hold uint8 pixels (0-255), it holds float32",
         ),
@@ -212,7 +250,7 @@ def test_an_unreadable_file_is_named(tmp_path):
             "y_test holds label 7, outside the training labels 0..1",
         ),
     ],
-    ids=["no y", "not uint8", "a class missing", "negative", "test label out of range"],
+    ids=["no y", "one class", "not uint8", "a class missing", "negative", "test out of range"],
 )
 def test_bad_npz_files(tmp_path, arrays, message):
     np.savez(tmp_path / "data.npz", **arrays)
