@@ -123,8 +123,9 @@ def search(
     budget_epochs: float | None = _opt(
         "Compute budget counted, not timed, in trainings at the target fidelity (the recipe's "
         "epochs on the training split): e.g. 30 = the image-epochs of 30 full trainings, for "
-        "every rung, promotion and the final verification together; --trials is then an upper "
-        "bound [default: none]."
+        "every rung, promotion, reference network and the final verification together; new "
+        "candidates are sampled while the planned work fits, so the last ones may end a little "
+        "past it; --trials is then an upper bound [default: none]."
     ),
     rungs: int | None = _opt(
         "Fidelity rungs: candidates are sampled at the cheapest, the best of each size band "

@@ -513,6 +513,20 @@ def _clock(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def _notes(cfg: SearchConfig) -> list[str]:
+    """What a user should know at the start: how the test set is chosen, and when no seed
+    network fits the data (no yardsticks then)."""
+    notes = [f"note: {cfg.data.test_note}"] if cfg.data.test_note else []
+    if cfg.references and not cfg.reference_specs():
+        space = cfg.space_config
+        notes.append(
+            f"note: no seed network takes {space.in_channels}x{space.input_size}x"
+            f"{space.input_size} images with {space.num_classes} classes under the cap: no "
+            "reference networks in this search"
+        )
+    return notes
+
+
 def _running(study: optuna.Study) -> list[FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
 
@@ -560,7 +574,7 @@ def _drive(
         f"{info.name} ({shape}; {len(data.train):,} train / {len(data.val):,} val), "
         f"{amount}, {cfg.schedule.label()}, on {device}"
         + (f"; resuming after {done} candidates" if done else ""),
-        notes=[f"note: {cfg.data.test_note}"] if cfg.data.test_note and not done else [],
+        notes=_notes(cfg) if not done else [],
     )
     # Trials run until cfg.trials sampled trials have finished (complete or pruned) in the
     # whole study, over every process: a failed trial, a candidate rejected before training or

@@ -43,6 +43,9 @@ def test_a_search_runs_on_three_channel_images_and_exports(shapes, tmp_path, kin
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.stderr
     assert "has no test split: 15 of its images (10%, drawn with seed 0)" in result.stderr
+    assert "note: no seed network takes 3x32x32 images with 5 classes under the cap" in (
+        result.stderr
+    )
     cfg, study = open_run(run)
     space = cfg.space_config
     assert (space.in_channels, space.input_size, space.num_classes) == (3, 32, 5)

@@ -266,3 +266,67 @@ def test_a_time_budget_stops_sampling_when_the_next_candidate_would_not_fit(
     assert "0:00 of search" in result.stderr
     _, study = open_run(run)
     assert len(study.trials) == 1  # timed by the first; the second would overrun
+
+
+def test_a_promotion_that_failed_is_not_tried_again_and_the_quota_is_never_exceeded():
+    schedule = Schedule(plan_rungs(epochs=9, images=9000, rungs=2, eta=3), eta=3)
+    trials = [_trial(*row) for row in POPULATION]
+    failed = _trial(6, 9500, 0.0, rung=1, state=TrialState.FAIL, promoted_from=1, candidate=1)
+    trials.append(failed)
+    job = schedule.next_job(trials, trials_wanted=10)
+    assert (job.kind, job.source.number) == ("promote", 5)  # #1 failed there: not again
+    trials.append(_trial(7, 2900, 0.98, rung=1, promoted_from=5, candidate=5))
+    # a newcomer that tops rung 0 takes no slot: 6 // 3 = 2 moved up already (one failed)
+    trials.append(_trial(8, 9000, 0.999))
+    assert schedule.next_job(trials, trials_wanted=10).kind == "sample"
+    # a reused result is not a second candidate: it neither counts nor moves up
+    trials.append(_trial(9, 9000, 0.999, duplicate_of=8))
+    assert schedule.next_job(trials, trials_wanted=10).kind == "sample"
+
+
+def test_a_lost_claim_leaves_a_plain_sampled_candidate():
+    from budgetnas.search.schedule import is_sampled, lineage, rung0_used
+
+    lost = _trial(3, 4000, 0.9, rung=0, promoted_from=None, candidate=None)
+    assert is_sampled(lost) and rung0_used(lost) and lineage(lost) == 3
+    reference = _trial(4, 8530, 0.95, rung=0, reference="002")
+    assert not rung0_used(reference) and not is_sampled(reference)
+
+
+def test_an_epoch_budget_holds_with_rungs(tmp_path, synthetic_root):
+    from budgetnas.search.schedule import trained_image_epochs
+
+    cfg = quick_config(
+        synthetic_root,
+        tmp_path / "run",
+        trials=None,
+        epochs=3,
+        train_subset=1000,
+        rungs=2,
+        budget_epochs=6,
+        verify_seeds=1,
+        references="none",
+        caps=(10_000,),
+    )
+    study = run_search(cfg, quiet=True)
+    assert any(rung_of(t) == 1 for t in study.trials)
+    _, study = open_run(cfg.out)
+    verified = sum(len(v.runs) * v.fidelity.image_epochs for v in stored_results(study).values())
+    spent = trained_image_epochs(study.trials) + verified
+    assert spent <= 6 * cfg.schedule.target.image_epochs
+
+
+def test_export_ships_the_verified_winner_of_a_search_with_rungs(climbed, synthetic_root, tmp_path):
+    """One search command ends with the front verified at the target; export's default is the
+    best verified searched network, with its best verified weights, at that fidelity."""
+    from budgetnas.search.export import export_trial
+    from budgetnas.search.verified import best_verified
+
+    study, cfg = climbed
+    _, study = open_run(cfg.out)
+    best = best_verified(stored_results(study), cfg.budget)
+    res = export_trial(cfg.out, out=tmp_path / "net.py", data_dir=synthetic_root)
+    assert f"trial-{res.trial}" == best.key and rung_of(study.trials[res.trial]) == 2
+    assert res.shipped.source == "verify" and res.shipped.epochs == 3
+    assert res.shipped.train_images == 1000
+    assert res.shipped.val_acc == max(r.val_acc for r in best.runs)

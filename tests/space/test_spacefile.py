@@ -132,3 +132,35 @@ def test_few_candidates_are_rejected_before_training(budget, name):
         study.tell(trial, 0.0)
     print(f"{name} space, cap {budget:,}: {rejected} of 300 rejected ({rejected / 300:.1%})")
     assert rejected / 300 < 0.05
+
+
+def test_the_smallest_network_is_the_least_of_each_cost_over_every_structure():
+    """A fixed squeeze-excitation raises the floor; padding [1, 0] does not hide the cheaper
+    valid-padded network's MACs; a space that builds nothing for its images is one line."""
+    from budgetnas.space.sample import smallest_costs
+
+    plain = smallest_costs(SpaceConfig())
+    with_se = smallest_costs(SpaceConfig(se=(True,)))
+    assert with_se[0] > plain[0]
+    both = smallest_costs(SpaceConfig(padding=(1, 0)))
+    valid_only = smallest_costs(SpaceConfig(padding=(0,)))
+    assert both[1] == min(valid_only[1], smallest_costs(SpaceConfig(padding=(1,)))[1])
+    assert both[1] <= valid_only[1]
+    from budgetnas.space.checks import SpecError
+
+    with pytest.raises(SpecError, match="builds no network for 5x5 images"):
+        smallest_costs(SpaceConfig(input_size=5, padding=(0,), stages=(3, 3)))
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('min_size_fraction = "0.3"\n', "min_size_fraction: must be a number, got '0.3'"),
+        ("dropout = true\n", "dropout: must be a number, got True"),
+    ],
+)
+def test_a_setting_of_the_wrong_kind_names_its_key(tmp_path, text, message):
+    path = tmp_path / "space.toml"
+    path.write_text(text)
+    line = cli_error(runner.invoke(app, ["space", str(path)]))
+    assert line == f"error: space file {path}: {message}"
