@@ -34,10 +34,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help=(
         "Find the most accurate small CNN under a hard parameter cap.\n\n"
-        "search: sample and train candidates under --budget; report: (re)write the Pareto "
-        "report of a run; export: write the best (or --trial N) network as a standalone "
-        "module; verify: retrain chosen networks with new seeds and report test accuracy; "
-        "zoo: the hand-made seed networks with exact counts."
+        "search: sample and train candidates under --budget (MNIST-like data or your own "
+        "images, --data), ending with the front verified at the target fidelity; report: "
+        "(re)write the report of a run; export: write the best verified searched network (or "
+        "--trial N) as a standalone module or ONNX; verify: retrain chosen networks with new "
+        "seeds; space: print or check a search space file; count: exact costs of a spec; "
+        "zoo: the hand-made seed networks."
     ),
 )
 
