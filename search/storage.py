@@ -9,6 +9,7 @@ A journal file has no heartbeat; its trials are owned by the processes of one ru
 from __future__ import annotations
 
 import inspect
+import time
 import warnings
 from typing import Any
 
@@ -21,6 +22,7 @@ JOURNAL_PREFIX = "journal:///"
 
 
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
+SCHEMA_RACE_RETRIES = 5
 # What a requeued trial keeps of the one it replaces (the heartbeat retry keeps every attribute).
 # what a queued copy of a trial whose process died keeps: its rung of the ladder, its
 # reference network, its fidelity rung and the promotion it is
@@ -59,13 +61,27 @@ def open_storage(url: str, *, heartbeat: int = 30) -> optuna.storages.BaseStorag
         engine = (
             {"connect_args": {"timeout": 60}} if scheme == "sqlite" else {"pool_pre_ping": True}
         )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            warnings.simplefilter("ignore", FutureWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine, **kwargs)
+        for attempt in range(SCHEMA_RACE_RETRIES + 1):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    warnings.simplefilter("ignore", FutureWarning)
+                    return optuna.storages.RDBStorage(url, engine_kwargs=engine, **kwargs)
+            except Exception as err:
+                # processes opening a new database at once all create its tables; the losers
+                # fail, and find the tables there a moment later
+                if attempt == SCHEMA_RACE_RETRIES or not _schema_race(err):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
     except Exception as err:  # SQLAlchemy's and Optuna's errors are many; all mean "bad URL"
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SearchError(f"cannot open storage {url!r}: {first}") from None
+
+
+def _schema_race(err: Exception) -> bool:
+    """Whether ``err`` is a lost race to create a new database's tables."""
+    text = str(err)
+    return "already exists" in text or "alembic_version" in text or "locked" in text
 
 
 def is_rdb(url: str) -> bool:
