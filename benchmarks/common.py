@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -39,8 +40,9 @@ def run_tasks(
     cores: list[int] | None = None,
 ) -> None:
     """Run ``script`` again with ``--one strategy:seed`` for each task whose ``result`` file
-    is not in ``out/strategy/seed{seed}`` yet, ``jobs`` at once, each pinned to one core with
-    one thread (so the timings of tasks running side by side stay comparable)."""
+    is not in ``out/strategy/seed{seed}`` yet (one stopped midway starts over), ``jobs`` at
+    once, each pinned to one core with one thread (so the timings of tasks running side by
+    side stay comparable)."""
     cores = cores or list(range(os.cpu_count() or 1))
     pending = [t for t in tasks if not (out / t[0] / f"seed{t[1]}" / result).exists()]
     running: list[tuple[subprocess.Popen, int]] = []
@@ -50,6 +52,8 @@ def run_tasks(
         busy = {core for _, core in running}
         while pending and len(running) < jobs:
             strategy, seed = pending.pop(0)
+            # a task stopped midway (no result file) starts over: its timing must be whole
+            shutil.rmtree(out / strategy / f"seed{seed}", ignore_errors=True)
             core = next(c for c in cores if c not in busy)
             busy.add(core)
             cmd = [sys.executable, script, *sys.argv[1:], "--one", f"{strategy}:{seed}"]
