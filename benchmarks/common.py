@@ -17,7 +17,10 @@ from budgetnas.search.config import SearchConfig, new_config
 
 def reduced_search(args: argparse.Namespace, out: Path, **settings: Any) -> SearchConfig:
     """The config of one benchmark search: --budget, --trials, --epochs, --train-subset,
-    --data-dir and --device from the command line, the rest from ``settings``."""
+    --data-dir and --device from the command line, the rest from ``settings`` (one rung
+    unless they say otherwise: the sampler, pruner and space benchmarks compare searches at
+    one fidelity)."""
+    settings = {"rungs": 1, **settings}
     return new_config(
         out=out,
         caps=(args.budget,),

@@ -65,7 +65,7 @@ def _config(args, strategy: str, seed: int, out: Path):
         target = args.epochs * args.train_subset
         compute = (args.compute - args.top) * target / low.image_epochs
         return new_config(
-            epochs=low.epochs, train_subset=low.images, budget_epochs=compute, **common
+            epochs=low.epochs, train_subset=low.images, budget_epochs=compute, rungs=1, **common
         )
     extra = {
         "promotion": dict(rungs=3, eta=3),

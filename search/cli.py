@@ -16,7 +16,7 @@ from typing import Any
 import typer
 
 from budgetnas.search.budget import parse_count, parse_duration, parse_ladder
-from budgetnas.search.config import SearchConfig, new_config
+from budgetnas.search.config import DEFAULT_RUNGS, SearchConfig, new_config
 from budgetnas.search.errors import SearchError, SearchStopped
 from budgetnas.search.pruners import PRUNERS
 from budgetnas.search.samplers import SAMPLERS
@@ -111,7 +111,8 @@ def search(
         "[default: none, a new search]."
     ),
     trials: int | None = _opt(
-        "Trials to finish (complete or pruned) in total, a resumed run's included "
+        "Candidates to sample and finish (complete or pruned) at the first rung, a resumed "
+        "run's included; their promotions to higher rungs come on top "
         f"[default: {SearchConfig.trials}]."
     ),
     timeout: float | None = _opt(
@@ -133,7 +134,8 @@ def search(
         "Fidelity rungs: candidates are sampled at the cheapest, the best of each size band "
         "promoted rung by rung (each --eta times the one below in epochs x images) up to the "
         "target, the recipe's --epochs on the training split; 1: every candidate at the "
-        f"target [default: {SearchConfig.rungs}]."
+        f"target [default: {DEFAULT_RUNGS}; fewer where the target leaves no room below it, 1 "
+        "with --pruner median or hyperband]."
     ),
     eta: int | None = _opt(
         f"Cost ratio between rungs; the top 1/eta of a rung move up [default: {SearchConfig.eta}]."
@@ -243,10 +245,10 @@ def search(
 ) -> None:
     """Search for the most accurate network under --budget; writes the study and reports.
 
-    The search runs until --trials candidates have been trained (completed or pruned); a
-    failed trial, a candidate over a cap (rejected before training) and the reference
-    networks do not count. 5 failures in a row, or 200 rejections in a row, stop the search
-    with one line.
+    The search runs until --trials candidates have been trained (completed or pruned) at the
+    first rung and the promotions they earned up to the target; a failed trial, a candidate
+    over a cap (rejected before training) and the reference networks do not count. 5
+    failures in a row, or 200 rejections in a row, stop the search with one line.
     """
     given = {k: v for k, v in locals().items() if v is not None and k not in ("resume", "quiet")}
     if "data" in given:

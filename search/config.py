@@ -35,6 +35,9 @@ JOURNAL_FILE = "study.journal"
 # 2: momentum constant under OneCycle (it cycled 0.85-0.95 before); sampler, pruner and
 # references in the fingerprint
 FINGERPRINT_VERSION = 2
+# fidelity rungs when --rungs is not given: promotion beat single-fidelity search at equal
+# compute (docs/benchmarks.md#promotion-across-fidelities)
+DEFAULT_RUNGS = 3
 UNLIMITED = 1_000_000  # --trials when a --budget-time decides
 
 # Settings a resumed run may change: they decide how much work is done and where, never what
@@ -103,13 +106,23 @@ class SearchConfig:
     search_recipe: bool = False
     heartbeat: int = 30  # seconds; a trial silent for twice this long is failed and retried
     workers: int = 1  # trial processes on this machine, sharing the study
-    rungs: int = 1  # fidelities, the last the recipe's (the target); see search.schedule
+    # fidelities, the last the recipe's (the target); see search.schedule. None: DEFAULT_RUNGS
+    # where the target leaves room below it and the pruner allows (see ``auto_rungs``)
+    rungs: int | None = None
     eta: int = 3  # each rung costs eta times the one below; the top 1/eta move up
     budget_time: float | None = None  # seconds: sample new candidates while the plan fits
     budget_epochs: float | None = None  # trainings at the target fidelity, the same way
     verify_seeds: int = 3  # new seeds the front at the target is verified with, at the end
 
     def __post_init__(self) -> None:
+        if self.rungs is None:
+            rungs, _ = auto_rungs(
+                epochs=self.recipe.epochs,
+                images=self.data.train_images,
+                eta=self.eta,
+                pruner=self.pruner,
+            )
+            object.__setattr__(self, "rungs", rungs)
         caps = self.caps if isinstance(self.caps, (tuple, list)) else (self.caps,)
         if not caps or any(isinstance(c, bool) or not isinstance(c, int) for c in caps):
             raise SearchError(f"caps must be whole numbers of parameters, got {self.caps!r}")
@@ -312,6 +325,24 @@ class SearchConfig:
     @classmethod
     def from_json(cls, text: str) -> SearchConfig:
         return cls.from_dict(json.loads(text))
+
+
+def auto_rungs(*, epochs: int, images: int, eta: int, pruner: str) -> tuple[int, str | None]:
+    """The rungs a search gets when ``--rungs`` is not given, and why when fewer than
+    ``DEFAULT_RUNGS``: one with a pruner that compares trials across fidelities, else as many
+    up to ``DEFAULT_RUNGS`` as the target leaves room for below it."""
+    if pruner in SINGLE_OBJECTIVE_PRUNERS:
+        return 1, f"--pruner {pruner} compares trials across fidelities"
+    target = f"{epochs} ep x {images:,} img"
+    for rungs in range(DEFAULT_RUNGS, 0, -1):
+        try:
+            plan_rungs(epochs=epochs, images=images, rungs=rungs, eta=eta)
+        except SearchError:
+            continue
+        if rungs == DEFAULT_RUNGS:
+            return rungs, None
+        return rungs, f"the target ({target}) leaves room for no more below it"
+    return 1, f"the target ({target}) leaves room for no more below it"
 
 
 def new_config(*, out: str | Path, caps: tuple[int, ...], **options: Any) -> SearchConfig:

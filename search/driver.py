@@ -25,7 +25,13 @@ from optuna.trial import FrozenTrial, TrialState
 from budgetnas.reports.frame import trials_frame
 from budgetnas.reports.pareto import pareto_front
 from budgetnas.search.budget import format_params
-from budgetnas.search.config import CONFIG_FILE, UNLIMITED, SearchConfig, differences
+from budgetnas.search.config import (
+    CONFIG_FILE,
+    UNLIMITED,
+    SearchConfig,
+    auto_rungs,
+    differences,
+)
 from budgetnas.search.errors import SearchError, SearchStopped
 from budgetnas.search.objective import Objective
 from budgetnas.search.progress import Progress
@@ -514,9 +520,17 @@ def _clock(seconds: float) -> str:
 
 
 def _notes(cfg: SearchConfig) -> list[str]:
-    """What a user should know at the start: how the test set is chosen, and when no seed
-    network fits the data (no yardsticks then)."""
-    notes = [f"note: {cfg.data.test_note}"] if cfg.data.test_note else []
+    """What a user should know at the start: fewer rungs than the default and why, how the
+    test set is chosen, and when no seed network fits the data (no yardsticks then)."""
+    notes = []
+    rungs, why = auto_rungs(
+        epochs=cfg.recipe.epochs, images=cfg.data.train_images, eta=cfg.eta, pruner=cfg.pruner
+    )
+    if why is not None and cfg.rungs == rungs:
+        what = "every candidate at the target" if rungs == 1 else f"{rungs} rungs"
+        notes.append(f"note: {why}: {what} (--rungs {rungs})")
+    if cfg.data.test_note:
+        notes.append(f"note: {cfg.data.test_note}")
     if cfg.references and not cfg.reference_specs():
         space = cfg.space_config
         notes.append(

@@ -190,8 +190,11 @@ def search_args(root: Path, out: Path, *extra: str, budget: str = "5k") -> list[
     ]
 
 
-# Longer searches for tests where several processes must overlap in time.
+# Longer searches for tests where several processes must overlap in time (one rung: their
+# trial counts are of candidates; rungs have their own multi-process tests).
 SHARED_SEARCH = (
+    "--rungs",
+    "1",
     "--epochs",
     "3",
     "--train-subset",

@@ -59,6 +59,8 @@ def test_sigkill_mid_trial_then_resume(tmp_path, synthetic_root):
                 "32",
                 "--pruner",
                 "none",
+                "--rungs",
+                "1",
                 "--heartbeat",
                 "1",
                 "--quiet",

@@ -25,7 +25,19 @@ from tests.helpers import quick_config, search_args
 
 runner = CliRunner()
 
-QUICK = ["--train-subset", "400", "--val-size", "200", "--batch-size", "32", "--epochs", "2"]
+# one rung: these tests are of a single-fidelity search (rungs have their own tests)
+QUICK = [
+    "--train-subset",
+    "400",
+    "--val-size",
+    "200",
+    "--batch-size",
+    "32",
+    "--epochs",
+    "2",
+    "--rungs",
+    "1",
+]
 
 
 def _search(tmp_path: Path, data_root: Path, *extra: str) -> Path:
@@ -152,7 +164,7 @@ def test_same_seed_same_search_past_the_startup_trials(tmp_path, synthetic_root)
 
     def search(name):
         cfg = quick_config(
-            synthetic_root, tmp_path / name, trials=14, epochs=3, pruner="banded", seed=1
+            synthetic_root, tmp_path / name, trials=14, epochs=3, pruner="banded", seed=1, rungs=1
         )
         study = run_search(cfg, quiet=True)
         return [(t.state, t.user_attrs.get("spec"), t.intermediate_values) for t in study.trials]
@@ -190,6 +202,8 @@ def test_real_mnist_search_and_export(tmp_path, mnist_root):
             "64",
             "--device",
             "cpu",
+            "--rungs",
+            "1",
         ],
     )
     assert result.exit_code == 0, result.stderr

@@ -25,7 +25,9 @@ def ref_on_top(tmp_path_factory, synthetic_root):
     """A study whose best validation trial is a reference network, made as a user makes one
     (on this synthetic data seed 002 beats the three searched candidates)."""
     run = tmp_path_factory.mktemp("handback") / "run"
-    args = search_args(synthetic_root, run, "--trials", "3", "--epochs", "2", "--seed", "3")
+    args = search_args(
+        synthetic_root, run, "--trials", "3", "--epochs", "2", "--seed", "3", "--rungs", "1"
+    )
     result = runner.invoke(app, [*args[:2], "10k", *args[3:]])
     assert result.exit_code == 0, result.stderr
     _, study = open_run(run)

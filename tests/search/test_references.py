@@ -116,7 +116,13 @@ def test_references_none_and_a_chosen_one(tmp_path, synthetic_root):
 def test_references_are_never_pruned_and_sampled_trials_are(tmp_path, synthetic_root, monkeypatch):
     monkeypatch.setattr(BandedMedianPruner, "decide", lambda *a, **k: True)
     cfg = quick_config(
-        synthetic_root, tmp_path / "r", caps=(10_000,), trials=3, epochs=2, pruner="banded"
+        synthetic_root,
+        tmp_path / "r",
+        caps=(10_000,),
+        trials=3,
+        epochs=2,
+        pruner="banded",
+        rungs=1,
     )
     study = run_search(cfg, quiet=True)
     refs = [t for t in study.trials if t.user_attrs.get("reference")]

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
+from typer.testing import CliRunner
 
+from budgetnas.search.cli import app
+from budgetnas.search.config import DEFAULT_RUNGS, auto_rungs
 from budgetnas.search.driver import front_to_verify, run_search
 from budgetnas.search.errors import SearchError
 from budgetnas.search.runs import open_run
@@ -18,7 +21,9 @@ from budgetnas.search.schedule import (
     rung_of,
 )
 from budgetnas.search.verified import stored_results
-from tests.helpers import quick_config
+from tests.helpers import quick_config, search_args
+
+runner = CliRunner()
 
 
 @pytest.mark.parametrize(
@@ -34,6 +39,39 @@ def test_rungs_cut_epochs_first_then_images(epochs, images, rungs, expected):
     plan = plan_rungs(epochs=epochs, images=images, rungs=rungs, eta=3)
     assert [(r.epochs, r.images) for r in plan] == expected
     assert [r.index for r in plan] == list(range(rungs))
+
+
+@pytest.mark.parametrize(
+    "epochs, images, pruner, expected",
+    [
+        (15, 55_000, "banded", (3, None)),
+        (2, 6_000, "none", (3, None)),
+        (3, 300, "banded", (2, "the target (3 ep x 300 img) leaves room for no more below it")),
+        (1, 300, "banded", (1, "the target (1 ep x 300 img) leaves room for no more below it")),
+        (15, 55_000, "median", (1, "--pruner median compares trials across fidelities")),
+    ],
+)
+def test_without_rungs_given_a_search_gets_three_or_as_many_as_fit(
+    epochs, images, pruner, expected
+):
+    assert auto_rungs(epochs=epochs, images=images, eta=3, pruner=pruner) == expected
+
+
+def test_the_default_rungs_are_stored_and_said_when_fewer(tmp_path, synthetic_root):
+    roomy = quick_config(synthetic_root, tmp_path / "a", epochs=2, train_subset=1500, trials=1)
+    assert roomy.rungs == DEFAULT_RUNGS == 3
+    assert quick_config(synthetic_root, tmp_path / "b", epochs=2, rungs=1).rungs == 1
+    tight = quick_config(synthetic_root, tmp_path / "c", epochs=1, trials=1, verify_seeds=0)
+    assert tight.rungs == 1
+    args = search_args(synthetic_root, tmp_path / "c", "--trials", "1", "--epochs", "1")
+    result = runner.invoke(app, [*args, "--verify-seeds", "0", "--references", "none"])
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "note: the target (1 ep x 300 img) leaves room for no more below it: every candidate "
+        "at the target (--rungs 1)"
+    ) in result.stderr.splitlines()
+    stored, _ = open_run(tmp_path / "c")
+    assert stored.rungs == 1 and '"rungs": 1' in (tmp_path / "c" / "config.json").read_text()
 
 
 def test_a_plan_without_room_below_the_target_is_refused():
