@@ -37,7 +37,7 @@ test-all: setup data
 
 demo: setup data
 	rm -rf $(DEMO_RUN)
-	$(VENV)/bin/budgetnas search --budget 10k --trials 8 --epochs 2 --train-subset 6000 \
+	$(VENV)/bin/budgetnas search --budget 10k --trials 20 --epochs 2 --train-subset 6000 \
 		--val-size 2000 --batch-size 64 --device cpu --download --out $(DEMO_RUN)
 	$(VENV)/bin/budgetnas export $(DEMO_RUN) --out $(DEMO_RUN)/best.py --force
 
