@@ -330,19 +330,24 @@ class SearchConfig:
 def auto_rungs(*, epochs: int, images: int, eta: int, pruner: str) -> tuple[int, str | None]:
     """The rungs a search gets when ``--rungs`` is not given, and why when fewer than
     ``DEFAULT_RUNGS``: one with a pruner that compares trials across fidelities, else as many
-    up to ``DEFAULT_RUNGS`` as the target leaves room for below it."""
+    up to ``DEFAULT_RUNGS`` as the target leaves room for below it, each rung at most half
+    the cost of the next (a rung nearly as dear as the next ranks nothing cheaply)."""
     if pruner in SINGLE_OBJECTIVE_PRUNERS:
         return 1, f"--pruner {pruner} compares trials across fidelities"
-    target = f"{epochs} ep x {images:,} img"
-    for rungs in range(DEFAULT_RUNGS, 0, -1):
+    for rungs in range(DEFAULT_RUNGS, 1, -1):
         try:
-            plan_rungs(epochs=epochs, images=images, rungs=rungs, eta=eta)
+            plan = plan_rungs(epochs=epochs, images=images, rungs=rungs, eta=eta)
         except SearchError:
             continue
-        if rungs == DEFAULT_RUNGS:
-            return rungs, None
-        return rungs, f"the target ({target}) leaves room for no more below it"
-    return 1, f"the target ({target}) leaves room for no more below it"
+        steps = zip(plan, plan[1:], strict=False)
+        if all(2 * low.image_epochs <= high.image_epochs for low, high in steps):
+            break
+    else:
+        rungs = 1
+    if rungs == DEFAULT_RUNGS:
+        return rungs, None
+    room = "no room for a cheaper rung" if rungs == 1 else f"room for {rungs - 1} cheaper rung"
+    return rungs, f"the target ({epochs} ep x {images:,} img) leaves {room} at half its cost"
 
 
 def new_config(*, out: str | Path, caps: tuple[int, ...], **options: Any) -> SearchConfig:

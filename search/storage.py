@@ -70,7 +70,7 @@ def open_storage(url: str, *, heartbeat: int = 30) -> optuna.storages.BaseStorag
             except Exception as err:
                 # processes opening a new database at once all create its tables; the losers
                 # fail, and find the tables there a moment later
-                if attempt == SCHEMA_RACE_RETRIES or not _schema_race(err):
+                if attempt == SCHEMA_RACE_RETRIES or scheme != "sqlite" or not _schema_race(err):
                     raise
                 time.sleep(0.2 * (attempt + 1))
     except Exception as err:  # SQLAlchemy's and Optuna's errors are many; all mean "bad URL"
@@ -79,9 +79,10 @@ def open_storage(url: str, *, heartbeat: int = 30) -> optuna.storages.BaseStorag
 
 
 def _schema_race(err: Exception) -> bool:
-    """Whether ``err`` is a lost race to create a new database's tables."""
+    """Whether ``err`` is a lost race to create a new SQLite study's tables or its first rows
+    (a lock is not: SQLite already waited its busy timeout for it)."""
     text = str(err)
-    return "already exists" in text or "alembic_version" in text or "locked" in text
+    return "already exists" in text or "UNIQUE constraint failed" in text
 
 
 def is_rdb(url: str) -> bool:

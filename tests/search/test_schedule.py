@@ -46,8 +46,31 @@ def test_rungs_cut_epochs_first_then_images(epochs, images, rungs, expected):
     [
         (15, 55_000, "banded", (3, None)),
         (2, 6_000, "none", (3, None)),
-        (3, 300, "banded", (2, "the target (3 ep x 300 img) leaves room for no more below it")),
-        (1, 300, "banded", (1, "the target (1 ep x 300 img) leaves room for no more below it")),
+        (
+            3,
+            300,
+            "banded",
+            (2, "the target (3 ep x 300 img) leaves room for 1 cheaper rung at half its cost"),
+        ),
+        (
+            1,
+            300,
+            "banded",
+            (1, "the target (1 ep x 300 img) leaves no room for a cheaper rung at half its cost"),
+        ),
+        # 500 images -> 600 is a rung: too dear to rank anything cheaply
+        (
+            1,
+            600,
+            "banded",
+            (1, "the target (1 ep x 600 img) leaves no room for a cheaper rung at half its cost"),
+        ),
+        (
+            2,
+            1_000,
+            "banded",
+            (2, "the target (2 ep x 1,000 img) leaves room for 1 cheaper rung at half its cost"),
+        ),
         (15, 55_000, "median", (1, "--pruner median compares trials across fidelities")),
     ],
 )
@@ -67,8 +90,8 @@ def test_the_default_rungs_are_stored_and_said_when_fewer(tmp_path, synthetic_ro
     result = runner.invoke(app, [*args, "--verify-seeds", "0", "--references", "none"])
     assert result.exit_code == 0, result.stderr
     assert (
-        "note: the target (1 ep x 300 img) leaves room for no more below it: every candidate "
-        "at the target (--rungs 1)"
+        "note: the target (1 ep x 300 img) leaves no room for a cheaper rung at half its cost: "
+        "every candidate at the target (--rungs 1)"
     ) in result.stderr.splitlines()
     stored, _ = open_run(tmp_path / "c")
     assert stored.rungs == 1 and '"rungs": 1' in (tmp_path / "c" / "config.json").read_text()
