@@ -16,7 +16,7 @@ from typing import Any
 import typer
 
 from budgetnas.search.budget import parse_count, parse_duration, parse_ladder
-from budgetnas.search.config import DEFAULT_RUNGS, SearchConfig, new_config
+from budgetnas.search.config import DEFAULT_RUNGS, RESUMABLE, SearchConfig, flag, new_config
 from budgetnas.search.errors import SearchError, SearchStopped
 from budgetnas.search.pruners import PRUNERS
 from budgetnas.search.samplers import SAMPLERS
@@ -107,7 +107,7 @@ def search(
     out: Path | None = _opt("Run folder to create (required for a new search).", "--out", "-o"),
     resume: Path | None = _opt(
         "Continue the search in this run folder with its stored settings (up to --trials in "
-        "total). Only --trials, --timeout, --device, --workers and --data-dir may be given "
+        f"total). Only {', '.join(map(flag, RESUMABLE))} may be given "
         "[default: none, a new search]."
     ),
     trials: int | None = _opt(
