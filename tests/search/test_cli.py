@@ -109,7 +109,7 @@ def test_help_shows_the_library_defaults():
     assert "[default: none]" in text
     for command in ("search", "verify", "export", "worker", "report", "bench", "count", "zoo"):
         page = runner.invoke(app, [command, "--help"], terminal_width=200).output
-        options = re.split(r"\n\s+(?=-)", page.split("Options:")[1])
+        options = re.split(r"\n  (?=-)", page.split("Options:")[1])  # an option starts a line
         for option in filter(str.strip, options):
             if option.lstrip().startswith("--help"):
                 continue
