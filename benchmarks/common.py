@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,39 @@ def run_tasks(
                 running.remove((proc, core))
                 if proc.returncode:
                     print(f"a task failed ({proc.returncode}); see {logs}", flush=True)
+
+
+RESULT = "result.json"  # a finished task's figures, in out/kind/seed{seed}/
+
+
+def add_task_options(ap: argparse.ArgumentParser) -> None:
+    """--jobs and --cores (how the tasks run), and the hidden --one of a child process."""
+    ap.add_argument("--jobs", type=int, default=2, help="processes at once, one core each")
+    ap.add_argument("--cores", default=None, help="cores to pin them to, e.g. 1 [default: all]")
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # kind:seed, in a child process
+
+
+def run_all(
+    script: str,
+    args: argparse.Namespace,
+    kinds: list[str],
+    run_one: Callable[[argparse.Namespace, str, int], dict],
+) -> list[dict] | None:
+    """In a child process (``--one kind:seed``): run that task, write its result and return
+    None. Otherwise: run every (kind, seed) task of ``--seeds`` not finished in ``--out``
+    yet (``run_tasks``) and return the results of all finished ones, in task order."""
+    import json
+
+    out = Path(args.out)
+    if args.one:
+        kind, seed = args.one.split(":")
+        result = run_one(args, kind, int(seed))
+        (out / kind / f"seed{seed}" / RESULT).write_text(json.dumps(result, indent=2))
+        return None
+    tasks = [(kind, int(seed)) for seed in args.seeds.split(",") for kind in kinds]
+    cores = [int(c) for c in args.cores.split(",")] if args.cores else None
+    run_tasks(script, tasks, out=out, result=RESULT, jobs=args.jobs, cores=cores)
+    return read_results(out, tasks, RESULT)
 
 
 def read_results(out: Path, tasks: list[tuple[str, int]], result: str) -> list[dict]:

@@ -32,18 +32,16 @@ back from ``--out``, so the benchmark can be stopped and continued.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from common import mean_se, read_results, run_tasks
+from common import add_task_options, mean_se, run_all
 
 STRATEGIES = ("promotion", "single", "lowest+verify", "random")
 REMEASURE_SEEDS = (1001, 1002)
-RESULT = "result.json"
 
 
 def _config(args, strategy: str, seed: int, out: Path):
@@ -226,24 +224,12 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2,3,4,5")
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
     ap.add_argument("--hv-ref", type=float, default=0.90)
-    ap.add_argument("--jobs", type=int, default=2, help="processes at once, one core each")
-    ap.add_argument("--cores", default=None, help="cores to pin them to, e.g. 1 [default: all]")
-    ap.add_argument("--one", help=argparse.SUPPRESS)  # strategy:seed, in a child process
+    add_task_options(ap)
     args = ap.parse_args()
-    if args.one:
-        strategy, seed = args.one.split(":")
-        result = run_one(args, strategy, int(seed))
-        path = Path(args.out) / strategy / f"seed{seed}" / RESULT
-        path.write_text(json.dumps(result, indent=2))
-        return
-
-    seeds = [int(s) for s in args.seeds.split(",")]
     strategies = args.strategies.split(",")
-    tasks = [(s, seed) for seed in seeds for s in strategies]
-    cores = [int(c) for c in args.cores.split(",")] if args.cores else None
-    run_tasks(__file__, tasks, out=Path(args.out), result=RESULT, jobs=args.jobs, cores=cores)
-
-    results = read_results(Path(args.out), tasks, RESULT)
+    results = run_all(__file__, args, strategies, run_one)
+    if results is None:  # a child process: its task is done
+        return
     print(
         f"\ncap {args.budget:,}, target {args.epochs} ep x {args.train_subset:,} img, compute "
         f"{args.compute:g} trainings at the target, seeds {args.seeds}; answers re-measured "

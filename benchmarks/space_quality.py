@@ -16,15 +16,13 @@ finished ones are read back from ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
-from common import mean_se, read_results, reduced_search, run_tasks
+from common import add_task_options, mean_se, reduced_search, run_all
 
 SPACES = ("default", "rich")
-RESULT = "result.json"
 
 
 def run_one(args, space: str, seed: int) -> dict:
@@ -85,21 +83,12 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2,3,4,5")
     ap.add_argument("--spaces", default=",".join(SPACES))
     ap.add_argument("--hv-ref", type=float, default=0.90)
-    ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--cores", default=None, help="cores to pin to, e.g. 0 [default: all]")
-    ap.add_argument("--one", help=argparse.SUPPRESS)
+    add_task_options(ap)
     args = ap.parse_args()
-    if args.one:
-        space, seed = args.one.split(":")
-        result = run_one(args, space, int(seed))
-        (Path(args.out) / space / f"seed{seed}" / RESULT).write_text(json.dumps(result, indent=2))
-        return
-    seeds = [int(s) for s in args.seeds.split(",")]
     spaces = args.spaces.split(",")
-    tasks = [(space, seed) for seed in seeds for space in spaces]
-    cores = [int(c) for c in args.cores.split(",")] if args.cores else None
-    run_tasks(__file__, tasks, out=Path(args.out), result=RESULT, jobs=args.jobs, cores=cores)
-    results = read_results(Path(args.out), tasks, RESULT)
+    results = run_all(__file__, args, spaces, run_one)
+    if results is None:  # a child process: its task is done
+        return
     print(
         f"\ncap {args.budget:,}, {args.trials} trials x {args.epochs} epochs on "
         f"{args.train_subset:,} images, seeds {args.seeds}; hypervolume from (1.0, {args.hv_ref})"
