@@ -22,10 +22,10 @@ JOURNAL_PREFIX = "journal:///"
 
 
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
-SCHEMA_RACE_RETRIES = 5
-# What a requeued trial keeps of the one it replaces (the heartbeat retry keeps every attribute).
-# what a queued copy of a trial whose process died keeps: its rung of the ladder, its
-# reference network, its fidelity rung and the promotion it is
+SCHEMA_RACE_RETRIES = 5  # attempts after a lost race to create a new SQLite study
+# What a queued copy of a trial whose process died keeps (the heartbeat retry keeps every
+# attribute): its rung of the ladder, its reference network, its fidelity rung and the
+# promotion it is
 QUEUED_ATTRS = ("cap", "reference", "rung", "promoted_from", "candidate")
 
 
