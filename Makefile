@@ -10,10 +10,12 @@ export BUDGETNAS_DATA ?= $(CURDIR)/.data
 .PHONY: setup data test test-all demo lint clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
-	touch $@
+	@echo "budgetnas: installing into $(VENV) (pinned by constraints.txt; a few minutes the first time)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -qq --upgrade pip
+	@$(PY) -m pip install -qq -c constraints.txt -e '.[$(EXTRAS)]'
+	@touch $@
+	@echo "budgetnas: installed ($(VENV)/bin/budgetnas)"
 
 setup: $(VENV)/.installed
 
