@@ -178,8 +178,20 @@ def _shape(x: np.ndarray) -> str:
     return f"{x.shape[1]}x{x.shape[2]}x{x.shape[3]} (channels x height x width)"
 
 
+def _npz_array(data, key: str, path: Path) -> np.ndarray:
+    """``data[key]``, read now (an .npz is read lazily, key by key): a damaged or pickled
+    array is a ``SourceError`` naming the file and the key."""
+    try:
+        return data[key]
+    except Exception as err:  # a bad CRC, a truncated member, an object array, ...
+        raise SourceError(
+            f"{path}: cannot read {key} ({type(err).__name__}: {err}); write it again with "
+            f"numpy.savez and plain (not object) arrays"
+        ) from None
+
+
 def _npz_images(data, key: str, path: Path, resize: int | None) -> np.ndarray:
-    x = data[key]
+    x = _npz_array(data, key, path)
     if x.dtype != np.uint8:
         raise SourceError(
             f"{path}: {key} must hold uint8 pixels (0-255), it holds {x.dtype}; convert with "
@@ -209,7 +221,7 @@ def _npz_images(data, key: str, path: Path, resize: int | None) -> np.ndarray:
 
 
 def _npz_labels(data, key: str, n: int, path: Path) -> np.ndarray:
-    y = data[key]
+    y = _npz_array(data, key, path)
     if y.ndim != 1 or len(y) != n or not np.issubdtype(y.dtype, np.integer):
         raise SourceError(
             f"{path}: {key} must be {n} integer labels (one per image), it is "

@@ -261,6 +261,25 @@ def test_bad_npz_files(tmp_path, arrays, message):
     assert line.startswith(f"error: {tmp_path / 'data.npz'}") and message in line, line
 
 
+@pytest.mark.parametrize("damage", ["bad crc", "object array"])
+def test_a_damaged_or_pickled_npz_is_one_line(tmp_path, damage):
+    """An .npz is read key by key when it is used: a damaged member or an object array is one
+    line naming the file and the key, and no run folder is made."""
+    path = tmp_path / "data.npz"
+    x, y = np.full((10, 8, 8), 7, np.uint8), np.arange(10) % 2
+    if damage == "object array":
+        np.savez(path, x=np.array([x[0], None], dtype=object), y=y)
+        reason = "(ValueError: Object arrays cannot be loaded"
+    else:
+        np.savez(path, x=x, y=y)  # stored, not compressed: the pixels are there as written
+        raw = bytearray(path.read_bytes())
+        raw[raw.index(bytes([7] * 64)) + 10] ^= 0xFF
+        path.write_bytes(bytes(raw))
+        reason = "(BadZipFile: Bad CRC-32"
+    line = _bad(tmp_path, path)
+    assert line.startswith(f"error: {path}: cannot read x {reason}"), line
+
+
 def test_torchvision_colour_sets_are_read_as_channels_first(tmp_path, monkeypatch):
     """CIFAR-10 as torchvision holds it (N x 32 x 32 x 3 and a list of labels): read as
     3 x 32 x 32 images, its own test part, normalisation from its training part."""
