@@ -70,8 +70,32 @@ def _scan_folder(root: Path) -> list[tuple[str, list[Path]]]:
     ]
 
 
+# The full scale of a mode with more than 8 bits, the same for every image of that mode (an
+# image's own brightest pixel says nothing of its scale): 16-bit PNG and TIFF open as I;16,
+# 16-bit PGM as I; float images are on PIL's own 0-255 scale (what its F -> L conversion keeps).
+FULL_SCALE = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535, "F": 255}
+GRAY_MODES = ("1", "L", "LA", *FULL_SCALE)
+
+
+def _is_gray(im) -> bool:
+    """Whether ``im`` holds one channel: a gray mode, or a palette (a GIF's) whose colours in
+    use are all gray."""
+    if im.mode in GRAY_MODES:
+        return True
+    if im.mode not in ("P", "PA"):
+        return False
+    palette = im.getpalette()
+    if not palette:
+        return False
+    rgb = np.asarray(palette, dtype=np.int64).reshape(-1, 3)
+    used = np.unique(np.asarray(im.getchannel(0) if im.mode == "PA" else im))
+    used = used[used < len(rgb)]
+    return bool((rgb[used] == rgb[used][:, :1]).all())
+
+
 def _read_images(files: list[Path], root: Path, resize: int | None) -> tuple[np.ndarray, int]:
-    """Decode ``files`` to (N, C, H, W) uint8: grayscale when every image is, RGB otherwise."""
+    """Decode ``files`` to (N, C, H, W) uint8: grayscale when every image is, RGB otherwise;
+    images of more than 8 bits are scaled by their mode's full scale (``FULL_SCALE``)."""
     from PIL import Image, UnidentifiedImageError  # noqa: F401 - Image is used below
 
     images, modes = [], set()
@@ -79,7 +103,7 @@ def _read_images(files: list[Path], root: Path, resize: int | None) -> tuple[np.
         try:
             with Image.open(f) as im:
                 im.load()
-                modes.add("L" if im.mode in ("1", "L", "I", "I;16", "F") else "RGB")
+                modes.add("L" if _is_gray(im) else "RGB")
                 images.append((f, im.copy()))
         except (UnidentifiedImageError, OSError, ValueError) as err:
             raise SourceError(
@@ -107,9 +131,9 @@ def _read_images(files: list[Path], root: Path, resize: int | None) -> tuple[np.
             )
     arrays = []
     for _, im in images:
-        if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float: scaled, not clipped
+        if im.mode in FULL_SCALE:  # 16-bit or float: scaled by the mode, not clipped
+            top = float(FULL_SCALE[im.mode])
             a = np.asarray(im, dtype=np.float64)
-            top = 65535.0 if a.max() > 255 else 255.0
             im = Image.fromarray((np.clip(a, 0, top) * (255.0 / top)).round().astype(np.uint8))
         im = im.convert(mode)
         if resize is not None and im.size != (resize, resize):

@@ -182,6 +182,43 @@ def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
     assert sorted(int(v) for v in arrays.x[:, 0, 0, 0]) == [4, 233]  # 1000 and 60000 / 257
 
 
+def test_sixteen_bit_images_are_scaled_by_their_mode_not_their_brightest_pixel(tmp_path):
+    """Two 16-bit PNGs holding 200 and 300 (of 65535) are both nearly black: every 16-bit
+    image is on the same scale, whatever its own maximum."""
+    from PIL import Image
+
+    from budgetnas.trainers.sources import read_folder
+
+    for label, value in (("dim", 200), ("dimmer", 300)):
+        folder = tmp_path / "data" / label
+        folder.mkdir(parents=True)
+        Image.fromarray(np.full((8, 8), value, dtype=np.uint16)).save(folder / "1.png")
+        assert Image.open(folder / "1.png").mode == "I;16"
+    arrays = read_folder(tmp_path / "data")
+    assert arrays.x.shape == (2, 1, 8, 8)
+    assert sorted(int(v) for v in arrays.x[:, 0, 0, 0]) == [1, 1]  # 200 and 300 / 257
+
+
+def test_gray_gifs_are_read_as_one_channel(tmp_path):
+    """A gray GIF is a palette image (mode P) whose colours are gray: one channel, its gray
+    levels as they are; one colour GIF among them makes every image RGB."""
+    from PIL import Image
+
+    from budgetnas.trainers.sources import read_folder
+
+    ramp = np.tile(np.arange(0, 256, 32, dtype=np.uint8), (8, 1))
+    for label, image in (("a", ramp), ("b", ramp[::-1])):
+        (tmp_path / "gray" / label).mkdir(parents=True)
+        Image.fromarray(image).save(tmp_path / "gray" / label / "1.gif")
+    assert Image.open(tmp_path / "gray" / "a" / "1.gif").mode == "P"
+    arrays = read_folder(tmp_path / "gray")
+    assert arrays.x.shape == (2, 1, 8, 8)
+    assert np.array_equal(arrays.x[0, 0], ramp) and np.array_equal(arrays.x[1, 0], ramp[::-1])
+    colour = np.stack([ramp, ramp[::-1], np.zeros_like(ramp)], axis=-1)
+    Image.fromarray(colour).convert("P").save(tmp_path / "gray" / "b" / "2.gif")
+    assert read_folder(tmp_path / "gray").x.shape == (3, 3, 8, 8)
+
+
 def test_an_empty_folder(tmp_path):
     (tmp_path / "data").mkdir()
     line = _bad(tmp_path, tmp_path / "data")
