@@ -186,8 +186,8 @@ def search(
         "--data",
     ),
     resize: int | None = _opt(
-        "With --data: scale every image to N x N pixels (for images of mixed or non-square "
-        "sizes) [default: none, the images' own size]."
+        "Scale every image to N x N pixels, bilinear (for images of mixed or non-square "
+        "sizes, or a smaller network input) [default: none, the images' own size]."
     ),
     data_dir: Path | None = _opt(
         "Root folder of the data sets [default: $BUDGETNAS_DATA or ~/.cache/budgetnas/data]."

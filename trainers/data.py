@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from budgetnas.trainers.sources import TORCHVISION_OTHERS, Arrays, SourceError, read_source
+from budgetnas.trainers.sources import (
+    TORCHVISION_OTHERS,
+    Arrays,
+    SourceError,
+    read_source,
+    resize_images,
+)
 
 
 class DataError(Exception):
@@ -160,7 +166,8 @@ class DataConfig:
     out), torchvision's CIFAR-10, SVHN or EMNIST (balanced) when on disk, or a user's own
     images: ``folder`` or ``npz`` at ``path`` (``trainers.sources``). Channels, size, classes
     and normalisation come from the data; for data without a test part, a fixed, seeded 10% of
-    it is held out as the test set (``test_note`` says so).
+    it is held out as the test set (``test_note`` says so). ``resize`` scales every image of
+    any of them (the MNIST family keeps its constant normalisation).
 
     ``data_dir``, ``path`` and ``download`` say where the files are and how to get them; they
     do not change what is loaded (the data digest checks that), so they are not part of
@@ -174,7 +181,7 @@ class DataConfig:
     data_dir: str | None = None  # default: $BUDGETNAS_DATA, else ~/.cache/budgetnas/data
     download: bool = False
     path: str | None = None  # the folder or .npz of dataset "folder" / "npz"
-    resize: int | None = None  # scale a folder's or an npz's images to resize x resize
+    resize: int | None = None  # scale every image to resize x resize
 
     def __post_init__(self) -> None:
         if self.path is not None and self.dataset in (None, "mnist", ""):
@@ -253,8 +260,9 @@ class DataConfig:
         """Channels, size, classes and training size from the data; the normalisation (one
         mean and standard deviation over every pixel) from its training split, the images
         the validation split leaves."""
-        if self.builtin:
-            return dataset_info(self.dataset)
+        if self.builtin:  # the constant normalisation holds for scaled images too
+            info = dataset_info(self.dataset)
+            return info if self.resize is None else replace(info, image_size=self.resize)
         x, y, _, _ = self._parts()
         val = self.val_size if self.val_size is not None else _default_val(len(y))
         train_idx, _ = split_indices(len(y), val_size=val, seed=self.split_seed)
@@ -292,7 +300,7 @@ class DataConfig:
             "split_seed": self.split_seed,
             "train_subset": self.train_subset,
         }
-        if not self.builtin:
+        if not self.builtin or self.resize is not None:  # a run made without it: no key
             out["resize"] = self.resize
         return out
 
@@ -311,6 +319,7 @@ class DataConfig:
             train_subset=self.train_subset,
             device=device,
             download=self.download,
+            resize=self.resize,
         )
 
     def load_test(self, device: torch.device | str = "cpu") -> Split:
@@ -318,15 +327,18 @@ class DataConfig:
         if not self.builtin:
             _, _, xt, yt = self._parts()
             return Split(torch.from_numpy(xt), torch.from_numpy(yt)).to(device)
-        return load_test(self.dataset, data_dir=self.data_dir, device=device)
+        return load_test(self.dataset, data_dir=self.data_dir, device=device, resize=self.resize)
 
 
-def _as_split(ds) -> Split:
+def _as_split(ds, resize: int | None = None) -> Split:
     x = ds.data
     if not isinstance(x, torch.Tensor):  # pragma: no cover - all three classes give tensors
         x = torch.as_tensor(x)
     y = torch.as_tensor(ds.targets, dtype=torch.int64)
-    return Split(x.to(torch.uint8).unsqueeze(1).contiguous(), y)
+    x = x.to(torch.uint8).unsqueeze(1).contiguous()
+    if resize is not None:
+        x = torch.from_numpy(resize_images(x.numpy(), resize))
+    return Split(x, y)
 
 
 def split_indices(n: int, *, val_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -346,15 +358,18 @@ def load_train_val(
     train_subset: int | None = None,
     device: torch.device | str = "cpu",
     download: bool = False,
+    resize: int | None = None,
 ) -> TrainVal:
     """Training and validation splits, carved from the training set with a fixed seed.
 
     ``train_subset`` keeps a seeded random subset of the training part (for quick runs); the
-    validation split does not depend on it.
+    validation split does not depend on it. ``resize`` scales every image to resize x resize.
     """
     info = dataset_info(dataset)
+    if resize is not None:
+        info = replace(info, image_size=resize)
     root = Path(data_dir) if data_dir is not None else default_data_dir()
-    full = _as_split(_torchvision_split(info, root, train=True, download=download))
+    full = _as_split(_torchvision_split(info, root, train=True, download=download), resize)
     return _carve(info, full, val_size, split_seed, train_subset, device)
 
 
@@ -386,8 +401,10 @@ def load_test(
     data_dir: Path | str | None = None,
     device: torch.device | str = "cpu",
     download: bool = False,
+    resize: int | None = None,
 ) -> Split:
     """The held-out test split: for reporting final numbers only, never for selection."""
     info = dataset_info(dataset)
     root = Path(data_dir) if data_dir is not None else default_data_dir()
-    return _as_split(_torchvision_split(info, root, train=False, download=download)).to(device)
+    split = _as_split(_torchvision_split(info, root, train=False, download=download), resize)
+    return split.to(device)

@@ -202,6 +202,22 @@ def _shape(x: np.ndarray) -> str:
     return f"{x.shape[1]}x{x.shape[2]}x{x.shape[3]} (channels x height x width)"
 
 
+def resize_images(x: np.ndarray, size: int, chunk: int = 4096) -> np.ndarray:
+    """uint8 images (N, C, H, W) scaled to (N, C, size, size): bilinear, antialiased, in
+    chunks (no float copy of the whole set)."""
+    import torch
+    import torch.nn.functional as F
+
+    if x.shape[2:] == (size, size):
+        return x
+    out = np.empty((*x.shape[:2], size, size), dtype=np.uint8)
+    for i in range(0, len(x), chunk):
+        t = torch.from_numpy(np.ascontiguousarray(x[i : i + chunk])).float()
+        t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True)
+        out[i : i + chunk] = t.round().clamp(0, 255).to(torch.uint8).numpy()
+    return out
+
+
 def _npz_array(data, key: str, path: Path) -> np.ndarray:
     """``data[key]``, read now (an .npz is read lazily, key by key): a damaged or pickled
     array is a ``SourceError`` naming the file and the key."""
@@ -232,13 +248,7 @@ def _npz_images(data, key: str, path: Path, resize: int | None) -> np.ndarray:
         )
     h, w = x.shape[2:]
     if resize is not None and (h, w) != (resize, resize):
-        import torch
-        import torch.nn.functional as F
-
-        t = F.interpolate(
-            torch.from_numpy(x).float(), size=(resize, resize), mode="bilinear", antialias=True
-        )
-        x = t.round().clamp(0, 255).to(torch.uint8).numpy()
+        x = resize_images(x, resize)
     elif h != w:
         raise SourceError(f"{path}: {key} images are {h}x{w}, not square; pass --resize N")
     return np.ascontiguousarray(x)
@@ -372,9 +382,10 @@ def read_source(
         elif kind == "npz":
             arrays = read_npz(Path(path), resize=resize)
         else:
-            if resize is not None:
-                raise SourceError(f"--resize is for a folder or an .npz, not {kind}")
             arrays = read_torchvision(kind, Path(root), download=download)
+            if resize is not None:
+                arrays.x = resize_images(arrays.x, resize)
+                arrays.x_test = resize_images(arrays.x_test, resize)
         _CACHE.clear()  # one data set at a time is what a process uses
         _CACHE[key] = arrays
     return _CACHE[key]

@@ -33,6 +33,26 @@ def test_load_train_val_shapes_and_subset(synthetic_root):
     assert len(load_test("mnist", data_dir=synthetic_root)) == 300
 
 
+def test_resize_scales_the_built_in_sets(synthetic_root, tmp_path):
+    """--resize 16 on MNIST: every split is 16x16 and so is the space the search counts and
+    builds in; the images are the 28x28 ones, scaled; the run's fingerprint says so."""
+    import torch.nn.functional as F
+
+    from tests.helpers import quick_config
+
+    cfg = quick_config(synthetic_root, tmp_path / "run", resize=16)
+    assert cfg.data.info.image_size == 16 and cfg.space_config.input_size == 16
+    assert cfg.data.fingerprint()["resize"] == 16
+    data = cfg.data.load()
+    assert data.train.x.shape == (300, 1, 16, 16) and data.val.x.shape == (100, 1, 16, 16)
+    assert cfg.data.load_test().x.shape == (300, 1, 16, 16)
+    plain = load_train_val("mnist", data_dir=synthetic_root, val_size=100)
+    scaled = F.interpolate(plain.val.x.float(), size=(16, 16), mode="bilinear", antialias=True)
+    assert torch.equal(data.val.x, scaled.round().clamp(0, 255).to(torch.uint8))
+    # a run made without --resize keeps the fingerprint it had
+    assert "resize" not in quick_config(synthetic_root, tmp_path / "r2").data.fingerprint()
+
+
 def test_missing_data_names_folder_and_files(tmp_path):
     with pytest.raises(DataError) as err:
         load_train_val("mnist", data_dir=tmp_path)
