@@ -30,6 +30,9 @@ TORCHVISION_OTHERS = {  # name -> (torchvision class, how a split is asked for)
     "svhn": ("SVHN", "split"),
     "emnist": ("EMNIST", "train"),  # the "balanced" split: 47 classes
 }
+# Sets whose files hold every image transposed (EMNIST's IDX files are written column by
+# column; torchvision reads them as they are): read upright, as a user's own images are.
+TRANSPOSED = ("emnist",)
 
 
 class SourceError(ValueError):
@@ -311,7 +314,8 @@ def read_npz(path: Path, *, resize: int | None = None) -> Arrays:
 
 
 def read_torchvision(name: str, root: Path, *, download: bool = False) -> Arrays:
-    """CIFAR-10, SVHN or EMNIST (balanced) from ``root`` in torchvision's layout."""
+    """CIFAR-10, SVHN or EMNIST (balanced) from ``root`` in torchvision's layout; every image
+    upright (``TRANSPOSED``)."""
     import torchvision.datasets as tvd
 
     cls_name, how = TORCHVISION_OTHERS[name]
@@ -340,6 +344,8 @@ def read_torchvision(name: str, root: Path, *, download: bool = False) -> Arrays
             x = x[:, None]
         elif x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
             x = x.transpose(0, 3, 1, 2)
+        if name in TRANSPOSED:
+            x = x.transpose(0, 1, 3, 2)
         labels = getattr(ds, "targets", None)
         if labels is None:
             labels = ds.labels

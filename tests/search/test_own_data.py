@@ -317,6 +317,34 @@ def test_a_damaged_or_pickled_npz_is_one_line(tmp_path, damage):
     assert line.startswith(f"error: {path}: cannot read x {reason}"), line
 
 
+def _write_emnist(root, images, labels, part):
+    raw = root / "EMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    prefix = f"emnist-balanced-{part}"
+    _write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+    _write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+
+
+def test_emnist_is_read_upright(tmp_path):
+    """EMNIST's files hold every image transposed (torchvision reads them as they are): the
+    images are read upright, as a user's own characters are, so the exported network takes
+    upright input."""
+    rng = np.random.default_rng(0)
+    upright = rng.integers(0, 256, size=(30, 28, 28), dtype=np.uint8)
+    upright[:, :4, :] = 255  # a bar along the top of each image: not symmetric under .T
+    labels = (np.arange(30) % 47).astype(np.uint8)
+    _write_emnist(tmp_path, upright[:20].transpose(0, 2, 1), labels[:20], "train")
+    _write_emnist(tmp_path, upright[20:].transpose(0, 2, 1), labels[20:], "test")
+    cfg = DataConfig(dataset="emnist", data_dir=str(tmp_path))
+    assert cfg.info.num_classes == 47 and cfg.info.image_size == 28
+    assert np.array_equal(cfg.arrays().x[:, 0], upright[:20])
+    test = cfg.load_test()
+    assert torch.equal(test.x[:, 0], torch.from_numpy(upright[20:]))
+    assert (test.x[:, 0, :4, :] == 255).all()
+    resized = DataConfig(dataset="emnist", data_dir=str(tmp_path), resize=14)
+    assert resized.info.image_size == 14 and resized.load_test().x.shape == (10, 1, 14, 14)
+
+
 def test_torchvision_colour_sets_are_read_as_channels_first(tmp_path, monkeypatch):
     """CIFAR-10 as torchvision holds it (N x 32 x 32 x 3 and a list of labels): read as
     3 x 32 x 32 images, its own test part, normalisation from its training part."""
