@@ -270,12 +270,36 @@ class SearchConfig:
             )
         data_dir = given.pop("data_dir", None)
         path = given.pop("path", None)
+        if path is not None:
+            self._check_same_kind(Path(path))
         cfg = replace(self, **given)
         if data_dir is not None:
             cfg = replace(cfg, data=replace(cfg.data, data_dir=str(Path(data_dir).resolve())))
         if path is not None:  # the same images, moved (the data digest checks they are)
             cfg = replace(cfg, data=replace(cfg.data, path=str(Path(path).resolve())))
         return cfg
+
+    def _check_same_kind(self, path: Path) -> None:
+        """``--data PATH`` on a resume names the run's own images, moved: a run on another
+        data set, or on images of the other kind (a folder, an .npz), is refused in one line."""
+        if path.is_dir():
+            kind = "folder"
+        elif path.is_file() or path.suffix == ".npz":
+            kind = "npz"
+        else:
+            kind = None  # not there: reading it says so
+        if self.data.path is not None and kind in (None, self.data.dataset):
+            return
+        if self.data.path is None:
+            theirs = f"the {self.data.dataset} data set"
+        else:
+            theirs = f"the {'.npz' if self.data.dataset == 'npz' else 'folder'} {self.data.path}"
+        ours = {"npz": "the .npz ", "folder": "the folder ", None: ""}[kind]
+        raise SearchError(
+            f"{self.out} was searched on {theirs}, not on {ours}{path}: --data with --resume "
+            "points at the run's own images where they have moved; search other data in a "
+            "new run (--out)"
+        )
 
     # ---- where the study lives -----------------------------------------------------------
 

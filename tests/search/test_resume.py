@@ -199,6 +199,39 @@ def test_a_study_of_an_earlier_version_is_not_resumed(local_run):
     assert len(open_run(local_run)[1].trials) == 2
 
 
+def test_resuming_on_other_data_names_the_runs_data_and_the_given_one(tmp_path, synthetic_root):
+    """--data on a resume points at the run's own images, moved: an MNIST run given an .npz,
+    or a folder run given an .npz, is one line naming both, and the run is left as it was."""
+    import numpy as np
+
+    from budgetnas.search.config import new_config
+    from tests.helpers import shapes_arrays, write_image_folder
+
+    npz = tmp_path / "x.npz"
+    np.savez(npz, x=np.zeros((120, 8, 8), np.uint8), y=np.arange(120) % 2)
+    x, y = shapes_arrays(10, size=16, classes=3)
+    folder = write_image_folder(tmp_path / "images", x, y)
+    runs = {
+        "the mnist data set": quick_config(synthetic_root, tmp_path / "mnist"),
+        f"the folder {folder}": new_config(
+            out=tmp_path / "own", caps=(25_000,), path=folder, device="cpu"
+        ),
+    }
+    for theirs, cfg in runs.items():
+        run = Path(cfg.out)
+        run.mkdir()
+        (run / "config.json").write_text(cfg.to_json())
+        args = ["search", "--resume", str(run), "--data", str(npz), "--trials", "9"]
+        line = cli_error(runner.invoke(app, args))
+        assert line == (
+            f"error: {run} was searched on {theirs}, not on the .npz {npz}: --data with "
+            "--resume points at the run's own images where they have moved; search other "
+            "data in a new run (--out)"
+        )
+        assert [p.name for p in run.iterdir()] == ["config.json"]
+        assert (run / "config.json").read_text() == cfg.to_json()
+
+
 def test_relative_paths_are_stored_absolute(tmp_path, synthetic_root, monkeypatch):
     import shutil
 
