@@ -25,6 +25,7 @@ COLUMNS = [
     "reason",
     "cap",
     "duplicate_of",
+    "cached",
     "promoted_from",
     "candidate",
     "reference",
@@ -67,6 +68,7 @@ def _row(t: FrozenTrial) -> dict:
         "reason": rejected or attrs.get("error"),
         "cap": attrs.get("cap"),
         "duplicate_of": attrs.get("duplicate_of"),
+        "cached": bool(attrs.get("cached")),  # reused from the results cache, not trained
         "promoted_from": attrs.get("promoted_from"),
         "candidate": attrs.get("candidate", t.number if "spec" in attrs else None),
         "reference": attrs.get("reference"),  # the zoo key of a reference network

@@ -88,6 +88,15 @@ def _opt(help: str, *names: str) -> Any:
     return typer.Option(None, *names, help=help)
 
 
+_CACHE_HELP = (
+    "Results cache shared by every search on this machine: a finished training (a reference "
+    "network, a verify seed, a candidate met again) and its weights, keyed by everything that "
+    "determines it, is reused instead of trained again [default: $BUDGETNAS_CACHE, else "
+    "$XDG_CACHE_HOME/budgetnas/results or ~/.cache/budgetnas/results]."
+)
+_NO_CACHE_HELP = "Train everything; read and write no results cache [default: the cache is used]."
+
+
 @app.command()
 def search(
     budget: str | None = _opt(
@@ -241,6 +250,8 @@ def search(
         "Seconds between liveness beats; a trial silent for 2x this is failed and retried "
         f"[default: {SearchConfig.heartbeat}]."
     ),
+    cache: Path | None = typer.Option(None, "--cache", help=_CACHE_HELP),
+    no_cache: bool = typer.Option(False, "--no-cache", help=_NO_CACHE_HELP),
     quiet: bool = typer.Option(False, help="No progress lines."),
 ) -> None:
     """Search for the most accurate network under --budget; writes the study and reports.
@@ -250,7 +261,11 @@ def search(
     over a cap (rejected before training) and the reference networks do not count. 5
     failures in a row, or 200 rejections in a row, stop the search with one line.
     """
-    given = {k: v for k, v in locals().items() if v is not None and k not in ("resume", "quiet")}
+    given = {  # the search's settings (resume, quiet and the cache are none)
+        k: v
+        for k, v in locals().items()
+        if v is not None and k not in ("resume", "quiet", "cache", "no_cache")
+    }
     if "data" in given:
         given["path"] = given.pop("data")
     if "space" in given:
@@ -272,10 +287,12 @@ def search(
             if max_macs is not None:
                 given["max_macs"] = parse_count(max_macs, what="--max-macs", unit="MAC")
             cfg = new_config(out=out, caps=parse_ladder(budget), **given)
+        from budgetnas.search.cache import open_cache
         from budgetnas.search.driver import run_search
 
+        results = open_cache(cache, enabled=not no_cache)
         try:
-            result = run_search(cfg, resume=resume is not None, quiet=quiet)
+            result = run_search(cfg, resume=resume is not None, quiet=quiet, cache=results)
         except KeyboardInterrupt:
             _interrupted(cfg)
             raise typer.Exit(130) from None
@@ -310,9 +327,12 @@ def worker(
     data_dir: Path | None = typer.Option(
         None, help="Data root on this machine [default: the study's]."
     ),
+    cache: Path | None = typer.Option(None, "--cache", help=_CACHE_HELP),
+    no_cache: bool = typer.Option(False, "--no-cache", help=_NO_CACHE_HELP),
     quiet: bool = typer.Option(False, help="No progress lines."),
 ) -> None:
     """Join a search started elsewhere (shared storage) and train its candidates here."""
+    from budgetnas.search.cache import open_cache
     from budgetnas.search.driver import run_worker
 
     with _user_errors():
@@ -324,6 +344,7 @@ def worker(
                 device=device,
                 data_dir=str(data_dir.resolve()) if data_dir else None,
                 quiet=quiet,
+                cache=open_cache(cache, enabled=not no_cache),
             )
         except KeyboardInterrupt:
             typer.echo("\ninterrupted: finished trials are kept in the study", err=True)
@@ -455,6 +476,8 @@ def verify(
     ),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
     data_dir: Path | None = typer.Option(None, help="Data root [default: the run's]."),
+    cache: Path | None = typer.Option(None, "--cache", help=_CACHE_HELP),
+    no_cache: bool = typer.Option(False, "--no-cache", help=_NO_CACHE_HELP),
 ) -> None:
     """Retrain the Pareto front (or --top K, --trial N; plus any --zoo KEY) with new seeds, at the
     search's fidelity or another one (search cheap, verify in full: --epochs, --lr, ...); report
@@ -469,7 +492,7 @@ def verify(
         typer.echo(
             f"{item.label:<12} {item.params:>7,}  seed {r.seed}  val {r.val_acc:.2%}  "
             f"test {r.test_acc:.2%}  ({r.train_time_s:.0f} s on {r.device}; "
-            f"{item.fidelity_label})",
+            f"{item.fidelity_label})" + ("  reused from cache" if r.cached else ""),
             err=True,
         )
 
@@ -483,8 +506,11 @@ def verify(
         "label_smoothing": label_smoothing,
     }
     with _user_errors():
+        from budgetnas.search.cache import open_cache
+
         results = verify_run(
             run,
+            cache=open_cache(cache, enabled=not no_cache),
             trials=trial or None,
             top=top,
             zoo=zoo or None,

@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 from budgetnas.reports.frame import trials_frame
 from budgetnas.reports.pareto import pareto_front
 from budgetnas.search.budget import format_params
+from budgetnas.search.cache import CACHE_ENV, ResultCache
 from budgetnas.search.config import (
     CONFIG_FILE,
     UNLIMITED,
@@ -296,11 +297,18 @@ def _check_digest(cfg: SearchConfig, attrs: dict, data: TrainVal) -> None:
         )
 
 
-def run_search(cfg: SearchConfig, *, resume: bool = False, quiet: bool = False) -> optuna.Study:
+def run_search(
+    cfg: SearchConfig,
+    *,
+    resume: bool = False,
+    quiet: bool = False,
+    cache: ResultCache | None = None,
+) -> optuna.Study:
     """Run (or continue) the search until ``cfg.trials`` trials have finished or time is up.
 
     A new search never joins an existing study; a resumed one only continues its own, with
-    the same fingerprint and the same data.
+    the same fingerprint and the same data. ``cache``: finished trainings shared with other
+    searches (``search.cache``); None: every training runs.
     """
     out = Path(cfg.out)
     if not resume and (out / CONFIG_FILE).exists():
@@ -349,15 +357,15 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, quiet: bool = False) 
                 file=sys.stderr,
             )
     queue_references(cfg, study)
-    helpers = _spawn_workers(cfg) if cfg.workers > 1 else []
+    helpers = _spawn_workers(cfg, cache) if cfg.workers > 1 else []
     try:
-        _drive(cfg, study, device, data, quiet=quiet)
+        _drive(cfg, study, device, data, quiet=quiet, cache=cache)
     finally:
         for proc in helpers:
             if proc.wait() != 0 and not quiet:
                 print(f"worker process {proc.pid} exited with {proc.returncode}", file=sys.stderr)
     if ScheduleGuard(cfg, _time_budget(cfg, study)).job(study).kind == "done":
-        verify_front(cfg, study, quiet=quiet)
+        verify_front(cfg, study, quiet=quiet, cache=cache)
     elif not quiet:
         why = "--timeout" if cfg.timeout else "see above"
         print(
@@ -380,7 +388,13 @@ def front_to_verify(front: pd.DataFrame, k: int = MAX_VERIFIED) -> list[int]:
     return [numbers[i] for i in sorted(picks)][:k]
 
 
-def verify_front(cfg: SearchConfig, study: optuna.Study, *, quiet: bool = False) -> list:
+def verify_front(
+    cfg: SearchConfig,
+    study: optuna.Study,
+    *,
+    quiet: bool = False,
+    cache: ResultCache | None = None,
+) -> list:
     """The end of a search: the front at the target rung (at most ``MAX_VERIFIED`` of it) and
     the reference networks under the cap, each trained again at the target fidelity with
     ``cfg.verify_seeds`` new seeds (``search.verify``: stored per seed with its weights, so an
@@ -403,7 +417,8 @@ def verify_front(cfg: SearchConfig, study: optuna.Study, *, quiet: bool = False)
         if not quiet:
             print(
                 f"verify  {item.label:<10} {item.params:>7,}  seed {r.seed}  val "
-                f"{r.val_acc:.2%}  ({r.train_time_s:.0f} s; {item.fidelity_label})",
+                f"{r.val_acc:.2%}  ({r.train_time_s:.0f} s; {item.fidelity_label})"
+                + ("  reused from cache" if r.cached else ""),
                 file=sys.stderr,
             )
 
@@ -423,6 +438,7 @@ def verify_front(cfg: SearchConfig, study: optuna.Study, *, quiet: bool = False)
         device=cfg.device,
         train_subset=cfg.data.train_subset,
         on_result=show,
+        cache=cache,
     )
 
 
@@ -430,11 +446,13 @@ def _threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def _spawn_workers(cfg: SearchConfig) -> list[subprocess.Popen]:
-    """cfg.workers - 1 more processes working on the same study (this one is the first)."""
+def _spawn_workers(cfg: SearchConfig, cache: ResultCache | None = None) -> list[subprocess.Popen]:
+    """cfg.workers - 1 more processes working on the same study (this one is the first),
+    sharing its results cache."""
     threads = _threads_per_worker(cfg.workers)
     torch.set_num_threads(threads)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    env[CACHE_ENV] = str(cache.root.resolve()) if cache is not None else "off"
     cmd = [
         sys.executable,
         "-m",
@@ -463,9 +481,11 @@ def run_worker(
     device: str | None = None,
     data_dir: str | None = None,
     quiet: bool = False,
+    cache: ResultCache | None = None,
 ) -> optuna.Study:
     """Join an existing study (e.g. on PostgreSQL) from this machine and work on it until the
-    study has its trial count. Weights of the trials trained here go to ``out``."""
+    study has its trial count. Weights of the trials trained here go to ``out``; ``cache``:
+    finished trainings shared with other searches on this machine."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     store = open_storage(storage)
     attrs = _study_attrs(store, study_name)
@@ -491,7 +511,7 @@ def run_worker(
     study = _load(
         cfg, store, sampler_seed(cfg.seed, so_far, f"{socket.gethostname()}:{os.getpid()}")
     )
-    _drive(cfg, study, device_, data, quiet=quiet)
+    _drive(cfg, study, device_, data, quiet=quiet, cache=cache)
     return study
 
 
@@ -551,7 +571,13 @@ def _prepare(cfg: SearchConfig) -> tuple[torch.device, TrainVal]:
 
 
 def _drive(
-    cfg: SearchConfig, study: optuna.Study, device: torch.device, data: TrainVal, *, quiet: bool
+    cfg: SearchConfig,
+    study: optuna.Study,
+    device: torch.device,
+    data: TrainVal,
+    *,
+    quiet: bool,
+    cache: ResultCache | None = None,
 ) -> None:
     done = finished(study)
     budget = _time_budget(cfg, study)
@@ -598,7 +624,7 @@ def _drive(
     if schedule.job(study).kind == "done":
         return
     study.optimize(
-        Objective(cfg, data, device, progress, sampling_open=schedule.sampling_open),
+        Objective(cfg, data, device, progress, sampling_open=schedule.sampling_open, cache=cache),
         n_trials=None,
         timeout=cfg.timeout,
         callbacks=[progress, guard, rejections, schedule],

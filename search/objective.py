@@ -23,6 +23,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from budgetnas.search.cache import ResultCache, cached_train
 from budgetnas.search.config import SearchConfig
 from budgetnas.search.progress import Progress
 from budgetnas.search.pruners import BandedMedianPruner
@@ -86,6 +87,7 @@ class Objective:
         device: torch.device,
         progress: Progress,
         sampling_open: Callable[[list[FrozenTrial]], bool] | None = None,
+        cache: ResultCache | None = None,
     ) -> None:
         self.cfg, self.data, self.device, self.progress = cfg, data, device, progress
         self.schedule = cfg.schedule
@@ -96,6 +98,7 @@ class Objective:
         self.banded = BandedMedianPruner() if self.multi and cfg.pruner == "banded" else None
         self.references = cfg.reference_specs()
         self.sampling_open = sampling_open
+        self.cache = cache  # finished trainings shared with other searches (search.cache)
         self._rung_data: dict[int, TrainVal] = {}
 
     def rung_data(self, rung: Rung) -> TrainVal:
@@ -274,7 +277,16 @@ class Objective:
             torch.cuda.reset_peak_memory_stats(self.device)
         start = time.perf_counter()
         try:
-            result = train(spec, data, recipe, device=self.device, on_epoch=on_epoch)
+            result, _ = cached_train(
+                self.cache,
+                spec,
+                data,
+                recipe,
+                device=self.device,
+                on_epoch=on_epoch,
+                on_reuse=lambda: trial.set_user_attr("cached", True),
+                fit=train,
+            )
         finally:  # also for pruned trials
             trial.set_user_attr("wall_time_s", round(time.perf_counter() - start, 3))
             if cuda:

@@ -118,6 +118,8 @@ class Progress:
             line += f"  reference: seed network {trial.user_attrs['reference']}"
         if trial.user_attrs.get("promoted_from") is not None:
             line += f"  promoted from #{trial.user_attrs['promoted_from']}"
+        if trial.user_attrs.get("cached"):
+            line += "  reused from cache"
         if trial.state == TrialState.FAIL:  # the reason, on the trial's own line
             reason = str(trial.user_attrs.get("error", "no reason recorded")).splitlines()
             line += f"  {reason[0][:200] if reason else ''}"

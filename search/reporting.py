@@ -34,6 +34,7 @@ def _row(v: Verified) -> dict:
         "fidelity": v.fidelity_label,
         "train time": duration(v.train_time_s),
         "device": v.runs[0].device,
+        "cached seeds": ", ".join(str(r.seed) for r in v.runs if r.cached) or "-",
     }
 
 

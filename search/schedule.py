@@ -329,7 +329,8 @@ class TimeBudget:
         for t in trials:
             curve, wall = t.user_attrs.get("val_curve") or [], t.user_attrs.get("wall_time_s")
             images = t.user_attrs.get("train_images")
-            if t.state in FINISHED and wall and images and curve:
+            cached = t.user_attrs.get("cached")  # took no time here: no measure of the rate
+            if t.state in FINISHED and wall and images and curve and not cached:
                 seconds += float(wall)
                 image_epochs += len(curve) * int(images)
         return seconds / image_epochs if image_epochs else None

@@ -65,6 +65,7 @@ class SeedRun:
     train_time_s: float
     device: str
     weights: str | None = None  # the trained weights, relative to the run folder
+    cached: bool = False  # reused from the results cache (search.cache), not trained here
 
 
 def network_label(key: str) -> str:

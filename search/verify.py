@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 
 from budgetnas.reports.frame import trials_frame
 from budgetnas.reports.pareto import pareto_front, top_rung
+from budgetnas.search.cache import ResultCache, cached_train
 from budgetnas.search.config import RECIPE_OPTIONS, SearchConfig
 from budgetnas.search.errors import SearchError
 from budgetnas.search.export import pick_trial
@@ -136,6 +137,7 @@ def verify_run(
     data_dir: Path | str | None = None,
     train_subset: int | None = None,
     on_result: Callable[[Verified, SeedRun], None] | None = None,
+    cache: ResultCache | None = None,
     **recipe: Any,
 ) -> list[Verified]:
     """Retrain the chosen architectures with ``seeds`` seeds the search did not use, at the
@@ -145,7 +147,8 @@ def verify_run(
 
     Each seed's result is stored as soon as it is known, so an interrupted verification
     continues where it stopped: seeds already verified at the same fidelity are not trained
-    again.
+    again. ``cache``: finished trainings shared with other runs (``search.cache``); a seed
+    found there is not trained either (its run says ``cached``).
     """
     if seeds < 1:
         raise SearchError(f"--seeds must be at least 1, got {seeds}")
@@ -176,7 +179,9 @@ def verify_run(
         spec = ArchSpec.from_json(item.spec)
         for seed in verify_seeds(seeds, used=searched.seed):
             if seed not in runs:
-                result = train(spec, data, replace(fitted, seed=seed), device=dev)
+                result, reused = cached_train(
+                    cache, spec, data, replace(fitted, seed=seed), device=dev, fit=train
+                )
                 weights = Path(VERIFY_WEIGHTS) / f"{item.key}@{item.fidelity.id}-seed{seed}.pt"
                 (Path(run) / weights).parent.mkdir(parents=True, exist_ok=True)
                 state = {k: v.cpu() for k, v in result.model.state_dict().items()}
@@ -189,6 +194,7 @@ def verify_run(
                     train_time_s=round(result.train_time_s, 3),
                     device=result.device,
                     weights=weights.as_posix(),
+                    cached=reused,
                 )
                 item.runs = sorted(runs.values(), key=lambda r: r.seed)
                 store(study, item)  # saved after each seed

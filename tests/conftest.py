@@ -8,6 +8,10 @@ import torch
 
 from tests.helpers import write_synthetic_mnist
 
+# No test reads or writes the user's results cache (search.cache): the CLI, and the processes
+# tests start, see it off; a test of the cache passes its own folder.
+os.environ["BUDGETNAS_CACHE"] = "off"
+
 MNIST_FILES = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",

@@ -1,0 +1,368 @@
+"""The results cache shared by searches: keys, entries, damage, concurrent writers, and a
+second search that trains nothing its cache already holds."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from dataclasses import replace
+
+import optuna
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from budgetnas.search import objective
+from budgetnas.search import verify as verify_module
+from budgetnas.search.cache import (
+    ResultCache,
+    cached_train,
+    data_digest,
+    default_cache_dir,
+    identity,
+    open_cache,
+    result_key,
+)
+from budgetnas.search.cli import app
+from budgetnas.search.errors import SearchError
+from budgetnas.search.runs import open_run
+from budgetnas.space.spec import ArchSpec, Conv, Head, Transition
+from budgetnas.space.zoo import ZOO
+from budgetnas.trainers.augment import NO_AUGMENT
+from budgetnas.trainers.data import Split, TrainVal, dataset_info
+from budgetnas.trainers.recipe import TrainConfig
+from budgetnas.trainers.train import train
+from tests.helpers import cli_error, search_args, synthetic_images
+
+runner = CliRunner()
+SPEC = ArchSpec(blocks=(Conv(4, pad=1), Transition(6), Conv(8)), head=Head())
+RECIPE = TrainConfig(epochs=2, batch_size=20, lr=0.05, augment=NO_AUGMENT)
+
+
+def _data(n_train: int = 60, n_val: int = 20, seed: int = 3) -> TrainVal:
+    x, y = synthetic_images(n_train + n_val, seed)
+    x = torch.from_numpy(x).unsqueeze(1)
+    y = torch.from_numpy(y).long()
+    train_split = Split(x[:n_train].contiguous(), y[:n_train].contiguous())
+    val_split = Split(x[n_train:].contiguous(), y[n_train:].contiguous())
+    return TrainVal(dataset_info("mnist"), train_split, val_split)
+
+
+@pytest.fixture(scope="module")
+def data() -> TrainVal:
+    return _data()
+
+
+def _counting_fit(calls: list):
+    def fit(spec, data, cfg, **kwargs):
+        calls.append(cfg.seed)
+        return train(spec, data, cfg, **kwargs)
+
+    return fit
+
+
+# ---- the key --------------------------------------------------------------------------------
+
+
+def test_the_key_changes_with_every_component_and_only_then(data, tmp_path, monkeypatch):
+    cache = ResultCache(tmp_path)
+    base = cache.key(SPEC, data, RECIPE, device="cpu")
+    assert cache.key(SPEC, data, RECIPE, device="cpu") == base  # stable
+    assert ResultCache(tmp_path / "other").key(SPEC, _data(), RECIPE, device="cpu") == base
+    assert len(base) == 64 and base == base.lower()
+
+    one_pixel = _data()
+    one_pixel.train.x[0, 0, 0, 0] += 1
+    other_split = TrainVal(data.info, data.val, data.train)  # the same images split otherwise
+    fewer = TrainVal(data.info, Split(data.train.x[:40], data.train.y[:40]), data.val)
+    smaller_val = TrainVal(data.info, data.train, Split(data.val.x[:10], data.val.y[:10]))
+    keys = {
+        "base": base,
+        "spec": cache.key(
+            replace(SPEC, blocks=(Conv(5, pad=1), *SPEC.blocks[1:])), data, RECIPE, device="cpu"
+        ),
+        "data": cache.key(SPEC, one_pixel, RECIPE, device="cpu"),
+        "split": cache.key(SPEC, other_split, RECIPE, device="cpu"),
+        "subset": cache.key(SPEC, fewer, RECIPE, device="cpu"),
+        "validation": cache.key(SPEC, smaller_val, RECIPE, device="cpu"),
+        "recipe": cache.key(SPEC, data, replace(RECIPE, lr=0.06), device="cpu"),
+        "epochs": cache.key(SPEC, data, replace(RECIPE, epochs=3), device="cpu"),
+        "seed": cache.key(SPEC, data, replace(RECIPE, seed=1), device="cpu"),
+    }
+    ident = identity(
+        SPEC, RECIPE, data=data_digest(data), train_images=60, val_images=20, device="cpu"
+    )
+    assert result_key(ident) == base
+    keys["device"] = result_key({**ident, "device": "cuda (NVIDIA H200)"})
+    monkeypatch.setattr(torch, "__version__", "0.0.1-other")
+    keys["torch"] = cache.key(SPEC, data, RECIPE, device="cpu")
+    assert len(set(keys.values())) == len(keys), keys
+    assert ident["fidelity"] == {"epochs": 2, "images": 60} and ident["seed"] == 0
+
+
+# ---- entries --------------------------------------------------------------------------------
+
+
+def test_put_get_round_trip_with_weights(data, tmp_path):
+    cache = ResultCache(tmp_path / "c")
+    result = train(SPEC, data, RECIPE)
+    state = result.model.state_dict()
+    info = {"val_curve": result.val_curve, "loss_curve": result.loss_curve, "train_time_s": 1.5}
+    assert cache.put("ab" * 32, info, state)
+    entry = cache.get("ab" * 32)
+    assert entry is not None and entry.result == info
+    assert entry.state.keys() == state.keys()
+    assert all(torch.equal(entry.state[k], state[k]) for k in state)
+    assert cache.get("cd" * 32) is None  # no entry
+    assert list((tmp_path / "c").rglob("*.tmp")) == []  # no temporary file left
+
+
+def test_cached_train_reuses_a_finished_training_and_replays_its_curve(data, tmp_path):
+    cache, calls = ResultCache(tmp_path), []
+    seen, again = [], []
+    first, reused = cached_train(
+        cache,
+        SPEC,
+        data,
+        RECIPE,
+        device="cpu",
+        fit=_counting_fit(calls),
+        on_epoch=lambda e, a, loss: seen.append((e, a, loss)),
+    )
+    assert not reused and calls == [0]
+    hits = []
+    second, reused = cached_train(
+        cache,
+        SPEC,
+        data,
+        RECIPE,
+        device="cpu",
+        fit=_counting_fit(calls),
+        on_epoch=lambda e, a, loss: again.append((e, a, loss)),
+        on_reuse=lambda: hits.append(1),
+    )
+    assert reused and calls == [0] and hits == [1]  # not trained again
+    assert again == seen and second.val_curve == first.val_curve
+    assert second.train_time_s == pytest.approx(first.train_time_s)
+    a, b = first.model.state_dict(), second.model.state_dict()
+    assert all(torch.equal(a[k], b[k].cpu()) for k in a)
+    from budgetnas.trainers.evaluate import evaluate
+
+    assert evaluate(second.model, data.val) == first.val_acc
+    # another seed is another training
+    _, reused = cached_train(
+        cache, SPEC, data, replace(RECIPE, seed=4), device="cpu", fit=_counting_fit(calls)
+    )
+    assert not reused and calls == [0, 4]
+
+
+def test_a_pruned_training_is_not_cached(data, tmp_path):
+    cache = ResultCache(tmp_path)
+
+    def prune(epoch, acc, loss):
+        raise optuna.TrialPruned("pruned")
+
+    with pytest.raises(optuna.TrialPruned):
+        cached_train(cache, SPEC, data, RECIPE, device="cpu", on_epoch=prune)
+    assert list(tmp_path.rglob("*.pt")) == []
+    assert cache.get(cache.key(SPEC, data, RECIPE, device="cpu")) is None
+
+
+def _damage_truncated(path, _other):
+    path.write_bytes(path.read_bytes()[:-50])
+
+
+def _damage_flipped(path, _other):
+    blob = bytearray(path.read_bytes())
+    blob[-10] ^= 0xFF  # a byte of the weights: the checksum no longer matches
+    path.write_bytes(bytes(blob))
+
+
+def _damage_other_key(path, other):
+    path.write_bytes(other.read_bytes())  # a whole entry, of another key
+
+
+def _damage_garbage(path, _other):
+    path.write_bytes(b"not an entry at all")
+
+
+@pytest.mark.parametrize(
+    "damage", [_damage_truncated, _damage_flipped, _damage_other_key, _damage_garbage]
+)
+def test_a_damaged_entry_is_ignored_and_trained_again(data, tmp_path, damage):
+    cache, calls = ResultCache(tmp_path), []
+    recipe = replace(RECIPE, epochs=1)
+    key = cache.key(SPEC, data, recipe, device="cpu")
+    cached_train(cache, SPEC, data, recipe, device="cpu", fit=_counting_fit(calls))
+    assert calls == [0] and cache.get(key) is not None
+    other = "ff" * 32  # a whole entry of another key
+    assert cache.put(other, {"val_curve": [0.5], "loss_curve": [1.0]}, {"w": torch.ones(3)})
+    damage(cache.path(key), cache.path(other))
+    assert cache.get(key) is None  # never trusted
+    result, reused = cached_train(cache, SPEC, data, recipe, device="cpu", fit=_counting_fit(calls))
+    assert not reused and calls == [0, 0]  # trained again ...
+    entry = cache.get(key)  # ... and the entry replaced by a whole one
+    assert entry is not None and entry.result["val_curve"] == result.val_curve
+
+
+def _writer(root: str, which: int, errors) -> None:
+    """Write and read back one key, over and over, as another process does the same."""
+    try:
+        cache = ResultCache(root)
+        state = {"w": torch.full((50, 50), float(which))}
+        for i in range(30):
+            assert cache.put("ee" * 32, {"val_curve": [which], "loss_curve": [0.0], "i": i}, state)
+            entry = cache.get("ee" * 32)
+            assert entry is not None, "a reader saw a partial entry"
+            w = int(entry.result["val_curve"][0])
+            assert w in (1, 2) and torch.equal(entry.state["w"], torch.full((50, 50), float(w)))
+    except BaseException as err:
+        errors.put(repr(err))
+
+
+def test_two_processes_writing_the_same_key_leave_a_whole_entry(tmp_path):
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("needs fork (a fresh interpreter per process takes too long here)")
+    ctx = multiprocessing.get_context("fork")
+    errors = ctx.Queue()
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path), w, errors)) for w in (1, 2)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert errors.empty(), errors.get()
+    entry = ResultCache(tmp_path).get("ee" * 32)
+    assert entry is not None and entry.result["i"] == 29  # the last write of one of them
+    which = entry.result["val_curve"][0]
+    assert torch.equal(entry.state["w"], torch.full((50, 50), float(which)))
+    assert list(tmp_path.rglob("*.tmp")) == []
+
+
+def test_an_unwritable_cache_warns_once_and_costs_nothing(data, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    cache = ResultCache(blocker / "cache")  # below a file: nothing can be written
+    result, reused = cached_train(cache, SPEC, data, replace(RECIPE, epochs=1), device="cpu")
+    assert not reused and result.val_curve
+    assert not cache.put("ab" * 32, {"val_curve": [0.5], "loss_curve": [1.0]}, {})
+    err = capsys.readouterr().err
+    assert err.count("warning: results cache") == 1
+
+
+# ---- where it is ----------------------------------------------------------------------------
+
+
+def test_where_the_cache_is(tmp_path, monkeypatch):
+    assert default_cache_dir() is None  # the test suite turns it off (tests/conftest.py)
+    monkeypatch.delenv("BUDGETNAS_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "budgetnas" / "results"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "budgetnas" / "results"
+    monkeypatch.setenv("BUDGETNAS_CACHE", str(tmp_path / "mine"))
+    assert open_cache().root == tmp_path / "mine"
+    assert open_cache(tmp_path / "given").root == tmp_path / "given"
+    assert open_cache(enabled=False) is None
+    for off in ("off", "none", "0"):
+        monkeypatch.setenv("BUDGETNAS_CACHE", off)
+        assert open_cache() is None
+    with pytest.raises(SearchError, match="contradict"):
+        open_cache(tmp_path, enabled=False)
+
+
+def test_cache_options_that_make_no_sense_are_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    args = search_args(tmp_path, tmp_path / "run")
+    line = cli_error(runner.invoke(app, [*args, "--cache", str(tmp_path), "--no-cache"]))
+    assert "--cache DIR and --no-cache contradict each other" in line
+    line = cli_error(runner.invoke(app, [*args, "--cache", str(blocker)]))
+    assert "is a file, not a folder" in line
+    assert not (tmp_path / "run").exists()
+
+
+# ---- a second search with the same cache ----------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_second_search_trains_nothing_its_cache_holds(synthetic_root, tmp_path, monkeypatch):
+    """Two identical searches with references and one cache: the second trains nothing (its
+    references and candidates are the first one's trainings), says so per trial and in the
+    report, and ends with the same results; then verifying the reference networks of each run
+    trains once."""
+    cache = tmp_path / "cache"
+    trained = []
+    real = objective.train
+
+    def spy(spec, data, cfg, **kwargs):
+        trained.append(spec.to_json())
+        return real(spec, data, cfg, **kwargs)
+
+    monkeypatch.setattr(objective, "train", spy)
+    extra = ("--trials", "2", "--rungs", "1", "--cache", str(cache))
+    runs = []
+    for name in ("a", "b"):
+        result = runner.invoke(
+            app, search_args(synthetic_root, tmp_path / name, *extra, budget="10k")
+        )
+        assert result.exit_code == 0, result.stderr
+        runs.append((tmp_path / name, result.stderr, len(trained)))
+    (a, err_a, after_a), (b, err_b, after_b) = runs
+    refs = {ZOO[k].spec.to_json() for k in ("001", "002")}
+    _, study_a = open_run(a)
+    _, study_b = open_run(b)
+    done_a = [t for t in study_a.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    done_b = [t for t in study_b.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert after_a == len(done_a) == 4  # 2 candidates, 2 references, all trained
+    assert after_b == after_a  # the second search trained nothing
+    assert not any(t.user_attrs.get("cached") for t in done_a)
+    assert all(t.user_attrs.get("cached") for t in done_b)
+    assert {t.user_attrs["reference"] for t in done_b if t.user_attrs.get("reference")} == {
+        "001",
+        "002",
+    }
+    assert not refs & set(trained[after_a:])
+    assert [t.values for t in done_b] == [t.values for t in done_a]
+    assert [t.user_attrs["val_curve"] for t in done_b] == [
+        t.user_attrs["val_curve"] for t in done_a
+    ]
+    assert "reused from cache" not in err_a
+    assert err_b.count("reused from cache") == 4
+    page = (b / "report.html").read_text()
+    assert "<th>cached</th>" in page and "<th>cached</th>" not in (a / "report.html").read_text()
+    # the weights a reused trial ships are the cached ones, and load into its network
+    t = done_b[0]
+    state = torch.load(b / t.user_attrs["weights"], weights_only=True)
+    first = torch.load(a / done_a[0].user_attrs["weights"], weights_only=True)
+    assert all(torch.equal(state[k], first[k]) for k in first)
+    # the cache is no setting of a search: neither in its fingerprint nor in config.json
+    assert study_a.user_attrs["fingerprint"] == study_b.user_attrs["fingerprint"]
+    assert "cache" not in json.dumps(study_b.user_attrs["fingerprint"])
+    assert "cache" not in (b / "config.json").read_text()
+    # reference verification: trained for the first run, reused for the second
+    verified = []
+    real_verify = verify_module.train
+    monkeypatch.setattr(
+        verify_module, "train", lambda *a, **k: verified.append(a[2].seed) or real_verify(*a, **k)
+    )
+    for run in (a, b):
+        args = ["verify", str(run), "--zoo", "001", "--seeds", "1", "--device", "cpu"]
+        result = runner.invoke(app, [*args, "--train-subset", "300", "--cache", str(cache)])
+        assert result.exit_code == 0, result.stderr
+    assert verified == [1]
+    assert "reused from cache" in result.stderr
+    (record,) = [v for v in _verified(b) if v.key == "zoo-001"]
+    assert record.runs[0].cached
+    (first_record,) = [v for v in _verified(a) if v.key == "zoo-001"]
+    assert not first_record.runs[0].cached
+    assert record.runs[0].test_acc == first_record.runs[0].test_acc
+    assert "cached seeds" in (b / "report.html").read_text()
+
+
+def _verified(run):
+    from budgetnas.search.verified import stored_results
+
+    _, study = open_run(run)
+    return list(stored_results(study).values())
