@@ -19,6 +19,7 @@ from budgetnas.search.errors import SearchError
 from budgetnas.search.pruners import PRUNERS, SINGLE_OBJECTIVE_PRUNERS
 from budgetnas.search.samplers import SAMPLERS, is_multi_objective
 from budgetnas.search.schedule import Schedule, plan_rungs
+from budgetnas.search.sizing import SIZINGS
 from budgetnas.search.storage import journal_url
 from budgetnas.space.count import count_params
 from budgetnas.space.sample import Limits, SpaceConfig, smallest_costs
@@ -101,6 +102,8 @@ class SearchConfig:
     storage: str | None = None  # an Optuna storage URL; default: a file in the run folder
     study_name: str = "budgetnas"
     sampler: str = "motpe"
+    # spread: each candidate's size assigned over the cap (search.sizing); sampler: sampled
+    sizing: str = "spread"
     pruner: str = "banded"
     references: tuple[str, ...] = tuple(ZOO)  # zoo networks trained in the study, as yardsticks
     search_recipe: bool = False
@@ -149,6 +152,8 @@ class SearchConfig:
             raise SearchError(f"unknown pruner {self.pruner!r}; choose {', '.join(PRUNERS)}")
         if self.sampler not in SAMPLERS:
             raise SearchError(f"unknown sampler {self.sampler!r}; choose {', '.join(SAMPLERS)}")
+        if self.sizing not in SIZINGS:
+            raise SearchError(f"unknown sizing {self.sizing!r}; choose {', '.join(SIZINGS)}")
         if is_multi_objective(self.sampler) and self.pruner in SINGLE_OBJECTIVE_PRUNERS:
             raise SearchError(
                 f"--pruner {self.pruner} works only with a single-objective sampler (tpe, "
@@ -257,6 +262,8 @@ class SearchConfig:
             "sampler": self.sampler,
             "pruner": self.pruner,
             "references": list(self.references),
+            # only when assigned: runs whose sampler chose sizes keep their fingerprint
+            **({"sizing": self.sizing} if self.sizing != "sampler" else {}),
         }
 
     def resumed(self, **given: Any) -> SearchConfig:
@@ -333,9 +340,9 @@ class SearchConfig:
     def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
         if "caps" not in data:
             data = _from_flat(data)
-        # runs made before samplers, references and rungs were settings: single-objective
-        # TPE, none, one rung
-        data = {"sampler": "tpe", "references": [], "rungs": 1, **data}
+        # runs made before samplers, references, rungs and sizing were settings:
+        # single-objective TPE, none, one rung, sizes chosen by the sampler
+        data = {"sampler": "tpe", "references": [], "rungs": 1, "sizing": "sampler", **data}
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["caps"] = tuple(kwargs["caps"])

@@ -18,6 +18,10 @@ NSGA-II evolves only the parameters every trial of its population has (Optuna's 
 search space) and draws the others at random; so with ``nsga2`` every parameter of the space
 is suggested on every trial (``flat_space``), the ones a candidate does not use included, and
 the whole architecture evolves.
+
+With ``spread`` sizing (``search.sizing``) a candidate's ``size`` is assigned, not sampled:
+the wrapper keeps it out of the inner sampler's relative search space and answers its
+suggestion with the value stored on the trial; its distribution stays the same.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from budgetnas.search.schedule import is_reference, is_sampled
+from budgetnas.search.sizing import FRACTION_ATTR, SIZE_PARAM
 
 SAMPLERS = ("motpe", "tpe", "nsga2", "random")
 MULTI_OBJECTIVE = ("motpe", "nsga2")
@@ -85,24 +90,36 @@ class _SearchedTrials:
 
 class SearchedOnly(optuna.samplers.BaseSampler):
     """``sampler``, blind to reference networks: it is not called for a reference trial (so
-    its random state does not move) and never sees one among the study's trials."""
+    its random state does not move) and never sees one among the study's trials.
 
-    def __init__(self, sampler: optuna.samplers.BaseSampler) -> None:
+    ``assigned_size``: the ``size`` suggestion is answered with the fraction stored on the
+    trial (``search.sizing``), never sampled jointly with the structure."""
+
+    def __init__(
+        self, sampler: optuna.samplers.BaseSampler, *, assigned_size: bool = False
+    ) -> None:
         self.inner = sampler
+        self.assigned_size = assigned_size
 
     def infer_relative_search_space(
         self, study: optuna.Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
         if is_reference(trial):
             return {}
-        return self.inner.infer_relative_search_space(_SearchedTrials(study), trial)
+        space = self.inner.infer_relative_search_space(_SearchedTrials(study), trial)
+        if self.assigned_size:
+            space = {k: v for k, v in space.items() if k != SIZE_PARAM}
+        return space
 
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
         if is_reference(trial):
             return {}
-        return self.inner.sample_relative(_SearchedTrials(study), trial, search_space)
+        params = self.inner.sample_relative(_SearchedTrials(study), trial, search_space)
+        if self.assigned_size:  # TPE's groups sample their own spaces, "size" included
+            params = {k: v for k, v in params.items() if k != SIZE_PARAM}
+        return params
 
     def sample_independent(
         self,
@@ -111,6 +128,10 @@ class SearchedOnly(optuna.samplers.BaseSampler):
         param_name: str,
         param_distribution: BaseDistribution,
     ) -> Any:
+        assigned = trial.user_attrs.get(FRACTION_ATTR)
+        if self.assigned_size and param_name == SIZE_PARAM and assigned is not None:
+            low, high = param_distribution.low, param_distribution.high  # type: ignore[attr-defined]
+            return min(high, max(low, float(assigned)))
         return self.inner.sample_independent(
             _SearchedTrials(study), trial, param_name, param_distribution
         )
@@ -151,6 +172,7 @@ def _inner(name: str, seed: int) -> optuna.samplers.BaseSampler:
     raise ValueError(f"unknown sampler {name!r}; choose {', '.join(SAMPLERS)}")
 
 
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    """The sampler ``name`` seeded with ``seed``, blind to reference networks."""
-    return SearchedOnly(_inner(name, seed))
+def make_sampler(name: str, seed: int, sizing: str = "sampler") -> optuna.samplers.BaseSampler:
+    """The sampler ``name`` seeded with ``seed``, blind to reference networks; with
+    ``sizing`` ``spread`` it leaves each candidate's size to ``search.sizing``."""
+    return SearchedOnly(_inner(name, seed), assigned_size=sizing == "spread")

@@ -180,7 +180,8 @@ def test_the_fingerprint_covers_how_candidates_are_chosen(local_run):
     stored = study.user_attrs[FINGERPRINT_ATTR]
     assert (stored["sampler"], stored["pruner"]) == ("motpe", "none")
     assert stored["references"] == list(cfg.references) != []
-    for key, value in [("sampler", "random"), ("pruner", "banded"), ("references", ["002"])]:
+    changes = [("sampler", "random"), ("pruner", "banded"), ("references", ["002"])]
+    for key, value in [*changes, ("sizing", "sampler")]:
         path = local_run / "config.json"
         before = path.read_text()
         path.write_text(json.dumps({**json.loads(before), key: value}))

@@ -1,0 +1,89 @@
+"""How sampled candidates' sizes spread over a cap: a size target per candidate, assigned.
+
+With accuracy up and parameters down as two objectives, a sampler that also chose a
+candidate's ``size`` (the fraction of the cap its widths fill, ``space.sample``) learns to
+shrink it: small networks are cheap points of the front, so most of the compute went to
+networks far below the cap the user asked about. With ``spread`` sizing (the default) the size
+is not the sampler's to choose: each sampled candidate gets a target drawn stratified over
+log(parameters), from the space's ``min_size_fraction`` of its cap up to the cap, and the
+sampler chooses the structure that fills it.
+
+The strata come in blocks of ``BLOCK`` slots: half of each block lies in the top band (cap/1.5
+to the cap, in three equal strata of log-size), the other half in three equal strata of
+log-size below it. The top band gets half the candidates, not the third a log-uniform draw
+would give it: the answer a user asks for ("the best network under the cap") is there, and the
+smaller half still draws the rest of the front. Each cap of a ladder has its own sequence.
+
+A candidate's slot is the first one of its cap that no other trial of the study holds (a
+failed trial frees its slot), and its target is a pure function of the run's seed, the cap
+and the slot: a resumed run continues the same sequence. ``sampler`` sizing leaves ``size``
+to the sampler, as before.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+
+import optuna
+from optuna.trial import TrialState
+
+SIZINGS = ("spread", "sampler")
+SIZE_PARAM = "size"  # the suggestion of ``space.sample.sample_spec`` the target replaces
+SLOT_ATTR = "size_slot"
+FRACTION_ATTR = "size_fraction"  # the assigned size, as a fraction of the trial's cap
+TOP_BAND = 1.5  # the top band: cap/TOP_BAND to the cap
+BLOCK = 6  # slots per block: 3 strata in the top band, 3 below it
+
+
+def strata(min_fraction: float) -> list[tuple[float, float]]:
+    """The (low, high) log size fractions of one block's slots, top band first: three equal
+    strata from 1/TOP_BAND to 1 and three from ``min_fraction`` to 1/TOP_BAND; six over
+    ``min_fraction`` to 1 when the space's smallest target is already in the top band."""
+
+    def split(low: float, high: float, n: int) -> list[tuple[float, float]]:
+        step = (high - low) / n
+        return [(low + i * step, low + (i + 1) * step) for i in range(n)]
+
+    low, top = math.log(min_fraction), -math.log(TOP_BAND)
+    if low >= top:
+        return split(low, 0.0, BLOCK)[::-1]
+    half = BLOCK // 2
+    return split(top, 0.0, half)[::-1] + split(low, top, BLOCK - half)[::-1]
+
+
+def size_fraction(slot: int, *, seed: int, cap: int, min_fraction: float) -> float:
+    """The size (a fraction of ``cap``) of the candidate in ``slot`` of ``cap``'s sequence:
+    each block of slots covers every stratum once, in an order shuffled by the seed, at a
+    log-uniform point of its stratum."""
+    bounds = strata(min_fraction)
+    block, position = divmod(slot, len(bounds))
+    rng = random.Random(f"budgetnas-size:{seed}:{cap}:{block}")
+    order = list(range(len(bounds)))
+    rng.shuffle(order)
+    points = [rng.random() for _ in bounds]
+    low, high = bounds[order[position]]
+    fraction = math.exp(low + points[position] * (high - low))
+    return min(1.0, max(min_fraction, fraction))
+
+
+def assign_size(trial: optuna.Trial, *, cap: int, seed: int, min_fraction: float) -> float:
+    """The size fraction of this sampled candidate, stored on it (``size_slot``,
+    ``size_fraction``): the one it holds already (a queued copy of a trial whose process died
+    keeps its own), else that of the first slot of ``cap`` no other live trial holds."""
+    stored = trial.user_attrs.get(FRACTION_ATTR)
+    if stored is not None:
+        return float(stored)
+    taken = {
+        t.user_attrs.get(SLOT_ATTR)
+        for t in trial.study.get_trials(deepcopy=False)
+        if t.number != trial.number
+        and t.state != TrialState.FAIL
+        and t.user_attrs.get("cap") == cap
+    }
+    slot = next(k for k in itertools.count() if k not in taken)
+    fraction = size_fraction(slot, seed=seed, cap=cap, min_fraction=min_fraction)
+    trial.set_user_attr(SLOT_ATTR, slot)
+    trial.set_user_attr(FRACTION_ATTR, fraction)
+    return fraction
