@@ -307,6 +307,19 @@ def _verified_html(verified: pd.DataFrame | None, ladder: pd.DataFrame | None) -
     return "".join(parts)
 
 
+def _sizes_html(sizes: pd.DataFrame | None) -> str:
+    """Sampled candidates per size band (``reports.sizes.size_table``), per cap."""
+    if sizes is None or sizes.empty:
+        return ""
+    shown = sizes[["cap", "band", "candidates"]].copy()
+    shown["cap"] = shown["cap"].map(lambda c: f"{int(c):,}")
+    return (
+        "<h2>Candidates per size band</h2><p>Candidates sampled at the first rung, not "
+        "rejected, by parameter count; bands 1.5x wide from the cap down.</p>"
+        + shown.to_html(index=False, border=0, classes="tbl")
+    )
+
+
 TARGET_COLUMNS = ["seeds", "val_mean", "val_std", "test_mean", "test_std"]
 
 
@@ -377,6 +390,7 @@ def write_reports(
     rungs: list[str] | None = None,
     target: pd.DataFrame | None = None,
     answer: str | None = None,
+    sizes: pd.DataFrame | None = None,
 ) -> ReportFiles:
     """Write ``report.html``, ``trials.csv`` and ``pareto.csv`` into ``out_dir``.
 
@@ -440,6 +454,7 @@ def write_reports(
             "<p>Hand-made networks trained with the run's recipe, data and seed.</p>",
             _table(refs, references=True),
         ]
+    page.append(_sizes_html(sizes))
     page.append(_verified_html(verified, ladder))
     climbing = rungs_figure(df, rungs or [])
     if climbing is not None:

@@ -20,6 +20,7 @@ from budgetnas.search.config import DEFAULT_RUNGS, RESUMABLE, SearchConfig, flag
 from budgetnas.search.errors import SearchError, SearchStopped
 from budgetnas.search.pruners import PRUNERS
 from budgetnas.search.samplers import SAMPLERS
+from budgetnas.search.sizing import SIZINGS
 from budgetnas.space.spec import SpecError
 from budgetnas.trainers.data import DATASETS, DataConfig, DataError
 from budgetnas.trainers.recipe import ONE_EPOCH_DEFAULTS, ConfigError, TrainConfig
@@ -55,7 +56,8 @@ def _user_errors() -> Iterator[None]:
 
 
 def _write_reports(cfg: SearchConfig, study) -> None:
-    from budgetnas.search.reporting import write_run_reports
+    from budgetnas.reports.sizes import sizes_line
+    from budgetnas.search.reporting import sizes_table, write_run_reports
 
     files, counts = write_run_reports(cfg, study)
     rejected = "".join(
@@ -77,6 +79,7 @@ def _write_reports(cfg: SearchConfig, study) -> None:
         + (f" ({refs // cfg.rungs} at each of {cfg.rungs} rungs)" if cfg.rungs > 1 else ""),
         err=True,
     )
+    typer.echo(sizes_line(sizes_table(cfg, study)), err=True)
     typer.echo(f"wrote {files.html}, {files.trials_csv.name}, {files.pareto_csv.name}", err=True)
 
 
@@ -218,6 +221,12 @@ def search(
     sampler: str | None = _opt(
         f"One of: {', '.join(SAMPLERS)}. motpe, nsga2: accuracy and parameters as two objectives "
         f"(the front); tpe: accuracy alone; random: a baseline [default: {SearchConfig.sampler}]."
+    ),
+    sizing: str | None = _opt(
+        f"One of: {', '.join(SIZINGS)}. spread: each candidate's size is assigned, spread over "
+        "log(parameters) from the space's smallest target to the cap, half of them within 1.5x "
+        "of the cap; sampler: the sampler chooses sizes too (a multi-objective one drifts to "
+        f"small networks) [default: {SearchConfig.sizing}]."
     ),
     pruner: str | None = _opt(
         f"One of: {', '.join(PRUNERS)}. banded: median pruning among trials of similar size "

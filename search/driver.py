@@ -89,7 +89,7 @@ def _load(cfg: SearchConfig, storage, seed: int) -> optuna.Study:
     study = optuna.load_study(
         study_name=cfg.study_name,
         storage=storage,
-        sampler=make_sampler(cfg.sampler, seed),
+        sampler=make_sampler(cfg.sampler, seed, cfg.sizing),
         pruner=_pruner(cfg),
     )
     if len(study.directions) != len(directions(cfg.sampler)):
@@ -338,7 +338,7 @@ def run_search(
                 storage=storage,
                 study_name=cfg.study_name,
                 directions=directions(cfg.sampler),
-                sampler=make_sampler(cfg.sampler, cfg.seed),
+                sampler=make_sampler(cfg.sampler, cfg.seed, cfg.sizing),
                 pruner=_pruner(cfg),
             )
         except optuna.exceptions.DuplicatedStudyError:

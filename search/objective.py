@@ -31,6 +31,7 @@ from budgetnas.search.recipe import sample_recipe
 from budgetnas.search.runs import FINISHED, WEIGHTS_DIR, trial_spec
 from budgetnas.search.samplers import flat_space, is_multi_objective
 from budgetnas.search.schedule import Rung, lineage, promoted_from, rung_of
+from budgetnas.search.sizing import assign_size
 from budgetnas.space.count import analyze
 from budgetnas.space.memory import activation_memory
 from budgetnas.space.sample import Rejected, sample_spec
@@ -197,6 +198,8 @@ class Objective:
             recipe, dropout = sample_recipe(trial, self.cfg.recipe)
         space = replace(self.cfg.space_config, dropout=dropout)
         limits = self.cfg.limits(cap)
+        if self.cfg.sizing == "spread":  # the sampler answers "size" with this
+            assign_size(trial, cap=cap, seed=self.cfg.seed, min_fraction=space.min_size_fraction)
         try:
             spec = sample_spec(
                 trial,

@@ -7,7 +7,9 @@ import statistics
 import optuna
 import pandas as pd
 
+from budgetnas.reports.frame import trials_frame
 from budgetnas.reports.html import ReportFiles, write_reports
+from budgetnas.reports.sizes import size_table
 from budgetnas.search.config import SearchConfig
 from budgetnas.search.runs import summary_counts
 from budgetnas.search.verified import Verified, best_verified, ladder_rows, stored_results
@@ -120,5 +122,12 @@ def write_run_reports(cfg: SearchConfig, study: optuna.Study) -> tuple[ReportFil
         rungs=[r.label() for r in cfg.schedule.rungs],
         target=at_target(cfg, study),
         answer=_answer(cfg, study),
+        sizes=sizes_table(cfg, study),
     )
     return files, counts
+
+
+def sizes_table(cfg: SearchConfig, study: optuna.Study) -> pd.DataFrame:
+    """The sampled candidates per size band of each cap (``reports.sizes``)."""
+    df = trials_frame(study.get_trials(deepcopy=False))
+    return size_table(df, caps=cfg.caps, min_fraction=cfg.space_config.min_size_fraction)
