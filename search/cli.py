@@ -379,8 +379,10 @@ def export(
     ),
     trial: int | None = typer.Option(
         None,
-        help="Export this trial [default: the best verified searched network, else the "
-        "search's best under the cap; never a reference network].",
+        help="Export the network of this trial, with the best weights it has anywhere in the "
+        "run (its promotions to higher rungs, verify seeds of any of them) [default: the best "
+        "verified searched network, else the search's best under the cap; never a reference "
+        "network].",
     ),
     format: str = typer.Option(
         "py",
@@ -426,16 +428,19 @@ def export(
     typer.echo(f"{res.label}: {res.params:,} parameters; chosen: {res.why}")
     if res.refit_images:
         typer.echo(
-            f"weights: refit on {res.refit_images:,} training + validation images as {w.source} "
-            f"seed {w.seed} was trained ({w.fidelity}; validation accuracy {w.val_acc:.2%} "
-            f"before the refit, none after: its images were trained on); test accuracy "
-            f"{res.test_acc:.2%}"
+            f"weights: refit on {res.refit_images:,} training + validation images as "
+            f"{res.weights_name} was trained ({w.fidelity}): the same {w.train_images:,} "
+            f"training images and the {res.refit_images - w.train_images:,} validation images; "
+            f"validation accuracy {w.val_acc:.2%} before the refit, none after: its images were "
+            f"trained on; test accuracy {res.test_acc:.2%}"
         )
     else:
         typer.echo(
-            f"weights: {w.source} seed {w.seed} ({w.fidelity}): validation accuracy "
+            f"weights: {res.weights_name} ({w.fidelity}): validation accuracy "
             f"{res.val_acc:.2%}, test accuracy {res.test_acc:.2%}"
         )
+    if res.note:
+        typer.echo(f"note: {res.note}")
     if res.onnx is None:
         typer.echo(f"wrote {res.module} and {res.weights}")
         return

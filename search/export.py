@@ -2,8 +2,9 @@
 
 The network is the one asked for, or the searched network a user should take (the best
 verified one, else the search's best under the cap; never a reference network). Its weights
-are the best that exist in the run: from the highest fidelity it was trained at (the search's
-own training, or a ``verify`` seed), the best validation accuracy there.
+are the best that exist in the run, whichever trial holds them (a candidate promoted to a
+higher rung is trained again there): from the highest fidelity it was trained at (the
+search's own training, or a ``verify`` seed), the best validation accuracy there.
 
 This is the one place (with ``verify``) where the test split is read: after the architecture
 and its weights were chosen on validation, to report a number, never to choose.
@@ -27,8 +28,10 @@ from budgetnas.reports.pareto import best_row
 from budgetnas.search.config import SearchConfig
 from budgetnas.search.errors import SearchError
 from budgetnas.search.runs import accuracy, open_run, trial_spec
+from budgetnas.search.schedule import lineage, rung_of
 from budgetnas.search.verified import Fidelity, best_verified, network_label, stored_results
 from budgetnas.space.render import render
+from budgetnas.space.spec import ArchSpec, SpecError
 from budgetnas.trainers.data import Split, TrainVal
 from budgetnas.trainers.evaluate import evaluate, resolve_device
 from budgetnas.trainers.recipe import TrainConfig
@@ -50,13 +53,20 @@ class Weights:
     test_acc: float | None  # recorded by verify; the search never reads the test set
     path: str  # relative to the run folder
     recipe: dict | None = None  # the recipe they were trained with, their seed included
+    of: str = ""  # whose they are: "trial 8" (its own training or its verify record), "seed 002"
 
     @property
     def image_epochs(self) -> int:
         return self.epochs * self.train_images
 
-    def describe(self) -> str:
-        return f"{self.source} seed {self.seed}, {self.fidelity}, validation {self.val_acc:.2%}"
+    def name(self, exported: tuple[str, ...] = ()) -> str:
+        """``verify seed 0``, with ``of trial 8`` when they belong to another trial than
+        ``exported`` (the labels of the network exported)."""
+        whose = f" of {self.of}" if self.of and self.of not in exported else ""
+        return f"{self.source} seed {self.seed}{whose}"
+
+    def describe(self, exported: tuple[str, ...] = ()) -> str:
+        return f"{self.name(exported)}, {self.fidelity}, validation {self.val_acc:.2%}"
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,12 @@ class ExportResult:
     why: str  # why this network
     onnx: OnnxReport | None = None
     refit_images: int | None = None  # trained again on train + validation: their number
+    note: str | None = None  # the shipped weights belong to another trial of the network
+
+    @property
+    def weights_name(self) -> str:
+        """The shipped weights as a user reads them: ``verify seed 0 of trial 8``."""
+        return self.shipped.name((self.label, f"trial {self.trial}"))
 
 
 def network_key(trial: FrozenTrial) -> str:
@@ -120,32 +136,64 @@ def choose_network(cfg: SearchConfig, study: optuna.Study, number: int | None):
     return trial, "best validation accuracy of the search under the cap (not verified yet)"
 
 
-def weight_choices(cfg: SearchConfig, study: optuna.Study, trial: FrozenTrial) -> list[Weights]:
-    """Every set of weights of ``trial``'s network kept in the run: the search's own and
-    each seed ``verify`` trained, at any fidelity."""
+def network_trials(trials: list[FrozenTrial], trial: FrozenTrial) -> list[FrozenTrial]:
+    """The completed trials that hold ``trial``'s network (the same spec), ``trial`` first:
+    the same candidate at every rung it was promoted to, and any reused result of it."""
+    spec = trial_spec(trial)
+    same = [
+        t
+        for t in trials
+        if t.number != trial.number
+        and t.state == TrialState.COMPLETE
+        and t.user_attrs.get("spec") is not None
+        and _same_spec(t.user_attrs["spec"], spec)
+    ]
+    return [trial, *same]
+
+
+def _same_spec(text: str, spec: ArchSpec) -> bool:
+    try:
+        return ArchSpec.from_json(text) == spec
+    except SpecError:
+        return False
+
+
+def _search_weights(cfg: SearchConfig, trial: FrozenTrial) -> Weights | None:
+    """The weights a trial's own training left, if it kept them."""
+    if not trial.user_attrs.get("weights"):
+        return None
     recipe = TrainConfig.from_dict(trial.user_attrs.get("recipe") or cfg.recipe.to_dict())
     images = int(trial.user_attrs.get("train_images") or cfg.data.train_images)
     fidelity = Fidelity(
         recipe.epochs, images, {k: v for k, v in recipe.to_dict().items() if k != "seed"}
     )
-    choices = []
-    if trial.user_attrs.get("weights"):
-        choices.append(
-            Weights(
-                "search",
-                recipe.seed,
-                recipe.epochs,
-                images,
-                fidelity.label(),
-                float(accuracy(trial)),
-                None,
-                trial.user_attrs["weights"],
-                recipe.to_dict(),
-            )
-        )
-    key = network_key(trial)
+    return Weights(
+        "search",
+        recipe.seed,
+        recipe.epochs,
+        images,
+        fidelity.label(),
+        float(accuracy(trial)),
+        None,
+        trial.user_attrs["weights"],
+        recipe.to_dict(),
+        of=f"trial {trial.number}",
+    )
+
+
+def weight_choices(cfg: SearchConfig, study: optuna.Study, trial: FrozenTrial) -> list[Weights]:
+    """Every set of weights of ``trial``'s network kept in the run, wherever it is: the
+    search's own training of each trial holding the network (``network_trials``: a candidate
+    promoted to higher rungs is trained again there) and each seed ``verify`` trained for any
+    of them, at any fidelity."""
+    holders = network_trials(study.get_trials(deepcopy=False), trial)
+    choices = [w for w in (_search_weights(cfg, t) for t in holders) if w is not None]
+    keys = {network_key(t) for t in holders}
+    spec = trial_spec(trial)
     for record in stored_results(study).values():
-        if record.key != key or record.fidelity is None:
+        if record.fidelity is None:
+            continue
+        if record.key not in keys and not _same_spec(record.spec, spec):
             continue
         for r in record.runs:
             if r.weights:
@@ -160,6 +208,7 @@ def weight_choices(cfg: SearchConfig, study: optuna.Study, trial: FrozenTrial) -
                         r.test_acc,
                         r.weights,
                         {**record.fidelity.recipe, "seed": r.seed},
+                        of=record.label,
                     )
                 )
     return choices
@@ -244,6 +293,13 @@ def export_trial(
     refit_images = None
     if refit:
         state, refit_images = _refit(cfg, spec, shipped, dev)
+    note = None
+    if shipped.of not in (label, f"trial {chosen.number}"):
+        note = (
+            f"{_relation(study, chosen, shipped.of)}, the same network; export takes the best "
+            "weights the network has in the run (the highest fidelity it was trained at, then "
+            "validation)"
+        )
     result = ExportResult(
         module=out,
         weights=written[1],
@@ -255,6 +311,7 @@ def export_trial(
         shipped=shipped,
         why=why,
         refit_images=refit_images,
+        note=note,
     )
     if format == "onnx":
         return _onnx(result, spec, state, data, test, int8=int8)
@@ -265,10 +322,11 @@ def export_trial(
         else label.capitalize()
     )
     weights = (
-        f"refit on {refit_images:,} training + validation images as {shipped.source} seed "
-        f"{shipped.seed} was trained ({shipped.fidelity}); no validation accuracy"
+        f"refit on {refit_images:,} training + validation images as {result.weights_name} "
+        f"was trained ({shipped.fidelity}; the same {shipped.train_images:,} training images); "
+        "no validation accuracy"
         if refit_images
-        else shipped.describe()
+        else shipped.describe((label, f"trial {chosen.number}"))
     )
     doc = (
         f"{name} of a budgetnas search on {cfg.data.dataset} (cap {cfg.budget:,} "
@@ -285,14 +343,30 @@ def export_trial(
     return replace(result, test_acc=evaluate(net, test))
 
 
-def _training_images(cfg: SearchConfig, images: int, device) -> TrainVal:
-    """The training images a set of weights was trained on: the run's split (or the first
-    ``images`` of it, a lower rung), or the full training split (``verify`` without
-    ``--train-subset``), or a subset of that size (``verify --train-subset``)."""
-    data = cfg.data
-    if images <= data.train_images:
+def _relation(study: optuna.Study, chosen: FrozenTrial, of: str) -> str:
+    """How ``of`` (``trial 8``), which holds the weights shipped, relates to the trial
+    exported: ``trial 8 is trial 5 promoted to rung 2``."""
+    label = network_label(network_key(chosen))
+    number = of.removeprefix("trial ")
+    if not number.isdigit():
+        return f"{of} holds the same network as {label}"
+    other = study.get_trials(deepcopy=False)[int(number)]
+    if lineage(other) == lineage(chosen) and rung_of(other) > rung_of(chosen):
+        return f"{of} is {label} promoted to rung {rung_of(other)}"
+    if lineage(other) == lineage(chosen) and rung_of(other) < rung_of(chosen):
+        return f"{of} is {label} at rung {rung_of(other)}, before its promotion"
+    return f"{of} holds the same network as {label}"
+
+
+def _training_images(cfg: SearchConfig, shipped: Weights, device) -> TrainVal:
+    """The training images ``shipped`` was trained on, exactly: the search's are the run's
+    training split or, at a lower rung, the first ``train_images`` of it (``TrainVal.first``);
+    ``verify``'s are the full training split, or the subset ``verify --train-subset`` carves
+    from it (``DataConfig.train_subset``, whatever subset the search itself used)."""
+    data, images = cfg.data, shipped.train_images
+    if shipped.source == "search":
         return data.load(device).first(images)
-    full = data.info.train_size - data.val_size
+    full = data.info.train_size - data.val_images
     return replace(data, train_subset=None if images >= full else images).load(device)
 
 
@@ -302,7 +376,7 @@ def _refit(cfg: SearchConfig, spec, shipped: Weights, device) -> tuple[dict, int
     count. Nothing is left to validate it on: the test set only reports."""
     from budgetnas.trainers.train import train
 
-    data = _training_images(cfg, shipped.train_images, device)
+    data = _training_images(cfg, shipped, device)
     both = Split(torch.cat([data.train.x, data.val.x]), torch.cat([data.train.y, data.val.y]))
     recipe = TrainConfig.from_dict(shipped.recipe or cfg.recipe.to_dict())
     result = train(spec, TrainVal(data.info, both, data.val), recipe, device=device)
