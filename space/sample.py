@@ -12,6 +12,7 @@ Only ``trial.suggest_*`` is used, so any object with those methods works (tests 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from typing import Any, Protocol
@@ -165,25 +166,40 @@ class SpaceConfig:
 
 
 def _pair(cfg: SpaceConfig, name: str, kind: type) -> tuple:
+    """``[low, high]`` of integers (``kind`` int: ``2.0`` is not one) or of finite numbers
+    (a width of ``inf`` would pass every range check and overflow when a network is built)."""
     value = getattr(cfg, name)
     if (
         not isinstance(value, tuple)
         or len(value) != 2
         or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-        or (kind is int and not all(float(v).is_integer() for v in value))
     ):
-        raise SpecError(f"space: {name} must be a range [low, high], got {value!r}")
+        raise SpecError(f"space: {name} must be a range [low, high], got {_listed(value)}")
+    if kind is int and not all(isinstance(v, int) for v in value):
+        raise SpecError(f"space: {name} must be a range [low, high] of integers, got {list(value)}")
+    if not all(math.isfinite(v) for v in value):
+        raise SpecError(
+            f"space: {name} must be a range [low, high] of finite numbers, got {list(value)}"
+        )
     return value
 
 
+def _listed(value: Any) -> str:
+    return repr(list(value)) if isinstance(value, tuple) else repr(value)
+
+
 def _choices(cfg: SpaceConfig, name: str, allowed: tuple) -> None:
+    """Every choice one of ``allowed`` and of its type: ``3.0`` equals the kernel size 3 but
+    is not one (a conv would refuse it when the network is built)."""
     value = getattr(cfg, name)
     if not isinstance(value, tuple) or not value:
         raise SpecError(f"space: {name} must be a non-empty list of choices, got {value!r}")
     for v in value:
-        if v not in allowed or isinstance(v, bool) != isinstance(allowed[0], bool):
+        if v not in allowed or type(v) is not type(allowed[0]):
             known = ", ".join(map(str, allowed))
-            raise SpecError(f"space: {name}: {v!r} is not one of {known}")
+            kind = {int: "integers", str: "names", bool: "true or false"}[type(allowed[0])]
+            hint = f" (choices are {kind})" if type(v) is not type(allowed[0]) else ""
+            raise SpecError(f"space: {name}: {v!r} is not one of {known}{hint}")
     if len(set(value)) != len(value):
         raise SpecError(f"space: {name} lists a choice twice: {list(value)}")
 

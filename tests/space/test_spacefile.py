@@ -101,8 +101,30 @@ def test_a_search_uses_the_space_file_and_fingerprints_its_content(tmp_path, syn
         ('[stages]\nblocks = ["resnet"]\n', "[stages] blocks: 'resnet' is not one of conv"),
         ("[stages]\nwidth = 8\n", "[stages] width: must be a range [low, high], got 8"),
         ("stages = [\n", "is not valid TOML"),
+        ("[stages]\nkernels = [3.0]\n", "[stages] kernels: 3.0 is not one of 1, 3, 5, 7"),
+        ("[stages]\nexpand = [4.0]\n", "[stages] expand: 4.0 is not one of 1, 2, 3, 4"),
+        ("[stages]\npadding = [1.0]\n", "[stages] padding: 1.0 is not one of 0, 1"),
+        ("[stages]\ncount = [2.0, 3.0]\n", "[stages] count: must be a range [low, high] of integ"),
+        ("[stages]\nlayers = [1, 2.5]\n", "[stages] layers: must be a range [low, high] of integ"),
+        ("[stages]\nwidth = [8.0, inf]\n", "[stages] width: must be a range [low, high] of finite"),
+        ("[transitions]\nwidth = [nan, 4.0]\n", "[transitions] width: must be a range [low, high]"),
     ],
-    ids=["kernel", "key", "section", "range order", "block", "not a range", "toml"],
+    ids=[
+        "kernel",
+        "key",
+        "section",
+        "range order",
+        "block",
+        "not a range",
+        "toml",
+        "float kernel",
+        "float expand",
+        "float padding",
+        "float count",
+        "float layers",
+        "infinite width",
+        "nan width",
+    ],
 )
 def test_a_space_file_with_an_error_is_one_line_naming_the_key(
     tmp_path, synthetic_root, text, message
@@ -164,3 +186,12 @@ def test_a_setting_of_the_wrong_kind_names_its_key(tmp_path, text, message):
     path.write_text(text)
     line = cli_error(runner.invoke(app, ["space", str(path)]))
     assert line == f"error: space file {path}: {message}"
+
+
+def test_a_directory_given_as_space_file_is_named_a_directory(tmp_path, synthetic_root):
+    run = tmp_path / "run"
+    message = f"error: space file {tmp_path} is a directory; give the space file inside it"
+    assert cli_error(runner.invoke(app, ["space", str(tmp_path)])) == message
+    line = cli_error(runner.invoke(app, search_args(synthetic_root, run, "--space", str(tmp_path))))
+    assert line == message
+    assert not run.exists()
