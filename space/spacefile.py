@@ -147,6 +147,8 @@ def read(path: str | Path) -> dict[str, Any]:
     if name in SHIPPED:
         return parse(shipped_text(name), name=f"the {name} space")
     p = Path(path)
+    if p.is_dir():
+        raise SpecError(f"space file {p} is a directory; give the space file inside it")
     if not p.is_file():
         raise SpecError(
             f"space file {p} does not exist (shipped: {', '.join(SHIPPED)}; "
