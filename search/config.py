@@ -81,7 +81,8 @@ RECIPE_OPTIONS = (
 
 def flag(name: str) -> str:
     """``train_subset`` -> ``--train-subset`` (the command-line option of a setting)."""
-    return {"study_name": "--study", "path": "--data"}.get(name, "--" + name.replace("_", "-"))
+    names = {"study_name": "--study", "path": "--data", "space_file": "--space"}
+    return names.get(name, "--" + name.replace("_", "-"))
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,11 @@ CASES = [
         "--workers, --data-dir, --data, --verify-seeds)",
     ),
     (
+        "--resume with another space",
+        "search --resume {run} --space rich".split(),
+        "--resume continues a run with its stored settings; --space cannot be changed ",
+    ),
+    (
         "report of a folder that does not exist",
         "report {base}/nowhere".split(),
         "run folder {base}/nowhere does not exist",
