@@ -41,11 +41,17 @@ def parse_ladder(text: str) -> tuple[int, ...]:
 
 
 def format_params(n: int) -> str:
-    """12400 -> '12.4K', 9798 -> '9.8K', 812 -> '812'."""
-    if n >= 1_000_000:
-        return f"{n / 1_000_000:.3g}M"
-    if n >= 1_000:
-        return f"{n / 1_000:.3g}K"
+    """12400 -> '12.4K', 9798 -> '9.8K', 812 -> '812', 2_000_000_000 -> '2G': three significant
+    digits in the largest unit that leaves at least 1 (999_999 -> '1M', never '1e+03K')."""
+    units = ((1_000, "K"), (1_000_000, "M"), (1_000_000_000, "G"))
+    for i in reversed(range(len(units))):
+        scale, unit = units[i]
+        if n < scale:
+            continue
+        text = f"{n / scale:.3g}"
+        if "e" in text:  # it rounds to 1000: the next unit up, or whole ones of the largest
+            return format_params(units[i + 1][0]) if i + 1 < len(units) else f"{n / scale:.0f}G"
+        return text + unit
     return str(n)
 
 

@@ -40,3 +40,13 @@ def test_format_params():
         "12.4K",
         "1.5M",
     ]
+
+
+def test_large_budgets_print_without_an_exponent():
+    """``--budget 2000M`` once printed as '2e+03M'; a count that rounds up to 1,000 of a unit
+    is shown in the next unit."""
+    assert [
+        format_params(n)
+        for n in (2_000_000_000, 2_340_000_000, 999_999, 999_999_999, 99_950, 5 * 10**12)
+    ] == ["2G", "2.34G", "1M", "1G", "100K", "5000G"]
+    assert format_params(parse_budget("2000M")) == "2G"
