@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
@@ -173,3 +174,46 @@ def test_refit_trains_on_the_images_verify_trained_on(
     assert lines[2].startswith(f"note: trial {up} is trial {source} promoted to rung 1, the same ")
     doc = (tmp_path / "asked.py").read_text()
     assert f"as verify seed 0 of trial {up} was trained" in doc
+
+
+@pytest.mark.slow  # 5,000 validation images, trained on in the refit
+def test_refit_of_verify_weights_on_the_full_split_with_the_default_validation_size(
+    tmp_path_factory, monkeypatch
+):
+    """A search on a subset without ``--val-size`` (5,000 validation images, MNIST's default),
+    verified on the full training split: the refit trains on all of it and the validation
+    split (it stopped with a TypeError before)."""
+    from budgetnas.search.export import export_trial
+    from budgetnas.search.verify import verify_run
+    from budgetnas.trainers import train as train_module
+    from tests.helpers import write_synthetic_mnist
+
+    root = write_synthetic_mnist(tmp_path_factory.mktemp("data-5k"), n_train=5_200, n_test=100)
+    run = tmp_path_factory.mktemp("export-full") / "run"
+    cfg = quick_config(
+        root,
+        run,
+        trials=1,
+        epochs=1,
+        rungs=1,
+        val_size=None,
+        train_subset=100,
+        max_macs=200_000,
+        seed=3,
+        references="none",
+    )
+    assert cfg.data.val_images == 5_000 and cfg.data.train_images == 100
+    study = run_search(cfg, quiet=True)
+    (done,) = [t.number for t in study.trials if t.state == TrialState.COMPLETE]
+    verify_run(run, trials=[done], seeds=1, device="cpu")  # all 200 training images
+    seen = []
+    real = train_module.train
+
+    def spy(spec, data, cfg, **kwargs):
+        seen.append(len(data.train))
+        return real(spec, data, cfg, **kwargs)
+
+    monkeypatch.setattr(train_module, "train", spy)
+    res = export_trial(run, out=tmp_path_factory.mktemp("out") / "net.py", refit=True)
+    assert (res.shipped.source, res.shipped.train_images) == ("verify", 200)
+    assert seen == [5_200] and res.refit_images == 5_200
