@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,7 +46,7 @@ from budgetnas.search.runs import (
     finished,
     is_rejected,
 )
-from budgetnas.search.samplers import directions, is_multi_objective, make_sampler
+from budgetnas.search.samplers import directions, is_multi_objective, make_sampler, metric_names
 from budgetnas.search.schedule import (
     MAX_VERIFIED,
     EpochBudget,
@@ -54,7 +55,7 @@ from budgetnas.search.schedule import (
     rung0_used,
     rung_of,
 )
-from budgetnas.search.storage import fail_orphans, is_rdb, open_storage
+from budgetnas.search.storage import fail_orphans, is_rdb, open_storage, requeue_lost
 from budgetnas.trainers.data import TrainVal
 from budgetnas.trainers.evaluate import resolve_device
 
@@ -158,7 +159,7 @@ class ScheduleGuard:
         waited = 0.0
         while job.kind == "wait":
             # a trial whose process died stops beating: fail it, and its copy is queued
-            optuna.storages.fail_stale_trials(study)
+            _fail_stale_trials(study)
             if waited > self.patience(study):
                 self.stopped = (
                     f"waited {waited:.0f} s for trials other processes run "
@@ -180,6 +181,14 @@ class ScheduleGuard:
             default=0.0,
         )
         return max(600.0, 3 * longest)
+
+
+def _fail_stale_trials(study: optuna.Study) -> None:
+    """Optuna's ``fail_stale_trials``, without its ExperimentalWarning in the progress table
+    (silenced for this call only)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 class FailureGuard:
@@ -345,17 +354,13 @@ def run_search(
             raise SearchError(f"study {cfg.study_name!r} was created meanwhile") from None
         study.set_user_attr(FINGERPRINT_ATTR, cfg.fingerprint())
         study.set_user_attr(DIGEST_ATTR, data.digest)
+        _name_metrics(study, cfg.sampler)
     (out / CONFIG_FILE).write_text(cfg.to_json())
     study.set_user_attr(CONFIG_ATTR, cfg.to_dict())
     deadline = time.time() + cfg.budget_time if cfg.budget_time else None
     study.set_user_attr(DEADLINE_ATTR, deadline)
-    if resume and not is_rdb(cfg.storage_url()):
-        orphans = fail_orphans(study)  # no heartbeat here: the dead run's trials are ours
-        if orphans and not quiet:
-            print(
-                f"trials {orphans} were left running by a dead process: failed, queued again",
-                file=sys.stderr,
-            )
+    if resume:
+        _take_back(cfg, study, quiet=quiet)
     queue_references(cfg, study)
     helpers = _spawn_workers(cfg, cache) if cfg.workers > 1 else []
     try:
@@ -374,6 +379,34 @@ def run_search(
             file=sys.stderr,
         )
     return study
+
+
+def _name_metrics(study: optuna.Study, sampler: str) -> None:
+    """Name a new study's objectives, for optuna-dashboard and Optuna's plots (Optuna 3.2
+    and later; an earlier Optuna leaves them unnamed)."""
+    name = getattr(study, "set_metric_names", None)
+    if name is None:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        name(metric_names(sampler))
+
+
+def _take_back(cfg: SearchConfig, study: optuna.Study, *, quiet: bool) -> None:
+    """On ``--resume``, before any trial starts: the trials a dead run left running in the
+    run folder's own storage (no other process holds it: nothing waits for a heartbeat) are
+    failed and queued again, and so are the interrupted ones (Ctrl-C: not a failure of their
+    candidates), once."""
+    if cfg.storage is None or not is_rdb(cfg.storage_url()):
+        orphans = fail_orphans(study)
+        if orphans and not quiet:
+            print(
+                f"trials {orphans} were left running by a dead process: failed, queued again",
+                file=sys.stderr,
+            )
+    lost = requeue_lost(study)
+    if lost and not quiet:
+        print(f"trials {lost} were interrupted: queued again", file=sys.stderr)
 
 
 def front_to_verify(front: pd.DataFrame, k: int = MAX_VERIFIED) -> list[int]:

@@ -30,7 +30,7 @@ from budgetnas.search.pruners import BandedMedianPruner
 from budgetnas.search.recipe import sample_recipe
 from budgetnas.search.runs import FINISHED, WEIGHTS_DIR, trial_spec
 from budgetnas.search.samplers import flat_space, is_multi_objective
-from budgetnas.search.schedule import Rung, lineage, promoted_from, rung_of
+from budgetnas.search.schedule import Rung, is_lost, lineage, promoted_from, rung_of
 from budgetnas.search.sizing import assign_size
 from budgetnas.space.count import analyze
 from budgetnas.space.memory import activation_memory
@@ -150,7 +150,9 @@ class Objective:
 
         def earliest() -> tuple[bool, bool]:
             trials = trial.study.get_trials(deepcopy=False)
-            claims = [t.number for t in trials if promoted_from(t) == source.number]
+            claims = [
+                t.number for t in trials if promoted_from(t) == source.number and not is_lost(t)
+            ]
             others = any(t.state == TrialState.RUNNING and t.number != trial.number for t in trials)
             return min(claims) == trial.number, others
 
@@ -168,6 +170,10 @@ class Objective:
         try:
             return self._run(trial)
         except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:
+            # not the candidate's failure: --resume trains it again (``schedule.is_lost``)
+            trial.set_user_attr("interrupted", "interrupted (Ctrl-C)")
             raise
         except Exception as err:
             trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:2000])
@@ -275,6 +281,10 @@ class Objective:
                 raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} at {acc:.4f}")
 
         trial.set_user_attr("device", str(self.device))
+        # what this trial trains on, before its first epoch: a pruned or failed trial has
+        # trained too (the epoch budget counts it); a retried copy's curve is not its own
+        trial.set_user_attr("train_images", len(data.train))
+        trial.set_user_attr("val_curve", curve)
         cuda = self.device.type == "cuda"
         if cuda:
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -299,7 +309,6 @@ class Objective:
         path = self.weights_dir / f"trial-{trial.number:05d}.pt"
         torch.save({k: v.cpu() for k, v in result.model.state_dict().items()}, path)
         trial.set_user_attr("weights", str(path.relative_to(self.cfg.out)))
-        trial.set_user_attr("train_images", len(data.train))
         trial.set_user_attr("train_time_s", round(result.train_time_s, 3))
         trial.set_user_attr("device", result.device)
         trial.set_user_attr("loss_curve", result.loss_curve)

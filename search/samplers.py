@@ -56,6 +56,11 @@ def directions(name: str) -> list[str]:
     return ["maximize", "minimize"] if is_multi_objective(name) else ["maximize"]
 
 
+def metric_names(name: str) -> list[str]:
+    """The objectives' names, as ``directions`` orders them (what optuna-dashboard shows)."""
+    return ["validation accuracy", "parameters"][: len(directions(name))]
+
+
 class _SearchedTrials:
     """A study as a sampler should see it: the candidates it proposed (at rung 0), not the
     reference networks nor the promotions of candidates to higher rungs (their accuracy is

@@ -105,6 +105,29 @@ def promoted_from(trial: FrozenTrial) -> int | None:
     return None if source is None else int(source)
 
 
+def is_lost(trial: FrozenTrial) -> bool:
+    """A failed trial that says nothing against its candidate: interrupted (Ctrl-C), or its
+    process died (failed by the heartbeat, which records no error, or found running on
+    ``--resume``). Its candidate is trained again; a trial that failed on its own is not."""
+    attrs = trial.user_attrs
+    return trial.state == TrialState.FAIL and (
+        attrs.get("interrupted") is not None or "error" not in attrs
+    )
+
+
+def claims(trials: Iterable[FrozenTrial]) -> dict[int, int]:
+    """Promoted trial number -> the rung it was promoted to, for every promotion that holds
+    its slot: queued, running, finished, or failed on its own. A lost promotion
+    (``is_lost``) holds none; its queued copy, if there is one, holds it. One promotion takes
+    one slot, however many trials its processes left behind."""
+    out: dict[int, int] = {}
+    for t in trials:
+        source = promoted_from(t)
+        if source is not None and is_searched(t) and not is_lost(t):
+            out[source] = rung_of(t)
+    return out
+
+
 def is_sampled(trial: FrozenTrial) -> bool:
     """A candidate the sampler proposed: a searched trial at rung 0 (what a sampler learns
     from; a promotion repeats a candidate at another fidelity)."""
@@ -195,11 +218,9 @@ class Schedule:
         searched = [t for t in trials if is_searched(t)]
         alive = [t for t in searched if t.state != TrialState.FAIL]
         running = [t for t in alive if t.state == TrialState.RUNNING]
-        # a promotion is claimed by its trial, whatever became of it: one that failed on its
-        # own is not tried again (one killed with its process was queued again, and that copy
-        # claims it)
-        promotions = [t for t in searched if promoted_from(t) is not None]
-        claimed = {promoted_from(t) for t in promotions}
+        # a promotion is claimed by its trial: one that failed on its own is not tried again;
+        # a lost one (interrupted, its process died) is, by its queued copy or anew
+        claimed = claims(searched)
         if sampling_open is None:
             done0 = sum(1 for t in alive if rung0_used(t))
             sampling_open = trials_wanted is not None and done0 < trials_wanted
@@ -217,7 +238,7 @@ class Schedule:
             # at most the quota moves up, ever: a promotion made early is not taken back, so
             # a newcomer to the top takes only a slot still free
             free = quota(len(finished), self.eta, closed=closed) - sum(
-                1 for t in promotions if rung_of(t) == r + 1
+                1 for to in claimed.values() if to == r + 1
             )
             order = [t for t in promotion_order(complete, self.band) if t.number not in claimed]
             pending.append(order[: max(0, free)])
@@ -276,13 +297,22 @@ def describe_promotions(trials: Iterable[FrozenTrial], rungs: int) -> list[dict[
 MAX_VERIFIED = 5  # front members verified with new seeds at the end of a search
 
 
-def trained_image_epochs(trials: Sequence[FrozenTrial]) -> int:
-    """Image-epochs the study's finished trials trained (a pruned one: up to its cut; a
-    reused result: nothing)."""
+def trained_image_epochs(trials: Sequence[FrozenTrial], rungs: Sequence[Rung] | None = None) -> int:
+    """Image-epochs the study's ended trials trained: every epoch a trial reported, whether
+    it completed, was pruned (up to its cut) or failed midway; a reused result trained
+    nothing. ``rungs``: the images of a trial's rung where it does not say how many it
+    trained on (a pruned trial of a study made before they said)."""
     total = 0
     for t in trials:
+        if (
+            t.state not in (*FINISHED, TrialState.FAIL)
+            or t.user_attrs.get("duplicate_of") is not None
+        ):
+            continue
         curve, images = t.user_attrs.get("val_curve") or [], t.user_attrs.get("train_images")
-        if t.state in FINISHED and images and t.user_attrs.get("duplicate_of") is None:
+        if not images and curve and rungs is not None and rung_of(t) < len(rungs):
+            images = rungs[rung_of(t)].images
+        if images:
             total += len(curve) * int(images)
     return total
 
@@ -359,5 +389,5 @@ class EpochBudget:
     plan: Plan
 
     def sampling_open(self, trials: Sequence[FrozenTrial]) -> bool:
-        spent = trained_image_epochs(trials)
+        spent = trained_image_epochs(trials, self.plan.schedule.rungs)
         return spent + self.plan.work(trials, extra=1) <= self.limit

@@ -2,8 +2,10 @@
 journal file (several worker processes on one machine, no database locks).
 
 RDB storages get Optuna's heartbeat, so a trial whose process died is detected and retried.
-A journal file has no heartbeat; its trials are owned by the processes of one run folder, and
-``fail_orphans`` hands the ones a dead run left RUNNING back to the queue on ``--resume``.
+A run folder's own storage (a journal file, which has no heartbeat, or the default SQLite file)
+is owned by the processes of that run, and ``fail_orphans`` hands the trials a dead run left
+RUNNING back to the queue at once on ``--resume``; ``requeue_lost`` queues the interrupted
+ones (Ctrl-C) again.
 """
 
 from __future__ import annotations
@@ -104,15 +106,56 @@ def journal_url(path) -> str:
 def fail_orphans(study: optuna.Study) -> list[int]:
     """Mark RUNNING trials failed and queue their candidates again; returns their numbers.
 
-    Only for storages without a heartbeat, and only when no other process works on the study
-    (``--resume`` of a local run folder).
+    Only when no other process works on the study (``--resume`` of a run folder's own
+    storage: a journal file has no heartbeat, and a SQLite file's dead trial need not wait
+    for it).
     """
     numbers = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study._storage.set_trial_user_attr(t._trial_id, "error", "its process died")
+        study._storage.set_trial_user_attr(t._trial_id, "interrupted", "its process died")
         study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        # the queued copy keeps the rung of the ladder its trial was answering
-        kept = {k: t.user_attrs[k] for k in QUEUED_ATTRS if k in t.user_attrs}
-        study.enqueue_trial(t.params, user_attrs=kept or None, skip_if_exists=False)
+        _queue_copy(study, t)
         numbers.append(t.number)
     return numbers
+
+
+def requeue_lost(study: optuna.Study) -> list[int]:
+    """Queue once more the searched trials that were lost (``schedule.is_lost``: interrupted,
+    or their process died) and that nothing trains again yet: no queued copy retries them,
+    and, for a promotion, no other trial holds it. Returns their numbers. A trial that failed
+    on its own is not retried; reference networks are queued again by the driver."""
+    from budgetnas.search.schedule import claims, is_lost, is_searched, promoted_from
+
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+    held = claims(trials)
+    numbers = []
+    for t in trials:
+        if not (is_lost(t) and is_searched(t)) or t.number in retried:
+            continue
+        if "rung" not in t.user_attrs:  # lost before it said what it is: it holds nothing
+            continue
+        source = promoted_from(t)
+        if source is not None:
+            if source in held:
+                continue
+            held[source] = int(t.user_attrs.get("rung") or 0)
+        _queue_copy(study, t)
+        numbers.append(t.number)
+    return numbers
+
+
+def _queue_copy(study: optuna.Study, trial) -> None:
+    """Queue ``trial``'s candidate again, as the heartbeat's retry does (its parameters, the
+    attributes in ``QUEUED_ATTRS``, and the retry history that names the trial)."""
+    kept = {k: trial.user_attrs[k] for k in QUEUED_ATTRS if k in trial.user_attrs}
+    history = [*trial.system_attrs.get("retry_history", ()), trial.number]
+    system = {
+        "fixed_params": trial.params,
+        "failed_trial": trial.system_attrs.get("failed_trial", trial.number),
+        "retry_history": history,
+    }
+    study.add_trial(
+        optuna.trial.create_trial(state=TrialState.WAITING, system_attrs=system, user_attrs=kept)
+    )

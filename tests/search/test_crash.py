@@ -172,3 +172,54 @@ def test_sigkill_in_the_middle_of_a_rung_then_resume(tmp_path, synthetic_root):
     assert len(trained) == len(set(trained))  # no candidate trained twice at one fidelity
     assert sum(1 for _, rung in trained if rung == 0) == 6
     assert any(k.startswith("verify:trial-") for k in study.user_attrs)
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_promotion_then_resume(tmp_path, synthetic_root, monkeypatch):
+    """Interrupted (KeyboardInterrupt, as Ctrl-C raises it) while a promoted candidate trains
+    at rung 1: the trial is not a failure of the candidate, which the resume trains at rung 1
+    once, and the promotion holds one slot: the rung's quota still moves up in full."""
+    from budgetnas.search import objective
+    from budgetnas.search.driver import run_search
+    from budgetnas.search.runs import read_config
+    from tests.helpers import quick_config
+
+    real = objective.train
+
+    def interrupted(spec, data, recipe, *, on_epoch, **kwargs):
+        def stop(epoch, acc, loss):
+            on_epoch(epoch, acc, loss)
+            raise KeyboardInterrupt
+
+        promoted = len(data.train) == 1000  # rung 1 trains on all 1,000 images
+        return real(spec, data, recipe, on_epoch=stop if promoted else on_epoch, **kwargs)
+
+    monkeypatch.setattr(objective, "train", interrupted)
+    cfg = quick_config(
+        synthetic_root,
+        tmp_path / "run",
+        trials=6,
+        epochs=2,
+        train_subset=1000,
+        rungs=2,
+        references="none",
+        caps=(10_000,),
+    )
+    assert [(r.epochs, r.images) for r in cfg.schedule.rungs] == [(1, 667), (2, 1000)]
+    with pytest.raises(KeyboardInterrupt):
+        run_search(cfg, quiet=True)
+    _, study = open_run(cfg.out)
+    (stopped,) = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert stopped.user_attrs["rung"] == 1 and stopped.user_attrs["interrupted"]
+    source = stopped.user_attrs["promoted_from"]
+
+    monkeypatch.setattr(objective, "train", real)
+    run_search(read_config(cfg.out), resume=True, quiet=True)
+    _, study = open_run(cfg.out)
+    trials = study.trials
+    (again,) = [t for t in trials if t.system_attrs.get("failed_trial") == stopped.number]
+    assert again.state == TrialState.COMPLETE and again.user_attrs["promoted_from"] == source
+    promoted = [t for t in trials if t.user_attrs.get("rung") == 1 and t.state != TrialState.FAIL]
+    sources = [t.user_attrs["promoted_from"] for t in promoted]
+    assert len(sources) == len(set(sources)) == 2  # ceil(6 / 3), the interrupted one among them
+    assert sum(1 for t in trials if t.user_attrs.get("rung") == 0) == 6

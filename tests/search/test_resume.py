@@ -250,3 +250,66 @@ def test_relative_paths_are_stored_absolute(tmp_path, synthetic_root, monkeypatc
     for config in (saved, study.user_attrs[CONFIG_ATTR]):
         assert config["out"] == str(tmp_path / "run")
         assert config["data"]["data_dir"] == str(tmp_path / "moved")
+
+
+def _drive_nothing(monkeypatch) -> list:
+    """Replace the driver's trial loop: each call records the study's trials as it found
+    them, and runs nothing."""
+    from budgetnas.search import driver
+
+    seen = []
+    monkeypatch.setattr(
+        driver, "_drive", lambda cfg, study, *a, **k: seen.append(study.get_trials())
+    )
+    return seen
+
+
+def test_resume_fails_the_dead_runs_trial_at_once_in_its_own_sqlite_file(
+    tmp_path, synthetic_root, monkeypatch
+):
+    """A run killed mid-trial left it RUNNING, its heartbeat fresh; nothing else holds the
+    run folder's own study.db, so the resume fails that trial and queues its candidate again
+    before the first trial starts, without waiting for the heartbeat to go stale."""
+    from optuna.trial import TrialState
+
+    from budgetnas.search.runs import read_config
+
+    seen = _drive_nothing(monkeypatch)
+    run = tmp_path / "run"
+    run_search(quick_config(synthetic_root, run, trials=2, references="none"), quiet=True)
+    _, study = open_run(run)
+    assert (run / "study.db").is_file()  # the default storage
+    with pytest.warns(UserWarning, match="Heartbeat"):  # Optuna's: asked outside optimize
+        dead = study.ask()
+    dead.set_user_attr("rung", 0)
+    dead.set_user_attr("cap", 5000)
+    study._storage.record_heartbeat(dead._trial_id)  # beating a moment ago
+    run_search(read_config(run), resume=True, quiet=True)
+    trials = seen[-1]
+    assert trials[dead.number].state == TrialState.FAIL
+    (copy,) = [t for t in trials if t.state == TrialState.WAITING]
+    assert copy.system_attrs["failed_trial"] == dead.number
+    assert (copy.user_attrs["rung"], copy.user_attrs["cap"]) == (0, 5000)
+
+
+def test_a_new_study_names_its_objectives_and_one_without_names_still_resumes(
+    tmp_path, synthetic_root, monkeypatch
+):
+    from budgetnas.search import driver
+    from budgetnas.search.runs import read_config
+
+    _drive_nothing(monkeypatch)
+    run = tmp_path / "run"
+    run_search(quick_config(synthetic_root, run, references="none"), quiet=True)
+    assert open_run(run)[1].metric_names == ["validation accuracy", "parameters"]
+    single = tmp_path / "single"
+    run_search(quick_config(synthetic_root, single, sampler="tpe", references="none"), quiet=True)
+    assert open_run(single)[1].metric_names == ["validation accuracy"]
+    # a study made before its objectives were named resumes as it is
+    monkeypatch.setattr(driver, "_name_metrics", lambda study, sampler: None)
+    unnamed = tmp_path / "unnamed"
+    run_search(quick_config(synthetic_root, unnamed, references="none"), quiet=True)
+    monkeypatch.undo()
+    seen = _drive_nothing(monkeypatch)
+    run_search(read_config(unnamed), resume=True, quiet=True)
+    assert len(seen) == 1 and open_run(unnamed)[1].metric_names is None

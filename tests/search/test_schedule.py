@@ -332,7 +332,11 @@ def test_a_time_budget_stops_sampling_when_the_next_candidate_would_not_fit(
 def test_a_promotion_that_failed_is_not_tried_again_and_the_quota_is_never_exceeded():
     schedule = Schedule(plan_rungs(epochs=9, images=9000, rungs=2, eta=3), eta=3)
     trials = [_trial(*row) for row in POPULATION]
-    failed = _trial(6, 9500, 0.0, rung=1, state=TrialState.FAIL, promoted_from=1, candidate=1)
+    # failed on its own: its training raised, and the objective recorded why
+    own = {"error": "TrainingError: training loss became nan in epoch 1"}
+    failed = _trial(
+        6, 9500, 0.0, rung=1, state=TrialState.FAIL, promoted_from=1, candidate=1, **own
+    )
     trials.append(failed)
     job = schedule.next_job(trials, trials_wanted=10)
     assert (job.kind, job.source.number) == ("promote", 5)  # #1 failed there: not again
@@ -391,3 +395,90 @@ def test_export_ships_the_verified_winner_of_a_search_with_rungs(climbed, synthe
     assert res.shipped.source == "verify" and res.shipped.epochs == 3
     assert res.shipped.train_images == 1000
     assert res.shipped.val_acc == max(r.val_acc for r in best.runs)
+
+
+def test_an_interrupted_promotion_holds_no_slot_and_its_candidate_moves_up_again():
+    """Ctrl-C while #1 trained at rung 1: not a failure of #1, which is promoted again (the
+    next best, #5, only after it)."""
+    schedule = Schedule(plan_rungs(epochs=9, images=9000, rungs=2, eta=3), eta=3)
+    trials = [_trial(*row) for row in POPULATION]
+    promotion = {"rung": 1, "state": TrialState.FAIL, "promoted_from": 1, "candidate": 1}
+    trials.append(_trial(6, 9500, 0.0, **promotion, interrupted="interrupted (Ctrl-C)"))
+    job = schedule.next_job(trials, trials_wanted=10)
+    assert (job.kind, job.rung, job.source.number) == ("promote", 1, 1)
+    # one that failed on its own holds its slot and is not tried again
+    trials[-1] = _trial(6, 9500, 0.0, **promotion, error="TrainingError: loss became nan")
+    assert schedule.next_job(trials, trials_wanted=10).source.number == 5
+
+
+def test_a_promotion_whose_process_died_takes_one_slot_with_its_retried_copy():
+    """#1's promotion died with its process (failed by the heartbeat: no error recorded) and
+    its queued copy trained it: one promotion, one slot, so the second of the two slots
+    (6 // 3 = 2) goes to #5."""
+    schedule = Schedule(plan_rungs(epochs=9, images=9000, rungs=2, eta=3), eta=3)
+    trials = [_trial(*row) for row in POPULATION]
+    trials.append(_trial(6, 9500, 0.0, rung=1, state=TrialState.FAIL, promoted_from=1))
+    trials.append(_trial(7, 9500, 0.98, rung=1, promoted_from=1, candidate=1))
+    job = schedule.next_job(trials, trials_wanted=10)
+    assert (job.kind, job.rung, job.source.number) == ("promote", 1, 5)
+    trials.append(_trial(8, 2900, 0.97, rung=1, promoted_from=5, candidate=5))
+    assert schedule.next_job(trials, trials_wanted=10).kind == "sample"  # both slots used
+    from budgetnas.search.schedule import claims
+
+    assert claims(trials) == {1: 1, 5: 1}
+
+
+def test_trained_image_epochs_counts_pruned_and_failed_trials():
+    from budgetnas.search.schedule import trained_image_epochs
+
+    rungs = plan_rungs(epochs=3, images=3000, rungs=2, eta=3)  # 1 ep x 3,000, 3 ep x 3,000
+    trials = [
+        _trial(0, 3000, 0.9, val_curve=[0.9], train_images=1000),
+        _trial(1, 3000, 0.0, rung=1, state=TrialState.PRUNED, val_curve=[0.5, 0.6]),
+        _trial(2, 3000, 0.0, state=TrialState.FAIL, val_curve=[0.4], train_images=500),
+        _trial(3, 3000, 0.9, val_curve=[0.9], train_images=1000, duplicate_of=0),
+        _trial(4, 3000, 0.0, state=TrialState.WAITING, val_curve=[0.5], train_images=9),
+    ]
+    # the pruned trial without its images (a study made before they were stored): its rung's
+    assert trained_image_epochs(trials, rungs) == 1000 + 2 * rungs[1].images + 500
+
+
+def test_a_pruned_trial_says_what_it_trained_on(tmp_path, synthetic_root, monkeypatch):
+    """Every epoch of a pruned trial is counted by an epoch budget: the trial stores its
+    training images before its first epoch, not only when it finishes."""
+    from budgetnas.search.objective import Objective
+    from budgetnas.search.schedule import trained_image_epochs
+
+    monkeypatch.setattr(Objective, "_prune", lambda self, trial, epoch, acc: True)
+    cfg = quick_config(
+        synthetic_root, tmp_path / "run", trials=2, epochs=2, rungs=1, references="none"
+    )
+    study = run_search(cfg, quiet=True)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert len(pruned) == 2
+    assert all(t.user_attrs["train_images"] == 300 for t in pruned)
+    assert trained_image_epochs(study.trials) == 2 * 1 * 300
+
+
+def test_waiting_for_other_processes_prints_no_experimental_warning(
+    tmp_path, synthetic_root, monkeypatch
+):
+    import warnings
+
+    import optuna
+
+    from budgetnas.search.driver import ScheduleGuard
+
+    cfg = quick_config(synthetic_root, tmp_path / "run", trials=1, references="none")
+    study = optuna.create_study()
+    study.ask()  # another process's candidate, still running: nothing to do but wait
+    guard = ScheduleGuard(cfg, None, poll=0.01)
+    monkeypatch.setattr(study, "stop", lambda: None)  # outside study.optimize here
+    monkeypatch.setattr(ScheduleGuard, "patience", lambda self, study: 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        guard(study, study.trials[0])
+    assert guard.stopped.startswith("waited")
+    # silenced for that call only: the user's own filters are as they were
+    with pytest.warns(optuna.exceptions.ExperimentalWarning):
+        optuna.storages.fail_stale_trials(study)
