@@ -29,6 +29,9 @@ from budgetnas.space.checks import (
 )
 
 ORDERS = ("bn_act", "act_bn")  # conv -> BN -> act, or conv -> act -> BN
+# what a conv's dropout zeroes: single elements (nn.Dropout) or whole channels (nn.Dropout2d)
+DROPOUT_KINDS = ("element", "channel")
+DROPOUT_LAYERS = {"element": "Dropout", "channel": "Dropout2d"}
 BODY_KINDS = ("conv", "sepconv")  # what a residual block's body may hold
 
 
@@ -140,7 +143,12 @@ def block_from_dict(data: Any) -> Block:
 @register_block
 @dataclass(frozen=True)
 class Conv(Block):
-    """A k x k convolution (stride 1), optionally followed by BatchNorm, an activation, dropout."""
+    """A k x k convolution (stride 1), optionally followed by BatchNorm, an activation, dropout.
+
+    ``dropout_kind``: ``element`` zeroes single activations, ``channel`` whole feature maps
+    (``nn.Dropout2d``). A spec stored before the kind existed has element dropout, and an
+    element-dropout conv's JSON leaves the kind out, so its JSON (and every key derived from
+    it) is what it was."""
 
     out: int
     k: int = 3
@@ -150,6 +158,7 @@ class Conv(Block):
     act: str = "relu"
     order: str = "bn_act"
     dropout: float = 0.0
+    dropout_kind: str = "element"
     kind: ClassVar[str] = "conv"
 
     def __post_init__(self) -> None:
@@ -163,6 +172,7 @@ class Conv(Block):
         check_choice("conv", "act", self.act, ACTIVATIONS)
         check_choice("conv", "order", self.order, ORDERS)
         check_prob("conv", "dropout", self.dropout)
+        check_choice("conv", "dropout_kind", self.dropout_kind, DROPOUT_KINDS)
 
     def out_channels(self, c_in: int) -> int:
         return self.out
@@ -186,18 +196,24 @@ class Conv(Block):
         )
         bn = [Layer("BatchNorm2d", (self.out,))] if self.bn else []
         act = act_layers(self.act)
-        drop = [Layer("Dropout", (self.dropout,))] if self.dropout else []
+        drop = [Layer(DROPOUT_LAYERS[self.dropout_kind], (self.dropout,))] if self.dropout else []
         return [conv, *(bn + act if self.order == "bn_act" else act + bn), *drop]
 
     def describe(self) -> str:
         return f"conv {self.k}x{self.k}->{self.out}" + (f" pad {self.pad}" if self.pad else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        if d["dropout_kind"] == "element":  # the JSON of a spec from before the kind existed
+            del d["dropout_kind"]
+        return d
 
     @classmethod
     def examples(cls) -> tuple[Block, ...]:
         return (
             cls(8),
             cls(6, k=5, pad=2, bias=True, bn=False, act="gelu"),
-            cls(5, k=1, order="act_bn", dropout=0.1),
+            cls(5, k=1, order="act_bn", dropout=0.1, dropout_kind="channel"),
         )
 
 

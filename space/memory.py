@@ -28,7 +28,7 @@ from budgetnas.space.spec import ArchSpec, SpecError
 FLOAT32, INT8 = 4, 1  # bytes per element
 
 Shape = tuple[int, ...]
-ALIASES = ("Dropout", "Flatten", "Identity")  # return their input (or a view of it)
+ALIASES = ("Dropout", "Dropout2d", "Flatten", "Identity")  # return their input (or a view of it)
 SAME_SHAPE = ("BatchNorm2d", "ReLU", "GELU", "Sigmoid")
 FUSING = ("Conv2d", "Linear")  # fuse the BatchNorm (convolutions) and the ReLU after them
 
@@ -66,7 +66,7 @@ def _kw(layer: Layer, name: str, default):
 def out_shape(layer: Layer, shape: Shape) -> Shape:
     """The output shape of one plain layer on an input of ``shape`` (no batch dimension)."""
     op = layer.op
-    if op in SAME_SHAPE or op in ("Dropout", "Identity"):
+    if op in SAME_SHAPE or op in ("Dropout", "Dropout2d", "Identity"):
         return shape
     if op == "Conv2d":
         c, h, w = shape

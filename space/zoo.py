@@ -38,7 +38,7 @@ def register(fn: Callable[[], ZooEntry]) -> Callable[[], ZooEntry]:
 @register
 def seed_000() -> ZooEntry:
     def conv(out: int, pad: int = 0) -> Conv:
-        return Conv(out, pad=pad, order="act_bn", dropout=0.09)
+        return Conv(out, pad=pad, order="act_bn", dropout=0.09, dropout_kind="channel")
 
     return ZooEntry(
         key="000",

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 
 import pytest
 
 from budgetnas.space.blocks import BLOCK_KINDS, Conv, Pool, Residual, Transition
+from budgetnas.space.count import count_params
 from budgetnas.space.spec import ArchSpec, Head, SpecError
 from budgetnas.space.zoo import ZOO
 from tests.helpers import random_spec
@@ -99,3 +101,30 @@ def test_to_dict_is_canonical_json():
     assert d["blocks"][3]["kind"] == "residual"
     assert [b["kind"] for b in d["blocks"][3]["body"]] == ["conv", "conv"]
     assert spec.summary().count("|") == len(spec.blocks)
+
+
+# A spec as stored before a conv said which dropout it has (written by that version).
+STORED_BEFORE_DROPOUT_KINDS = (
+    '{"blocks": [{"act": "relu", "bias": false, "bn": true, "dropout": 0.1, "k": 3, '
+    '"kind": "conv", "order": "bn_act", "out": 8, "pad": 1}], "head": {"act": "relu", '
+    '"bias": true, "dropout": 0.0, "hidden": [], "k": 1, "kind": "fc", "pad": 0, '
+    '"pool_to": 1}, "in_channels": 1, "input_size": 28, "norm": [0.1307, 0.3081], '
+    '"num_classes": 10}'
+)
+
+
+def test_a_spec_stored_before_dropout_kinds_loads_with_element_dropout():
+    """Its JSON reads back unchanged (so stored results keep their keys); a channel-dropout
+    conv says so and round-trips; an unknown kind is one line."""
+    spec = ArchSpec.from_json(STORED_BEFORE_DROPOUT_KINDS)
+    assert spec.blocks[0].dropout_kind == "element"
+    assert spec.to_json() == STORED_BEFORE_DROPOUT_KINDS
+    assert [layer.op for layer in spec.blocks[0].layers(1)][-1] == "Dropout"
+    channel = replace(spec, blocks=(replace(spec.blocks[0], dropout_kind="channel"),))
+    assert json.loads(channel.to_json())["blocks"][0]["dropout_kind"] == "channel"
+    assert ArchSpec.from_json(channel.to_json()) == channel != spec
+    assert [layer.op for layer in channel.blocks[0].layers(1)][-1] == "Dropout2d"
+    assert count_params(channel) == count_params(spec)
+    spatial = STORED_BEFORE_DROPOUT_KINDS.replace('"k": 3', '"dropout_kind": "spatial", "k": 3')
+    with pytest.raises(SpecError, match="dropout_kind must be one of element, channel"):
+        ArchSpec.from_json(spatial)
