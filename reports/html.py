@@ -377,6 +377,49 @@ def _html(fig: go.Figure, first: bool) -> str:
     return fig.to_html(full_html=False, include_plotlyjs=first, config={"displaylogo": False})
 
 
+def counts_text(counts: dict, *, rungs: int = 1) -> str:
+    """How the trials of a search ended, in one line (``search.runs.summary_counts``): the
+    candidates sampled at rung 0, those promoted to each rung above and how each rung's
+    ended (complete, pruned: cut by the pruner), rejections, failures (per rung when there
+    are rungs) and reference runs."""
+    rows = {row["rung"]: row for row in counts.get("rungs") or []}
+
+    def row(r: int) -> dict:
+        return rows.get(r) or {"trained": 0, "complete": 0, "pruned": 0, "reused": 0, "failed": 0}
+
+    def ended(r: int, reused: bool) -> str:
+        x = row(r)
+        more = f"; {x['reused']} reused" if reused or x["reused"] else ""
+        return f"({x['complete']} complete, {x['pruned']} pruned{more})"
+
+    rejected = "".join(
+        f"; {n} over the {cap} cap" for cap, n in sorted(counts["rejected_by"].items())
+    )
+    text = (
+        f"candidates: {row(0)['trained']} sampled {ended(0, True)}, {counts['rejected']} "
+        f"rejected before training ({counts['rejected_fraction']:.1%} of the candidates "
+        f"sampled{rejected})"
+    )
+    if rungs > 1:
+        climbs = [
+            f"{row(r)['trained']} to rung {r} {ended(r, False)}"
+            for r in range(1, rungs)
+            if row(r)["trained"]
+        ]
+        text += f"; promoted: {', '.join(climbs) if climbs else 'none'}"
+    text += f"; {counts['failed']} failed"
+    where = [f"{row(r)['failed']} at rung {r}" for r in range(rungs) if row(r)["failed"]]
+    if rungs > 1 and where:
+        text += f" ({', '.join(where)})"
+    if counts.get("interrupted"):
+        text += f"; {counts['interrupted']} interrupted"
+    refs = counts["references"]
+    text += f"; {refs} reference network runs"
+    if rungs > 1 and refs and refs % rungs == 0:
+        text += f" ({refs // rungs} at each of {rungs} rungs)"
+    return text
+
+
 def write_reports(
     trials: list[FrozenTrial],
     out_dir: Path | str,
@@ -413,15 +456,7 @@ def write_reports(
     pruned = pruned_figure(df, cap=cap)
     head = f"<h1>{html.escape(title)}</h1><p>cap {cap:,} parameters, dataset {dataset}"
     if counts:
-        promoted = counts.get("promoted_to") or {}
-        climbs = "".join(f", {n} promoted to rung {r}" for r, n in sorted(promoted.items()))
-        head += (
-            f"; candidates: {counts.get('sampled', counts['complete'])} sampled and trained "
-            f"({counts['duplicates']} reused, {counts.get('pruned_rung0', counts['pruned'])} "
-            f"pruned){climbs}, {counts['rejected']} rejected before training "
-            f"({counts['rejected_fraction']:.1%}), {counts['failed']} failed; "
-            f"{counts['references']} reference network runs"
-        )
+        head += f"; {html.escape(counts_text(counts, rungs=len(rungs or ()) or 1))}"
     head += "</p>"
     if answer:
         head += (

@@ -56,29 +56,12 @@ def _user_errors() -> Iterator[None]:
 
 
 def _write_reports(cfg: SearchConfig, study) -> None:
+    from budgetnas.reports.html import counts_text
     from budgetnas.reports.sizes import sizes_line
     from budgetnas.search.reporting import sizes_table, write_run_reports
 
     files, counts = write_run_reports(cfg, study)
-    rejected = "".join(
-        f"; {n} over the {cap} cap" for cap, n in sorted(counts["rejected_by"].items())
-    )
-    promoted = counts["promoted_to"]
-    climbs = (
-        "; promoted: " + ", ".join(f"{n} to rung {r}" for r, n in sorted(promoted.items()))
-        if cfg.rungs > 1
-        else ""
-    )
-    refs = counts["references"]
-    typer.echo(
-        f"candidates: {counts['sampled']} sampled ({counts['complete_rung0']} complete, "
-        f"{counts['pruned_rung0']} pruned; {counts['duplicates']} reused), "
-        f"{counts['rejected']} rejected before training "
-        f"({counts['rejected_fraction']:.1%} of the candidates sampled{rejected}){climbs}; "
-        f"{counts['failed']} failed; {refs} reference network runs"
-        + (f" ({refs // cfg.rungs} at each of {cfg.rungs} rungs)" if cfg.rungs > 1 else ""),
-        err=True,
-    )
+    typer.echo(counts_text(counts, rungs=cfg.rungs), err=True)
     typer.echo(sizes_line(sizes_table(cfg, study)), err=True)
     typer.echo(f"wrote {files.html}, {files.trials_csv.name}, {files.pareto_csv.name}", err=True)
 

@@ -111,8 +111,14 @@ def pick_trial(trials: list[FrozenTrial], number: int | None, *, cap: int) -> Fr
         raise SearchError(f"trial {number} does not exist (the study has {have})")
     trial = by_number[number]
     if trial.state != TrialState.COMPLETE:
-        state = "rejected" if trial.user_attrs.get("rejected") else trial.state.name.lower()
-        raise SearchError(f"trial {number} was {state}; only completed trials have weights")
+        state = {
+            TrialState.FAIL: "failed",
+            TrialState.RUNNING: "is still running",
+            TrialState.WAITING: "is waiting to run",
+        }.get(trial.state, f"was {trial.state.name.lower()}")
+        if trial.user_attrs.get("rejected"):
+            state = "was rejected before training"
+        raise SearchError(f"trial {number} {state}; only completed trials have weights")
     return trial
 
 

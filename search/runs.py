@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from budgetnas.search.config import CONFIG_FILE, JOURNAL_FILE, STUDY_FILE, SearchConfig
 from budgetnas.search.errors import SearchError
-from budgetnas.search.schedule import is_idle, is_sampled, rung_of
+from budgetnas.search.schedule import is_idle, is_lost, is_sampled, rung_of
 from budgetnas.search.storage import open_storage
 from budgetnas.space.spec import ArchSpec, SpecError
 from budgetnas.trainers.data import DataError
@@ -95,7 +95,10 @@ def summary_counts(study: optuna.Study) -> dict[str, Any]:
     ``complete_rung0``, ``pruned_rung0``: the candidates the sampler proposed and were trained
     at rung 0; ``promoted_to``: rung -> candidates trained there after a promotion;
     ``rejected``: candidates over a cap, never trained (``rejected_by``: per cap);
-    ``rejected_fraction``: of the candidates sampled."""
+    ``rejected_fraction``: of the candidates sampled; ``failed``: trials that failed on their
+    own, ``interrupted``: trials lost to Ctrl-C or a dead process (trained again); ``rungs``:
+    per rung, the searched trials trained there (``trained``: sampled at rung 0, promoted
+    above; ``complete``, ``pruned``, ``reused``) and the trials that failed there."""
     trials = [t for t in study.get_trials(deepcopy=False) if not is_idle(t)]
     refs = [t for t in trials if t.user_attrs.get("reference")]
     searched = [t for t in trials if not t.user_attrs.get("reference")]
@@ -105,7 +108,8 @@ def summary_counts(study: optuna.Study) -> dict[str, Any]:
         "duplicates": sum(t.user_attrs.get("duplicate_of") is not None for t in searched),
         "pruned": sum(t.state == TrialState.PRUNED for t in searched) - len(rejected),
         "rejected": len(rejected),
-        "failed": sum(t.state == TrialState.FAIL for t in trials),
+        "failed": sum(t.state == TrialState.FAIL and not is_lost(t) for t in trials),
+        "interrupted": sum(is_lost(t) for t in trials),
         "references": sum(t.state == TrialState.COMPLETE for t in refs),
     }
     by_cap: dict[str, int] = {}
@@ -125,4 +129,21 @@ def summary_counts(study: optuna.Study) -> dict[str, Any]:
         if rung_of(t) > 0 and t.state in FINISHED:
             promoted[rung_of(t)] = promoted.get(rung_of(t), 0) + 1
     counts["promoted_to"] = promoted
+    rows = []
+    for r in range(1 + max((rung_of(t) for t in trials), default=0)):
+        here = [t for t in searched if rung_of(t) == r and not is_rejected(t)]
+        trained = [t for t in here if t.state in FINISHED and (r > 0 or is_sampled(t))]
+        rows.append(
+            {
+                "rung": r,
+                "trained": len(trained),
+                "complete": sum(t.state == TrialState.COMPLETE for t in trained),
+                "pruned": sum(t.state == TrialState.PRUNED for t in trained),
+                "reused": sum(t.user_attrs.get("duplicate_of") is not None for t in trained),
+                "failed": sum(
+                    t.state == TrialState.FAIL and not is_lost(t) for t in trials if rung_of(t) == r
+                ),
+            }
+        )
+    counts["rungs"] = rows
     return counts

@@ -69,3 +69,70 @@ def test_a_verified_row_counts_and_lists_its_seeds():
     row = _row(v)
     assert (row["network"], row["params"], row["seeds"]) == ("trial 7", "12,345", "3 (1, 2, 3)")
     assert row["train time"] == "36 s"
+
+
+def _study(*trials):
+    """An in-memory study of (number's state, user attributes) in order."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for state, attrs in trials:
+        done = state == TrialState.COMPLETE
+        study.add_trial(
+            create_trial(
+                state=state,
+                values=[0.9, 1000.0] if done else None,
+                params={"x": 0.5},
+                distributions={"x": FloatDistribution(0, 1)},
+                user_attrs={"params": 1000, **attrs},
+            )
+        )
+    return study
+
+
+def test_the_counts_include_every_rung_and_say_how_each_ended():
+    """The header of report.html and the end-of-search summary count the promotions too: a
+    promotion cut at the target rung is a pruned trial there, and failures are per rung."""
+    from optuna.trial import TrialState
+
+    from budgetnas.reports.html import counts_text
+    from budgetnas.search.runs import summary_counts
+
+    C, P, F = TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL
+    nan = {"error": "TrainingError: loss became nan"}
+    study = _study(
+        (C, {"rung": 0}),
+        (C, {"rung": 0}),
+        (P, {"rung": 0, "val_curve": [0.5]}),
+        (C, {"rung": 0, "duplicate_of": 0}),
+        (P, {"rung": 0, "rejected": "12,000 MACs > 10,000", "rejected_by": "macs"}),
+        (F, {"rung": 0, **nan}),
+        (C, {"rung": 1, "promoted_from": 0}),  # 6
+        (F, {"rung": 1, "promoted_from": 1, "interrupted": "interrupted (Ctrl-C)"}),
+        (P, {"rung": 1, "promoted_from": 1, "val_curve": [0.6]}),  # its copy, cut
+        (P, {"rung": 2, "promoted_from": 6, "val_curve": [0.7]}),  # cut at the target
+        (C, {"rung": 0, "reference": "001"}),
+        (F, {"rung": 1, "reference": "001", **nan}),
+    )
+    counts = summary_counts(study)
+    assert [(r["trained"], r["complete"], r["pruned"], r["failed"]) for r in counts["rungs"]] == [
+        (4, 3, 1, 1),
+        (2, 1, 1, 1),
+        (1, 0, 1, 0),
+    ]
+    assert (counts["failed"], counts["interrupted"]) == (2, 1)
+    assert counts_text(counts, rungs=3) == (
+        "candidates: 4 sampled (3 complete, 1 pruned; 1 reused), 1 rejected before training "
+        "(16.7% of the candidates sampled; 1 over the macs cap); promoted: 2 to rung 1 "
+        "(1 complete, 1 pruned), 1 to rung 2 (0 complete, 1 pruned); 2 failed (1 at rung 0, "
+        "1 at rung 1); 1 interrupted; 1 reference network runs"
+    )
+    # nothing promoted yet: said so, not an empty list
+    early = summary_counts(_study((C, {"rung": 0}), (F, {"rung": 0, **nan})))
+    assert counts_text(early, rungs=2) == (
+        "candidates: 1 sampled (1 complete, 0 pruned; 0 reused), 0 rejected before training "
+        "(0.0% of the candidates sampled); promoted: none; 1 failed (1 at rung 0); "
+        "0 reference network runs"
+    )

@@ -131,3 +131,21 @@ def test_rungs_fill_evenly(caps):
         got.append(assign_cap(trial, caps))
         study.tell(trial, 0.5)
     assert got == list(caps) * 2
+
+
+def test_exporting_a_failed_trial_says_it_failed():
+    from optuna.trial import create_trial
+
+    from budgetnas.search.errors import SearchError
+    from budgetnas.search.export import pick_trial
+
+    trials = []
+    for number, state in enumerate([TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING]):
+        t = create_trial(state=state, values=[0.9] if state == TrialState.COMPLETE else None)
+        t.number = number
+        trials.append(t)
+    with pytest.raises(SearchError) as err:
+        pick_trial(trials, 1, cap=5000)
+    assert str(err.value) == "trial 1 failed; only completed trials have weights"
+    with pytest.raises(SearchError, match="^trial 2 is still running; only completed"):
+        pick_trial(trials, 2, cap=5000)
