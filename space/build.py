@@ -4,7 +4,9 @@ A spec is first turned into a *layer plan*: each block and the head list their `
 records (``torch.nn`` classes and their arguments). ``build`` instantiates the plan;
 ``space.render`` prints the same plan as Python source. One plan, two readers: the exported
 module and the trained module have the same layers, the same parameter names and the same
-outputs.
+outputs. (One class differs: element dropout is ``space.dropout.ElementDropout``, an
+``nn.Dropout`` that draws its training masks cheaply on a CPU; in evaluation both are the
+identity.)
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import torch
 from torch import nn
 
 from budgetnas.space.blocks import Layer
+from budgetnas.space.dropout import ElementDropout
 from budgetnas.space.spec import ArchSpec
 
 
@@ -60,6 +63,8 @@ def make(layer: Layer) -> nn.Module:
             nn.Sequential(*map(make, body)),
             nn.Sequential(*map(make, shortcut)) if shortcut else nn.Identity(),
         )
+    if layer.op == "Dropout":
+        return ElementDropout(*layer.args, **dict(layer.kwargs))
     return getattr(nn, layer.op)(*layer.args, **dict(layer.kwargs))
 
 
