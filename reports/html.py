@@ -300,8 +300,10 @@ def _verified_html(verified: pd.DataFrame | None, ladder: pd.DataFrame | None) -
         )
     parts.append(
         "<h2>Verified architectures</h2><p>Retrained from scratch with seeds the search did "
-        "not use, at the fidelity shown; final-epoch accuracies. Each seed's weights are kept "
-        "in the run; <code>budgetnas export</code> ships the best of them.</p>"
+        "not use, at the fidelity shown (<i>recipe vs the target</i>: what differs from the "
+        "search's own recipe at the target); final-epoch accuracies. A seed whose training "
+        "failed is listed and counts in no mean. Each seed's weights are kept in the run; "
+        "<code>budgetnas export</code> ships the best of them.</p>"
         + verified.to_html(index=False, border=0, classes="tbl")
     )
     return "".join(parts)
@@ -320,7 +322,7 @@ def _sizes_html(sizes: pd.DataFrame | None) -> str:
     )
 
 
-TARGET_COLUMNS = ["seeds", "val_mean", "val_std", "test_mean", "test_std"]
+TARGET_COLUMNS = ["seeds", "failed", "val_mean", "val_std", "test_mean", "test_std"]
 
 
 def pareto_csv(
@@ -328,7 +330,8 @@ def pareto_csv(
 ) -> pd.DataFrame:
     """The front's rows (``role`` front) and the reference networks' (``role`` reference) at
     the same fidelity, each with its verification at the target when there is one
-    (``verified_seeds``, ``verified_val_mean``, ... over the verify seeds)."""
+    (``verified_seeds``, ``verified_val_mean``, ... over the verify seeds that finished;
+    ``verified_failed``: the seeds whose training failed; a std of one seed is empty)."""
     rows = pd.concat([front.assign(role="front"), refs.assign(role="reference")], ignore_index=True)
     names = {c: f"verified_{c}" for c in TARGET_COLUMNS}
     if target is None or target.empty:
@@ -345,31 +348,64 @@ def pareto_csv(
     return rows
 
 
-def _target_html(target: pd.DataFrame | None, rungs: list[str] | None) -> str:
+def mean_std_text(mean: float | None, std: float | None, seeds: int) -> str:
+    """``97.10% ± 0.20%``; one seed has no spread: ``97.10% (1 seed)``; no seed: ``-``."""
+    if not seeds or mean is None or pd.isna(mean):
+        return "-"
+    if seeds == 1 or std is None or pd.isna(std):
+        return f"{mean:.2%} (1 seed)"
+    return f"{mean:.2%} ± {std:.2%}"
+
+
+OFF_TARGET = "recipe vs the target"  # the verified table's column: "target" or what differs
+
+
+def _target_html(
+    target: pd.DataFrame | None, rungs: list[str] | None, verified: pd.DataFrame | None = None
+) -> str:
     """The answer: the front at the target fidelity verified with new seeds, beside the
-    seed networks verified the same way."""
+    seed networks verified the same way. Verifications with another recipe are named below
+    it, with what differs, and not counted in it."""
     if target is None or target.empty:
         return ""
     rows = target.sort_values(["reference", "params"], na_position="first")
+    failed = rows["failed"] if "failed" in rows else [0] * len(rows)
     shown = pd.DataFrame(
         {
             "network": rows["label"],
             "params": rows["params"].map(lambda n: f"{int(n):,}"),
-            "seeds": rows["seeds"],
+            "seeds": [
+                f"{int(n)}" + (f" ({int(k)} failed)" if k else "")
+                for n, k in zip(rows["seeds"], failed, strict=True)
+            ],
             "val mean ± std": [
-                f"{m:.2%} ± {s:.2%}" for m, s in zip(rows["val_mean"], rows["val_std"], strict=True)
+                mean_std_text(m, s, int(n))
+                for m, s, n in zip(rows["val_mean"], rows["val_std"], rows["seeds"], strict=True)
             ],
             "test mean ± std": [
-                f"{m:.2%} ± {s:.2%}"
-                for m, s in zip(rows["test_mean"], rows["test_std"], strict=True)
+                mean_std_text(m, s, int(n))
+                for m, s, n in zip(rows["test_mean"], rows["test_std"], rows["seeds"], strict=True)
             ],
         }
     )
     where = rungs[-1] if rungs else rows["fidelity"].iloc[0]
+    note = ""
+    if verified is not None and OFF_TARGET in verified:
+        other = verified[~verified[OFF_TARGET].isin(["target", "-"])]
+        if not other.empty:
+            note = (
+                "<p>Verified with another recipe, so not in this table (see the verified "
+                "architectures below): "
+                + html.escape(
+                    "; ".join(f"{r['network']}: {r[OFF_TARGET]}" for _, r in other.iterrows())
+                )
+                + ".</p>"
+            )
     return (
         f"<h2>Verified at the target fidelity ({html.escape(where)})</h2><p>The searched "
-        "front and the seed networks trained again with new seeds; chosen on validation, "
-        "test accuracy only reported.</p>" + shown.to_html(index=False, border=0, classes="tbl")
+        "front and the seed networks trained again with new seeds, with the search's own "
+        "recipe; chosen on validation, test accuracy only reported. A seed whose training "
+        "failed counts in no mean.</p>" + shown.to_html(index=False, border=0, classes="tbl") + note
     )
 
 
@@ -479,7 +515,7 @@ def write_reports(
         "</style></head><body>",
         head,
         _html(pareto_figure(df, front, cap=cap), True),
-        _target_html(target, rungs),
+        _target_html(target, rungs, verified),
         "<h2>Pareto front (searched networks)</h2>",
         _table(front) if not front.empty else "<p>no completed searched trial yet</p>",
     ]

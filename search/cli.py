@@ -17,7 +17,7 @@ import typer
 
 from budgetnas.search.budget import parse_count, parse_duration, parse_ladder
 from budgetnas.search.config import DEFAULT_RUNGS, RESUMABLE, SearchConfig, flag, new_config
-from budgetnas.search.errors import SearchError, SearchStopped
+from budgetnas.search.errors import SearchError, SearchStopped, VerifyFailed
 from budgetnas.search.pruners import PRUNERS
 from budgetnas.search.samplers import SAMPLERS
 from budgetnas.search.sizing import SIZINGS
@@ -288,6 +288,11 @@ def search(
         except KeyboardInterrupt:
             _interrupted(cfg)
             raise typer.Exit(130) from None
+        except VerifyFailed:  # the search is done: its reports, then the line on the seeds
+            from budgetnas.search.runs import open_run
+
+            _write_reports(*open_run(cfg.out))
+            raise
         except SearchStopped:  # what finished is reported (quietly) beside the one-line error
             from budgetnas.search.reporting import write_run_reports
             from budgetnas.search.runs import open_run
@@ -482,7 +487,7 @@ def verify(
     (with the fidelity it was trained at), so an interrupted verify continues where it stopped.
     """
     from budgetnas.search.runs import open_run
-    from budgetnas.search.verified import Verified
+    from budgetnas.search.verified import Verified, failure_message, mean_spread
     from budgetnas.search.verify import verify_run
 
     def show(item: Verified, r) -> None:
@@ -490,6 +495,13 @@ def verify(
             f"{item.label:<12} {item.params:>7,}  seed {r.seed}  val {r.val_acc:.2%}  "
             f"test {r.test_acc:.2%}  ({r.train_time_s:.0f} s on {r.device}; "
             f"{item.fidelity_label})" + ("  reused from cache" if r.cached else ""),
+            err=True,
+        )
+
+    def show_failed(item: Verified, f) -> None:
+        typer.echo(
+            f"{item.label:<12} {item.params:>7,}  seed {f.seed}  failed: {f.error}  "
+            f"({f.device}; {item.fidelity_label})",
             err=True,
         )
 
@@ -516,6 +528,7 @@ def verify(
             data_dir=data_dir,
             train_subset=train_subset,
             on_result=show,
+            on_failed=show_failed,
             **recipe,
         )
         _write_reports(*open_run(run))
@@ -524,10 +537,17 @@ def verify(
         "  fidelity"
     )
     for v in results:
+        ok = bool(v.runs)
         typer.echo(
-            f"{v.label:<12} {v.params:>7,}  {v.val_mean:>8.2%}  "
-            f"{v.test_mean:>8.2%} ± {v.test_std:>6.2%}  {v.test_min:>6.2%}  {v.fidelity_label}"
+            f"{v.label:<12} {v.params:>7,}  {f'{v.val_mean:.2%}' if ok else '-':>8}  "
+            f"{mean_spread([r.test_acc for r in v.runs]):>17}  "
+            f"{f'{v.test_min:.2%}' if ok else '-':>6}  {v.fidelity_label}"
+            + (f"  {v.failed_label}" if v.failed else "")
         )
+    failed = failure_message(results)
+    if failed:  # the other results are stored and in the reports: one line, exit code 1
+        typer.echo(f"error: {failed}", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()

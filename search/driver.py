@@ -34,7 +34,7 @@ from budgetnas.search.config import (
     auto_rungs,
     differences,
 )
-from budgetnas.search.errors import SearchError, SearchStopped
+from budgetnas.search.errors import SearchError, SearchStopped, VerifyFailed
 from budgetnas.search.objective import Objective
 from budgetnas.search.progress import Progress
 from budgetnas.search.pruners import make_pruner
@@ -56,6 +56,7 @@ from budgetnas.search.schedule import (
     rung_of,
 )
 from budgetnas.search.storage import fail_orphans, is_rdb, open_storage, requeue_lost
+from budgetnas.search.verified import failure_message
 from budgetnas.trainers.data import TrainVal
 from budgetnas.trainers.evaluate import resolve_device
 
@@ -317,7 +318,8 @@ def run_search(
 
     A new search never joins an existing study; a resumed one only continues its own, with
     the same fingerprint and the same data. ``cache``: finished trainings shared with other
-    searches (``search.cache``); None: every training runs.
+    searches (``search.cache``); None: every training runs. Raises ``VerifyFailed`` when
+    seeds of the final verification failed (the search and the other seeds are stored).
     """
     out = Path(cfg.out)
     if not resume and (out / CONFIG_FILE).exists():
@@ -431,7 +433,8 @@ def verify_front(
     """The end of a search: the front at the target rung (at most ``MAX_VERIFIED`` of it) and
     the reference networks under the cap, each trained again at the target fidelity with
     ``cfg.verify_seeds`` new seeds (``search.verify``: stored per seed with its weights, so an
-    interrupted verification continues on ``--resume``)."""
+    interrupted verification continues on ``--resume``). Seeds whose training fails are
+    recorded as failed while the rest go on; then ``VerifyFailed`` says which."""
     if cfg.verify_seeds < 1:
         return []
     from budgetnas.search.verify import verify_run
@@ -455,6 +458,14 @@ def verify_front(
                 file=sys.stderr,
             )
 
+    def show_failed(item, f) -> None:
+        if not quiet:
+            print(
+                f"verify  {item.label:<10} {item.params:>7,}  seed {f.seed}  failed: "
+                f"{f.error}  ({item.fidelity_label})",
+                file=sys.stderr,
+            )
+
     if not quiet:
         print(
             f"verifying the front at {cfg.schedule.target.label()} ({len(numbers)} "
@@ -463,7 +474,7 @@ def verify_front(
             + f") with {cfg.verify_seeds} new seeds",
             file=sys.stderr,
         )
-    return verify_run(
+    results = verify_run(
         cfg.out,
         trials=numbers,
         zoo=refs or None,
@@ -471,8 +482,13 @@ def verify_front(
         device=cfg.device,
         train_subset=cfg.data.train_subset,
         on_result=show,
+        on_failed=show_failed,
         cache=cache,
     )
+    failed = failure_message(results)
+    if failed:
+        raise VerifyFailed(failed)
+    return results
 
 
 def _threads_per_worker(workers: int) -> int:

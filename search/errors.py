@@ -10,3 +10,9 @@ class SearchError(Exception):
 class SearchStopped(SearchError):
     """A search stopped by one of its guards (failures or rejections that keep coming): its
     finished trials are in the study, and its reports are worth writing."""
+
+
+class VerifyFailed(SearchError):
+    """Verify seeds whose training failed (``search.verify``): recorded as failed, the other
+    results stored; the message is one line on the failed seeds, and the reports are worth
+    writing."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 
 import optuna
 import pandas as pd
@@ -12,7 +13,15 @@ from budgetnas.reports.html import ReportFiles, write_reports
 from budgetnas.reports.sizes import size_table
 from budgetnas.search.config import SearchConfig
 from budgetnas.search.runs import summary_counts
-from budgetnas.search.verified import Verified, best_verified, ladder_rows, stored_results
+from budgetnas.search.verified import (
+    Fidelity,
+    Verified,
+    best_verified,
+    ladder_rows,
+    mean_spread,
+    stored_results,
+)
+from budgetnas.trainers.recipe import TrainConfig
 
 
 def duration(seconds: float) -> str:
@@ -24,55 +33,73 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _row(v: Verified) -> dict:
+def target_fidelity(cfg: SearchConfig, v: Verified) -> Fidelity:
+    """The fidelity of the search's own target for ``v``'s network: the recipe it was searched
+    with (its seed aside) at the last rung's epochs, on the last rung's images."""
+    target = cfg.schedule.target
+    recipe = replace(TrainConfig.from_dict(v.recipe), epochs=target.epochs).to_dict()
+    return Fidelity(target.epochs, target.images, {k: x for k, x in recipe.items() if k != "seed"})
+
+
+def vs_target(cfg: SearchConfig, v: Verified) -> str:
+    """``target`` when ``v`` was verified with the search's own recipe at the target, else what
+    differs (``lr 1000 (target 0.05)``); ``-`` for a record from before fidelities were."""
+    if v.fidelity is None:
+        return "-"
+    recipe = TrainConfig.from_dict(v.fidelity.recipe).to_dict()
+    mine = Fidelity(
+        v.fidelity.epochs, v.fidelity.train_images, {k: x for k, x in recipe.items() if k != "seed"}
+    )
+    return mine.differences(target_fidelity(cfg, v)) or "target"
+
+
+def _row(v: Verified, cfg: SearchConfig | None = None) -> dict:
+    """One verified record as the report shows it (``cfg``: to say how its recipe differs
+    from the search's target)."""
+    ok = bool(v.runs)
+    seeds = f"{len(v.runs)} ({', '.join(str(r.seed) for r in v.runs)})" if ok else "0"
     return {
         "network": v.label,
         "params": f"{v.params:,}",
         "search val": f"{v.search_val_acc:.2%}" if v.search_val_acc is not None else "-",
-        "val mean": f"{v.val_mean:.2%}",
-        "test mean ± std": f"{v.test_mean:.2%} ± {v.test_std:.2%}",
-        "test min": f"{v.test_min:.2%}",
-        "seeds": f"{len(v.runs)} ({', '.join(str(r.seed) for r in v.runs)})",
+        "val mean": f"{v.val_mean:.2%}" if ok else "-",
+        "test mean ± std": mean_spread([r.test_acc for r in v.runs]),
+        "test min": f"{v.test_min:.2%}" if ok else "-",
+        "seeds": seeds + (f"; {v.failed_label}" if v.failed else ""),
         "fidelity": v.fidelity_label,
+        "recipe vs the target": vs_target(cfg, v) if cfg is not None else "-",
         "train time": duration(v.train_time_s),
-        "device": v.runs[0].device,
+        "device": v.runs[0].device if ok else v.failed[0].device,
         "cached seeds": ", ".join(str(r.seed) for r in v.runs if r.cached) or "-",
     }
 
 
 def verified_frames(cfg: SearchConfig, study: optuna.Study) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(every verified architecture, the best verified one under each cap) as display tables."""
+    """(every verified architecture, the best verified one under each cap) as display tables;
+    a record whose every seed failed is listed too."""
     results = stored_results(study)
-    verified = pd.DataFrame([_row(v) for v in results.values() if v.runs])
+    verified = pd.DataFrame([_row(v, cfg) for v in results.values() if v.runs or v.failed])
     ladder = pd.DataFrame(
-        [{"cap": f"{cap:,}", **_row(v)} for _, cap, v in ladder_rows(results, cfg.caps)]
+        [{"cap": f"{cap:,}", **_row(v, cfg)} for _, cap, v in ladder_rows(results, cfg.caps)]
     )
     return verified, ladder
 
 
 def at_target(cfg: SearchConfig, study: optuna.Study) -> pd.DataFrame:
-    """The networks verified at the search's target fidelity (epochs and training images of
-    the last rung), one row each (its record with the most seeds): the searched front's
-    members and the reference networks, with mean and standard deviation over the seeds."""
-    target = cfg.schedule.target
+    """The networks verified at the search's target: its own recipe (``target_fidelity``; a
+    verify with another ``--lr``, ``--epochs``, ... is not the target) on the last rung's
+    images, one row each (its record with the most seeds): the searched front's members and
+    the reference networks, with mean and standard deviation over the seeds that finished
+    (``val_std``, ``test_std``: NaN for one seed, which has no spread) and how many failed."""
     best: dict[str, Verified] = {}
     for v in stored_results(study).values():
-        fid = v.fidelity
-        if (
-            not v.runs
-            or fid is None
-            or (fid.epochs, fid.train_images)
-            != (
-                target.epochs,
-                target.images,
-            )
-        ):
+        if not (v.runs or v.failed) or vs_target(cfg, v) != "target":
             continue
         if v.key not in best or len(v.runs) > len(best[v.key].runs):
             best[v.key] = v
     rows = []
     for v in best.values():
-        vals = [r.val_acc for r in v.runs]
+        vals, tests = [r.val_acc for r in v.runs], [r.test_acc for r in v.runs]
         rows.append(
             {
                 "key": v.key,
@@ -81,15 +108,17 @@ def at_target(cfg: SearchConfig, study: optuna.Study) -> pd.DataFrame:
                 "label": v.label,
                 "params": v.params,
                 "seeds": len(v.runs),
-                "val_mean": v.val_mean,
-                "val_std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-                "test_mean": v.test_mean,
-                "test_std": v.test_std,
+                "failed": len(v.failed),
+                "val_mean": statistics.fmean(vals) if vals else None,
+                "val_std": statistics.stdev(vals) if len(vals) > 1 else None,
+                "test_mean": statistics.fmean(tests) if tests else None,
+                "test_std": statistics.stdev(tests) if len(tests) > 1 else None,
                 "fidelity": v.fidelity_label,
             }
         )
-    columns = ["key", "number", "reference", "label", "params", "seeds", "val_mean", "val_std"]
-    return pd.DataFrame(rows, columns=[*columns, "test_mean", "test_std", "fidelity"])
+    columns = ["key", "number", "reference", "label", "params", "seeds", "failed"]
+    columns += ["val_mean", "val_std", "test_mean", "test_std", "fidelity"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _answer(cfg: SearchConfig, study: optuna.Study) -> str | None:
@@ -98,10 +127,11 @@ def _answer(cfg: SearchConfig, study: optuna.Study) -> str | None:
     if best is None:
         return None
     n = len(best.runs)
+    test = mean_spread([r.test_acc for r in best.runs])
+    over = "" if n == 1 else f" over {n} seeds"  # one seed: the value says "(1 seed)"
     return (
         f"{best.label}, {best.params:,} parameters: validation {best.val_mean:.2%}, test "
-        f"{best.test_mean:.2%} ± {best.test_std:.2%} over {n} seed{'s' * (n > 1)} at "
-        f"{best.fidelity_label}"
+        f"{test}{over} at {best.fidelity_label}"
     )
 
 

@@ -55,6 +55,47 @@ class Fidelity:
             + (f" wd {r['weight_decay']:g}" if r.get("weight_decay", 5e-4) != 5e-4 else "")
         )
 
+    def differences(self, target: Fidelity) -> str:
+        """What this fidelity has that ``target`` has not, for a label: ``lr 1000 (target
+        0.05), 2 ep (target 3)``; empty when they are the same."""
+        parts = []
+        if self.epochs != target.epochs:
+            parts.append(f"{self.epochs} ep (target {target.epochs})")
+        if self.train_images != target.train_images:
+            parts.append(f"{self.train_images:,} img (target {target.train_images:,})")
+        keys = [*self.recipe, *(k for k in target.recipe if k not in self.recipe)]
+        for key in keys:
+            mine, theirs = self.recipe.get(key), target.recipe.get(key)
+            if key != "epochs" and mine != theirs:
+                name = _SHORT.get(key, key.replace("_", " "))
+                mine_s, theirs_s = _setting(mine), _setting(theirs)
+                if mine_s == theirs_s:  # an augmentation of the same strength, another shape
+                    mine_s, theirs_s = str(mine), str(theirs)
+                parts.append(f"{name} {mine_s} (target {theirs_s})")
+        return ", ".join(parts)
+
+
+_SHORT = {"augment": "aug", "batch_size": "batch", "label_smoothing": "ls", "weight_decay": "wd"}
+
+
+def _setting(value: Any) -> str:
+    """A recipe setting as a label shows it: numbers in %g, an augmentation by its strength."""
+    if isinstance(value, dict):
+        return f"{(value.get('degrees') or 0.0) / 10.0:g}"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def mean_spread(values: list[float]) -> str:
+    """``97.10% ± 0.20%`` over several seeds; one seed has no spread: ``97.10% (1 seed)``;
+    none: ``-``."""
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.2%} (1 seed)"
+    return f"{statistics.fmean(values):.2%} ± {statistics.stdev(values):.2%}"
+
 
 @dataclass(frozen=True)
 class SeedRun:
@@ -66,6 +107,22 @@ class SeedRun:
     device: str
     weights: str | None = None  # the trained weights, relative to the run folder
     cached: bool = False  # reused from the results cache (search.cache), not trained here
+
+
+@dataclass(frozen=True)
+class FailedSeed:
+    """A verify seed whose training failed: recorded, never counted in a mean."""
+
+    seed: int
+    error: str  # "TrainingError: training loss became nan in epoch 2"
+    device: str
+    diverged: bool = True  # the loss became NaN/inf: the same recipe and seed fail again
+
+    @property
+    def retry(self) -> bool:
+        """Whether a later verify at the same fidelity trains this seed again: a diverged
+        training is a result (reproducible), a lack of device memory is not."""
+        return not self.diverged
 
 
 def network_label(key: str) -> str:
@@ -83,6 +140,7 @@ class Verified:
     search_val_acc: float | None
     fidelity: Fidelity | None = None  # None: recorded before fidelities were
     runs: list[SeedRun] = field(default_factory=list)
+    failed: list[FailedSeed] = field(default_factory=list)  # seeds that count in no mean
 
     @property
     def label(self) -> str:
@@ -101,6 +159,15 @@ class Verified:
         if self.fidelity is None:
             return f"{self.runs[0].epochs} ep" if self.runs else "-"
         return self.fidelity.label()
+
+    @property
+    def failed_label(self) -> str:
+        """``seed 2 failed (TrainingError: ...)``, ``seeds 1, 2 failed (...)``; empty: none."""
+        if not self.failed:
+            return ""
+        seeds = ", ".join(str(f.seed) for f in self.failed)
+        s = "s" * (len(self.failed) > 1)
+        return f"seed{s} {seeds} failed ({self.failed[-1].error})"
 
     @property
     def test_mean(self) -> float:
@@ -131,6 +198,7 @@ class Verified:
             "search_val_acc": self.search_val_acc,
             "fidelity": asdict(self.fidelity) if self.fidelity else None,
             "runs": [asdict(r) for r in self.runs],
+            "failed": [asdict(f) for f in self.failed],
         }
 
     @classmethod
@@ -144,6 +212,7 @@ class Verified:
             search_val_acc=d.get("search_val_acc"),
             fidelity=Fidelity(**fid) if fid else None,
             runs=[SeedRun(**r) for r in d["runs"]],
+            failed=[FailedSeed(**f) for f in d.get("failed", [])],
         )
 
 
@@ -191,3 +260,21 @@ def best_verified(results: dict[str, Verified], cap: int) -> Verified | None:
     most = max(len(v.runs) for v in there)
     peers = [v for v in there if len(v.runs) == most]
     return max(peers, key=lambda v: (v.val_mean, -v.params))
+
+
+def failure_message(results: list[Verified]) -> str | None:
+    """One line on the seeds that failed among ``results`` (None: none failed): how many,
+    which, the last error; the rest of the results stand."""
+    failed = [v for v in results if v.failed]
+    if not failed:
+        return None
+    n = sum(len(v.failed) for v in failed)
+    total = sum(len(v.failed) + len(v.runs) for v in results)
+    which = "; ".join(
+        f"{v.label}: seed{'s' * (len(v.failed) > 1)} {', '.join(str(f.seed) for f in v.failed)}"
+        for v in failed
+    )
+    return (
+        f"{n} of {total} verify seeds failed ({which}); the last: {failed[-1].failed[-1].error}. "
+        "They count in no mean; the other results are stored and reported"
+    )

@@ -30,15 +30,24 @@ from budgetnas.search.config import RECIPE_OPTIONS, SearchConfig
 from budgetnas.search.errors import SearchError
 from budgetnas.search.export import pick_trial
 from budgetnas.search.runs import WEIGHTS_DIR, accuracy, open_run, trial_spec
-from budgetnas.search.verified import Fidelity, SeedRun, Verified, store, stored_results
+from budgetnas.search.verified import (
+    FailedSeed,
+    Fidelity,
+    SeedRun,
+    Verified,
+    store,
+    stored_results,
+)
 from budgetnas.space.count import count_params
 from budgetnas.space.spec import ArchSpec
 from budgetnas.space.zoo import ZOO
-from budgetnas.trainers.evaluate import evaluate, resolve_device
+from budgetnas.trainers.evaluate import device_name, evaluate, resolve_device
 from budgetnas.trainers.recipe import AugmentConfig, TrainConfig
-from budgetnas.trainers.train import train
+from budgetnas.trainers.train import TrainingError, train
 
 VERIFY_WEIGHTS = f"{WEIGHTS_DIR}/verify"  # in the run folder: one file per network, fidelity, seed
+# a seed's training that fails in one of these ways is recorded as failed, and the rest go on
+SEED_FAILURES = (TrainingError, torch.cuda.OutOfMemoryError)
 
 
 def verify_seeds(n: int, used: int) -> list[int]:
@@ -137,6 +146,7 @@ def verify_run(
     data_dir: Path | str | None = None,
     train_subset: int | None = None,
     on_result: Callable[[Verified, SeedRun], None] | None = None,
+    on_failed: Callable[[Verified, FailedSeed], None] | None = None,
     cache: ResultCache | None = None,
     **recipe: Any,
 ) -> list[Verified]:
@@ -149,6 +159,11 @@ def verify_run(
     continues where it stopped: seeds already verified at the same fidelity are not trained
     again. ``cache``: finished trainings shared with other runs (``search.cache``); a seed
     found there is not trained either (its run says ``cached``).
+
+    A seed whose training fails (its loss became NaN, the device ran out of memory) is
+    recorded in the network's ``failed`` (``on_failed`` hears of it), counts in no mean, and
+    the other seeds and networks go on. A diverged seed is not trained again at the same
+    fidelity (it would diverge again); one that ran out of memory is, by a later verify.
     """
     if seeds < 1:
         raise SearchError(f"--seeds must be at least 1, got {seeds}")
@@ -176,12 +191,33 @@ def verify_run(
         item = replace(item, fidelity=Fidelity(fitted.epochs, len(data.train), fidelity))
         earlier = done.get(item.store_key)
         runs = {r.seed: r for r in (earlier.runs if earlier else [])}
+        failed = {f.seed: f for f in (earlier.failed if earlier else [])}
+        item.runs = sorted(runs.values(), key=lambda r: r.seed)  # what a store keeps
+        item.failed = sorted(failed.values(), key=lambda f: f.seed)
         spec = ArchSpec.from_json(item.spec)
         for seed in verify_seeds(seeds, used=searched.seed):
+            if seed in failed and not failed[seed].retry:
+                if on_failed is not None:
+                    on_failed(item, failed[seed])
+                continue
             if seed not in runs:
-                result, reused = cached_train(
-                    cache, spec, data, replace(fitted, seed=seed), device=dev, fit=train
-                )
+                try:
+                    result, reused = cached_train(
+                        cache, spec, data, replace(fitted, seed=seed), device=dev, fit=train
+                    )
+                except SEED_FAILURES as err:
+                    failed[seed] = FailedSeed(
+                        seed=seed,
+                        error=f"{type(err).__name__}: {err}",
+                        device=device_name(dev),
+                        diverged=isinstance(err, TrainingError),
+                    )
+                    item.failed = sorted(failed.values(), key=lambda f: f.seed)
+                    store(study, item)
+                    if on_failed is not None:
+                        on_failed(item, failed[seed])
+                    continue
+                failed.pop(seed, None)  # a retried seed that trained this time
                 weights = Path(VERIFY_WEIGHTS) / f"{item.key}@{item.fidelity.id}-seed{seed}.pt"
                 (Path(run) / weights).parent.mkdir(parents=True, exist_ok=True)
                 state = {k: v.cpu() for k, v in result.model.state_dict().items()}
@@ -197,9 +233,11 @@ def verify_run(
                     cached=reused,
                 )
                 item.runs = sorted(runs.values(), key=lambda r: r.seed)
+                item.failed = sorted(failed.values(), key=lambda f: f.seed)
                 store(study, item)  # saved after each seed
             if on_result is not None:
                 on_result(item, runs[seed])
         item.runs = sorted(runs.values(), key=lambda r: r.seed)
+        item.failed = sorted(failed.values(), key=lambda f: f.seed)
         results.append(item)
     return results
