@@ -366,3 +366,52 @@ def _verified(run):
 
     _, study = open_run(run)
     return list(stored_results(study).values())
+
+
+# ---- the hooks: progress line, report table, helper processes -------------------------------
+
+
+def test_a_reused_trial_says_so_on_its_line_and_in_the_report(tmp_path):
+    import io
+
+    from optuna.trial import TrialState, create_trial
+
+    from budgetnas.reports.frame import trials_frame
+    from budgetnas.reports.html import _table
+    from budgetnas.search.progress import Progress
+
+    study = optuna.create_study(directions=["maximize"])
+    attrs = {"params": 1234, "val_curve": [0.5], "summary": "s", "macs": 1, "activation": 1}
+    for cached in (False, True):
+        study.add_trial(
+            create_trial(
+                state=TrialState.COMPLETE,
+                values=[0.5],
+                user_attrs={**attrs, "rung": 0, **({"cached": True} if cached else {})},
+            )
+        )
+    stream = io.StringIO()
+    progress = Progress(total=2, stream=stream)
+    for t in study.trials:
+        progress(study, t)
+    lines = stream.getvalue().splitlines()
+    assert "reused from cache" not in lines[0] and lines[1].endswith("  reused from cache")
+    df = trials_frame(study.trials)
+    assert df["cached"].tolist() == [False, True]
+    assert "<th>cached</th>" in _table(df) and "<td>yes</td>" in _table(df)
+    assert "<th>cached</th>" not in _table(df[~df["cached"]])
+
+
+def test_helper_processes_share_the_cache(tmp_path, synthetic_root, monkeypatch):
+    from budgetnas.search import driver
+    from tests.helpers import quick_config
+
+    seen = []
+    monkeypatch.setattr(driver.torch, "set_num_threads", lambda n: None)  # this process's own
+    monkeypatch.setattr(
+        driver.subprocess, "Popen", lambda cmd, env: seen.append(env["BUDGETNAS_CACHE"])
+    )
+    cfg = quick_config(synthetic_root, tmp_path / "run", workers=2)
+    driver._spawn_workers(cfg, ResultCache(tmp_path / "c"))
+    driver._spawn_workers(cfg, None)
+    assert seen == [str((tmp_path / "c").resolve()), "off"]
