@@ -234,6 +234,7 @@ def test_real_mnist_search_and_export(tmp_path, mnist_root):
     assert len(test) == 10_000 and res.test_acc == hits / 10_000
 
 
+@pytest.mark.slow  # trains for more than ten seconds on 2 cores
 def test_a_search_reads_the_test_split_only_to_report_at_the_end(
     tmp_path, synthetic_root, monkeypatch
 ):

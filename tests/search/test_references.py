@@ -201,6 +201,7 @@ def test_references_do_not_change_what_a_sampler_proposes(tmp_path, synthetic_ro
     assert [t.params for t in with_refs] == [t.params for t in without]
 
 
+@pytest.mark.slow  # trains for more than ten seconds on 2 cores
 def test_nsga2_evolves_every_parameter_of_the_space(tmp_path, synthetic_root):
     """Every nsga2 trial suggests every parameter (a third stage's too), so Optuna's
     intersection search space, the part NSGA-II crosses over, is the whole space; the other

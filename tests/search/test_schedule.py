@@ -362,6 +362,7 @@ def test_a_lost_claim_leaves_a_plain_sampled_candidate():
     assert not rung0_used(reference) and not is_sampled(reference)
 
 
+@pytest.mark.slow  # trains for more than ten seconds on 2 cores
 def test_an_epoch_budget_holds_with_rungs(tmp_path, synthetic_root):
     from budgetnas.search.schedule import trained_image_epochs
 

@@ -75,6 +75,7 @@ def test_an_edited_file_is_honoured(tmp_path):
     assert any(b.kind == "strided" for s in specs for b in s.blocks)
 
 
+@pytest.mark.slow  # trains for more than ten seconds on 2 cores
 def test_a_search_uses_the_space_file_and_fingerprints_its_content(tmp_path, synthetic_root):
     path = tmp_path / "se.toml"
     path.write_text(shipped_text("default").replace("se = [false]", "se = [true]"))
