@@ -57,6 +57,10 @@ CACHE_ENV = "BUDGETNAS_CACHE"  # a folder, or off / none / 0 for no cache
 OFF = ("", "off", "none", "no", "0", "false")
 FORMAT = 1  # of the key's identity and of an entry's file
 MAGIC = b"budgetnas-result 1\n"
+# What a training computes, for the same spec, data, recipe and versions: raised when the
+# training code changes its results (2: element dropout masks from 16-bit SFC64 draws), so
+# that an entry trained by earlier code is not taken for one of this code.
+TRAINING = 2
 
 
 def default_cache_dir() -> Path | None:
@@ -128,6 +132,7 @@ def identity(
     torch and budgetnas and the device kind (``device_kind``)."""
     return {
         "format": FORMAT,
+        "training": TRAINING,
         "spec": spec.to_dict(),
         "data": {"digest": data, "train_images": train_images, "val_images": val_images},
         "recipe": recipe.to_dict(),

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from budgetnas.space.build import build
-from budgetnas.space.dropout import ElementDropout, element_dropout, keep_mask
+from budgetnas.space.dropout import ElementDropout, element_dropout, keep_mask, scaled_mask
 from budgetnas.space.zoo import ZOO
 
 
@@ -58,3 +58,20 @@ def test_built_networks_keep_nn_dropout_state_and_eval_outputs():
     x = torch.rand(8, 1, 28, 28)
     with torch.no_grad():
         assert torch.equal(net.eval()(x), reference.eval()(x))
+
+
+def test_the_float_mask_is_the_keep_mask_scaled_and_the_gradient_is_the_mask():
+    """The float mask comes from the same bits as ``keep_mask``: 1 / (1 - p) where it keeps,
+    0 where it drops; the gradient of the output by the input is that mask."""
+    p, shape = 0.09, (32, 8, 9, 9)
+    keep = keep_mask(shape, p, generator=torch.Generator().manual_seed(5))
+    mask = scaled_mask(shape, p, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(mask, torch.where(keep, 1.0 / (1 - p), 0.0))
+    assert mask.dtype == torch.float32
+    x = torch.rand(shape, requires_grad=True)
+    y = element_dropout(x, p, generator=torch.Generator().manual_seed(5))
+    y.sum().backward()
+    assert torch.equal(x.grad, mask)
+    assert torch.equal(y.detach(), x.detach() * mask)
+    half = scaled_mask(shape, p, dtype=torch.bfloat16, generator=torch.Generator().manual_seed(5))
+    assert half.dtype == torch.bfloat16 and torch.equal(half.float() == 0, ~keep)
