@@ -322,6 +322,33 @@ def _sizes_html(sizes: pd.DataFrame | None) -> str:
     )
 
 
+def _compute_html(compute: pd.DataFrame | None) -> str:
+    """Minutes of training per kind of work and what reuse saved (``reports.compute``)."""
+    if compute is None or compute.empty:
+        return ""
+    shown = pd.DataFrame(
+        {
+            "what": compute["what"],
+            "trainings": compute["trainings"].astype(int),
+            "minutes": compute["minutes"].map(lambda m: f"{m:.1f}"),
+            "share": compute["share"].map(lambda s: "-" if pd.isna(s) else f"{s:.1%}"),
+            "reused": compute["reused"].astype(int),
+            "minutes saved": [
+                "-" if pd.isna(m) else f"{m:.1f}" + (f" ({k} not known)" if k else "")
+                for m, k in zip(compute["saved_minutes"], compute["saved_unknown"], strict=True)
+            ],
+        }
+    )
+    return (
+        "<h2>Where the compute went</h2><p>Minutes of training per kind of work: pruned and "
+        "failed trainings included (they used the device), rejected candidates excluded (never "
+        "trained). <i>reused</i>: trainings taken from the results cache or from an identical "
+        "trial instead of run, which took no time; <i>minutes saved</i>: what their original "
+        "trainings took, where it is known.</p>"
+        + shown.to_html(index=False, border=0, classes="tbl")
+    )
+
+
 TARGET_COLUMNS = ["seeds", "failed", "val_mean", "val_std", "test_mean", "test_std"]
 
 
@@ -470,12 +497,15 @@ def write_reports(
     target: pd.DataFrame | None = None,
     answer: str | None = None,
     sizes: pd.DataFrame | None = None,
+    compute: pd.DataFrame | None = None,
 ) -> ReportFiles:
     """Write ``report.html``, ``trials.csv`` and ``pareto.csv`` into ``out_dir``.
 
     ``rungs``: the label of each fidelity rung; ``target``: the networks verified at the
     target fidelity (``search.reporting.at_target``), shown beside the front and added to
-    pareto.csv (mean and standard deviation over the seeds, the references' rows too)."""
+    pareto.csv (mean and standard deviation over the seeds, the references' rows too);
+    ``sizes``: the candidates per size band (``reports.sizes.size_table``); ``compute``: where
+    the compute went (``reports.compute.compute_table``)."""
     out_dir = Path(out_dir)
     df = trials_frame(trials)
     front = pareto_front(df, cap=cap)
@@ -526,6 +556,7 @@ def write_reports(
             _table(refs, references=True),
         ]
     page.append(_sizes_html(sizes))
+    page.append(_compute_html(compute))
     page.append(_verified_html(verified, ladder))
     climbing = rungs_figure(df, rungs or [])
     if climbing is not None:

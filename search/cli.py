@@ -56,13 +56,15 @@ def _user_errors() -> Iterator[None]:
 
 
 def _write_reports(cfg: SearchConfig, study) -> None:
+    from budgetnas.reports.compute import compute_line
     from budgetnas.reports.html import counts_text
     from budgetnas.reports.sizes import sizes_line
-    from budgetnas.search.reporting import sizes_table, write_run_reports
+    from budgetnas.search.reporting import sizes_table, spent_table, write_run_reports
 
     files, counts = write_run_reports(cfg, study)
     typer.echo(counts_text(counts, rungs=cfg.rungs), err=True)
     typer.echo(sizes_line(sizes_table(cfg, study)), err=True)
+    typer.echo(compute_line(spent_table(study)), err=True)
     typer.echo(f"wrote {files.html}, {files.trials_csv.name}, {files.pareto_csv.name}", err=True)
 
 

@@ -8,6 +8,7 @@ from dataclasses import replace
 import optuna
 import pandas as pd
 
+from budgetnas.reports.compute import VerifyTraining, compute_table
 from budgetnas.reports.frame import trials_frame
 from budgetnas.reports.html import ReportFiles, write_reports
 from budgetnas.reports.sizes import size_table
@@ -153,6 +154,7 @@ def write_run_reports(cfg: SearchConfig, study: optuna.Study) -> tuple[ReportFil
         target=at_target(cfg, study),
         answer=_answer(cfg, study),
         sizes=sizes_table(cfg, study),
+        compute=spent_table(study),
     )
     return files, counts
 
@@ -161,3 +163,19 @@ def sizes_table(cfg: SearchConfig, study: optuna.Study) -> pd.DataFrame:
     """The sampled candidates per size band of each cap (``reports.sizes``)."""
     df = trials_frame(study.get_trials(deepcopy=False))
     return size_table(df, caps=cfg.caps, min_fraction=cfg.space_config.min_size_fraction)
+
+
+def verify_trainings(study: optuna.Study) -> list[VerifyTraining]:
+    """Every finished verify seed stored on the study, as ``reports.compute`` reads them (a
+    seed whose training failed stores no time: left out)."""
+    return [
+        VerifyTraining(searched=v.searched, train_time_s=r.train_time_s, cached=r.cached)
+        for v in stored_results(study).values()
+        for r in v.runs
+    ]
+
+
+def spent_table(study: optuna.Study) -> pd.DataFrame:
+    """Where the run's compute went: minutes per kind of work, and what reuse saved
+    (``reports.compute``)."""
+    return compute_table(study.get_trials(deepcopy=False), verify_trainings(study))
