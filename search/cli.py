@@ -16,7 +16,14 @@ from typing import Any
 import typer
 
 from budgetnas.search.budget import parse_count, parse_duration, parse_ladder
-from budgetnas.search.config import DEFAULT_RUNGS, RESUMABLE, SearchConfig, flag, new_config
+from budgetnas.search.config import (
+    DEFAULT_RUNGS,
+    MAX_CPU_WORKERS,
+    RESUMABLE,
+    SearchConfig,
+    flag,
+    new_config,
+)
 from budgetnas.search.errors import SearchError, SearchStopped, VerifyFailed
 from budgetnas.search.pruners import PRUNERS
 from budgetnas.search.samplers import SAMPLERS
@@ -234,7 +241,8 @@ def search(
         "--search-recipe/--no-search-recipe",
     ),
     workers: int | None = _opt(
-        f"Trial processes on this machine sharing the study [default: {SearchConfig.workers}]."
+        "Trial processes on this machine sharing the study [default: one per core on a CPU, "
+        f"each of one thread (at most {MAX_CPU_WORKERS}); 1 on a GPU]."
     ),
     storage: str | None = _opt("Optuna storage URL [default: a study file in the run folder]."),
     study_name: str | None = _opt(

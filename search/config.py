@@ -11,6 +11,7 @@ defines a trial's result. Nothing joins or resumes a study whose fingerprint dif
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from budgetnas.space.spacefile import read as read_space
 from budgetnas.space.spec import ArchSpec
 from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.data import DataConfig, default_data_dir
+from budgetnas.trainers.evaluate import resolve_device
 from budgetnas.trainers.recipe import AugmentConfig, TrainConfig, default_recipe
 
 CONFIG_FILE = "config.json"
@@ -40,6 +42,11 @@ FINGERPRINT_VERSION = 2
 # compute (docs/benchmarks.md#promotion-across-fidelities)
 DEFAULT_RUNGS = 3
 UNLIMITED = 1_000_000  # --trials when a --budget-time decides
+# --workers when it is not given, on a CPU: one single-threaded trial process per core, at
+# most this many. Two processes of one thread each trained 1.48-1.50x as many epochs per
+# second in total as one process of two threads on a 2-core CPU (docs/benchmarks.md#speed);
+# on a GPU one process until a measurement there says otherwise.
+MAX_CPU_WORKERS = 8
 
 # Settings a resumed run may change: they decide how much work is done and where, never what
 # a trial's result is (the data digest guards a moved data folder).
@@ -382,6 +389,14 @@ def auto_rungs(*, epochs: int, images: int, eta: int, pruner: str) -> tuple[int,
     return rungs, f"the target ({epochs} ep x {images:,} img) leaves {room} at half its cost"
 
 
+def default_workers(device: str | None) -> int:
+    """``--workers`` when it is not given: one trial process per core on a CPU (at most
+    ``MAX_CPU_WORKERS``), one on a GPU."""
+    if resolve_device(device).type != "cpu":
+        return 1
+    return max(1, min(MAX_CPU_WORKERS, os.cpu_count() or 1))
+
+
 def new_config(*, out: str | Path, caps: tuple[int, ...], **options: Any) -> SearchConfig:
     """A new search's config from the options a user gave (``None``: not given).
 
@@ -391,6 +406,8 @@ def new_config(*, out: str | Path, caps: tuple[int, ...], **options: Any) -> Sea
     ``space_file``: a space file, or the name of a shipped one (``default``, ``rich``).
     """
     given = {k: v for k, v in options.items() if v is not None}
+    if "workers" not in given:
+        given["workers"] = default_workers(given.get("device"))
     if ("budget_time" in given or "budget_epochs" in given) and "trials" not in given:
         given["trials"] = UNLIMITED  # the time budget decides how many candidates
     data = {k: given.pop(k) for k in DATA_OPTIONS if k in given}

@@ -364,13 +364,17 @@ def run_search(
     if resume:
         _take_back(cfg, study, quiet=quiet)
     queue_references(cfg, study)
+    threads = torch.get_num_threads()
     helpers = _spawn_workers(cfg, cache) if cfg.workers > 1 else []
     try:
-        _drive(cfg, study, device, data, quiet=quiet, cache=cache)
+        progress = _drive(cfg, study, device, data, quiet=quiet, cache=cache)
     finally:
         for proc in helpers:
             if proc.wait() != 0 and not quiet:
                 print(f"worker process {proc.pid} exited with {proc.returncode}", file=sys.stderr)
+        torch.set_num_threads(threads)  # the verification runs alone: every core again
+    if progress is not None and helpers:
+        progress.flush(study)  # the last trials of the other processes
     if ScheduleGuard(cfg, _time_budget(cfg, study)).job(study).kind == "done":
         verify_front(cfg, study, quiet=quiet, cache=cache)
     elif not quiet:
@@ -627,7 +631,9 @@ def _drive(
     *,
     quiet: bool,
     cache: ResultCache | None = None,
-) -> None:
+) -> Progress | None:
+    """Run this process's trials until the schedule is done; returns its progress display
+    (None when there was nothing left to do)."""
     done = finished(study)
     budget = _time_budget(cfg, study)
     planner = budget or TimeBudget(math.inf, plan(cfg), workers=cfg.workers)
@@ -647,6 +653,7 @@ def _drive(
         quiet=quiet,
         rungs=cfg.rungs,
         remaining=remaining,
+        before=[t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()],
     )
     amounts = []
     if cfg.budget_time:
@@ -662,6 +669,7 @@ def _drive(
         f"budgetnas: cap {cfg.budget:,} params ({format_params(cfg.budget)}), "
         f"{info.name} ({shape}; {len(data.train):,} train / {len(data.val):,} val), "
         f"{amount}, {cfg.schedule.label()}, on {device}"
+        + (f" ({cfg.workers} trial processes)" if cfg.workers > 1 else "")
         + (f"; resuming after {done} candidates" if done else ""),
         notes=_notes(cfg) if not done else [],
     )
@@ -671,7 +679,7 @@ def _drive(
     guard, rejections = FailureGuard(), RejectionGuard(REJECTIONS_IN_A_ROW)
     schedule = ScheduleGuard(cfg, budget)
     if schedule.job(study).kind == "done":
-        return
+        return None
     study.optimize(
         Objective(cfg, data, device, progress, sampling_open=schedule.sampling_open, cache=cache),
         n_trials=None,
@@ -685,3 +693,4 @@ def _drive(
         print(f"stopped: {schedule.stopped}", file=sys.stderr)
     if rejections.tripped:
         raise rejections.error()
+    return progress

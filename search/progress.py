@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TextIO
 
 import optuna
@@ -47,6 +47,7 @@ class Progress:
         quiet: bool = False,
         rungs: int = 1,
         remaining: Callable[[list[FrozenTrial]], float | None] | None = None,
+        before: Iterable[int] = (),
     ) -> None:
         self.total, self.done, self.timeout = total, done, timeout
         self.stream = stream or sys.stderr
@@ -56,6 +57,10 @@ class Progress:
         self.start = time.perf_counter()
         self.trained_here = 0  # trials this process trained (rejected ones take no time)
         self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        # trial numbers printed, or not to print: ``before``, those that ended before this
+        # process started (a resumed run's earlier trials)
+        self._printed: set[int] = set(before)
+        self._shown = -1  # every trial up to this number has been printed (or was idle)
 
     def _print(self, line: str) -> None:
         if not self.quiet:
@@ -95,18 +100,46 @@ class Progress:
         return min(left) if left else None
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        """Optuna callback: called once per finished trial."""
+        """Optuna callback: called once per trial this process finished; prints it, and the
+        trials other processes of the study (``--workers``) finished since the last line."""
         if trial.user_attrs.get("idle"):
             return
         trials = study.get_trials(deepcopy=False)
         self.done = finished(study)  # all workers; references do not count
         if not trial.user_attrs.get("rejected"):
             self.trained_here += 1
+        self._show(trials, mine=trial)
+
+    def flush(self, study: optuna.Study) -> None:
+        """Print the trials other processes finished after this one's last line."""
+        trials = study.get_trials(deepcopy=False)
+        self.done = finished(study)
+        self._show(trials)
+
+    def _show(self, trials: list[FrozenTrial], mine: FrozenTrial | None = None) -> None:
+        ended = [
+            t
+            for t in trials
+            if t.state.is_finished() and not t.user_attrs.get("idle") and t.number > self._shown
+        ]
+        if mine is not None and all(t.number != mine.number for t in ended):
+            ended.append(mine)  # its state may not be stored yet when the callback runs
+        best, eta = _best(trials), self.eta(trials)
+        for t in sorted(ended, key=lambda t: t.number):
+            if t.number in self._printed:
+                continue
+            self._printed.add(t.number)
+            self._print(self._line(t, best, eta))
+        # every trial up to here that has ended is printed: the next look starts after it
+        while self._shown + 1 in self._printed or any(
+            t.number == self._shown + 1 and t.user_attrs.get("idle") for t in trials
+        ):
+            self._shown += 1
+
+    def _line(self, trial: FrozenTrial, best: str, eta: float | None) -> str:
         params = trial.user_attrs.get("params")
         curve = trial.user_attrs.get("val_curve") or []
         acc = curve[-1] if curve else None
-        best = _best(trials)
-        eta = self.eta(trials)
         rung = f"{rung_of(trial):>4}  " if self.rungs > 1 else ""
         line = (
             f"{trial.number:>5}  {rung}{f'{params:,}' if params is not None else '-':>8}  "
@@ -123,7 +156,7 @@ class Progress:
         if trial.state == TrialState.FAIL:  # the reason, on the trial's own line
             reason = str(trial.user_attrs.get("error", "no reason recorded")).splitlines()
             line += f"  {reason[0][:200] if reason else ''}"
-        self._print(line)
+        return line
 
 
 def _best(trials: list[FrozenTrial]) -> str:

@@ -153,13 +153,21 @@ def cli_error(result) -> str:
 # ---- quick searches: one place for the small configs and command lines tests use ---------
 
 # no final verification unless a test asks for it (--verify-seeds): it trains the front again
-QUICK = {"train_subset": 300, "val_size": 100, "batch_size": 50, "epochs": 1, "verify_seeds": 0}
+# one trial process (the CPU's default is one per core): tests of several set --workers
+QUICK = {
+    "train_subset": 300,
+    "val_size": 100,
+    "batch_size": 50,
+    "epochs": 1,
+    "verify_seeds": 0,
+    "workers": 1,
+}
 
 
 def quick_config(root: Path, out: Path, **overrides):
     """A search config small enough for a CPU test (synthetic or real data at ``root``):
     cap 5K, 4 trials of 1 epoch on 300 images, batch 50, no pruning, no final verification,
-    on the CPU.
+    one process, on the CPU.
     ``overrides`` are search options as ``budgetnas search`` takes them (``caps`` too)."""
     from budgetnas.search.config import new_config
 

@@ -74,3 +74,23 @@ def test_resume_a_single_process_run_with_two_workers(tmp_path, synthetic_root):
     finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert 12 <= len(finished) <= 13
     assert len({t.user_attrs["worker"] for t in study.trials[2:]}) == 2
+
+
+def test_a_cpu_search_runs_one_trial_process_per_core_by_default(
+    tmp_path, synthetic_root, monkeypatch
+):
+    """--workers not given: one process per core on a CPU (at most MAX_CPU_WORKERS), which
+    a journal file then holds; given, it is what the user said."""
+    import budgetnas.search.config as config
+
+    for cores, expected in ((1, 1), (2, 2), (64, config.MAX_CPU_WORKERS)):
+        monkeypatch.setattr(config.os, "cpu_count", lambda cores=cores: cores)
+        cfg = config.new_config(
+            out=tmp_path / "r", caps=(5000,), data_dir=synthetic_root, device="cpu"
+        )
+        assert cfg.workers == expected
+    assert cfg.storage_url().startswith("journal:")
+    cfg = config.new_config(
+        out=tmp_path / "r", caps=(5000,), data_dir=synthetic_root, device="cpu", workers=1
+    )
+    assert cfg.workers == 1 and cfg.storage_url().startswith("sqlite:")
