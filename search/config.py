@@ -19,7 +19,7 @@ from typing import Any
 from budgetnas.search.errors import SearchError
 from budgetnas.search.pruners import PRUNERS, SINGLE_OBJECTIVE_PRUNERS
 from budgetnas.search.samplers import SAMPLERS, is_multi_objective
-from budgetnas.search.schedule import Schedule, plan_rungs
+from budgetnas.search.schedule import MIN_RUNG_STEPS, Schedule, plan_rungs
 from budgetnas.search.sizing import SIZINGS
 from budgetnas.search.storage import journal_url
 from budgetnas.space.count import count_params
@@ -120,18 +120,29 @@ class SearchConfig:
     # fidelities, the last the recipe's (the target); see search.schedule. None: DEFAULT_RUNGS
     # where the target leaves room below it and the pruner allows (see ``auto_rungs``)
     rungs: int | None = None
+    # optimizer steps a rung below the target takes at least: MIN_RUNG_STEPS where the rungs
+    # are planned for the user (--rungs not given), 0 (none) where the user chose them and in
+    # runs made before the floor
+    min_rung_steps: int = 0
     eta: int = 3  # each rung costs eta times the one below; the top 1/eta move up
     budget_time: float | None = None  # seconds: sample new candidates while the plan fits
     budget_epochs: float | None = None  # trainings at the target fidelity, the same way
     verify_seeds: int = 3  # new seeds the front at the target is verified with, at the end
+    # the yardsticks' share of a --budget-time (search.yardsticks decides, for a new search):
+    # the rungs the reference networks are trained at ("all", or only the "target") and the
+    # new seeds they are verified with (None: verify_seeds)
+    reference_rungs: str = "all"
+    reference_seeds: int | None = None
 
     def __post_init__(self) -> None:
         if self.rungs is None:
+            object.__setattr__(self, "min_rung_steps", MIN_RUNG_STEPS)
             rungs, _ = auto_rungs(
                 epochs=self.recipe.epochs,
                 images=self.data.train_images,
                 eta=self.eta,
                 pruner=self.pruner,
+                batch=self.recipe.batch_size,
             )
             object.__setattr__(self, "rungs", rungs)
         caps = self.caps if isinstance(self.caps, (tuple, list)) else (self.caps,)
@@ -149,6 +160,12 @@ class SearchConfig:
             raise SearchError(f"--budget-time must be positive, got {self.budget_time:g} s")
         if self.budget_epochs is not None and self.budget_epochs <= 0:
             raise SearchError(f"--budget-epochs must be positive, got {self.budget_epochs:g}")
+        if self.reference_rungs not in ("all", "target"):
+            raise SearchError(
+                f"reference rungs must be all or target, got {self.reference_rungs!r}"
+            )
+        if self.reference_seeds is not None and self.reference_seeds < 0:
+            raise SearchError(f"reference seeds must be at least 0, got {self.reference_seeds}")
         if self.verify_seeds < 0:
             raise SearchError(f"--verify-seeds must be 0 or more, got {self.verify_seeds}")
         if self.rungs > 1 and self.pruner in SINGLE_OBJECTIVE_PRUNERS:
@@ -230,9 +247,22 @@ class SearchConfig:
                 images=self.data.train_images,
                 rungs=self.rungs,
                 eta=self.eta,
+                min_steps=self.min_rung_steps,
+                batch=self.recipe.batch_size,
             ),
             eta=self.eta,
         )
+
+    @property
+    def seeds_of_references(self) -> int:
+        """New seeds each reference network is verified with at the end of the search."""
+        return self.verify_seeds if self.reference_seeds is None else self.reference_seeds
+
+    def reference_rung_indices(self) -> tuple[int, ...]:
+        """The rungs the reference networks are trained at in the study."""
+        if self.reference_rungs == "target":
+            return (self.schedule.target.index,)
+        return tuple(r.index for r in self.schedule.rungs)
 
     def reference_specs(self) -> dict[str, tuple[ArchSpec, int]]:
         """The reference networks of this search: zoo key -> (spec for this data set, the
@@ -272,6 +302,8 @@ class SearchConfig:
             "references": list(self.references),
             # only when assigned: runs whose sampler chose sizes keep their fingerprint
             **({"sizing": self.sizing} if self.sizing != "sampler" else {}),
+            # only when trimmed to a time budget: other runs keep their fingerprint
+            **({"reference_rungs": self.reference_rungs} if self.reference_rungs != "all" else {}),
         }
 
     def resumed(self, **given: Any) -> SearchConfig:
@@ -366,16 +398,21 @@ class SearchConfig:
         return cls.from_dict(json.loads(text))
 
 
-def auto_rungs(*, epochs: int, images: int, eta: int, pruner: str) -> tuple[int, str | None]:
+def auto_rungs(
+    *, epochs: int, images: int, eta: int, pruner: str, batch: int | None = None
+) -> tuple[int, str | None]:
     """The rungs a search gets when ``--rungs`` is not given, and why when fewer than
     ``DEFAULT_RUNGS``: one with a pruner that compares trials across fidelities, else as many
     up to ``DEFAULT_RUNGS`` as the target leaves room for below it, each rung at most half
-    the cost of the next (a rung nearly as dear as the next ranks nothing cheaply)."""
+    the cost of the next (a rung nearly as dear as the next ranks nothing cheaply) and, with
+    ``batch``, of at least ``MIN_RUNG_STEPS`` optimizer steps (fewer leave candidates at
+    chance)."""
     if pruner in SINGLE_OBJECTIVE_PRUNERS:
         return 1, f"--pruner {pruner} compares trials across fidelities"
+    floor = {"min_steps": MIN_RUNG_STEPS, "batch": batch} if batch else {}
     for rungs in range(DEFAULT_RUNGS, 1, -1):
         try:
-            plan = plan_rungs(epochs=epochs, images=images, rungs=rungs, eta=eta)
+            plan = plan_rungs(epochs=epochs, images=images, rungs=rungs, eta=eta, **floor)
         except SearchError:
             continue
         steps = zip(plan, plan[1:], strict=False)
@@ -386,7 +423,10 @@ def auto_rungs(*, epochs: int, images: int, eta: int, pruner: str) -> tuple[int,
     if rungs == DEFAULT_RUNGS:
         return rungs, None
     room = "no room for a cheaper rung" if rungs == 1 else f"room for {rungs - 1} cheaper rung"
-    return rungs, f"the target ({epochs} ep x {images:,} img) leaves {room} at half its cost"
+    steps = f" and of {MIN_RUNG_STEPS} optimizer steps or more" if batch else ""
+    return rungs, (
+        f"the target ({epochs} ep x {images:,} img) leaves {room} at half its cost{steps}"
+    )
 
 
 def default_workers(device: str | None) -> int:

@@ -49,19 +49,24 @@ from budgetnas.search.runs import (
 from budgetnas.search.samplers import directions, is_multi_objective, make_sampler, metric_names
 from budgetnas.search.schedule import (
     MAX_VERIFIED,
+    MIN_RUNG_STEPS,
     EpochBudget,
     Plan,
     TimeBudget,
     rung0_used,
     rung_of,
+    rung_steps,
 )
 from budgetnas.search.storage import fail_orphans, is_rdb, open_storage, requeue_lost
 from budgetnas.search.verified import failure_message
+from budgetnas.search.yardsticks import plan_yardsticks, reference_weight, time_costs
 from budgetnas.trainers.data import TrainVal
 from budgetnas.trainers.evaluate import resolve_device
 
 IDLE_IN_A_ROW = 3  # a process stops after this many trials in a row found nothing to do
 DEADLINE_ATTR = "deadline"  # study user attribute: --budget-time's end, seconds since the epoch
+# study user attribute: a reference network's image-epoch in a candidate's, as timed at the start
+REFERENCE_WEIGHT_ATTR = "reference_weight"
 
 # A search stops (exit 1, with the reason) after this many trials in a row failed, or after
 # this many candidates in a row were rejected before training (over a cap).
@@ -104,19 +109,20 @@ def _load(cfg: SearchConfig, storage, seed: int) -> optuna.Study:
 
 def queue_references(cfg: SearchConfig, study: optuna.Study) -> list[tuple[str, int]]:
     """Queue the reference networks the study does not hold yet, one per rung (yardsticks at
-    every fidelity); returns (key, rung) of those queued."""
+    every fidelity; at the target only where a time budget left them no more, see
+    ``search.yardsticks``); returns (key, rung) of those queued."""
     held = {
         (t.user_attrs.get("reference"), rung_of(t))
         for t in study.get_trials(deepcopy=False)
         if t.state != TrialState.FAIL
     }
     queued = []
-    for rung in cfg.schedule.rungs:
+    for rung in cfg.reference_rung_indices():
         for key, (_, cap) in cfg.reference_specs().items():
-            if (key, rung.index) not in held:
-                attrs = {"reference": key, "cap": cap, "rung": rung.index}
+            if (key, rung) not in held:
+                attrs = {"reference": key, "cap": cap, "rung": rung}
                 study.enqueue_trial({}, user_attrs=attrs)
-                queued.append((key, rung.index))
+                queued.append((key, rung))
     return queued
 
 
@@ -332,6 +338,13 @@ def run_search(
     if not resume and attrs is not None:
         raise _refuse_existing(cfg, attrs)
     device, data = _prepare(cfg)
+    notes, weight = [], None
+    if not resume and cfg.budget_time and cfg.reference_specs():
+        # the yardsticks' share of the time budget, before anything is trained or written
+        costs = time_costs(cfg, data, device, threads=_threads_per_worker(cfg.workers))
+        cfg, note = plan_yardsticks(cfg, costs)
+        notes += [note] if note else []
+        weight = reference_weight(costs)
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or open_storage(cfg.storage_url(), heartbeat=cfg.heartbeat)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures: one progress line each
@@ -356,6 +369,8 @@ def run_search(
             raise SearchError(f"study {cfg.study_name!r} was created meanwhile") from None
         study.set_user_attr(FINGERPRINT_ATTR, cfg.fingerprint())
         study.set_user_attr(DIGEST_ATTR, data.digest)
+        if weight is not None:
+            study.set_user_attr(REFERENCE_WEIGHT_ATTR, weight)
         _name_metrics(study, cfg.sampler)
     (out / CONFIG_FILE).write_text(cfg.to_json())
     study.set_user_attr(CONFIG_ATTR, cfg.to_dict())
@@ -367,7 +382,7 @@ def run_search(
     threads = torch.get_num_threads()
     helpers = _spawn_workers(cfg, cache) if cfg.workers > 1 else []
     try:
-        progress = _drive(cfg, study, device, data, quiet=quiet, cache=cache)
+        progress = _drive(cfg, study, device, data, quiet=quiet, cache=cache, notes=notes)
     finally:
         for proc in helpers:
             if proc.wait() != 0 and not quiet:
@@ -471,24 +486,33 @@ def verify_front(
             )
 
     if not quiet:
+        others = cfg.seeds_of_references != cfg.verify_seeds
         print(
             f"verifying the front at {cfg.schedule.target.label()} ({len(numbers)} "
             f"network{'s' * (len(numbers) > 1)}"
-            + (f", {len(refs)} seed networks" if refs else "")
-            + f") with {cfg.verify_seeds} new seeds",
+            + (
+                f", {len(refs)} seed network{'s' * (len(refs) > 1)}"
+                if refs and cfg.seeds_of_references
+                else ""
+            )
+            + f") with {cfg.verify_seeds} new seed{'s' * (cfg.verify_seeds > 1)}"
+            + (
+                f" ({cfg.seeds_of_references} for the seed networks)"
+                if refs and others and cfg.seeds_of_references
+                else ""
+            ),
             file=sys.stderr,
         )
-    results = verify_run(
-        cfg.out,
-        trials=numbers,
-        zoo=refs or None,
-        seeds=cfg.verify_seeds,
+    common = dict(
         device=cfg.device,
         train_subset=cfg.data.train_subset,
         on_result=show,
         on_failed=show_failed,
         cache=cache,
     )
+    results = verify_run(cfg.out, trials=numbers, seeds=cfg.verify_seeds, **common)
+    if refs and cfg.seeds_of_references:
+        results += verify_run(cfg.out, zoo=refs, seeds=cfg.seeds_of_references, **common)
     failed = failure_message(results)
     if failed:
         raise VerifyFailed(failed)
@@ -574,15 +598,19 @@ def _time_budget(cfg: SearchConfig, study: optuna.Study) -> TimeBudget | None:
     deadline = study.user_attrs.get(DEADLINE_ATTR)
     if deadline is None:
         return None
-    return TimeBudget(float(deadline), plan(cfg), workers=cfg.workers)
+    weight = float(study.user_attrs.get(REFERENCE_WEIGHT_ATTR) or 1.0)
+    return TimeBudget(float(deadline), plan(cfg, reference_weight=weight), workers=cfg.workers)
 
 
-def plan(cfg: SearchConfig) -> Plan:
-    """The work model of a search: its schedule, final verification and references."""
+def plan(cfg: SearchConfig, *, reference_weight: float = 1.0) -> Plan:
+    """The work model of a search: its schedule, final verification and references
+    (``reference_weight``: their image-epoch's cost in a candidate's, for a time budget)."""
     return Plan(
         cfg.schedule,
         verify_seeds=cfg.verify_seeds,
         references_at_target=len(cfg.reference_specs()),
+        reference_seeds=cfg.seeds_of_references,
+        reference_weight=reference_weight,
     )
 
 
@@ -597,11 +625,23 @@ def _notes(cfg: SearchConfig) -> list[str]:
     test set is chosen, and when no seed network fits the data (no yardsticks then)."""
     notes = []
     rungs, why = auto_rungs(
-        epochs=cfg.recipe.epochs, images=cfg.data.train_images, eta=cfg.eta, pruner=cfg.pruner
+        epochs=cfg.recipe.epochs,
+        images=cfg.data.train_images,
+        eta=cfg.eta,
+        pruner=cfg.pruner,
+        batch=cfg.recipe.batch_size if cfg.min_rung_steps else None,
     )
     if why is not None and cfg.rungs == rungs:
         what = "every candidate at the target" if rungs == 1 else f"{rungs} rungs"
         notes.append(f"note: {why}: {what} (--rungs {rungs})")
+    low = cfg.schedule.rungs[0]
+    steps = rung_steps(low.epochs, low.images, cfg.recipe.batch_size)
+    if len(cfg.schedule.rungs) > 1 and steps < MIN_RUNG_STEPS:  # --rungs chosen by the user
+        notes.append(
+            f"note: rung 0 ({low.label()}) is {steps} optimizer steps, fewer than the "
+            f"{MIN_RUNG_STEPS} it takes candidates to leave chance: its ranking is a lottery "
+            "(leave --rungs out for rungs that rank)"
+        )
     if cfg.data.test_note:
         notes.append(f"note: {cfg.data.test_note}")
     if cfg.references and not cfg.reference_specs():
@@ -631,6 +671,7 @@ def _drive(
     *,
     quiet: bool,
     cache: ResultCache | None = None,
+    notes: list[str] | None = None,
 ) -> Progress | None:
     """Run this process's trials until the schedule is done; returns its progress display
     (None when there was nothing left to do)."""
@@ -671,7 +712,7 @@ def _drive(
         f"{amount}, {cfg.schedule.label()}, on {device}"
         + (f" ({cfg.workers} trial processes)" if cfg.workers > 1 else "")
         + (f"; resuming after {done} candidates" if done else ""),
-        notes=_notes(cfg) if not done else [],
+        notes=(_notes(cfg) + list(notes or ())) if not done else [],
     )
     # Trials run until cfg.trials sampled trials have finished (complete or pruned) in the
     # whole study, over every process: a failed trial, a candidate rejected before training or

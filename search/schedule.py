@@ -35,6 +35,12 @@ from budgetnas.search.errors import SearchError
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MIN_IMAGES = 500  # the smallest training subset a rung uses
+# Optimizer steps a rung below the target takes at least, where the rungs are planned for the
+# user (--rungs not given): with fewer, candidates are still at chance level and a rung's
+# ranking is a lottery. Measured with the default recipe (benchmarks/chance.py, MNIST at 28x28
+# and at 8x8 on 1,293 images, 6-8 networks each): after 20 steps 1-2 networks were within 1.5x
+# of chance, after 40 none (median 42% and 50%).
+MIN_RUNG_STEPS = 40
 BAND = 1.5  # the size band of the promotion rule (as the banded pruner's)
 
 
@@ -54,9 +60,19 @@ class Rung:
         return f"{self.epochs} ep x {self.images:,} img"
 
 
-def plan_rungs(*, epochs: int, images: int, rungs: int, eta: int) -> tuple[Rung, ...]:
+def rung_steps(epochs: int, images: int, batch: int) -> int:
+    """Optimizer steps of ``epochs`` over ``images`` at ``batch`` (the trainer drops the
+    ragged last batch; a set smaller than a batch is one step)."""
+    return epochs * max(1, images // batch)
+
+
+def plan_rungs(
+    *, epochs: int, images: int, rungs: int, eta: int, min_steps: int = 0, batch: int = 1
+) -> tuple[Rung, ...]:
     """``rungs`` fidelities, each ``eta`` times the one before in image-epochs (as near as
-    whole epochs and images allow), the last the target ``epochs`` x ``images``."""
+    whole epochs and images allow), the last the target ``epochs`` x ``images``. A rung below
+    the target takes at least ``min_steps`` optimizer steps at ``batch``: more images, then
+    whole epochs on all of them (small data)."""
     if rungs < 1:
         raise SearchError(f"--rungs must be at least 1, got {rungs}")
     if eta < 2:
@@ -66,6 +82,9 @@ def plan_rungs(*, epochs: int, images: int, rungs: int, eta: int) -> tuple[Rung,
         share = float(eta) ** -(rungs - 1 - r)
         e = max(1, round(epochs * share))
         n = min(images, max(MIN_IMAGES, round(epochs * images * share / e)))
+        if r < rungs - 1 and rung_steps(e, n, batch) < min_steps:
+            n = min(images, max(n, math.ceil(min_steps / e) * batch))
+            e = max(e, math.ceil(min_steps / rung_steps(1, n, batch)))
         out.append(Rung(r, e, n))
     for low, high in zip(out, out[1:], strict=False):
         if high.image_epochs <= low.image_epochs:
@@ -328,6 +347,10 @@ class Plan:
     schedule: Schedule
     verify_seeds: int = 3
     references_at_target: int = 0
+    reference_seeds: int | None = None  # None: verify_seeds
+    # the cost of a reference network's image-epoch in a candidate's (seed networks train
+    # slower than candidates of their size; ``search.yardsticks`` times them)
+    reference_weight: float = 1.0
 
     def work(self, trials: Sequence[FrozenTrial], *, extra: int = 0) -> int:
         searched = [t for t in trials if is_searched(t) and t.state != TrialState.FAIL]
@@ -339,8 +362,10 @@ class Plan:
             started = sum(1 for t in searched if rung_of(t) == rung.index)
             work += max(0, expected - started) * rung.image_epochs
         top = math.ceil(n0 / eta ** (len(rungs) - 1)) if n0 else 0
-        verified = min(MAX_VERIFIED, top) + self.references_at_target
-        return work + verified * self.verify_seeds * self.schedule.target.image_epochs
+        seeds = self.verify_seeds if self.reference_seeds is None else self.reference_seeds
+        verified = min(MAX_VERIFIED, top) * self.verify_seeds
+        verified += self.references_at_target * seeds * self.reference_weight
+        return work + round(verified * self.schedule.target.image_epochs)
 
 
 @dataclass(frozen=True)
@@ -355,14 +380,19 @@ class TimeBudget:
     workers: int = 1
 
     def seconds_per_image_epoch(self, trials: Sequence[FrozenTrial]) -> float | None:
+        """Seconds per candidate image-epoch, over the study's timed trials: a reference
+        network's image-epoch counts as ``plan.reference_weight`` of a candidate's (the plan
+        weighs the references' verification so), so that the rate is a candidate's from the
+        first reference on."""
         seconds = image_epochs = 0.0
         for t in trials:
             curve, wall = t.user_attrs.get("val_curve") or [], t.user_attrs.get("wall_time_s")
             images = t.user_attrs.get("train_images")
             cached = t.user_attrs.get("cached")  # took no time here: no measure of the rate
             if t.state in FINISHED and wall and images and curve and not cached:
+                weight = self.plan.reference_weight if is_reference(t) else 1.0
                 seconds += float(wall)
-                image_epochs += len(curve) * int(images)
+                image_epochs += len(curve) * int(images) * weight
         return seconds / image_epochs if image_epochs else None
 
     def remaining(self, trials: Sequence[FrozenTrial], *, extra: int = 0) -> float | None:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -216,3 +216,19 @@ def bench_table(
             f"{n} concurrent trainer process(es), net {net_keys[-1]}, batch {sizes[-1]}: "
             f"{rate:.3f} epochs/s in total"
         )
+
+
+def seconds_per_image(
+    spec, data: TrainVal, cfg: TrainConfig, *, device: torch.device, steps: int = 4
+) -> float:
+    """Seconds of training per image of ``spec`` with recipe ``cfg`` (its batch size and
+    augmentation) on ``device``: ``steps`` optimizer steps timed after a one-step warm-up
+    run, without validation (a cost estimate before anything is trained for real)."""
+    batch = cfg.batch_size
+    n = min(len(data.train), batch * steps)
+    val = Split(data.val.x[:1], data.val.y[:1])
+    probe = replace(cfg, epochs=1)
+    warm = TrainVal(data.info, Split(data.train.x[:batch], data.train.y[:batch]), val)
+    train(spec, warm, probe, device=device)
+    timed = TrainVal(data.info, Split(data.train.x[:n], data.train.y[:n]), val)
+    return train(spec, timed, probe, device=device).train_time_s / n

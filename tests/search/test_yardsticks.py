@@ -1,0 +1,114 @@
+"""The yardsticks' share of a time budget: timed before anything is trained, trimmed (rungs,
+then seeds) to leave the search the rest, or one line saying what would fit."""
+
+from __future__ import annotations
+
+import pytest
+
+from budgetnas.search.driver import run_search
+from budgetnas.search.errors import SearchError
+from budgetnas.search.runs import open_run
+from budgetnas.search.schedule import rung_of
+from budgetnas.search.verified import stored_results
+from budgetnas.search.yardsticks import (
+    Costs,
+    Level,
+    least_search_seconds,
+    levels,
+    plan_yardsticks,
+    yardstick_seconds,
+)
+from tests.helpers import quick_config
+
+
+def _cfg(root, out, **overrides):
+    """Two rungs, 1 ep x 667 img -> 2 ep x 1,000 img (the target: 2,000 image-epochs), 2
+    verify seeds, one hour, one process."""
+    options = dict(
+        caps=(10_000,), epochs=2, train_subset=1000, rungs=2, verify_seeds=2, budget_time=3600
+    )
+    return quick_config(root, out, **{**options, **overrides})
+
+
+def test_levels_trim_rungs_first_then_seeds(synthetic_root, tmp_path):
+    cfg = _cfg(synthetic_root, tmp_path / "r", references="002")
+    assert [(r.epochs, r.images) for r in cfg.schedule.rungs] == [(1, 667), (2, 1000)]
+    assert levels(cfg) == [Level("all", 2), Level("target", 2), Level("target", 1)]
+    costs = Costs({"002": 0.25}, candidate=0.001)
+    # every rung (667 + 2,000) and 2 seeds (4,000) image-epochs at 0.25 s an image
+    assert yardstick_seconds(cfg, costs, Level("all", 2)) == pytest.approx(0.25 * 6667)
+    assert yardstick_seconds(cfg, costs, Level("target", 1)) == pytest.approx(0.25 * 4000)
+    # 3 candidates at rung 0 (667 each), 1 promoted (2,000), verified with 2 seeds (4,000)
+    assert least_search_seconds(cfg, costs, verify_seeds=2) == pytest.approx(0.001 * 8001)
+
+
+def test_yardsticks_that_fit_a_third_are_not_trimmed(synthetic_root, tmp_path):
+    cfg = _cfg(synthetic_root, tmp_path / "r", references="002")
+    same, note = plan_yardsticks(cfg, Costs({"002": 0.17}, candidate=0.001))  # 1,133 s
+    assert same is cfg and note is None
+
+
+def test_yardsticks_over_a_third_are_trimmed_and_the_note_says_how(synthetic_root, tmp_path):
+    """Every rung with 2 seeds: 1,667 s; the target with 2 seeds: 1,500 s; with 1: 1,000 s,
+    the first under a third of the hour (1,200 s)."""
+    cfg = _cfg(synthetic_root, tmp_path / "r", references="002")
+    trimmed, note = plan_yardsticks(cfg, Costs({"002": 0.25}, candidate=0.001))
+    assert (trimmed.reference_rungs, trimmed.seeds_of_references) == ("target", 1)
+    assert trimmed.verify_seeds == 2  # the front keeps its seeds
+    assert note == (
+        "note: the 1 seed network trained at every rung, verified with 2 seeds would take 46% "
+        "of --budget-time 1h (about 27.8 min): each is trained at the target only, verified "
+        "with 1 seed (about 16.7 min), so that the search has the rest; all of it with "
+        "--budget-time 1h24m"
+    )
+
+
+def test_a_budget_that_holds_no_candidate_beside_its_yardsticks_is_one_line(
+    synthetic_root, tmp_path
+):
+    """The least yardsticks (the target, 1 seed: 4,000 + 2,000 s) and the least search do not
+    fit in an hour; seed 002 alone would, and so would 1h52m (the least of both, and a
+    tenth)."""
+    cfg = _cfg(synthetic_root, tmp_path / "r", references="001,002")
+    costs = Costs({"001": 1.0, "002": 0.5}, candidate=0.01)
+    with pytest.raises(SearchError) as err:
+        plan_yardsticks(cfg, costs)
+    assert str(err.value) == (
+        "--budget-time 1h cannot fit one candidate beside its yardsticks: the 2 seed networks "
+        "take about 1.7 h at the least (at the target only, verified with 1 seed), a search of "
+        "3 candidates up to the target about 1.3 min (timed on this machine with 1 trial "
+        "process); would fit: --references 002, or --references none, or --budget-time 1h52m"
+    )
+
+
+def test_the_search_stops_before_it_trains_or_writes_anything(
+    synthetic_root, tmp_path, monkeypatch
+):
+    import budgetnas.search.driver as driver
+
+    monkeypatch.setattr(driver, "time_costs", lambda *a, **k: Costs({"002": 10.0}, candidate=0.01))
+    cfg = _cfg(synthetic_root, tmp_path / "run", references="002")
+    with pytest.raises(SearchError, match="cannot fit one candidate beside its yardsticks"):
+        run_search(cfg, quiet=True)
+    assert not (tmp_path / "run").exists()
+
+
+def test_trimmed_yardsticks_train_at_the_target_and_verify_with_their_seeds(
+    synthetic_root, tmp_path, monkeypatch
+):
+    """Trimmed to the target with 1 seed: seed 002 is trained at rung 1 only and verified
+    with 1 seed; the front with its 2; the run keeps the trim on --resume (its config)."""
+    import budgetnas.search.driver as driver
+
+    monkeypatch.setattr(driver, "time_costs", lambda *a, **k: Costs({"002": 0.25}, candidate=0.001))
+    cfg = _cfg(synthetic_root, tmp_path / "run", references="002", trials=3)
+    run_search(cfg, quiet=True)
+    stored, study = open_run(tmp_path / "run")
+    assert (stored.reference_rungs, stored.reference_seeds) == ("target", 1)
+    refs = [rung_of(t) for t in study.trials if t.user_attrs.get("reference")]
+    assert refs == [1]
+    assert study.user_attrs["reference_weight"] == pytest.approx(250.0)
+    results = {v.key: v for v in stored_results(study).values()}
+    assert [r.seed for r in results["zoo-002"].runs] == [1]
+    searched = [v for v in results.values() if v.searched]
+    assert searched and all([r.seed for r in v.runs] == [1, 2] for v in searched)
