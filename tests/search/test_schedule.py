@@ -8,17 +8,19 @@ from optuna.trial import TrialState, create_trial
 from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
-from budgetnas.search.config import DEFAULT_RUNGS, auto_rungs
+from budgetnas.search.config import DEFAULT_RUNGS, auto_rungs, new_config
 from budgetnas.search.driver import front_to_verify, run_search
 from budgetnas.search.errors import SearchError
 from budgetnas.search.runs import open_run
 from budgetnas.search.schedule import (
+    MIN_RUNG_STEPS,
     Schedule,
     band_ranks,
     plan_rungs,
     promotion_order,
     quota,
     rung_of,
+    rung_steps,
 )
 from budgetnas.search.verified import stored_results
 from tests.helpers import quick_config, search_args
@@ -493,3 +495,66 @@ def test_waiting_for_other_processes_prints_no_experimental_warning(
     # silenced for that call only: the user's own filters are as they were
     with pytest.warns(optuna.exceptions.ExperimentalWarning):
         optuna.storages.fail_stale_trials(study)
+
+
+@pytest.mark.parametrize(
+    "epochs, images, batch, rungs, expected",
+    [
+        # 1 ep x 1,333 img at batch 64 is 20 steps: rung 0 takes 2,560 images (40 steps)
+        (2, 6_000, 64, 3, [(1, 2_560), (1, 4_000), (2, 6_000)]),
+        # small data: 10 steps an epoch of all 1,293 images, so rung 0 takes 4 whole epochs
+        (10, 1_293, 128, 2, [(4, 1_293), (10, 1_293)]),
+        # MNIST's default target: every rung far above the floor, planned as without it
+        (3, 55_000, 128, 3, [(1, 18_333), (1, 55_000), (3, 55_000)]),
+    ],
+)
+def test_rungs_below_the_target_take_the_steps_it_takes_to_leave_chance(
+    epochs, images, batch, rungs, expected
+):
+    plan = plan_rungs(
+        epochs=epochs, images=images, rungs=rungs, eta=3, min_steps=MIN_RUNG_STEPS, batch=batch
+    )
+    assert [(r.epochs, r.images) for r in plan] == expected
+    assert all(rung_steps(r.epochs, r.images, batch) >= MIN_RUNG_STEPS for r in plan)
+
+
+def test_a_small_data_set_gets_the_rungs_that_rank(synthetic_root, tmp_path):
+    """--rungs not given: 3 rungs on 1,293 images would leave rung 0 at 10 steps (and 3
+    rungs of 40 steps or more do not fit under 10 epochs): 2 rungs, and the note says why;
+    --rungs 3 given on the same data is honoured with a note on its 5-step rung 0."""
+    from budgetnas.search.driver import _notes
+
+    assert auto_rungs(epochs=10, images=1293, eta=3, pruner="banded", batch=128) == (
+        2,
+        "the target (10 ep x 1,293 img) leaves room for 1 cheaper rung at half its cost and "
+        f"of {MIN_RUNG_STEPS} optimizer steps or more",
+    )
+    auto = new_config(
+        out=tmp_path / "b",
+        caps=(5000,),
+        data_dir=synthetic_root,
+        epochs=10,
+        train_subset=1293,
+        batch_size=128,
+        device="cpu",
+    )
+    assert auto.min_rung_steps == MIN_RUNG_STEPS
+    assert [(r.epochs, r.images) for r in auto.schedule.rungs] == [(4, 1293), (10, 1293)]
+    chosen = new_config(
+        out=tmp_path / "c",
+        caps=(5000,),
+        data_dir=synthetic_root,
+        epochs=10,
+        train_subset=1293,
+        batch_size=128,
+        rungs=3,
+        device="cpu",
+    )
+    assert chosen.min_rung_steps == 0
+    assert [(r.epochs, r.images) for r in chosen.schedule.rungs][0] == (1, 1293)
+    assert (
+        "note: rung 0 (1 ep x 1,293 img) is 10 optimizer steps, fewer than the 40 it takes "
+        "candidates to leave chance: its ranking is a lottery (leave --rungs out for rungs "
+        "that rank)"
+    ) in _notes(chosen)
+    assert not any("lottery" in n for n in _notes(auto))
