@@ -59,6 +59,13 @@ from budgetnas.search.schedule import (
 )
 from budgetnas.search.storage import fail_orphans, is_rdb, open_storage, requeue_lost
 from budgetnas.search.verified import failure_message
+from budgetnas.search.verify_pool import (
+    Share,
+    failed_line,
+    line,
+    verify_parallel,
+    verify_share,
+)
 from budgetnas.search.yardsticks import plan_yardsticks, reference_weight, time_costs
 from budgetnas.trainers.data import TrainVal
 from budgetnas.trainers.evaluate import resolve_device
@@ -452,12 +459,11 @@ def verify_front(
     """The end of a search: the front at the target rung (at most ``MAX_VERIFIED`` of it) and
     the reference networks under the cap, each trained again at the target fidelity with
     ``cfg.verify_seeds`` new seeds (``search.verify``: stored per seed with its weights, so an
-    interrupted verification continues on ``--resume``). Seeds whose training fails are
+    interrupted verification continues on ``--resume``), over the search's processes
+    (``search.verify_pool``). Seeds whose training fails are
     recorded as failed while the rest go on; then ``VerifyFailed`` says which."""
     if cfg.verify_seeds < 1:
         return []
-    from budgetnas.search.verify import verify_run
-
     target = cfg.schedule.target.index
     df = trials_frame(study.get_trials(deepcopy=False))
     front = pareto_front(df, cap=cfg.budget, rung=target)
@@ -467,23 +473,6 @@ def verify_front(
         return []
     numbers = front_to_verify(front)
     refs = list(cfg.reference_specs())
-
-    def show(item, r) -> None:
-        if not quiet:
-            print(
-                f"verify  {item.label:<10} {item.params:>7,}  seed {r.seed}  val "
-                f"{r.val_acc:.2%}  ({r.train_time_s:.0f} s; {item.fidelity_label})"
-                + ("  reused from cache" if r.cached else ""),
-                file=sys.stderr,
-            )
-
-    def show_failed(item, f) -> None:
-        if not quiet:
-            print(
-                f"verify  {item.label:<10} {item.params:>7,}  seed {f.seed}  failed: "
-                f"{f.error}  ({item.fidelity_label})",
-                file=sys.stderr,
-            )
 
     if not quiet:
         others = cfg.seeds_of_references != cfg.verify_seeds
@@ -503,16 +492,19 @@ def verify_front(
             ),
             file=sys.stderr,
         )
-    common = dict(
-        device=cfg.device,
-        train_subset=cfg.data.train_subset,
-        on_result=show,
-        on_failed=show_failed,
-        cache=cache,
-    )
-    results = verify_run(cfg.out, trials=numbers, seeds=cfg.verify_seeds, **common)
-    if refs and cfg.seeds_of_references:
-        results += verify_run(cfg.out, zoo=refs, seeds=cfg.seeds_of_references, **common)
+    if cfg.workers > 1:  # shared by as many processes as the search ran
+        threads = _threads_per_worker(cfg.workers)
+        results = verify_parallel(
+            cfg, study, numbers, refs, quiet=quiet, cache=cache, threads=threads
+        )
+    else:
+        results = verify_share(
+            cfg,
+            Share(tuple(numbers), tuple(refs)),
+            cache=cache,
+            on_result=None if quiet else lambda i, r: print(line(i, r), file=sys.stderr),
+            on_failed=None if quiet else lambda i, f: print(failed_line(i, f), file=sys.stderr),
+        )
     failed = failure_message(results)
     if failed:
         raise VerifyFailed(failed)

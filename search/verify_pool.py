@@ -1,0 +1,191 @@
+"""The end-of-search verification over several processes, as the search itself ran.
+
+A search with ``--workers N`` trains its trials in N processes (on a CPU, one single-threaded
+process per core trains more per second than one process with every core); its final
+verification (each front member and reference network trained again with new seeds) is a
+third of its compute or more, so it is shared the same way: the networks are dealt to the
+processes by their cost (multiply-accumulates x seeds, the dearest first, each to the least
+loaded), each process verifies its networks with ``search.verify.verify_run`` and stores
+each seed as it finishes. Networks, not seeds, are dealt: one network's record is written
+by one process. The first process then reads every record back (``verify_run`` again, which
+trains only what is missing, for example the share of a helper that died).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from budgetnas.search.cache import CACHE_ENV, ResultCache
+from budgetnas.search.config import SearchConfig
+from budgetnas.search.verified import FailedSeed, SeedRun, Verified
+from budgetnas.space.count import analyze
+
+
+@dataclass(frozen=True)
+class Share:
+    """What one process verifies: searched trials and reference networks, with their seeds."""
+
+    trials: tuple[int, ...] = ()
+    zoo: tuple[str, ...] = ()
+    cost: float = 0.0
+
+
+def deal(jobs: list[tuple[str, Any, float]], processes: int) -> list[Share]:
+    """``jobs`` (``("trial", number, cost)`` or ``("zoo", key, cost)``) dealt to ``processes``
+    shares: the dearest first, each to the share with the least cost so far (the first on a
+    tie). Empty shares are left out."""
+    shares = [Share() for _ in range(max(1, processes))]
+    for kind, what, cost in sorted(jobs, key=lambda j: -j[2]):
+        i = min(range(len(shares)), key=lambda k: (shares[k].cost, k))
+        s = shares[i]
+        shares[i] = (
+            Share(s.trials + (int(what),), s.zoo, s.cost + cost)
+            if kind == "trial"
+            else Share(s.trials, s.zoo + (str(what),), s.cost + cost)
+        )
+    return [s for s in shares if s.trials or s.zoo]
+
+
+def jobs_of(
+    cfg: SearchConfig, study, numbers: list[int], refs: list[str]
+) -> list[tuple[str, Any, float]]:
+    """The verification's jobs with their costs: MACs per image x seeds."""
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    jobs: list[tuple[str, Any, float]] = [
+        ("trial", n, float(by_number[n].user_attrs.get("macs") or 1) * cfg.verify_seeds)
+        for n in numbers
+    ]
+    if cfg.seeds_of_references:
+        specs = cfg.reference_specs()
+        jobs += [
+            ("zoo", k, float(analyze(specs[k][0]).macs) * cfg.seeds_of_references) for k in refs
+        ]
+    return jobs
+
+
+def line(item: Verified, run: SeedRun) -> str:
+    """One verify seed's progress line."""
+    return (
+        f"verify  {item.label:<10} {item.params:>7,}  seed {run.seed}  val "
+        f"{run.val_acc:.2%}  ({run.train_time_s:.0f} s; {item.fidelity_label})"
+        + ("  reused from cache" if run.cached else "")
+    )
+
+
+def failed_line(item: Verified, failed: FailedSeed) -> str:
+    """One failed verify seed's progress line."""
+    return (
+        f"verify  {item.label:<10} {item.params:>7,}  seed {failed.seed}  failed: "
+        f"{failed.error}  ({item.fidelity_label})"
+    )
+
+
+def verify_share(
+    cfg: SearchConfig,
+    share: Share,
+    *,
+    cache: ResultCache | None,
+    on_result: Callable[[Verified, SeedRun], None] | None = None,
+    on_failed: Callable[[Verified, FailedSeed], None] | None = None,
+) -> list[Verified]:
+    """Verify one share in this process (front members with ``verify_seeds``, references
+    with their own seeds)."""
+    from budgetnas.search.verify import verify_run
+
+    common: dict[str, Any] = dict(
+        device=cfg.device,
+        train_subset=cfg.data.train_subset,
+        on_result=on_result,
+        on_failed=on_failed,
+        cache=cache,
+    )
+    results = []
+    if share.trials:
+        results += verify_run(cfg.out, trials=list(share.trials), seeds=cfg.verify_seeds, **common)
+    if share.zoo and cfg.seeds_of_references:
+        results += verify_run(cfg.out, zoo=list(share.zoo), seeds=cfg.seeds_of_references, **common)
+    return results
+
+
+def verify_parallel(
+    cfg: SearchConfig,
+    study,
+    numbers: list[int],
+    refs: list[str],
+    *,
+    quiet: bool,
+    cache: ResultCache | None,
+    threads: int,
+) -> list[Verified]:
+    """Verify ``numbers`` and ``refs`` over ``cfg.workers`` processes (this one and helpers of
+    ``threads`` threads each); returns every record, read back in this process."""
+    shares = deal(jobs_of(cfg, study, numbers, refs), cfg.workers)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    env[CACHE_ENV] = str(cache.root.resolve()) if cache is not None else "off"
+    helpers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "budgetnas.search.verify_pool", _argument(cfg, s, quiet)],
+            env=env,
+        )
+        for s in shares[1:]
+    ]
+
+    def show(item: Verified, run: SeedRun) -> None:
+        if not quiet:
+            print(line(item, run), file=sys.stderr, flush=True)
+
+    def show_failed(item: Verified, failed: FailedSeed) -> None:
+        if not quiet:
+            print(failed_line(item, failed), file=sys.stderr, flush=True)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        if shares:
+            verify_share(cfg, shares[0], cache=cache, on_result=show, on_failed=show_failed)
+    finally:
+        for proc in helpers:
+            if proc.wait() != 0 and not quiet:
+                print(f"verify process {proc.pid} exited with {proc.returncode}", file=sys.stderr)
+        torch.set_num_threads(before)
+    # every record, read back; what a helper left undone (it died) is trained here
+    whole = Share(tuple(numbers), tuple(refs) if cfg.seeds_of_references else ())
+    return verify_share(cfg, whole, cache=cache, on_result=None, on_failed=None)
+
+
+def _argument(cfg: SearchConfig, share: Share, quiet: bool) -> str:
+    return json.dumps(
+        {"run": str(cfg.out), "trials": list(share.trials), "zoo": list(share.zoo), "quiet": quiet}
+    )
+
+
+def main(argument: str) -> None:
+    """A helper process: verify the share ``argument`` (JSON) names, in the run it names."""
+    from budgetnas.search.cache import open_cache
+    from budgetnas.search.runs import read_config
+
+    args = json.loads(argument)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or torch.get_num_threads()))
+    cfg = read_config(args["run"])
+    quiet = bool(args.get("quiet"))
+    verify_share(
+        cfg,
+        Share(tuple(args["trials"]), tuple(args["zoo"])),
+        cache=open_cache(),
+        on_result=None if quiet else lambda i, r: print(line(i, r), file=sys.stderr, flush=True),
+        on_failed=None
+        if quiet
+        else lambda i, f: print(failed_line(i, f), file=sys.stderr, flush=True),
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
