@@ -83,8 +83,12 @@ def test_without_rungs_given_a_search_gets_three_or_as_many_as_fit(
 
 
 def test_the_default_rungs_are_stored_and_said_when_fewer(tmp_path, synthetic_root):
-    roomy = quick_config(synthetic_root, tmp_path / "a", epochs=2, train_subset=1500, trials=1)
+    # 3 ep x 1,500 img at batch 16: 1 ep x 640 img (40 steps) -> 1 ep x 1,500 img -> target
+    roomy = quick_config(
+        synthetic_root, tmp_path / "a", epochs=3, train_subset=1500, batch_size=16, trials=1
+    )
     assert roomy.rungs == DEFAULT_RUNGS == 3
+    assert [(r.epochs, r.images) for r in roomy.schedule.rungs] == [(1, 640), (1, 1500), (3, 1500)]
     assert quick_config(synthetic_root, tmp_path / "b", epochs=2, rungs=1).rungs == 1
     tight = quick_config(synthetic_root, tmp_path / "c", epochs=1, trials=1, verify_seeds=0)
     assert tight.rungs == 1
@@ -92,7 +96,8 @@ def test_the_default_rungs_are_stored_and_said_when_fewer(tmp_path, synthetic_ro
     result = runner.invoke(app, [*args, "--verify-seeds", "0", "--references", "none"])
     assert result.exit_code == 0, result.stderr
     assert (
-        "note: the target (1 ep x 300 img) leaves no room for a cheaper rung at half its cost: "
+        "note: the target (1 ep x 300 img) leaves no room for a cheaper rung at half its cost "
+        "and of 40 optimizer steps or more: "
         "every candidate at the target (--rungs 1)"
     ) in result.stderr.splitlines()
     stored, _ = open_run(tmp_path / "c")
