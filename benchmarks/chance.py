@@ -54,6 +54,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     steps = [int(s) for s in args.steps.split(",")]
     sets = {
         "mnist 28x28": DataConfig(data_dir=args.data_dir, val_size=args.val_size),

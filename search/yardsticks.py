@@ -174,7 +174,12 @@ def _device_word(cfg: SearchConfig) -> str:
 
 def probe_candidates(cfg: SearchConfig, n: int = PROBE_CANDIDATES) -> list[ArchSpec]:
     """``n`` candidates drawn at random (a fixed seed) from the search's space under its cap."""
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line
+    try:
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    finally:
+        optuna.logging.set_verbosity(level)
     out: list[ArchSpec] = []
     for _ in range(50 * n):
         if len(out) == n:

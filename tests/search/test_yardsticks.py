@@ -18,6 +18,7 @@ from budgetnas.search.yardsticks import (
     plan_yardsticks,
     yardstick_seconds,
 )
+from budgetnas.space.count import count_params
 from tests.helpers import quick_config
 
 
@@ -112,3 +113,12 @@ def test_trimmed_yardsticks_train_at_the_target_and_verify_with_their_seeds(
     assert [r.seed for r in results["zoo-002"].runs] == [1]
     searched = [v for v in results.values() if v.searched]
     assert searched and all([r.seed for r in v.runs] == [1, 2] for v in searched)
+
+
+def test_timing_draws_candidates_without_a_word_from_optuna(synthetic_root, tmp_path, capfd):
+    from budgetnas.search.yardsticks import probe_candidates
+
+    cfg = _cfg(synthetic_root, tmp_path / "r", references="002")
+    specs = probe_candidates(cfg)
+    assert len(specs) == 3 and all(count_params(s) <= 10_000 for s in specs)
+    assert "A new study created" not in capfd.readouterr().err
