@@ -526,7 +526,7 @@ def test_rungs_below_the_target_take_the_steps_it_takes_to_leave_chance(
 def test_a_small_data_set_gets_the_rungs_that_rank(synthetic_root, tmp_path):
     """--rungs not given: 3 rungs on 1,293 images would leave rung 0 at 10 steps (and 3
     rungs of 40 steps or more do not fit under 10 epochs): 2 rungs, and the note says why;
-    --rungs 3 given on the same data is honoured with a note on its 5-step rung 0."""
+    --rungs 3 given on the same data is honoured with a note on its 10-step rung 0."""
     from budgetnas.search.driver import _notes
 
     assert auto_rungs(epochs=10, images=1293, eta=3, pruner="banded", batch=128) == (
@@ -534,27 +534,23 @@ def test_a_small_data_set_gets_the_rungs_that_rank(synthetic_root, tmp_path):
         "the target (10 ep x 1,293 img) leaves room for 1 cheaper rung at half its cost and "
         f"of {MIN_RUNG_STEPS} optimizer steps or more",
     )
-    auto = new_config(
-        out=tmp_path / "b",
-        caps=(5000,),
-        data_dir=synthetic_root,
-        epochs=10,
-        train_subset=1293,
-        batch_size=128,
-        device="cpu",
-    )
+
+    def config(name: str, **rungs):
+        return new_config(
+            out=tmp_path / name,
+            caps=(5000,),
+            data_dir=synthetic_root,
+            epochs=10,
+            train_subset=1293,
+            batch_size=128,
+            device="cpu",
+            **rungs,
+        )
+
+    auto = config("b")
     assert auto.min_rung_steps == MIN_RUNG_STEPS
     assert [(r.epochs, r.images) for r in auto.schedule.rungs] == [(4, 1293), (10, 1293)]
-    chosen = new_config(
-        out=tmp_path / "c",
-        caps=(5000,),
-        data_dir=synthetic_root,
-        epochs=10,
-        train_subset=1293,
-        batch_size=128,
-        rungs=3,
-        device="cpu",
-    )
+    chosen = config("c", rungs=3)
     assert chosen.min_rung_steps == 0
     assert [(r.epochs, r.images) for r in chosen.schedule.rungs][0] == (1, 1293)
     assert (
