@@ -241,8 +241,8 @@ def search(
         "--search-recipe/--no-search-recipe",
     ),
     workers: int | None = _opt(
-        "Trial processes on this machine sharing the study [default: one per core on a CPU, "
-        f"each of one thread (at most {MAX_CPU_WORKERS}); 1 on a GPU]."
+        "Trial processes on this machine sharing the study [default: one per core on a CPU "
+        f"(at most {MAX_CPU_WORKERS}, the cores shared among them); 1 on a GPU]."
     ),
     storage: str | None = _opt("Optuna storage URL [default: a study file in the run folder]."),
     study_name: str | None = _opt(

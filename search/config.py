@@ -429,12 +429,19 @@ def auto_rungs(
     )
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the OS says), not every
+    core of the machine."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
+
+
 def default_workers(device: str | None) -> int:
-    """``--workers`` when it is not given: one trial process per core on a CPU (at most
-    ``MAX_CPU_WORKERS``), one on a GPU."""
+    """``--workers`` when it is not given: one trial process per usable core on a CPU (at
+    most ``MAX_CPU_WORKERS``), one on a GPU."""
     if resolve_device(device).type != "cpu":
         return 1
-    return max(1, min(MAX_CPU_WORKERS, os.cpu_count() or 1))
+    return max(1, min(MAX_CPU_WORKERS, usable_cores()))
 
 
 def new_config(*, out: str | Path, caps: tuple[int, ...], **options: Any) -> SearchConfig:

@@ -33,6 +33,7 @@ from budgetnas.search.config import (
     SearchConfig,
     auto_rungs,
     differences,
+    usable_cores,
 )
 from budgetnas.search.errors import SearchError, SearchStopped, VerifyFailed
 from budgetnas.search.objective import Objective
@@ -334,6 +335,7 @@ def run_search(
     searches (``search.cache``); None: every training runs. Raises ``VerifyFailed`` when
     seeds of the final verification failed (the search and the other seeds are stored).
     """
+    started = time.time()  # --budget-time counts from here: the timing of the yardsticks too
     out = Path(cfg.out)
     if not resume and (out / CONFIG_FILE).exists():
         raise SearchError(
@@ -348,10 +350,11 @@ def run_search(
     notes, weight = [], None
     if not resume and cfg.budget_time and cfg.reference_specs():
         # the yardsticks' share of the time budget, before anything is trained or written
-        costs = time_costs(cfg, data, device, threads=_threads_per_worker(cfg.workers))
-        cfg, note = plan_yardsticks(cfg, costs)
-        notes += [note] if note else []
-        weight = reference_weight(costs)
+        costs = time_costs(cfg, data, device, threads=_threads_per_worker(cfg.workers), cache=cache)
+        if costs is not None:
+            cfg, note = plan_yardsticks(cfg, costs)
+            notes += [note] if note else []
+            weight = reference_weight(costs)
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or open_storage(cfg.storage_url(), heartbeat=cfg.heartbeat)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures: one progress line each
@@ -381,7 +384,7 @@ def run_search(
         _name_metrics(study, cfg.sampler)
     (out / CONFIG_FILE).write_text(cfg.to_json())
     study.set_user_attr(CONFIG_ATTR, cfg.to_dict())
-    deadline = time.time() + cfg.budget_time if cfg.budget_time else None
+    deadline = started + cfg.budget_time if cfg.budget_time else None
     study.set_user_attr(DEADLINE_ATTR, deadline)
     if resume:
         _take_back(cfg, study, quiet=quiet)
@@ -512,7 +515,7 @@ def verify_front(
 
 
 def _threads_per_worker(workers: int) -> int:
-    return max(1, (os.cpu_count() or 1) // workers)
+    return max(1, usable_cores() // workers)
 
 
 def _spawn_workers(cfg: SearchConfig, cache: ResultCache | None = None) -> list[subprocess.Popen]:

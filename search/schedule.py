@@ -341,8 +341,9 @@ class Plan:
     """The work a search is committed to, in image-epochs: what sampling ``extra`` more
     candidates adds (themselves at rung 0, their expected promotions: a share ``1 / eta ** r``
     of rung 0 reaches rung r), plus the promotions its candidates are still expected to make
-    and the verification of the front (at most ``MAX_VERIFIED``) and of the reference
-    networks at the target with ``verify_seeds`` seeds."""
+    and the verification of the front (at most ``MAX_VERIFIED``) with ``verify_seeds`` seeds
+    and of the reference networks at the target with ``reference_seeds`` (their image-epochs
+    weighed by ``reference_weight``)."""
 
     schedule: Schedule
     verify_seeds: int = 3

@@ -13,11 +13,12 @@ budget, trimmed in this order until they fit:
 2. the target rung only (no cheaper rungs), as many seeds as the front;
 3. the target rung only, one seed fewer at a time, down to one.
 
-Where even the least of them does not fit beside the least search that reaches the target
-(``eta ** (rungs - 1)`` candidates at rung 0, so that one is promoted to the target, and its
-verification), the search stops before it trains anything, in one line that says what would
-fit. Every reference network the user asked for stays a yardstick: the trimming says how
-much each is trained, never which are dropped.
+Where even the least of them is over the share, they take it all the same if they still fit
+beside the least search that reaches the target (``eta ** (rungs - 1)`` candidates at rung 0,
+so that one is promoted to the target, and its verification); where they do not, the search
+stops before it trains anything, in one line that says what would fit. Trainings the results
+cache holds already cost nothing. Every reference network the user asked for stays a
+yardstick: the trimming says how much each is trained, never which are dropped.
 """
 
 from __future__ import annotations
@@ -25,30 +26,39 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import optuna
 import torch
 
-from budgetnas.search.budget import format_params
+from budgetnas.search.cache import ResultCache
 from budgetnas.search.config import SearchConfig
 from budgetnas.search.errors import SearchError
+from budgetnas.search.verify import verify_seeds
 from budgetnas.space.sample import Rejected, sample_spec
 from budgetnas.space.spec import ArchSpec
 from budgetnas.trainers.bench import seconds_per_image
 from budgetnas.trainers.data import TrainVal
+from budgetnas.trainers.evaluate import resolve_device
+from budgetnas.trainers.train import TrainingError
 
 SHARE = 1 / 3  # of a time budget, at most, for the yardsticks when it cannot hold all of them
 PROBE_CANDIDATES = 3  # candidates drawn from the space (a fixed seed) to time a candidate
+# a probe's few steps that fail so (a loss that is not finite, out of device memory) leave
+# the plan untrimmed; the search then meets the failure as a trial's own
+EXPECTED_FAILURES = (TrainingError, torch.cuda.OutOfMemoryError)
 
 
 @dataclass(frozen=True)
 class Costs:
     """Seconds of training per image (one process, as a trial process runs) of each
-    reference network and of a candidate (the mean of ``PROBE_CANDIDATES`` drawn ones)."""
+    reference network and of a candidate (the mean of ``PROBE_CANDIDATES`` drawn ones);
+    ``cached``: per reference, its trainings the results cache holds already (``("rung", r)``,
+    ``("seed", s)``), which cost nothing."""
 
     references: dict[str, float]
     candidate: float
+    cached: dict[str, frozenset[tuple[str, int]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,8 @@ class Level:
 
     def label(self) -> str:
         where = "at every rung" if self.rungs == "all" else "at the target only"
+        if not self.seeds:
+            return f"{where}, not verified"
         return f"{where}, verified with {self.seeds} seed{'s' * (self.seeds > 1)}"
 
 
@@ -71,13 +83,27 @@ def levels(cfg: SearchConfig) -> list[Level]:
     return out if full > 0 else [Level("all", 0), Level("target", 0)]
 
 
-def yardstick_seconds(cfg: SearchConfig, costs: Costs, level: Level, keys=None) -> float:
-    """Process-seconds the reference networks ``keys`` (default: all) take at ``level``."""
+def planned(cfg: SearchConfig, level: Level) -> list[tuple[tuple[str, int], int]]:
+    """The trainings of one reference network at ``level``: (``("rung", r)`` or
+    ``("seed", s)``, image-epochs)."""
     rungs = cfg.schedule.rungs if level.rungs == "all" else (cfg.schedule.target,)
-    image_epochs = sum(r.image_epochs for r in rungs)
-    image_epochs += level.seeds * cfg.schedule.target.image_epochs
+    target = cfg.schedule.target.image_epochs
+    seeds = verify_seeds(level.seeds, used=cfg.recipe.seed)
+    return [(("rung", r.index), r.image_epochs) for r in rungs] + [
+        (("seed", s), target) for s in seeds
+    ]
+
+
+def yardstick_seconds(cfg: SearchConfig, costs: Costs, level: Level, keys=None) -> float:
+    """Process-seconds the reference networks ``keys`` (default: all) take at ``level``
+    (what the results cache holds costs nothing)."""
     chosen = costs.references if keys is None else {k: costs.references[k] for k in keys}
-    return sum(rate * image_epochs for rate in chosen.values())
+    return sum(
+        rate * image_epochs
+        for key, rate in chosen.items()
+        for what, image_epochs in planned(cfg, level)
+        if what not in costs.cached.get(key, frozenset())
+    )
 
 
 def least_search_seconds(cfg: SearchConfig, costs: Costs, *, verify_seeds: int) -> float:
@@ -112,11 +138,15 @@ def plan_yardsticks(cfg: SearchConfig, costs: Costs) -> tuple[SearchConfig, str 
     and the least search do not fit the budget together."""
     if not cfg.budget_time or not costs.references:
         return cfg, None
-    capacity = cfg.budget_time * cfg.workers  # process-seconds
+    capacity = cfg.budget_time * side_by_side(cfg)  # process-seconds
     least = least_search_seconds(cfg, costs, verify_seeds=cfg.verify_seeds)
     options = levels(cfg)
+    # the level is chosen as if nothing were cached, so that the same command plans the same
+    # trainings again (and a second run reuses them all); what the cache holds counts only
+    # where the least level would not fit otherwise
+    bare = replace(costs, cached={})
     chosen = next(
-        (lv for lv in options if yardstick_seconds(cfg, costs, lv) <= SHARE * capacity), None
+        (lv for lv in options if yardstick_seconds(cfg, bare, lv) <= SHARE * capacity), None
     )
     if chosen is None and yardstick_seconds(cfg, costs, options[-1]) + least <= capacity:
         chosen = options[-1]
@@ -124,23 +154,25 @@ def plan_yardsticks(cfg: SearchConfig, costs: Costs) -> tuple[SearchConfig, str 
         raise SearchError(_cannot_fit(cfg, costs, options[-1], least))
     if chosen == options[0]:
         return cfg, None
+    costs = bare
     full = yardstick_seconds(cfg, costs, options[0])
     trimmed = replace(cfg, reference_rungs=chosen.rungs, reference_seeds=chosen.seeds)
-    n = len(costs.references)
+    n, k = len(costs.references), side_by_side(cfg)
     note = (
         f"note: the {n} seed network{'s' * (n > 1)} trained {options[0].label()} would take "
         f"{full / capacity:.0%} of --budget-time {_budget(cfg.budget_time)} "
-        f"(about {_minutes(full / cfg.workers)}): each is trained {chosen.label()} "
-        f"(about {_minutes(yardstick_seconds(cfg, costs, chosen) / cfg.workers)}), so that the "
+        f"(about {_minutes(full / k)}): each is trained {chosen.label()} "
+        f"(about {_minutes(yardstick_seconds(cfg, costs, chosen) / k)}), so that the "
         "search has the rest; all of it with --budget-time "
-        f"{_budget(full / SHARE / cfg.workers)}"
+        f"{_budget(full / SHARE / k)}"
     )
     return trimmed, note
 
 
 def _cannot_fit(cfg: SearchConfig, costs: Costs, least_level: Level, least: float) -> str:
     """The one line of a budget that holds no candidate beside its yardsticks."""
-    capacity = cfg.budget_time * cfg.workers
+    k = side_by_side(cfg)
+    capacity = cfg.budget_time * k
     yard = yardstick_seconds(cfg, costs, least_level)
     n = len(costs.references)
     fits = []
@@ -157,15 +189,21 @@ def _cannot_fit(cfg: SearchConfig, costs: Costs, least_level: Level, least: floa
     one = least_search_seconds(cfg, costs, verify_seeds=1)
     if cfg.verify_seeds > 1 and yard + one <= capacity:
         fits.append("--verify-seeds 1")
-    fits.append(f"--budget-time {_budget((yard + least) / cfg.workers * 1.1)}")
+    fits.append(f"--budget-time {_budget((yard + least) / k * 1.1)}")
     return (
         f"--budget-time {_budget(cfg.budget_time)} cannot fit one candidate beside its "
         f"yardsticks: the {n} seed network{'s' * (n > 1)} take about "
-        f"{_minutes(yard / cfg.workers)} at the least ({least_level.label()}), a search of "
+        f"{_minutes(yard / k)} at the least ({least_level.label()}), a search of "
         f"{cfg.schedule.eta ** (len(cfg.schedule.rungs) - 1)} candidates up to the target about "
-        f"{_minutes(least / cfg.workers)} (timed on this {_device_word(cfg)} with "
+        f"{_minutes(least / k)} (timed on this {_device_word(cfg)} with "
         f"{cfg.workers} trial process{'es' * (cfg.workers > 1)}); would fit: " + ", or ".join(fits)
     )
+
+
+def side_by_side(cfg: SearchConfig) -> int:
+    """Trial processes whose trainings run side by side at the speed one was timed at: each
+    of a CPU's (one core each); one on a GPU, where processes take turns on the one device."""
+    return cfg.workers if resolve_device(cfg.device).type == "cpu" else 1
 
 
 def _device_word(cfg: SearchConfig) -> str:
@@ -197,22 +235,46 @@ def time_costs(
     device: torch.device,
     *,
     threads: int,
+    cache: ResultCache | None = None,
     timer: Callable[..., float] = seconds_per_image,
-) -> Costs:
+) -> Costs | None:
     """Time every reference network of ``cfg`` and ``PROBE_CANDIDATES`` candidates for a few
-    steps on ``device``, with ``threads`` threads (as one trial process has)."""
+    steps on ``device``, with ``threads`` threads (as one trial process has), and look up
+    which of the references' trainings ``cache`` holds; None when a network could not be
+    timed (its few steps failed: the search then runs untrimmed, and says why it stops)."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        refs = {
-            key: timer(spec, data, cfg.recipe, device=device)
-            for key, (spec, _) in cfg.reference_specs().items()
-        }
+        specs = {key: spec for key, (spec, _) in cfg.reference_specs().items()}
+        refs = {key: timer(spec, data, cfg.recipe, device=device) for key, spec in specs.items()}
         probes = [timer(spec, data, cfg.recipe, device=device) for spec in probe_candidates(cfg)]
+    except EXPECTED_FAILURES:
+        return None
     finally:
         torch.set_num_threads(before)
     candidate = sum(probes) / len(probes) if probes else min(refs.values(), default=0.0)
-    return Costs(refs, candidate)
+    cached = {key: _in_cache(cfg, spec, data, device, cache) for key, spec in specs.items()}
+    return Costs(refs, candidate, cached)
+
+
+def _in_cache(
+    cfg: SearchConfig, spec: ArchSpec, data: TrainVal, device, cache: ResultCache | None
+) -> frozenset[tuple[str, int]]:
+    """The trainings of a reference network at every level that ``cache`` holds: at each
+    rung (the search's recipe and seed) and each verify seed at the target."""
+    if cache is None:
+        return frozenset()
+    held = set()
+    for what, _ in planned(cfg, levels(cfg)[0]):
+        kind, index = what
+        if kind == "rung":
+            rung = cfg.schedule.rungs[index]
+            recipe, images = replace(cfg.recipe, epochs=rung.epochs), rung.images
+        else:
+            recipe, images = replace(cfg.recipe, seed=index), cfg.schedule.target.images
+        if cache.get(cache.key(spec, data.first(images), recipe, device=device)) is not None:
+            held.add(what)
+    return frozenset(held)
 
 
 def reference_weight(costs: Costs) -> float:
@@ -221,9 +283,3 @@ def reference_weight(costs: Costs) -> float:
     if not costs.references or costs.candidate <= 0:
         return 1.0
     return sum(costs.references.values()) / len(costs.references) / costs.candidate
-
-
-def describe(costs: Costs, cap: int) -> str:
-    """One line of the timings (for the benchmark's logs)."""
-    refs = ", ".join(f"{k} {v * 1e6:.0f} us/img" for k, v in costs.references.items())
-    return f"timed under {format_params(cap)}: candidate {costs.candidate * 1e6:.0f} us/img; {refs}"

@@ -84,7 +84,7 @@ def test_a_cpu_search_runs_one_trial_process_per_core_by_default(
     import budgetnas.search.config as config
 
     for cores, expected in ((1, 1), (2, 2), (64, config.MAX_CPU_WORKERS)):
-        monkeypatch.setattr(config.os, "cpu_count", lambda cores=cores: cores)
+        monkeypatch.setattr(config, "usable_cores", lambda cores=cores: cores)
         cfg = config.new_config(
             out=tmp_path / "r", caps=(5000,), data_dir=synthetic_root, device="cpu"
         )

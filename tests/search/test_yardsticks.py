@@ -122,3 +122,17 @@ def test_timing_draws_candidates_without_a_word_from_optuna(synthetic_root, tmp_
     specs = probe_candidates(cfg)
     assert len(specs) == 3 and all(count_params(s) <= 10_000 for s in specs)
     assert "A new study created" not in capfd.readouterr().err
+
+
+def test_cached_trainings_cost_nothing_but_do_not_change_the_plan(synthetic_root, tmp_path):
+    """What the results cache holds is free: yardsticks that would not fit beside the least
+    search fit when the cache holds them (a second run of the same command), and the level is
+    the one the same command planned without the cache (so it reuses every training)."""
+    cfg = _cfg(synthetic_root, tmp_path / "r", references="001,002")
+    held = frozenset({("rung", 1), ("seed", 1)})  # what the least level trains
+    costs = Costs({"001": 1.0, "002": 0.5}, candidate=0.01, cached={"001": held, "002": held})
+    assert yardstick_seconds(cfg, costs, Level("target", 1)) == 0.0
+    assert yardstick_seconds(cfg, costs, Level("target", 2)) == pytest.approx(1.5 * 2000)
+    trimmed, note = plan_yardsticks(cfg, costs)
+    assert (trimmed.reference_rungs, trimmed.seeds_of_references) == ("target", 1)
+    assert note is not None and "would take" in note
