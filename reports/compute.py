@@ -131,7 +131,7 @@ def compute_table(
             }
         )
     df = pd.DataFrame(rows, columns=COLUMNS)
-    known_saved = df["saved_minutes"].dropna()
+    known_saved = [s for kind in KINDS for s in saved[kind] if s is not None]
     reused = int(df["reused"].sum())
     total = {
         "what": TOTAL,
@@ -139,7 +139,7 @@ def compute_table(
         "minutes": total_s / 60,
         "share": 1.0 if total_s else float("nan"),
         "reused": reused,
-        "saved_minutes": known_saved.sum() if len(known_saved) or not reused else float("nan"),
+        "saved_minutes": sum(known_saved) / 60 if known_saved or not reused else float("nan"),
         "saved_unknown": int(df["saved_unknown"].sum()),
     }
     return pd.concat([df, pd.DataFrame([total], columns=COLUMNS)], ignore_index=True)

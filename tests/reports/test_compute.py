@@ -169,3 +169,22 @@ def test_report_html_shows_where_the_compute_went(tmp_path):
     assert total in page
     write_reports(trials, tmp_path, cap=10_000, dataset="mnist")  # without: no table
     assert "Where the compute went" not in (tmp_path / "report.html").read_text()
+
+
+def test_the_total_says_not_known_when_no_reused_trainings_time_is():
+    """One cache hit whose time is not known (the pruner cut its replay): the total's saved
+    minutes are not known either, not 0.0."""
+    import math
+
+    from optuna.trial import TrialState, create_trial
+
+    from budgetnas.reports.compute import TOTAL, compute_table
+
+    hit = create_trial(
+        state=TrialState.PRUNED,
+        user_attrs={"rung": 0, "params": 100, "cached": True, "val_curve": [0.5]},
+    )
+    table = compute_table([hit])
+    total = table[table["what"] == TOTAL].iloc[0]
+    assert total["reused"] == 1 and total["saved_unknown"] == 1
+    assert math.isnan(total["saved_minutes"])
