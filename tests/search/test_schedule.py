@@ -559,3 +559,25 @@ def test_a_small_data_set_gets_the_rungs_that_rank(synthetic_root, tmp_path):
         "that rank)"
     ) in _notes(chosen)
     assert not any("lottery" in n for n in _notes(auto))
+
+
+def test_a_promotion_is_never_cut_by_the_pruner(tmp_path, synthetic_root, monkeypatch):
+    """A pruner that would cut every trial after its first epoch: the promotions to the
+    two-epoch target still train to the end (rung 0, of one epoch, has nothing to cut)."""
+    from budgetnas.search.objective import Objective
+
+    monkeypatch.setattr(Objective, "_prune", lambda self, trial, epoch, acc: True)
+    cfg = quick_config(
+        synthetic_root,
+        tmp_path / "run",
+        trials=3,
+        epochs=2,
+        train_subset=1000,
+        rungs=2,
+        pruner="banded",
+        references="none",
+    )
+    study = run_search(cfg, quiet=True)
+    promoted = [t for t in study.trials if rung_of(t) == 1]
+    assert promoted and all(t.state == TrialState.COMPLETE for t in promoted)
+    assert all(len(t.user_attrs["val_curve"]) == 2 for t in promoted)
