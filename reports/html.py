@@ -267,7 +267,7 @@ def _table(df: pd.DataFrame, *, references: bool = False) -> str:
     shown = shown.drop(columns=["number", "reference"])
     if "cached" in df and df["cached"].fillna(False).astype(bool).any():
         # reused from the results cache: its train time is the original training's
-        shown["cached"] = ["yes" if c else "" for c in df["cached"].fillna(False)]
+        shown["reused"] = ["from cache" if c else "" for c in df["cached"].fillna(False)]
     shown["val_acc"] = shown["val_acc"].map(lambda v: f"{v:.2%}")
     shown["params"] = shown["params"].map(lambda n: f"{int(n):,}")
     shown["macs"] = shown["macs"].map(lambda n: "-" if pd.isna(n) else f"{int(n):,}")

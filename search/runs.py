@@ -98,7 +98,8 @@ def summary_counts(study: optuna.Study) -> dict[str, Any]:
     ``rejected_fraction``: of the candidates sampled; ``failed``: trials that failed on their
     own, ``interrupted``: trials lost to Ctrl-C or a dead process (trained again); ``rungs``:
     per rung, the searched trials trained there (``trained``: sampled at rung 0, promoted
-    above; ``complete``, ``pruned``, ``reused``) and the trials that failed there."""
+    above; ``complete``, ``pruned``, ``reused``: from an identical trial of the study or from
+    the results cache) and the trials that failed there."""
     trials = [t for t in study.get_trials(deepcopy=False) if not is_idle(t)]
     refs = [t for t in trials if t.user_attrs.get("reference")]
     searched = [t for t in trials if not t.user_attrs.get("reference")]
@@ -139,7 +140,10 @@ def summary_counts(study: optuna.Study) -> dict[str, Any]:
                 "trained": len(trained),
                 "complete": sum(t.state == TrialState.COMPLETE for t in trained),
                 "pruned": sum(t.state == TrialState.PRUNED for t in trained),
-                "reused": sum(t.user_attrs.get("duplicate_of") is not None for t in trained),
+                "reused": sum(
+                    t.user_attrs.get("duplicate_of") is not None or bool(t.user_attrs.get("cached"))
+                    for t in trained
+                ),
                 "failed": sum(
                     t.state == TrialState.FAIL and not is_lost(t) for t in trials if rung_of(t) == r
                 ),

@@ -331,7 +331,11 @@ def test_a_second_search_trains_nothing_its_cache_holds(synthetic_root, tmp_path
     assert "reused from cache" not in err_a
     assert err_b.count("reused from cache") == 4
     page = (b / "report.html").read_text()
-    assert "<th>cached</th>" in page and "<th>cached</th>" not in (a / "report.html").read_text()
+    assert "<td>from cache</td>" in page  # the trials tables' "reused" column
+    assert "<td>from cache</td>" not in (a / "report.html").read_text()
+    # the counts say it too: the 2 candidates sampled were reused, not trained
+    assert "candidates: 2 sampled (2 complete, 0 pruned; 2 reused)" in err_b
+    assert "candidates: 2 sampled (2 complete, 0 pruned; 0 reused)" in err_a
     # the weights a reused trial ships are the cached ones, and load into its network
     t = done_b[0]
     state = torch.load(b / t.user_attrs["weights"], weights_only=True)
