@@ -200,6 +200,7 @@ def climbed(tmp_path_factory, synthetic_root):
     return run_search(cfg, quiet=True), cfg
 
 
+@pytest.mark.slow  # the `climbed` search: 16 s on 2 cores
 def test_each_rung_trains_at_its_fidelity(climbed):
     study, cfg = climbed
     for t in study.trials:
@@ -210,6 +211,7 @@ def test_each_rung_trains_at_its_fidelity(climbed):
             assert t.user_attrs["train_images"] == rung.images
 
 
+@pytest.mark.slow  # the `climbed` search: 16 s on 2 cores
 def test_promotions_follow_the_rule_as_it_stood(climbed):
     """Which trials move up: each promotion was, when its trial started, among the top
     third (by band rank) of what had finished at the rung below; nothing is promoted twice,
@@ -243,6 +245,7 @@ def test_promotions_follow_the_rule_as_it_stood(climbed):
     assert {s.number for s in final_top} <= set(sources)
 
 
+@pytest.mark.slow  # the `climbed` search: 16 s on 2 cores
 def test_references_are_trained_at_every_rung(climbed):
     study, cfg = climbed
     refs = [
@@ -256,6 +259,7 @@ def test_references_are_trained_at_every_rung(climbed):
     )
 
 
+@pytest.mark.slow  # the `climbed` search: 16 s on 2 cores
 def test_the_search_ends_with_the_front_verified_at_the_target(climbed):
     study, cfg = climbed
     from budgetnas.reports.frame import trials_frame
@@ -272,6 +276,7 @@ def test_the_search_ends_with_the_front_verified_at_the_target(climbed):
     assert [r.seed for r in verified["zoo-002"].runs] == [1, 2]
 
 
+@pytest.mark.slow  # the `climbed` search: 16 s on 2 cores
 def test_report_and_pareto_csv_show_the_rungs_and_the_verified_front(climbed):
     import pandas as pd
 
@@ -393,6 +398,7 @@ def test_an_epoch_budget_holds_with_rungs(tmp_path, synthetic_root):
     assert spent <= 6 * cfg.schedule.target.image_epochs
 
 
+@pytest.mark.slow  # the `climbed` search: 16 s on 2 cores
 def test_export_ships_the_verified_winner_of_a_search_with_rungs(climbed, synthetic_root, tmp_path):
     """One search command ends with the front verified at the target; export's default is the
     best verified searched network, with its best verified weights, at that fidelity."""

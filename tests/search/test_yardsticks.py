@@ -94,6 +94,7 @@ def test_the_search_stops_before_it_trains_or_writes_anything(
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_trimmed_yardsticks_train_at_the_target_and_verify_with_their_seeds(
     synthetic_root, tmp_path, monkeypatch
 ):
