@@ -48,6 +48,7 @@ __all__ = [
     "data_digest",
     "default_cache_dir",
     "device_kind",
+    "helper_env",
     "identity",
     "open_cache",
     "result_key",
@@ -86,6 +87,14 @@ def open_cache(folder: Path | str | None = None, *, enabled: bool = True) -> Res
     if root.exists() and not root.is_dir():
         raise SearchError(f"the results cache {root} is a file, not a folder; choose --cache DIR")
     return ResultCache(root)
+
+
+def helper_env(cache: ResultCache | None, *, threads: int) -> dict[str, str]:
+    """The environment of a helper process this one starts (``--workers``): ``threads``
+    threads, and this process's results cache (off when it is off)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    env[CACHE_ENV] = str(cache.root.resolve()) if cache is not None else "off"
+    return env
 
 
 def device_kind(device: torch.device | str) -> str:

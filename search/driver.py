@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 from budgetnas.reports.frame import trials_frame
 from budgetnas.reports.pareto import pareto_front
 from budgetnas.search.budget import format_params
-from budgetnas.search.cache import CACHE_ENV, ResultCache
+from budgetnas.search.cache import ResultCache, helper_env
 from budgetnas.search.config import (
     CONFIG_FILE,
     UNLIMITED,
@@ -60,13 +60,7 @@ from budgetnas.search.schedule import (
 )
 from budgetnas.search.storage import fail_orphans, is_rdb, open_storage, requeue_lost
 from budgetnas.search.verified import failure_message
-from budgetnas.search.verify_pool import (
-    Share,
-    failed_line,
-    line,
-    verify_parallel,
-    verify_share,
-)
+from budgetnas.search.verify_pool import Share, printers, verify_parallel, verify_share
 from budgetnas.search.yardsticks import plan_yardsticks, reference_weight, time_costs
 from budgetnas.trainers.data import TrainVal
 from budgetnas.trainers.evaluate import resolve_device
@@ -501,13 +495,9 @@ def verify_front(
             cfg, study, numbers, refs, quiet=quiet, cache=cache, threads=threads
         )
     else:
-        results = verify_share(
-            cfg,
-            Share(tuple(numbers), tuple(refs)),
-            cache=cache,
-            on_result=None if quiet else lambda i, r: print(line(i, r), file=sys.stderr),
-            on_failed=None if quiet else lambda i, f: print(failed_line(i, f), file=sys.stderr),
-        )
+        show, show_failed = printers(quiet)
+        share = Share(tuple(numbers), tuple(refs))
+        results = verify_share(cfg, share, cache=cache, on_result=show, on_failed=show_failed)
     failed = failure_message(results)
     if failed:
         raise VerifyFailed(failed)
@@ -523,8 +513,7 @@ def _spawn_workers(cfg: SearchConfig, cache: ResultCache | None = None) -> list[
     sharing its results cache."""
     threads = _threads_per_worker(cfg.workers)
     torch.set_num_threads(threads)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    env[CACHE_ENV] = str(cache.root.resolve()) if cache is not None else "off"
+    env = helper_env(cache, threads=threads)
     cmd = [
         sys.executable,
         "-m",

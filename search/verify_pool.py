@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from budgetnas.search.cache import CACHE_ENV, ResultCache
+from budgetnas.search.cache import ResultCache, helper_env
 from budgetnas.search.config import SearchConfig
 from budgetnas.search.verified import FailedSeed, SeedRun, Verified
 from budgetnas.space.count import analyze
@@ -88,13 +88,28 @@ def failed_line(item: Verified, failed: FailedSeed) -> str:
     )
 
 
+OnResult = Callable[[Verified, SeedRun], None]
+OnFailed = Callable[[Verified, FailedSeed], None]
+
+
+def printers(quiet: bool) -> tuple[OnResult | None, OnFailed | None]:
+    """``verify_run``'s ``on_result`` and ``on_failed``: each seed's line on stderr, or None
+    when ``quiet``."""
+    if quiet:
+        return None, None
+    return (
+        lambda item, run: print(line(item, run), file=sys.stderr, flush=True),
+        lambda item, failed: print(failed_line(item, failed), file=sys.stderr, flush=True),
+    )
+
+
 def verify_share(
     cfg: SearchConfig,
     share: Share,
     *,
     cache: ResultCache | None,
-    on_result: Callable[[Verified, SeedRun], None] | None = None,
-    on_failed: Callable[[Verified, FailedSeed], None] | None = None,
+    on_result: OnResult | None = None,
+    on_failed: OnFailed | None = None,
 ) -> list[Verified]:
     """Verify one share in this process (front members with ``verify_seeds``, references
     with their own seeds)."""
@@ -128,8 +143,7 @@ def verify_parallel(
     """Verify ``numbers`` and ``refs`` over ``cfg.workers`` processes (this one and helpers of
     ``threads`` threads each); returns every record, read back in this process."""
     shares = deal(jobs_of(cfg, study, numbers, refs), cfg.workers)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    env[CACHE_ENV] = str(cache.root.resolve()) if cache is not None else "off"
+    env = helper_env(cache, threads=threads)
     helpers = [
         subprocess.Popen(
             [sys.executable, "-m", "budgetnas.search.verify_pool", _argument(cfg, s, quiet)],
@@ -137,15 +151,7 @@ def verify_parallel(
         )
         for s in shares[1:]
     ]
-
-    def show(item: Verified, run: SeedRun) -> None:
-        if not quiet:
-            print(line(item, run), file=sys.stderr, flush=True)
-
-    def show_failed(item: Verified, failed: FailedSeed) -> None:
-        if not quiet:
-            print(failed_line(item, failed), file=sys.stderr, flush=True)
-
+    show, show_failed = printers(quiet)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -175,16 +181,9 @@ def main(argument: str) -> None:
     args = json.loads(argument)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or torch.get_num_threads()))
     cfg = read_config(args["run"])
-    quiet = bool(args.get("quiet"))
-    verify_share(
-        cfg,
-        Share(tuple(args["trials"]), tuple(args["zoo"])),
-        cache=open_cache(),
-        on_result=None if quiet else lambda i, r: print(line(i, r), file=sys.stderr, flush=True),
-        on_failed=None
-        if quiet
-        else lambda i, f: print(failed_line(i, f), file=sys.stderr, flush=True),
-    )
+    show, show_failed = printers(bool(args.get("quiet")))
+    share = Share(tuple(args["trials"]), tuple(args["zoo"]))
+    verify_share(cfg, share, cache=open_cache(), on_result=show, on_failed=show_failed)
 
 
 if __name__ == "__main__":
