@@ -61,7 +61,12 @@ from budgetnas.search.schedule import (
 from budgetnas.search.storage import fail_orphans, is_rdb, open_storage, requeue_lost
 from budgetnas.search.verified import failure_message
 from budgetnas.search.verify_pool import Share, printers, verify_parallel, verify_share
-from budgetnas.search.yardsticks import plan_yardsticks, reference_weight, time_costs
+from budgetnas.search.yardsticks import (
+    empty_front_line,
+    plan_yardsticks,
+    reference_weight,
+    time_costs,
+)
 from budgetnas.trainers.data import TrainVal
 from budgetnas.trainers.evaluate import resolve_device
 
@@ -466,7 +471,7 @@ def verify_front(
     front = pareto_front(df, cap=cfg.budget, rung=target)
     if front.empty:
         if not quiet:
-            print("no candidate completed the target rung: nothing to verify", file=sys.stderr)
+            print(empty_front_line(cfg, finished(study)), file=sys.stderr)
         return []
     numbers = front_to_verify(front)
     refs = list(cfg.reference_specs())

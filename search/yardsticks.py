@@ -283,3 +283,23 @@ def reference_weight(costs: Costs) -> float:
     if not costs.references or costs.candidate <= 0:
         return 1.0
     return sum(costs.references.values()) / len(costs.references) / costs.candidate
+
+
+def _as_given(seconds: float) -> str:
+    """A --budget-time as a user would have typed it: ``90s``, ``45m``, ``1h13m``."""
+    return f"{seconds:g}s" if seconds % 60 else _budget(seconds)
+
+
+def empty_front_line(cfg: SearchConfig, sampled: int) -> str:
+    """Why a search ends with nothing to verify: no candidate completed the target rung; when
+    ``--budget-time`` closed sampling before the first candidate (the trials ran slower than
+    they were timed before the search: another job on the machine, a slower data path), what
+    the user can change."""
+    if cfg.budget_time and not sampled:
+        return (
+            "no candidate was sampled: what one would commit the search to (its trainings, "
+            "its verification beside the seed networks') no longer fitted in --budget-time "
+            f"{_as_given(cfg.budget_time)} at the speed the trials ran; a longer --budget-time, "
+            "fewer --references or fewer --verify-seeds buys candidates"
+        )
+    return "no candidate completed the target rung: nothing to verify"

@@ -13,6 +13,7 @@ from budgetnas.search.verified import stored_results
 from budgetnas.search.yardsticks import (
     Costs,
     Level,
+    empty_front_line,
     least_search_seconds,
     levels,
     plan_yardsticks,
@@ -137,3 +138,16 @@ def test_cached_trainings_cost_nothing_but_do_not_change_the_plan(synthetic_root
     trimmed, note = plan_yardsticks(cfg, costs)
     assert (trimmed.reference_rungs, trimmed.seeds_of_references) == ("target", 1)
     assert note is not None and "would take" in note
+
+
+def test_a_search_that_sampled_nothing_says_what_buys_candidates(synthetic_root, tmp_path):
+    """Trials slower than they were timed (another job on the machine) can close sampling
+    before the first candidate: the last line says so, and what to change."""
+    timed = _cfg(synthetic_root, tmp_path / "r", references="002", budget_time=90)
+    line = empty_front_line(timed, sampled=0)
+    assert line.startswith("no candidate was sampled: ")
+    assert "--budget-time 90s" in line and "fewer --references" in line
+    # candidates that did not reach the target, or a search without a time budget: as before
+    nothing = "no candidate completed the target rung: nothing to verify"
+    assert empty_front_line(timed, sampled=3) == nothing
+    assert empty_front_line(_cfg(synthetic_root, tmp_path / "s", budget_time=None), 0) == nothing
