@@ -15,9 +15,12 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def step_arguments(doc: str) -> argparse.Namespace:
-    """The command line of a step benchmark; sets torch's thread count from it."""
+def step_arguments(doc: str, *extra: tuple[str, dict]) -> argparse.Namespace:
+    """The command line of a step benchmark (``extra``: its own options, as (flag, keyword
+    arguments of ``add_argument``)); sets torch's thread count from it."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
+    for flag, kwargs in extra:
+        ap.add_argument(flag, **kwargs)
     ap.add_argument("--zoo", default="001")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)

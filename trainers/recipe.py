@@ -11,6 +11,10 @@ from typing import Any
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "constant")
+PRECISIONS = ("fp32", "bf16")  # bf16: the forward pass and loss under bf16 autocast
+# Settings added after results were first stored: kept out of a recipe's dict while at their
+# default, so the results, cache keys and study fingerprints of earlier versions stay valid.
+LATER_DEFAULTS: dict[str, Any] = {"precision": "fp32", "channels_last": False}
 MAX_AUGMENT_STRENGTH = 3.0
 
 
@@ -68,6 +72,8 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     eval_batch_size: int = 2000
     seed: int = 0
+    precision: str = "fp32"
+    channels_last: bool = False  # the network and its batches in NHWC memory order
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -88,9 +94,15 @@ class TrainConfig:
             raise ConfigError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
         if not isinstance(self.augment, AugmentConfig):
             raise ConfigError(f"augment must be an AugmentConfig, got {self.augment!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        for name, default in LATER_DEFAULTS.items():
+            if data[name] == default:
+                del data[name]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

@@ -8,6 +8,7 @@ every epoch, handing each value to ``on_epoch`` (where a pruner may stop the run
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -81,6 +82,14 @@ def init_model(spec: ArchSpec, *, seed: int, device: torch.device) -> nn.Module:
         return build(spec).to(device)
 
 
+def autocast(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    """The forward pass's precision: bf16 autocast where ``cfg.precision`` says so (the weights,
+    gradients and optimizer stay fp32), else nothing."""
+    if cfg.precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def train(
     spec: ArchSpec,
     data: TrainVal,
@@ -108,6 +117,8 @@ def _train(
     on_epoch: Callable[[int, float, float], None] | None,
 ) -> TrainResult:
     model = build(spec).to(device)  # initialised from the seeded CPU generator
+    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = model.to(memory_format=layout)
     train_x, train_y = data.train.x.to(device), data.train.y.to(device)
     val = data.val.to(device)
     n = len(train_y)
@@ -132,8 +143,10 @@ def _train(
         for i in range(steps):
             idx = perm[i * batch : (i + 1) * batch]
             x = train_x[idx].float().div_(255)  # (B, C, H, W) in [0, 1]
-            x = random_affine(x, cfg.augment, gen)
-            loss = F.cross_entropy(model(x), train_y[idx], label_smoothing=cfg.label_smoothing)
+            x = random_affine(x, cfg.augment, gen).contiguous(memory_format=layout)
+            with autocast(cfg, device):
+                out = model(x)
+                loss = F.cross_entropy(out, train_y[idx], label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -5,6 +5,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from budgetnas.space.build import build
 from budgetnas.space.spec import ArchSpec, Conv, Head, Transition
 from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.augment import NO_AUGMENT
@@ -104,11 +105,56 @@ def test_momentum_and_weight_decay_act(data, name, values):
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"epochs": 0}, "epochs"), ({"optimizer": "lion"}, "optimizer"), ({"lr": 0.0}, "learning")],
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"optimizer": "lion"}, "optimizer"),
+        ({"lr": 0.0}, "learning"),
+        ({"precision": "fp16"}, "precision must be one of fp32, bf16"),
+    ],
 )
 def test_bad_config(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig(**kwargs)
+
+
+def test_precision_and_memory_format_are_stored_only_when_set():
+    """Results, cache keys and fingerprints of recipes stored before these settings existed
+    stay what they were: a recipe at the defaults has the same dict as then."""
+    plain = TrainConfig().to_dict()
+    assert "precision" not in plain and "channels_last" not in plain
+    fast = TrainConfig(precision="bf16", channels_last=True)
+    assert fast.to_dict()["precision"] == "bf16" and fast.to_dict()["channels_last"] is True
+    assert TrainConfig.from_dict(fast.to_dict()) == fast
+    assert TrainConfig.from_dict(plain) == TrainConfig()
+
+
+def test_bf16_runs_the_forward_pass_in_bf16_and_channels_last_keeps_the_result(data, monkeypatch):
+    """bf16: the convolutions compute in bf16, the weights stay fp32, and it learns;
+    channels_last: the same run in another memory order, the same losses within float
+    tolerance."""
+    import budgetnas.trainers.train as trainer
+
+    cfg = TrainConfig(epochs=2, batch_size=32, lr=0.1, augment=NO_AUGMENT)
+    seen: list[torch.dtype] = []
+
+    def build_and_watch(spec):
+        net = build(spec)
+        conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+        conv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+        return net
+
+    monkeypatch.setattr(trainer, "build", build_and_watch)
+    plain = train(SPEC, data, cfg)
+    assert set(seen) == {torch.float32}
+    seen.clear()
+    half = train(SPEC, data, replace(cfg, precision="bf16"))
+    assert torch.bfloat16 in seen
+    assert all(p.dtype == torch.float32 for p in half.model.parameters())
+    assert half.val_acc > 0.5  # chance is 0.1
+    last = train(SPEC, data, replace(cfg, channels_last=True))
+    assert last.model.state_dict().keys() == plain.model.state_dict().keys()
+    assert last.loss_curve == pytest.approx(plain.loss_curve, rel=1e-4)
+    assert last.val_curve == pytest.approx(plain.val_curve, abs=0.02)
 
 
 def test_devices():
