@@ -120,9 +120,9 @@ class SearchConfig:
     # fidelities, the last the recipe's (the target); see search.schedule. None: DEFAULT_RUNGS
     # where the target leaves room below it and the pruner allows (see ``auto_rungs``)
     rungs: int | None = None
-    # optimizer steps a rung below the target takes at least: MIN_RUNG_STEPS where the rungs
-    # are planned for the user (--rungs not given), 0 (none) where the user chose them and in
-    # runs made before the floor
+    # optimizer steps a rung below the target takes at least, and a candidate before the
+    # pruner may cut it: MIN_RUNG_STEPS where the rungs are planned for the user (--rungs not
+    # given), 0 (none) where the user chose them and in runs made before the floor
     min_rung_steps: int = 0
     eta: int = 3  # each rung costs eta times the one below; the top 1/eta move up
     budget_time: float | None = None  # seconds: sample new candidates while the plan fits

@@ -587,3 +587,32 @@ def test_a_promotion_is_never_cut_by_the_pruner(tmp_path, synthetic_root, monkey
     promoted = [t for t in study.trials if rung_of(t) == 1]
     assert promoted and all(t.state == TrialState.COMPLETE for t in promoted)
     assert all(len(t.user_attrs["val_curve"]) == 2 for t in promoted)
+
+
+def test_the_pruner_waits_until_candidates_leave_chance(tmp_path, synthetic_root, monkeypatch):
+    """An epoch of 6 optimizer steps (300 images, batch 50): with the rungs planned for the
+    user, a pruner that would cut every trial cuts none before 40 steps (epoch 7); with
+    --rungs given, it cuts after the first epoch, as the user chose."""
+    from budgetnas.search.objective import Objective
+
+    monkeypatch.setattr(Objective, "_prune", lambda self, trial, epoch, acc: True)
+
+    def cut_after(**options) -> set[int]:
+        cfg = quick_config(
+            synthetic_root,
+            tmp_path / str(len(options)),
+            trials=2,
+            epochs=9,
+            pruner="banded",
+            references="none",
+            verify_seeds=0,
+            **options,
+        )
+        study = run_search(cfg, quiet=True)
+        sampled = [t for t in study.trials if rung_of(t) == 0]
+        assert sampled and all(t.state == TrialState.PRUNED for t in sampled)
+        return {len(t.user_attrs["val_curve"]) for t in sampled}
+
+    planned = cut_after()
+    assert planned == {7}  # 7 x 6 = 42 steps, the first epoch at 40 or more
+    assert cut_after(rungs=1) == {1}
