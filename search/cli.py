@@ -177,6 +177,12 @@ def search(
         f"Seed of the sampler and of every training run [default: {SearchConfig.seed}]."
     ),
     device: str | None = _opt("auto (CUDA when present), cpu, cuda, cuda:N [default: auto]."),
+    precision: str | None = _opt(
+        "fp32, or bf16 (the forward pass under bf16 autocast; weights and updates in fp32; in "
+        "channels_last order on a CPU). auto: bf16 on a CPU that computes bf16 in hardware "
+        "(AVX512-BF16 or AMX: 1.5x a training step there, the same accuracy), fp32 elsewhere "
+        "[default: auto]."
+    ),
     dataset: str | None = _opt(
         f"One of: {', '.join([*DATASETS, *TORCHVISION_OTHERS])} (the last three read from "
         f"--data-dir when on disk) [default: {DataConfig.dataset}]."

@@ -30,6 +30,7 @@ from budgetnas.space.spec import ArchSpec
 from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.data import DataConfig, default_data_dir
 from budgetnas.trainers.evaluate import resolve_device
+from budgetnas.trainers.precision import recipe_settings
 from budgetnas.trainers.recipe import AugmentConfig, TrainConfig, default_recipe
 
 CONFIG_FILE = "config.json"
@@ -450,7 +451,8 @@ def new_config(*, out: str | Path, caps: tuple[int, ...], **options: Any) -> Sea
     Options not given take the library's defaults: the data's, the recipe's for the epoch
     budget (one epoch has its own), the search's. ``augment`` is a strength (see
     ``AugmentConfig.scaled``); ``seed`` seeds both the sampler and the training runs;
-    ``space_file``: a space file, or the name of a shipped one (``default``, ``rich``).
+    ``space_file``: a space file, or the name of a shipped one (``default``, ``rich``);
+    ``precision``: auto (the device's fastest measured, ``trainers.precision``), fp32 or bf16.
     """
     given = {k: v for k, v in options.items() if v is not None}
     if "workers" not in given:
@@ -466,6 +468,8 @@ def new_config(*, out: str | Path, caps: tuple[int, ...], **options: Any) -> Sea
         recipe["augment"] = AugmentConfig.scaled(float(recipe["augment"]))
     if "seed" in given:
         recipe["seed"] = given["seed"]
+    device = resolve_device(given.get("device"))
+    recipe.update(recipe_settings(given.pop("precision", "auto"), device))
     space_file = given.pop("space_file", None)
     unknown = sorted(set(given) - {f.name for f in fields(SearchConfig)})
     if unknown:

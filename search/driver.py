@@ -699,6 +699,7 @@ def _drive(
         f"budgetnas: cap {cfg.budget:,} params ({format_params(cfg.budget)}), "
         f"{info.name} ({shape}; {len(data.train):,} train / {len(data.val):,} val), "
         f"{amount}, {cfg.schedule.label()}, on {device}"
+        + (f" in {cfg.recipe.precision}" if cfg.recipe.precision != "fp32" else "")
         + (f" ({cfg.workers} trial processes)" if cfg.workers > 1 else "")
         + (f"; resuming after {done} candidates" if done else ""),
         notes=(_notes(cfg) + list(notes or ())) if not done else [],

@@ -53,6 +53,7 @@ class Fidelity:
                 else ""
             )
             + (f" wd {r['weight_decay']:g}" if r.get("weight_decay", 5e-4) != 5e-4 else "")
+            + (f" {r['precision']}" if r.get("precision", "fp32") != "fp32" else "")
         )
 
     def differences(self, target: Fidelity) -> str:
