@@ -21,7 +21,7 @@ def reduced_search(args: argparse.Namespace, out: Path, **settings: Any) -> Sear
     --data-dir and --device from the command line, the rest from ``settings`` (one rung
     unless they say otherwise: the sampler, pruner and space benchmarks compare searches at
     one fidelity)."""
-    settings = {"rungs": 1, **settings}
+    settings = {"rungs": 1, "precision": "fp32", **settings}  # as their documented runs
     return new_config(
         out=out,
         caps=(args.budget,),

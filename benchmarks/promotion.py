@@ -57,6 +57,7 @@ def _config(args, strategy: str, seed: int, out: Path):
         references="none",
         verify_seeds=0,
         val_size=args.val_size,
+        precision="fp32",  # as the documented runs
     )
     if strategy == "lowest+verify":
         low = plan_rungs(epochs=args.epochs, images=args.train_subset, rungs=3, eta=3)[0]

@@ -111,6 +111,8 @@ def search_command(args, python: str, dataset: str, seed: int, run: Path) -> lis
         cmd += ["--train-subset", str(args.train_subset)]
     if args.val_size:
         cmd += ["--val-size", str(args.val_size)]
+    if python != args.old_python:  # the older commit trains in fp32 and has no --precision
+        cmd += ["--precision", args.precision]
     return cmd + data_flags(args, dataset)
 
 
@@ -277,6 +279,12 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2", help="search seeds")
     ap.add_argument("--datasets", default="mnist,mnist14")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument(
+        "--precision",
+        default="fp32",
+        help="today's searches (and so the yardsticks verified in their runs); fp32, as the "
+        "older commit trains, compares the searches alone [default: fp32]",
+    )
     ap.add_argument("--no-cache-runs", action="store_true", help="skip the two cache runs")
     args = ap.parse_args()
     args.datasets = args.datasets.split(",")

@@ -149,7 +149,17 @@ def identity(
         "seed": recipe.seed,
         **_versions(),
         "device": device,
+        # bf16 on a CPU runs on the hardware's own bf16 path (AVX512-BF16, AMX) or emulated:
+        # results of one kind of CPU are not another's (fp32 keys stay as they were)
+        **({"cpu": cpu_kind()} if recipe.precision != "fp32" and device == "cpu" else {}),
     }
+
+
+def cpu_kind() -> str:
+    """The instruction set torch uses on this CPU and whether it computes bf16 in hardware."""
+    from budgetnas.trainers.precision import native_bf16_cpu
+
+    return f"{torch.backends.cpu.get_cpu_capability()}, native bf16 {native_bf16_cpu()}"
 
 
 def result_key(ident: dict[str, Any]) -> str:

@@ -154,8 +154,8 @@ def cli_error(result) -> str:
 
 # no final verification unless a test asks for it (--verify-seeds): it trains the front again
 # one trial process (the CPU's default is one per core): tests of several set --workers
-# fp32 (auto is bf16 on a CPU with native bf16): the same results on every machine; the bf16
-# path has its own tests (tests/trainers/test_precision.py)
+# fp32 (auto is bf16 on a CPU with native bf16): the same results on every machine for the
+# tests that use these; the bf16 path has its own (tests/trainers/test_precision.py)
 QUICK = {
     "train_subset": 300,
     "val_size": 100,

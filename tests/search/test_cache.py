@@ -88,6 +88,8 @@ def test_the_key_changes_with_every_component_and_only_then(data, tmp_path, monk
         "recipe": cache.key(SPEC, data, replace(RECIPE, lr=0.06), device="cpu"),
         "epochs": cache.key(SPEC, data, replace(RECIPE, epochs=3), device="cpu"),
         "seed": cache.key(SPEC, data, replace(RECIPE, seed=1), device="cpu"),
+        "precision": cache.key(SPEC, data, replace(RECIPE, precision="bf16"), device="cpu"),
+        "channels_last": cache.key(SPEC, data, replace(RECIPE, channels_last=True), device="cpu"),
     }
     ident = identity(
         SPEC, RECIPE, data=data_digest(data), train_images=60, val_images=20, device="cpu"
@@ -98,6 +100,17 @@ def test_the_key_changes_with_every_component_and_only_then(data, tmp_path, monk
     keys["torch"] = cache.key(SPEC, data, RECIPE, device="cpu")
     assert len(set(keys.values())) == len(keys), keys
     assert ident["fidelity"] == {"epochs": 2, "images": 60} and ident["seed"] == 0
+    # bf16 on a CPU depends on the CPU's bf16 path: its key names it; fp32's does not
+    assert "cpu" not in ident
+    half = identity(
+        SPEC,
+        replace(RECIPE, precision="bf16"),
+        data=data_digest(data),
+        train_images=60,
+        val_images=20,
+        device="cpu",
+    )
+    assert "native bf16" in half["cpu"]
 
 
 # ---- entries --------------------------------------------------------------------------------

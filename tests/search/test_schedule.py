@@ -590,9 +590,9 @@ def test_a_promotion_is_never_cut_by_the_pruner(tmp_path, synthetic_root, monkey
 
 
 def test_the_pruner_waits_until_candidates_leave_chance(tmp_path, synthetic_root, monkeypatch):
-    """An epoch of 6 optimizer steps (300 images, batch 50): with the rungs planned for the
-    user, a pruner that would cut every trial cuts none before 40 steps (epoch 7); with
-    --rungs given, it cuts after the first epoch, as the user chose."""
+    """An epoch of 6 optimizer steps (300 images, batch 50): with --rungs left to the search
+    (here one rung fits), a pruner that would cut every trial cuts none before 40 steps
+    (epoch 7); with --rungs given, it cuts after the first epoch, as the user chose."""
     from budgetnas.search.objective import Objective
 
     monkeypatch.setattr(Objective, "_prune", lambda self, trial, epoch, acc: True)

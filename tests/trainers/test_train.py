@@ -153,7 +153,7 @@ def test_bf16_runs_the_forward_pass_in_bf16_and_channels_last_keeps_the_result(d
     assert half.val_acc > 0.5  # chance is 0.1
     last = train(SPEC, data, replace(cfg, channels_last=True))
     assert last.model.state_dict().keys() == plain.model.state_dict().keys()
-    assert last.loss_curve == pytest.approx(plain.loss_curve, rel=1e-4)
+    assert last.loss_curve == pytest.approx(plain.loss_curve, rel=1e-3)
     assert last.val_curve == pytest.approx(plain.val_curve, abs=0.02)
 
 
