@@ -17,6 +17,8 @@ from typing import Any
 
 import optuna
 
+from budgetnas.trainers.recipe import LATER_DEFAULTS
+
 VERIFY_PREFIX = "verify:"
 LEGACY_ATTR = "verify"  # one dict of every record, as the first version stored them
 
@@ -66,7 +68,9 @@ class Fidelity:
             parts.append(f"{self.train_images:,} img (target {target.train_images:,})")
         keys = [*self.recipe, *(k for k in target.recipe if k not in self.recipe)]
         for key in keys:
-            mine, theirs = self.recipe.get(key), target.recipe.get(key)
+            # a setting stored only when set (precision, channels_last) is at its default
+            mine = self.recipe.get(key, LATER_DEFAULTS.get(key))
+            theirs = target.recipe.get(key, LATER_DEFAULTS.get(key))
             if key != "epochs" and mine != theirs:
                 name = _SHORT.get(key, key.replace("_", " "))
                 mine_s, theirs_s = _setting(mine), _setting(theirs)

@@ -235,3 +235,17 @@ def test_zoo_networks_are_verified_with_the_runs_normalisation(ladder_run, tmp_p
     (mnist,) = verify_module._choose(cfg, study, trials=None, top=None, zoo=["001"])
     assert ArchSpec.from_json(mnist.spec).norm == (0.1307, 0.3081)
     assert replace(ArchSpec.from_json(item.spec), norm=(0.1307, 0.3081)).to_json() == mnist.spec
+
+
+def test_a_fidelity_names_bf16_and_reads_a_missing_precision_as_fp32():
+    """Recipes store precision and channels_last only when set: a label says bf16, and a
+    record of fp32 compared with a bf16 target says exactly that."""
+    from budgetnas.search.verified import Fidelity
+
+    plain = Fidelity(3, 100, {"optimizer": "sgd", "lr": 0.05, "batch_size": 128})
+    half = Fidelity(3, 100, {**plain.recipe, "precision": "bf16", "channels_last": True})
+    assert half.label().endswith(" bf16") and "bf16" not in plain.label()
+    assert plain.differences(half) == (
+        "precision fp32 (target bf16), channels last False (target True)"
+    )
+    assert plain.differences(plain) == ""
