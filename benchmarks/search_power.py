@@ -218,7 +218,7 @@ def print_tables(results: dict, args) -> None:
     print("| --- " * 10 + "|")
     for key in sorted(results):
         r = results[key]
-        if "best" not in r:
+        if "best" not in r or key.count("/") != 2:  # unfinished, or a cache run
             continue
         dataset, strategy, seed = key.split("/")
 
