@@ -30,7 +30,14 @@ from budgetnas.search.pruners import BandedMedianPruner
 from budgetnas.search.recipe import sample_recipe
 from budgetnas.search.runs import FINISHED, WEIGHTS_DIR, trial_spec
 from budgetnas.search.samplers import flat_space, is_multi_objective
-from budgetnas.search.schedule import Rung, is_lost, lineage, promoted_from, rung_of
+from budgetnas.search.schedule import (
+    Rung,
+    is_lost,
+    lineage,
+    promoted_from,
+    rung_of,
+    rung_steps,
+)
 from budgetnas.search.sizing import assign_size
 from budgetnas.space.count import analyze
 from budgetnas.space.memory import activation_memory
@@ -280,13 +287,13 @@ class Objective:
         # below the steps it takes candidates to leave chance (the rungs' floor), a pruner
         # would cut by luck: on 1,293 images an epoch is 10 steps, and the candidates it cut
         # after one were at 9-15% (chance: 10%)
-        steps = len(data.train) // max(1, min(recipe.batch_size, len(data.train)))
+        images = len(data.train)
 
         def on_epoch(epoch: int, acc: float, loss: float) -> None:
             curve.append(acc)
             trial.set_user_attr("val_curve", curve)
             self.progress.epoch(trial.number, epoch, epochs, acc)
-            ranks = (epoch + 1) * steps >= self.cfg.min_rung_steps
+            ranks = rung_steps(epoch + 1, images, recipe.batch_size) >= self.cfg.min_rung_steps
             if prunable and epoch + 1 < epochs and ranks and self._prune(trial, epoch, acc):
                 raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} at {acc:.4f}")
 
