@@ -63,6 +63,7 @@ from budgetnas.search.verified import failure_message
 from budgetnas.search.verify_pool import Share, printers, verify_parallel, verify_share
 from budgetnas.search.yardsticks import (
     empty_front_line,
+    pending_verification,
     plan_yardsticks,
     reference_weight,
     time_costs,
@@ -74,6 +75,8 @@ IDLE_IN_A_ROW = 3  # a process stops after this many trials in a row found nothi
 DEADLINE_ATTR = "deadline"  # study user attribute: --budget-time's end, seconds since the epoch
 # study user attribute: a reference network's image-epoch in a candidate's, as timed at the start
 REFERENCE_WEIGHT_ATTR = "reference_weight"
+# the share of the references' verification the results cache did not hold at the start
+REFERENCE_PENDING_ATTR = "reference_pending"
 
 # A search stops (exit 1, with the reason) after this many trials in a row failed, or after
 # this many candidates in a row were rejected before training (over a cap).
@@ -346,7 +349,7 @@ def run_search(
     if not resume and attrs is not None:
         raise _refuse_existing(cfg, attrs)
     device, data = _prepare(cfg)
-    notes, weight = [], None
+    notes, weight, pending = [], None, 1.0
     if not resume and cfg.budget_time and cfg.reference_specs():
         # the yardsticks' share of the time budget, before anything is trained or written
         costs = time_costs(cfg, data, device, threads=_threads_per_worker(cfg.workers), cache=cache)
@@ -354,6 +357,7 @@ def run_search(
             cfg, note = plan_yardsticks(cfg, costs)
             notes += [note] if note else []
             weight = reference_weight(costs)
+            pending = pending_verification(cfg, costs)
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or open_storage(cfg.storage_url(), heartbeat=cfg.heartbeat)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures: one progress line each
@@ -380,6 +384,7 @@ def run_search(
         study.set_user_attr(DIGEST_ATTR, data.digest)
         if weight is not None:
             study.set_user_attr(REFERENCE_WEIGHT_ATTR, weight)
+            study.set_user_attr(REFERENCE_PENDING_ATTR, pending)
         _name_metrics(study, cfg.sampler)
     (out / CONFIG_FILE).write_text(cfg.to_json())
     study.set_user_attr(CONFIG_ATTR, cfg.to_dict())
@@ -588,18 +593,28 @@ def _time_budget(cfg: SearchConfig, study: optuna.Study) -> TimeBudget | None:
     if deadline is None:
         return None
     weight = float(study.user_attrs.get(REFERENCE_WEIGHT_ATTR) or 1.0)
-    return TimeBudget(float(deadline), plan(cfg, reference_weight=weight), workers=cfg.workers)
+    pending = study.user_attrs.get(REFERENCE_PENDING_ATTR)
+    pending = 1.0 if pending is None else float(pending)
+    return TimeBudget(
+        float(deadline),
+        plan(cfg, reference_weight=weight, reference_pending=pending),
+        workers=cfg.workers,
+    )
 
 
-def plan(cfg: SearchConfig, *, reference_weight: float = 1.0) -> Plan:
+def plan(
+    cfg: SearchConfig, *, reference_weight: float = 1.0, reference_pending: float = 1.0
+) -> Plan:
     """The work model of a search: its schedule, final verification and references
-    (``reference_weight``: their image-epoch's cost in a candidate's, for a time budget)."""
+    (``reference_weight``: their image-epoch's cost in a candidate's, for a time budget;
+    ``reference_pending``: the share of their verification the results cache does not hold)."""
     return Plan(
         cfg.schedule,
         verify_seeds=cfg.verify_seeds,
         references_at_target=len(cfg.reference_specs()),
         reference_seeds=cfg.seeds_of_references,
         reference_weight=reference_weight,
+        reference_pending=reference_pending,
     )
 
 

@@ -343,7 +343,8 @@ class Plan:
     of rung 0 reaches rung r), plus the promotions its candidates are still expected to make
     and the verification of the front (at most ``MAX_VERIFIED``) with ``verify_seeds`` seeds
     and of the reference networks at the target with ``reference_seeds`` (their image-epochs
-    weighed by ``reference_weight``)."""
+    weighed by ``reference_weight``, and by ``reference_pending``: the share not in the
+    results cache)."""
 
     schedule: Schedule
     verify_seeds: int = 3
@@ -352,6 +353,9 @@ class Plan:
     # the cost of a reference network's image-epoch in a candidate's (seed networks train
     # slower than candidates of their size; ``search.yardsticks`` times them)
     reference_weight: float = 1.0
+    # the share of the references' verification still to train (the rest the results cache
+    # holds: it costs nothing)
+    reference_pending: float = 1.0
 
     def work(self, trials: Sequence[FrozenTrial], *, extra: int = 0) -> int:
         searched = [t for t in trials if is_searched(t) and t.state != TrialState.FAIL]
@@ -365,7 +369,9 @@ class Plan:
         top = math.ceil(n0 / eta ** (len(rungs) - 1)) if n0 else 0
         seeds = self.verify_seeds if self.reference_seeds is None else self.reference_seeds
         verified = min(MAX_VERIFIED, top) * self.verify_seeds
-        verified += self.references_at_target * seeds * self.reference_weight
+        verified += (
+            self.references_at_target * seeds * self.reference_weight * self.reference_pending
+        )
         return work + round(verified * self.schedule.target.image_epochs)
 
 

@@ -17,8 +17,10 @@ Where even the least of them is over the share, they take it all the same if the
 beside the least search that reaches the target (``eta ** (rungs - 1)`` candidates at rung 0,
 so that one is promoted to the target, and its verification); where they do not, the search
 stops before it trains anything, in one line that says what would fit. Trainings the results
-cache holds already cost nothing. Every reference network the user asked for stays a
-yardstick: the trimming says how much each is trained, never which are dropped.
+cache holds already cost nothing: a richer level the cache holds whole is taken, and the time
+budget keeps no time for a verification the cache holds (``pending_verification``). Every
+reference network the user asked for stays a yardstick: the trimming says how much each is
+trained, never which are dropped.
 """
 
 from __future__ import annotations
@@ -152,18 +154,27 @@ def plan_yardsticks(cfg: SearchConfig, costs: Costs) -> tuple[SearchConfig, str 
         chosen = options[-1]
     if chosen is None:
         raise SearchError(_cannot_fit(cfg, costs, options[-1], least))
+    # a richer level the cache holds whole costs nothing: a yardstick verified with more seeds
+    free = next((lv for lv in options if yardstick_seconds(cfg, costs, lv) == 0), None)
+    if free is not None and options.index(free) < options.index(chosen):
+        chosen = free
     if chosen == options[0]:
         return cfg, None
-    costs = bare
-    full = yardstick_seconds(cfg, costs, options[0])
+    full = yardstick_seconds(cfg, bare, options[0])
     trimmed = replace(cfg, reference_rungs=chosen.rungs, reference_seeds=chosen.seeds)
     n, k = len(costs.references), side_by_side(cfg)
+    left, whole = yardstick_seconds(cfg, costs, chosen), yardstick_seconds(cfg, bare, chosen)
+    if left == 0:
+        cost = "all of it in the results cache"
+    elif left < whole:
+        cost = f"about {_minutes(left / k)}, the rest in the results cache"
+    else:
+        cost = f"about {_minutes(left / k)}"
     note = (
         f"note: the {n} seed network{'s' * (n > 1)} trained {options[0].label()} would take "
         f"{full / capacity:.0%} of --budget-time {_budget(cfg.budget_time)} "
         f"(about {_minutes(full / k)}): each is trained {chosen.label()} "
-        f"(about {_minutes(yardstick_seconds(cfg, costs, chosen) / k)}), so that the "
-        "search has the rest; all of it with --budget-time "
+        f"({cost}), so that the search has the rest; all of it with --budget-time "
         f"{_budget(full / SHARE / k)}"
     )
     return trimmed, note
@@ -275,6 +286,21 @@ def _in_cache(
         if cache.get(cache.key(spec, data.first(images), recipe, device=device)) is not None:
             held.add(what)
     return frozenset(held)
+
+
+def pending_verification(cfg: SearchConfig, costs: Costs) -> float:
+    """The share (by time) of the reference networks' verification at ``cfg``'s level that
+    the results cache does not hold: what the time budget must still keep for it (1.0 with
+    nothing cached, 0.0 when a second run of the same command finds all of it there)."""
+    level = Level(cfg.reference_rungs, cfg.seeds_of_references)
+    seeds = [(what, ie) for what, ie in planned(cfg, level) if what[0] == "seed"]
+    total = left = 0.0
+    for key, rate in costs.references.items():
+        for what, image_epochs in seeds:
+            total += rate * image_epochs
+            if what not in costs.cached.get(key, frozenset()):
+                left += rate * image_epochs
+    return left / total if total else 1.0
 
 
 def reference_weight(costs: Costs) -> float:

@@ -16,6 +16,7 @@ from budgetnas.search.yardsticks import (
     empty_front_line,
     least_search_seconds,
     levels,
+    pending_verification,
     plan_yardsticks,
     yardstick_seconds,
 )
@@ -137,7 +138,7 @@ def test_cached_trainings_cost_nothing_but_do_not_change_the_plan(synthetic_root
     assert yardstick_seconds(cfg, costs, Level("target", 2)) == pytest.approx(1.5 * 2000)
     trimmed, note = plan_yardsticks(cfg, costs)
     assert (trimmed.reference_rungs, trimmed.seeds_of_references) == ("target", 1)
-    assert note is not None and "would take" in note
+    assert note is not None and "verified with 1 seed (all of it in the results cache)" in note
 
 
 def test_a_search_that_sampled_nothing_says_what_buys_candidates(synthetic_root, tmp_path):
@@ -151,3 +152,33 @@ def test_a_search_that_sampled_nothing_says_what_buys_candidates(synthetic_root,
     nothing = "no candidate completed the target rung: nothing to verify"
     assert empty_front_line(timed, sampled=3) == nothing
     assert empty_front_line(_cfg(synthetic_root, tmp_path / "s", budget_time=None), 0) == nothing
+
+
+def test_a_richer_level_the_cache_holds_whole_is_taken(synthetic_root, tmp_path):
+    """The same command planned the target with 1 seed, but the cache holds each seed
+    network at the target with both seeds (an earlier run that had more time): that level
+    costs nothing, so the yardsticks are verified with 2 seeds."""
+    cfg = _cfg(synthetic_root, tmp_path / "r", references="001,002")
+    held = frozenset({("rung", 1), ("seed", 1), ("seed", 2)})
+    costs = Costs({"001": 1.0, "002": 0.5}, candidate=0.01, cached={"001": held, "002": held})
+    trimmed, note = plan_yardsticks(cfg, costs)
+    assert (trimmed.reference_rungs, trimmed.seeds_of_references) == ("target", 2)
+    assert note is not None and "verified with 2 seeds (all of it in the results cache)" in note
+
+
+def test_the_time_budget_keeps_no_time_for_a_verification_the_cache_holds(synthetic_root, tmp_path):
+    """Seed 001's verify seed 1 is cached, seed 002's is not (at half 001's rate): a third of
+    the references' verification is still to train; all of it cached, none. The plan of one
+    more candidate: 667 + 2,000 image-epochs, its verification 2 x 2,000, and the references'
+    2 x 1 seed x 2,000 x their weight (100) x that share."""
+    from budgetnas.search.driver import plan
+
+    cfg = _cfg(synthetic_root, tmp_path / "r", references="001,002", reference_seeds=1)
+    half = Costs({"001": 1.0, "002": 0.5}, 0.01, cached={"001": frozenset({("seed", 1)})})
+    assert pending_verification(cfg, half) == pytest.approx(1 / 3)
+    held = frozenset({("seed", 1)})
+    assert pending_verification(cfg, Costs(half.references, 0.01, {"001": held, "002": held})) == 0
+    assert pending_verification(cfg, Costs(half.references, 0.01)) == 1.0
+    own = 667 + 2000 + 2 * 2000
+    assert plan(cfg, reference_weight=100.0).work([], extra=1) == own + 2 * 2000 * 100
+    assert plan(cfg, reference_weight=100.0, reference_pending=0.0).work([], extra=1) == own
