@@ -56,6 +56,7 @@ from budgetnas.search.verified import Verified, best_verified, stored_results
 
 STRATEGIES = ("old", "new")
 YARDSTICKS = ("001", "002")
+CACHE_RUNS = ("cache-first", "cache-second")
 MIN_FRACTION = 0.3  # the size bands' floor: the default space's smallest target (both alike)
 
 
@@ -294,6 +295,12 @@ def main() -> None:
         "older commit trains, compares the searches alone [default: fp32]",
     )
     ap.add_argument("--no-cache-runs", action="store_true", help="skip the two cache runs")
+    ap.add_argument(
+        "--cache-tag",
+        default="",
+        help="names the cache runs cache-first-TAG and cache-second-TAG, so that they run again "
+        "beside earlier ones (another commit) [default: none]",
+    )
     args = ap.parse_args()
     args.datasets = args.datasets.split(",")
     out = Path(args.out)
@@ -340,7 +347,8 @@ def main() -> None:
     if not args.no_cache_runs:
         dataset, seed = args.datasets[0], seeds[0]
         cache = {**env, "BUDGETNAS_CACHE": str(out / "cache-demo")}
-        for name in ("cache-first", "cache-second"):
+        names = [n + (f"-{args.cache_tag}" if args.cache_tag else "") for n in CACHE_RUNS]
+        for name in names:
             if name in results:
                 continue
             run = out / dataset / name
@@ -350,7 +358,7 @@ def main() -> None:
             wall = run_logged(cmd, out / "logs" / f"{name}.log", cache)
             results[name] = {"wall_s": round(wall, 1), **measure(run, args.budget)}
             save()
-        for name in ("cache-first", "cache-second"):
+        for name in names:
             r = results[name]
             print(
                 f"{name}: {r['wall_s'] / 60:.1f} min, {r['reused']} trainings reused, "
