@@ -62,7 +62,9 @@ from budgetnas.search.storage import fail_orphans, is_rdb, open_storage, requeue
 from budgetnas.search.verified import failure_message
 from budgetnas.search.verify_pool import Share, printers, verify_parallel, verify_share
 from budgetnas.search.yardsticks import (
+    Costs,
     empty_front_line,
+    held_by_cache,
     pending_verification,
     plan_yardsticks,
     reference_weight,
@@ -77,6 +79,9 @@ DEADLINE_ATTR = "deadline"  # study user attribute: --budget-time's end, seconds
 REFERENCE_WEIGHT_ATTR = "reference_weight"
 # the share of the references' verification the results cache did not hold at the start
 REFERENCE_PENDING_ATTR = "reference_pending"
+# each reference network's seconds per image, as timed at the start (to weigh that share again
+# on --resume, with what the cache holds then)
+REFERENCE_RATES_ATTR = "reference_rates"
 
 # A search stops (exit 1, with the reason) after this many trials in a row failed, or after
 # this many candidates in a row were rejected before training (over a cap).
@@ -349,7 +354,7 @@ def run_search(
     if not resume and attrs is not None:
         raise _refuse_existing(cfg, attrs)
     device, data = _prepare(cfg)
-    notes, weight, pending = [], None, 1.0
+    notes, weight, pending, rates = [], None, 1.0, None
     if not resume and cfg.budget_time and cfg.reference_specs():
         # the yardsticks' share of the time budget, before anything is trained or written
         costs = time_costs(cfg, data, device, threads=_threads_per_worker(cfg.workers), cache=cache)
@@ -358,6 +363,7 @@ def run_search(
             notes += [note] if note else []
             weight = reference_weight(costs)
             pending = pending_verification(cfg, costs)
+            rates = costs.references
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or open_storage(cfg.storage_url(), heartbeat=cfg.heartbeat)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures: one progress line each
@@ -369,6 +375,11 @@ def run_search(
         _check_digest(cfg, attrs, data)
         so_far = len(optuna.load_study(study_name=cfg.study_name, storage=storage).trials)
         study = _load(cfg, storage, sampler_seed(cfg.seed, so_far))
+        # the cache (or the device, or the verify seeds) may differ from the first run's
+        rates = study.user_attrs.get(REFERENCE_RATES_ATTR) or {}
+        held = held_by_cache(cfg, data, device, cache)
+        pending = pending_verification(cfg, Costs(rates, 0.0, held))
+        study.set_user_attr(REFERENCE_PENDING_ATTR, pending)
     else:
         try:
             study = optuna.create_study(
@@ -385,6 +396,7 @@ def run_search(
         if weight is not None:
             study.set_user_attr(REFERENCE_WEIGHT_ATTR, weight)
             study.set_user_attr(REFERENCE_PENDING_ATTR, pending)
+            study.set_user_attr(REFERENCE_RATES_ATTR, rates)
         _name_metrics(study, cfg.sampler)
     (out / CONFIG_FILE).write_text(cfg.to_json())
     study.set_user_attr(CONFIG_ATTR, cfg.to_dict())

@@ -144,8 +144,8 @@ def plan_yardsticks(cfg: SearchConfig, costs: Costs) -> tuple[SearchConfig, str 
     least = least_search_seconds(cfg, costs, verify_seeds=cfg.verify_seeds)
     options = levels(cfg)
     # the level is chosen as if nothing were cached, so that the same command plans the same
-    # trainings again (and a second run reuses them all); what the cache holds counts only
-    # where the least level would not fit otherwise
+    # trainings again (and a second run reuses them all); what the cache holds counts where
+    # the least level would not fit otherwise, and where it holds a richer level whole
     bare = replace(costs, cached={})
     chosen = next(
         (lv for lv in options if yardstick_seconds(cfg, bare, lv) <= SHARE * capacity), None
@@ -165,17 +165,18 @@ def plan_yardsticks(cfg: SearchConfig, costs: Costs) -> tuple[SearchConfig, str 
     n, k = len(costs.references), side_by_side(cfg)
     left, whole = yardstick_seconds(cfg, costs, chosen), yardstick_seconds(cfg, bare, chosen)
     if left == 0:
-        cost = "all of it in the results cache"
+        cost = "(all of it in the results cache: none of the search's time)"
     elif left < whole:
-        cost = f"about {_minutes(left / k)}, the rest in the results cache"
+        cost = f"(about {_minutes(left / k)}, the rest in the results cache)"
     else:
-        cost = f"about {_minutes(left / k)}"
+        cost = f"(about {_minutes(left / k)})"
+    if left:
+        cost += ", so that the search has the rest"
     note = (
         f"note: the {n} seed network{'s' * (n > 1)} trained {options[0].label()} would take "
         f"{full / capacity:.0%} of --budget-time {_budget(cfg.budget_time)} "
-        f"(about {_minutes(full / k)}): each is trained {chosen.label()} "
-        f"({cost}), so that the search has the rest; all of it with --budget-time "
-        f"{_budget(full / SHARE / k)}"
+        f"(about {_minutes(full / k)}): each is trained {chosen.label()} {cost}; all of it "
+        f"with --budget-time {_budget(full / SHARE / k)}"
     )
     return trimmed, note
 
@@ -264,8 +265,15 @@ def time_costs(
     finally:
         torch.set_num_threads(before)
     candidate = sum(probes) / len(probes) if probes else min(refs.values(), default=0.0)
-    cached = {key: _in_cache(cfg, spec, data, device, cache) for key, spec in specs.items()}
-    return Costs(refs, candidate, cached)
+    return Costs(refs, candidate, held_by_cache(cfg, data, device, cache))
+
+
+def held_by_cache(
+    cfg: SearchConfig, data: TrainVal, device, cache: ResultCache | None
+) -> dict[str, frozenset[tuple[str, int]]]:
+    """Per reference network of ``cfg``, its trainings ``cache`` holds (see ``_in_cache``)."""
+    specs = {key: spec for key, (spec, _) in cfg.reference_specs().items()}
+    return {key: _in_cache(cfg, spec, data, device, cache) for key, spec in specs.items()}
 
 
 def _in_cache(

@@ -138,7 +138,7 @@ def test_cached_trainings_cost_nothing_but_do_not_change_the_plan(synthetic_root
     assert yardstick_seconds(cfg, costs, Level("target", 2)) == pytest.approx(1.5 * 2000)
     trimmed, note = plan_yardsticks(cfg, costs)
     assert (trimmed.reference_rungs, trimmed.seeds_of_references) == ("target", 1)
-    assert note is not None and "verified with 1 seed (all of it in the results cache)" in note
+    assert note is not None and "verified with 1 seed (all of it in the results cache: none" in note
 
 
 def test_a_search_that_sampled_nothing_says_what_buys_candidates(synthetic_root, tmp_path):
@@ -163,7 +163,9 @@ def test_a_richer_level_the_cache_holds_whole_is_taken(synthetic_root, tmp_path)
     costs = Costs({"001": 1.0, "002": 0.5}, candidate=0.01, cached={"001": held, "002": held})
     trimmed, note = plan_yardsticks(cfg, costs)
     assert (trimmed.reference_rungs, trimmed.seeds_of_references) == ("target", 2)
-    assert note is not None and "verified with 2 seeds (all of it in the results cache)" in note
+    assert (
+        note is not None and "verified with 2 seeds (all of it in the results cache: none" in note
+    )
 
 
 def test_the_time_budget_keeps_no_time_for_a_verification_the_cache_holds(synthetic_root, tmp_path):
@@ -182,3 +184,35 @@ def test_the_time_budget_keeps_no_time_for_a_verification_the_cache_holds(synthe
     own = 667 + 2000 + 2 * 2000
     assert plan(cfg, reference_weight=100.0).work([], extra=1) == own + 2 * 2000 * 100
     assert plan(cfg, reference_weight=100.0, reference_pending=0.0).work([], extra=1) == own
+    third = plan(cfg, reference_weight=100.0, reference_pending=1 / 3)
+    assert third.work([], extra=1) == own + round(2 * 2000 * 100 / 3)
+
+
+def test_the_search_keeps_the_share_on_its_study_and_weighs_it_again_on_resume(
+    synthetic_root, tmp_path, monkeypatch
+):
+    """A new search stores the share its start found (here: the cache holds every
+    verification, 0) and the time budget of every process reads it; a resume looks again,
+    with its own cache (here none: all of it is to train, 1)."""
+    import budgetnas.search.driver as driver
+    from budgetnas.search.runs import read_config
+
+    held = frozenset({("rung", 0), ("rung", 1), ("seed", 1), ("seed", 2)})
+    costs = Costs({"002": 0.01}, candidate=0.001, cached={"002": held})
+    monkeypatch.setattr(driver, "time_costs", lambda *a, **k: costs)
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def drive(cfg, study, *a, **k):
+        seen.append(driver._time_budget(cfg, study).plan.reference_pending)
+        raise Stop
+
+    monkeypatch.setattr(driver, "_drive", drive)
+    cfg = _cfg(synthetic_root, tmp_path / "run", references="002")
+    with pytest.raises(Stop):
+        run_search(cfg, quiet=True)
+    with pytest.raises(Stop):
+        run_search(read_config(tmp_path / "run"), resume=True, quiet=True, cache=None)
+    assert seen == [0.0, 1.0]
