@@ -298,8 +298,9 @@ def main() -> None:
     ap.add_argument(
         "--cache-tag",
         default="",
-        help="names the cache runs cache-first-TAG and cache-second-TAG, so that they run again "
-        "beside earlier ones (another commit) [default: none]",
+        help="names the cache runs cache-first-TAG and cache-second-TAG (their cache: "
+        "cache-demo-TAG, emptied before the first), so that they run again beside earlier "
+        "ones (another commit) [default: none]",
     )
     args = ap.parse_args()
     args.datasets = args.datasets.split(",")
@@ -346,8 +347,12 @@ def main() -> None:
 
     if not args.no_cache_runs:
         dataset, seed = args.datasets[0], seeds[0]
-        cache = {**env, "BUDGETNAS_CACHE": str(out / "cache-demo")}
-        names = [n + (f"-{args.cache_tag}" if args.cache_tag else "") for n in CACHE_RUNS]
+        tag = f"-{args.cache_tag}" if args.cache_tag else ""
+        names = [n + tag for n in CACHE_RUNS]
+        folder = out / f"cache-demo{tag}"
+        if names[0] not in results and folder.exists():  # the first run starts it empty
+            subprocess.run(["rm", "-rf", str(folder)], check=True)
+        cache = {**env, "BUDGETNAS_CACHE": str(folder)}
         for name in names:
             if name in results:
                 continue
