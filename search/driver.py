@@ -376,10 +376,11 @@ def run_search(
         so_far = len(optuna.load_study(study_name=cfg.study_name, storage=storage).trials)
         study = _load(cfg, storage, sampler_seed(cfg.seed, so_far))
         # the cache (or the device, or the verify seeds) may differ from the first run's
-        rates = study.user_attrs.get(REFERENCE_RATES_ATTR) or {}
-        held = held_by_cache(cfg, data, device, cache)
-        pending = pending_verification(cfg, Costs(rates, 0.0, held))
-        study.set_user_attr(REFERENCE_PENDING_ATTR, pending)
+        rates = study.user_attrs.get(REFERENCE_RATES_ATTR)
+        if rates:  # a search that timed its yardsticks (a time budget) has them
+            held = held_by_cache(cfg, data, device, cache)
+            pending = pending_verification(cfg, Costs(rates, 0.0, held))
+            study.set_user_attr(REFERENCE_PENDING_ATTR, pending)
     else:
         try:
             study = optuna.create_study(
