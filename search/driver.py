@@ -62,7 +62,6 @@ from budgetnas.search.storage import fail_orphans, is_rdb, open_storage, requeue
 from budgetnas.search.verified import failure_message
 from budgetnas.search.verify_pool import Share, printers, verify_parallel, verify_share
 from budgetnas.search.yardsticks import (
-    Costs,
     empty_front_line,
     held_by_cache,
     pending_verification,
@@ -362,7 +361,7 @@ def run_search(
             cfg, note = plan_yardsticks(cfg, costs)
             notes += [note] if note else []
             weight = reference_weight(costs)
-            pending = pending_verification(cfg, costs)
+            pending = pending_verification(cfg, costs.references, costs.cached)
             rates = costs.references
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or open_storage(cfg.storage_url(), heartbeat=cfg.heartbeat)
@@ -378,8 +377,7 @@ def run_search(
         # the cache (or the device, or the verify seeds) may differ from the first run's
         rates = study.user_attrs.get(REFERENCE_RATES_ATTR)
         if rates:  # a search that timed its yardsticks (a time budget) has them
-            held = held_by_cache(cfg, data, device, cache)
-            pending = pending_verification(cfg, Costs(rates, 0.0, held))
+            pending = pending_verification(cfg, rates, held_by_cache(cfg, data, device, cache))
             study.set_user_attr(REFERENCE_PENDING_ATTR, pending)
     else:
         try:

@@ -296,17 +296,22 @@ def _in_cache(
     return frozenset(held)
 
 
-def pending_verification(cfg: SearchConfig, costs: Costs) -> float:
-    """The share (by time) of the reference networks' verification at ``cfg``'s level that
-    the results cache does not hold: what the time budget must still keep for it (1.0 with
+def pending_verification(
+    cfg: SearchConfig,
+    rates: dict[str, float],
+    cached: dict[str, frozenset[tuple[str, int]]],
+) -> float:
+    """The share (by time, at each reference network's seconds per image ``rates``) of the
+    references' verification at ``cfg``'s level that the results cache does not hold
+    (``cached``, as ``Costs.cached``): what the time budget must still keep for it (1.0 with
     nothing cached, 0.0 when a second run of the same command finds all of it there)."""
     level = Level(cfg.reference_rungs, cfg.seeds_of_references)
     seeds = [(what, ie) for what, ie in planned(cfg, level) if what[0] == "seed"]
     total = left = 0.0
-    for key, rate in costs.references.items():
+    for key, rate in rates.items():
         for what, image_epochs in seeds:
             total += rate * image_epochs
-            if what not in costs.cached.get(key, frozenset()):
+            if what not in cached.get(key, frozenset()):
                 left += rate * image_epochs
     return left / total if total else 1.0
 

@@ -176,11 +176,10 @@ def test_the_time_budget_keeps_no_time_for_a_verification_the_cache_holds(synthe
     from budgetnas.search.driver import plan
 
     cfg = _cfg(synthetic_root, tmp_path / "r", references="001,002", reference_seeds=1)
-    half = Costs({"001": 1.0, "002": 0.5}, 0.01, cached={"001": frozenset({("seed", 1)})})
-    assert pending_verification(cfg, half) == pytest.approx(1 / 3)
-    held = frozenset({("seed", 1)})
-    assert pending_verification(cfg, Costs(half.references, 0.01, {"001": held, "002": held})) == 0
-    assert pending_verification(cfg, Costs(half.references, 0.01)) == 1.0
+    rates, held = {"001": 1.0, "002": 0.5}, frozenset({("seed", 1)})
+    assert pending_verification(cfg, rates, {"001": held}) == pytest.approx(1 / 3)
+    assert pending_verification(cfg, rates, {"001": held, "002": held}) == 0
+    assert pending_verification(cfg, rates, {}) == 1.0
     own = 667 + 2000 + 2 * 2000
     assert plan(cfg, reference_weight=100.0).work([], extra=1) == own + 2 * 2000 * 100
     assert plan(cfg, reference_weight=100.0, reference_pending=0.0).work([], extra=1) == own
