@@ -478,8 +478,19 @@ def counts_text(counts: dict, *, rungs: int = 1) -> str:
         text += f"; {counts['interrupted']} interrupted"
     refs = counts["references"]
     text += f"; {refs} reference network runs"
-    if rungs > 1 and refs and refs % rungs == 0:
-        text += f" ({refs // rungs} at each of {rungs} rungs)"
+    at = counts.get("reference_rungs") or {}
+    if rungs > 1 and refs and at:
+        if len(at) == rungs and len(set(at.values())) == 1:
+            text += f" ({refs // rungs} at each of {rungs} rungs)"
+        else:
+            text += (
+                " ("
+                + ", ".join(
+                    f"{n} at rung {r}" + (", the target" if r == rungs - 1 else "")
+                    for r, n in sorted(at.items())
+                )
+                + ")"
+            )
     return text
 
 

@@ -95,9 +95,10 @@ def summary_counts(study: optuna.Study) -> dict[str, Any]:
     ``complete_rung0``, ``pruned_rung0``: the candidates the sampler proposed and were trained
     at rung 0; ``promoted_to``: rung -> candidates trained there after a promotion;
     ``rejected``: candidates over a cap, never trained (``rejected_by``: per cap);
-    ``rejected_fraction``: of the candidates sampled; ``failed``: trials that failed on their
-    own, ``interrupted``: trials lost to Ctrl-C or a dead process (trained again); ``rungs``:
-    per rung, the searched trials trained there (``trained``: sampled at rung 0, promoted
+    ``rejected_fraction``: of the candidates sampled; ``reference_rungs``: rung -> the
+    reference network runs completed there; ``failed``: trials that failed on their own,
+    ``interrupted``: trials lost to Ctrl-C or a dead process (trained again); ``rungs``: per
+    rung, the searched trials trained there (``trained``: sampled at rung 0, promoted
     above; ``complete``, ``pruned``, ``reused``: from an identical trial of the study or from
     the results cache) and the trials that failed there."""
     trials = [t for t in study.get_trials(deepcopy=False) if not is_idle(t)]
@@ -113,6 +114,11 @@ def summary_counts(study: optuna.Study) -> dict[str, Any]:
         "interrupted": sum(is_lost(t) for t in trials),
         "references": sum(t.state == TrialState.COMPLETE for t in refs),
     }
+    at: dict[int, int] = {}
+    for t in refs:
+        if t.state == TrialState.COMPLETE:
+            at[rung_of(t)] = at.get(rung_of(t), 0) + 1
+    counts["reference_rungs"] = dict(sorted(at.items()))
     by_cap: dict[str, int] = {}
     for t in rejected:
         cap = t.user_attrs.get("rejected_by", "parameters")

@@ -127,7 +127,7 @@ def test_the_counts_include_every_rung_and_say_how_each_ended():
         "candidates: 4 sampled (3 complete, 1 pruned; 1 reused), 1 rejected before training "
         "(16.7% of the candidates sampled; 1 over the macs cap); promoted: 2 to rung 1 "
         "(1 complete, 1 pruned), 1 to rung 2 (0 complete, 1 pruned); 2 failed (1 at rung 0, "
-        "1 at rung 1); 1 interrupted; 1 reference network runs"
+        "1 at rung 1); 1 interrupted; 1 reference network runs (1 at rung 0)"
     )
     # nothing promoted yet: said so, not an empty list
     early = summary_counts(_study((C, {"rung": 0}), (F, {"rung": 0, **nan})))
@@ -135,4 +135,34 @@ def test_the_counts_include_every_rung_and_say_how_each_ended():
         "candidates: 1 sampled (1 complete, 0 pruned; 0 reused), 0 rejected before training "
         "(0.0% of the candidates sampled); promoted: none; 1 failed (1 at rung 0); "
         "0 reference network runs"
+    )
+
+
+def test_reference_runs_are_counted_at_the_rungs_they_ran_at():
+    """Three seed networks trained at the target only (a time budget trimmed them) are three
+    runs at the target, not one at each of three rungs."""
+    from optuna.trial import TrialState
+
+    from budgetnas.reports.html import counts_text
+    from budgetnas.search.runs import summary_counts
+
+    C = TrialState.COMPLETE
+    at_target = summary_counts(_study(*[(C, {"rung": 2, "reference": k}) for k in "abc"]))
+    assert at_target["reference_rungs"] == {2: 3}
+    assert counts_text(at_target, rungs=3).endswith(
+        "; 3 reference network runs (3 at rung 2, the target)"
+    )
+    every = summary_counts(
+        _study(*[(C, {"rung": r, "reference": k}) for k in "ab" for r in range(3)])
+    )
+    assert counts_text(every, rungs=3).endswith("; 6 reference network runs (2 at each of 3 rungs)")
+    uneven = summary_counts(
+        _study(
+            (C, {"rung": 0, "reference": "a"}),
+            (C, {"rung": 2, "reference": "a"}),
+            (C, {"rung": 2, "reference": "b"}),
+        )
+    )
+    assert counts_text(uneven, rungs=3).endswith(
+        "; 3 reference network runs (1 at rung 0, 2 at rung 2, the target)"
     )
