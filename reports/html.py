@@ -316,9 +316,9 @@ def _sizes_html(sizes: pd.DataFrame | None) -> str:
     shown = sizes[["cap", "band", "candidates"]].copy()
     shown["cap"] = shown["cap"].map(lambda c: f"{int(c):,}")
     return (
-        "<h2>Candidates per size band</h2><p>Candidates sampled at the first rung, not "
-        "rejected, by parameter count; bands 1.5x wide from the cap down.</p>"
-        + shown.to_html(index=False, border=0, classes="tbl")
+        "<h2>Candidates per size band</h2><p>Candidates sampled and trained at the first "
+        "rung (complete or pruned), by parameter count; bands 1.5x wide from the cap "
+        "down.</p>" + shown.to_html(index=False, border=0, classes="tbl")
     )
 
 

@@ -58,14 +58,16 @@ def size_bands(params: Iterable[int], *, cap: int, min_fraction: float) -> list[
 
 
 def sampled_params(df: pd.DataFrame, cap: int, *, default_cap: int) -> list[int]:
-    """Parameter counts of the candidates the search sampled for ``cap`` (rung 0, neither
-    references nor promotions, not rejected) from a ``reports.frame.trials_frame``;
-    ``default_cap``: the cap of trials stored without one."""
+    """Parameter counts of the candidates the search sampled and trained for ``cap`` (rung 0,
+    neither references nor promotions, finished: complete or pruned) from a
+    ``reports.frame.trials_frame``. A failed trial is left out: an interrupted candidate's
+    queued copy is the same candidate, counted once, and a candidate that failed on its own
+    finished no training. ``default_cap``: the cap of trials stored without one."""
     rows = df[
         df["reference"].isna()
         & df["promoted_from"].isna()
         & (df["rung"] == 0)
-        & (df["state"] != "rejected")
+        & df["state"].isin(["complete", "pruned"])
         & df["params"].notna()
     ]
     caps = rows["cap"].fillna(default_cap)

@@ -212,3 +212,20 @@ def test_a_search_gives_the_top_band_its_share(tmp_path, synthetic_root):
     (line,) = [x for x in result.stderr.splitlines() if x.startswith("sizes: ")]
     assert line.startswith("sizes: 1.5-2.2K: ") and line.endswith(f"3.3-5.0K: {len(top)}")
     assert "<h2>Candidates per size band</h2>" in (run / "report.html").read_text()
+
+
+def test_the_sizes_line_counts_each_trained_candidate_once():
+    """A failed candidate trained nothing to count, and an interrupted one's queued copy is
+    the same candidate: only the finished trials (complete or pruned) are counted."""
+    df = _frame(
+        [
+            {"params": 9_000, "cap": 10_000},
+            {"params": 8_000, "cap": 10_000, "state": "failed"},  # interrupted ...
+            {"params": 8_000, "cap": 10_000},  # ... and its queued copy, trained
+            {"params": 7_000, "cap": 10_000, "state": "failed"},  # failed on its own
+            {"params": 4_000, "cap": 10_000, "state": "pruned"},
+            {"params": 5_000, "cap": 10_000, "state": "running"},
+        ]
+    )
+    table = size_table(df, caps=(10_000,), min_fraction=0.3)
+    assert sizes_line(table) == "sizes: 3.0-4.4K: 1 · 4.4-6.7K: 0 · 6.7-10K: 2"
