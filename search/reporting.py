@@ -69,7 +69,13 @@ def _row(v: Verified, cfg: SearchConfig | None = None) -> dict:
         "seeds": seeds + (f"; {v.failed_label}" if v.failed else ""),
         "fidelity": v.fidelity_label,
         "recipe vs the target": vs_target(cfg, v) if cfg is not None else "-",
-        "train time": duration(v.train_time_s),
+        "train time per seed": (
+            "-"
+            if not ok
+            else duration(v.seconds_per_seed)
+            if v.seconds_per_seed
+            else "- (all cached)"
+        ),
         "device": v.runs[0].device if ok else v.failed[0].device,
         "cached seeds": ", ".join(str(r.seed) for r in v.runs if r.cached) or "-",
     }

@@ -191,8 +191,11 @@ class Verified:
         return statistics.fmean(r.val_acc for r in self.runs)
 
     @property
-    def train_time_s(self) -> float:
-        return sum(r.train_time_s for r in self.runs)
+    def seconds_per_seed(self) -> float | None:
+        """Mean train time of the seeds trained in this run (a seed reused from the results
+        cache took none here); None when every seed came from the cache."""
+        trained = [r.train_time_s for r in self.runs if not r.cached]
+        return statistics.fmean(trained) if trained else None
 
     def to_dict(self) -> dict:
         return {

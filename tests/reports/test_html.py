@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 
@@ -68,7 +70,23 @@ def test_a_verified_row_counts_and_lists_its_seeds():
     v = Verified("trial-7", 12345, "{}", {}, 0.9, fid, runs)
     row = _row(v)
     assert (row["network"], row["params"], row["seeds"]) == ("trial 7", "12,345", "3 (1, 2, 3)")
-    assert row["train time"] == "36 s"
+    assert row["train time per seed"] == "12 s"
+
+
+def test_a_verified_row_times_only_the_seeds_trained_here():
+    """A seed reused from the results cache took no time in this run: the time per seed is
+    the mean of the seeds trained here, and says when every seed came from the cache."""
+    runs = [
+        SeedRun(1, 0.9, 0.91, 1, 10.0, "cpu"),
+        SeedRun(2, 0.9, 0.91, 1, 14.0, "cpu"),
+        SeedRun(3, 0.9, 0.91, 1, 90.0, "cpu", cached=True),
+    ]
+    fid = Fidelity(1, 100, {"optimizer": "sgd", "lr": 0.1, "batch_size": 50})
+    row = _row(Verified("trial-7", 12345, "{}", {}, 0.9, fid, runs))
+    assert (row["train time per seed"], row["cached seeds"]) == ("12 s", "3")
+    cached = [replace(r, cached=True) for r in runs]
+    row = _row(Verified("trial-7", 12345, "{}", {}, 0.9, fid, cached))
+    assert row["train time per seed"] == "- (all cached)"
 
 
 def _study(*trials):
