@@ -73,7 +73,7 @@ def _row(v: Verified, cfg: SearchConfig | None = None) -> dict:
             "-"
             if not ok
             else duration(v.seconds_per_seed)
-            if v.seconds_per_seed
+            if v.seconds_per_seed is not None
             else "- (all cached)"
         ),
         "device": v.runs[0].device if ok else v.failed[0].device,
