@@ -318,14 +318,16 @@ MAX_VERIFIED = 5  # front members verified with new seeds at the end of a search
 
 def trained_image_epochs(trials: Sequence[FrozenTrial], rungs: Sequence[Rung] | None = None) -> int:
     """Image-epochs the study's ended trials trained: every epoch a trial reported, whether
-    it completed, was pruned (up to its cut) or failed midway; a reused result trained
-    nothing. ``rungs``: the images of a trial's rung where it does not say how many it
-    trained on (a pruned trial of a study made before they said)."""
+    it completed, was pruned (up to its cut) or failed midway; a reused result (from an
+    identical trial or from the results cache) trained nothing. ``rungs``: the images of a
+    trial's rung where it does not say how many it trained on (a pruned trial of a study
+    made before they said)."""
     total = 0
     for t in trials:
         if (
             t.state not in (*FINISHED, TrialState.FAIL)
             or t.user_attrs.get("duplicate_of") is not None
+            or t.user_attrs.get("cached")  # reused from the results cache: trained elsewhere
         ):
             continue
         curve, images = t.user_attrs.get("val_curve") or [], t.user_attrs.get("train_images")

@@ -467,6 +467,17 @@ def test_trained_image_epochs_counts_pruned_and_failed_trials():
     assert trained_image_epochs(trials, rungs) == 1000 + 2 * rungs[1].images + 500
 
 
+def test_a_result_reused_from_the_results_cache_spends_no_epoch_budget():
+    """A cache hit replays its curve (the pruner decides on it) but trains nothing here."""
+    from budgetnas.search.schedule import trained_image_epochs
+
+    trials = [
+        _trial(0, 3000, 0.9, val_curve=[0.9], train_images=1000),
+        _trial(1, 3000, 0.9, val_curve=[0.8, 0.9], train_images=1000, cached=True),
+    ]
+    assert trained_image_epochs(trials) == 1000
+
+
 def test_a_pruned_trial_says_what_it_trained_on(tmp_path, synthetic_root, monkeypatch):
     """Every epoch of a pruned trial is counted by an epoch budget: the trial stores its
     training images before its first epoch, not only when it finishes."""
