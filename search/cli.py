@@ -515,8 +515,9 @@ def verify(
         )
 
     def show_failed(item: Verified, f) -> None:
+        when = "failed" if f.seed in item.failed_now else "failed earlier"
         typer.echo(
-            f"{item.label:<12} {item.params:>7,}  seed {f.seed}  failed: {f.error}  "
+            f"{item.label:<12} {item.params:>7,}  seed {f.seed}  {when}: {f.error}  "
             f"({f.device}; {item.fidelity_label})",
             err=True,
         )

@@ -59,7 +59,7 @@ from budgetnas.search.schedule import (
     rung_steps,
 )
 from budgetnas.search.storage import fail_orphans, is_rdb, open_storage, requeue_lost
-from budgetnas.search.verified import failure_message
+from budgetnas.search.verified import failure_message, stored_results
 from budgetnas.search.verify_pool import Share, printers, verify_parallel, verify_share
 from budgetnas.search.yardsticks import (
     empty_front_line,
@@ -510,6 +510,8 @@ def verify_front(
             ),
             file=sys.stderr,
         )
+    # a seed that diverged in an earlier verification (a resumed search) is a kept result
+    earlier = {k: {f.seed for f in v.failed} for k, v in stored_results(study).items()}
     if cfg.workers > 1:  # shared by as many processes as the search ran
         threads = _threads_per_worker(cfg.workers)
         results = verify_parallel(
@@ -519,6 +521,8 @@ def verify_front(
         show, show_failed = printers(quiet)
         share = Share(tuple(numbers), tuple(refs))
         results = verify_share(cfg, share, cache=cache, on_result=show, on_failed=show_failed)
+    for v in results:  # the seeds that failed here, in this process or a helper
+        v.failed_now = [f.seed for f in v.failed if f.seed not in earlier.get(v.store_key, ())]
     failed = failure_message(results)
     if failed:
         raise VerifyFailed(failed)

@@ -146,6 +146,9 @@ class Verified:
     fidelity: Fidelity | None = None  # None: recorded before fidelities were
     runs: list[SeedRun] = field(default_factory=list)
     failed: list[FailedSeed] = field(default_factory=list)  # seeds that count in no mean
+    # the seeds of ``failed`` that failed in this process's verification (not stored: a seed
+    # that diverged in an earlier one is a kept result, not a new failure)
+    failed_now: list[int] = field(default_factory=list, compare=False)
 
     @property
     def label(self) -> str:
@@ -271,18 +274,21 @@ def best_verified(results: dict[str, Verified], cap: int) -> Verified | None:
 
 
 def failure_message(results: list[Verified]) -> str | None:
-    """One line on the seeds that failed among ``results`` (None: none failed): how many,
-    which, the last error; the rest of the results stand."""
-    failed = [v for v in results if v.failed]
+    """One line on the seeds that failed in this verification among ``results`` (None: none
+    did; a seed that diverged in an earlier one is a kept result, listed in the tables, not
+    a new failure): how many, which, the last error; the rest of the results stand."""
+    new = {v.key: [f for f in v.failed if f.seed in v.failed_now] for v in results}
+    failed = [v for v in results if new[v.key]]
     if not failed:
         return None
-    n = sum(len(v.failed) for v in failed)
+    n = sum(len(new[v.key]) for v in failed)
     total = sum(len(v.failed) + len(v.runs) for v in results)
     which = "; ".join(
-        f"{v.label}: seed{'s' * (len(v.failed) > 1)} {', '.join(str(f.seed) for f in v.failed)}"
+        f"{v.label}: seed{'s' * (len(new[v.key]) > 1)} "
+        + ", ".join(str(f.seed) for f in new[v.key])
         for v in failed
     )
     return (
-        f"{n} of {total} verify seeds failed ({which}); the last: {failed[-1].failed[-1].error}. "
-        "They count in no mean; the other results are stored and reported"
+        f"{n} of {total} verify seeds failed ({which}); the last: {new[failed[-1].key][-1].error}"
+        ". They count in no mean; the other results are stored and reported"
     )

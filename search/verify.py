@@ -213,6 +213,7 @@ def verify_run(
                         diverged=isinstance(err, TrainingError),
                     )
                     item.failed = sorted(failed.values(), key=lambda f: f.seed)
+                    item.failed_now.append(seed)
                     store(study, item)
                     if on_failed is not None:
                         on_failed(item, failed[seed])

@@ -81,9 +81,11 @@ def line(item: Verified, run: SeedRun) -> str:
 
 
 def failed_line(item: Verified, failed: FailedSeed) -> str:
-    """One failed verify seed's progress line."""
+    """One failed verify seed's progress line (``failed earlier``: a seed that diverged in an
+    earlier verification, not trained again)."""
+    when = "failed" if failed.seed in item.failed_now else "failed earlier"
     return (
-        f"verify  {item.label:<10} {item.params:>7,}  seed {failed.seed}  failed: "
+        f"verify  {item.label:<10} {item.params:>7,}  seed {failed.seed}  {when}: "
         f"{failed.error}  ({item.fidelity_label})"
     )
 

@@ -110,6 +110,25 @@ def test_verify_cli_reports_failed_seeds_and_ends_with_one_line(searched, monkey
     assert f"seed 1 failed ({NAN})" in page
 
 
+def test_a_seed_that_diverged_before_fails_no_later_verify(searched, monkeypatch):
+    """A diverged seed is a result, kept and not trained again; a later verify or --resume
+    that fails nothing new exits 0, and says the seed failed earlier."""
+    number = _a_trial(searched)
+    _failing(monkeypatch, {1})
+    args = [*f"verify {searched} --trial {number} --seeds 2 --lr 0.07 --train-subset 120".split()]
+    first = runner.invoke(app, [*args, "--device", "cpu"])
+    assert first.exit_code == 1, first.stdout + first.stderr
+    trained = _failing(monkeypatch, set())
+    again = runner.invoke(app, [*args, "--device", "cpu"])
+    assert again.exit_code == 0, again.stdout + again.stderr
+    assert trained == []  # seed 2 stored, seed 1 diverged: nothing to train
+    lines = again.stderr.strip().splitlines()
+    assert not [line for line in lines if line.startswith("error:")]
+    assert any(f"seed 1  failed earlier: {NAN}" in line for line in lines)
+    (row,) = [line for line in again.stdout.splitlines() if line.startswith(f"trial {number}")]
+    assert f"seed 1 failed ({NAN})" in row  # still listed, in no mean
+
+
 def test_only_the_searchs_own_recipe_counts_as_the_target(searched):
     """A verify with another --lr at the target's epochs and images is shown labelled with what
     differs, not as the target (neither in the report's target table nor in pareto.csv)."""
@@ -192,3 +211,23 @@ def test_one_seed_has_no_spread(values, text):
     std = statistics.stdev(values) if len(values) > 1 else None
     mean = statistics.fmean(values) if values else None
     assert mean_std_text(mean, std, len(values)) == text
+
+
+def test_a_resumed_search_fails_on_no_seed_that_diverged_before(
+    tmp_path, synthetic_root, monkeypatch
+):
+    """--resume of a search whose verification had a diverged seed: nothing new fails, so
+    the command ends with exit 0; the seed is still listed as failed, in no mean."""
+    out = tmp_path / "run"
+    run_search(quick_config(synthetic_root, out, verify_seeds=0), quiet=True)
+    _failing(monkeypatch, {2})
+    args = ["search", "--resume", str(out), "--verify-seeds", "2", "--device", "cpu"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 1, first.stdout + first.stderr
+    trained = _failing(monkeypatch, set())
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.stdout + again.stderr
+    assert trained == []
+    assert not [line for line in again.stderr.splitlines() if line.startswith("error:")]
+    cfg, study = open_run(out)
+    assert all([f.seed for f in v.failed] == [2] for v in stored_results(study).values())
