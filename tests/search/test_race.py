@@ -1,0 +1,175 @@
+"""The race's rules (``search.race``): who enters, who gets the next seed, who is out, the
+answer and the verdict; pure functions of the seeds so far."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from budgetnas.search.race import (
+    MAX_REACH,
+    Entrant,
+    Race,
+    RaceRules,
+    Verdict,
+    pick_entrants,
+    pooled_spread,
+    reading_spread,
+)
+
+
+def test_the_reading_spread_is_binomial():
+    assert reading_spread(0.99, 5000) == pytest.approx(0.001407, abs=1e-6)
+    assert reading_spread(0.87, 5000) == pytest.approx(0.004756, abs=1e-6)
+    assert reading_spread(1.0, 100) > 0  # never zero: a perfect reading still has a spread
+
+
+def test_the_front_enters_and_so_do_readings_within_reach_of_the_best_under_each_cap():
+    front = [("trial-1", 3000, 0.85), ("trial-9", 9200, 0.8794)]
+    readings = [
+        ("trial-1", 3000, 0.85),
+        ("trial-9", 9200, 0.8794),
+        ("trial-19", 9631, 0.8746),  # 0.48 behind: within two spreads (0.95)
+        ("trial-72", 9863, 0.8738),
+        ("trial-5", 8000, 0.8690),  # 1.04 behind: out of reach
+        ("trial-3", 4500, 0.8600),  # the best under 5K
+        ("trial-4", 4400, 0.8560),  # within reach of it
+    ]
+    keys = pick_entrants(front, readings, caps=(5000, 10_000), val_images=5000)
+    assert keys == ["trial-1", "trial-9", "trial-3", "trial-4", "trial-19", "trial-72"]
+
+
+def test_at_most_max_reach_more_per_cap():
+    readings = [(f"trial-{i}", 9000 + i, 0.99 - i * 1e-5) for i in range(10)]
+    keys = pick_entrants([], readings, caps=(10_000,), val_images=5000)
+    assert keys == [f"trial-{i}" for i in range(MAX_REACH)]
+
+
+def test_the_pooled_spread_leans_on_the_prior_while_seeds_are_few():
+    few = [Entrant("a", 1, vals=(0.90, 0.92))]  # s = 0.0141 on 1 df
+    assert pooled_spread(few, 0.005) == pytest.approx(((0.0002 + 4 * 0.005**2) / 5) ** 0.5)
+    assert pooled_spread([], 0.005) == pytest.approx(0.005)
+
+
+def _race(*entrants, caps=(10_000,), rules=RaceRules()):
+    return Race({e.key: e for e in entrants}, caps, rules, val_images=5000)
+
+
+def test_start_seeds_come_first_best_reading_first():
+    race = _race(
+        Entrant("trial-1", 9000, 0.990),
+        Entrant("trial-2", 8000, 0.992),
+        Entrant("zoo-001", 9798, 0.989, yardstick=True),
+    )
+    assert race.next_seed() == "trial-2"
+    assert race.next_seed(busy={"trial-2"}) == "trial-1"
+    race.entrants["trial-2"] = Entrant("trial-2", 8000, 0.992, vals=(0.99,))
+    # the fewest seeds first: trial-1 before trial-2's second
+    assert race.next_seed() == "trial-1"
+    # decisions wait for every start seed: nothing else to do while the last ones train
+    done = {
+        k: Entrant(k, e.params, e.reading, e.yardstick, vals=(0.99, 0.99))
+        for k, e in race.entrants.items()
+    }
+    done["zoo-001"] = Entrant("zoo-001", 9798, 0.989, True, vals=(0.99,))
+    race.entrants = done
+    assert race.next_seed(busy={"zoo-001"}) is None
+
+
+def test_a_contender_clearly_behind_stops_and_one_level_with_the_leader_races_on():
+    rules = RaceRules(start=2, least=2, most=6)
+    race = _race(
+        Entrant("trial-1", 9000, vals=(0.9910, 0.9914)),
+        Entrant("trial-2", 8000, vals=(0.9908, 0.9912)),  # level: 0.02 behind
+        Entrant("trial-3", 7000, vals=(0.9700, 0.9720)),  # 2 points behind: out
+        rules=rules,
+    )
+    (s,) = race.standings()
+    assert s.answer.key == "trial-1" and s.out == {"trial-3"}
+    assert s.needs == ("trial-1", "trial-2")  # the fewest seeds first, the leader on a tie
+    assert race.next_seed() == "trial-1"
+    race.entrants["trial-1"] = Entrant("trial-1", 9000, vals=(0.9910, 0.9914, 0.9912))
+    assert race.next_seed() == "trial-2"
+    # at the most seeds, nobody needs more: the race is over
+    race.entrants = {k: Entrant(k, e.params, vals=e.vals * 3) for k, e in race.entrants.items()}
+    assert race.standings()[0].needs == () and race.finished()
+
+
+def test_the_answer_and_the_strongest_yardstick_get_the_verdicts_least_seeds():
+    race = _race(
+        Entrant("trial-1", 9000, vals=(0.9950, 0.9950)),
+        Entrant("zoo-001", 9798, yardstick=True, vals=(0.9850, 0.9850)),
+        Entrant("zoo-002", 8530, yardstick=True, vals=(0.9650, 0.9650)),
+    )
+    (s,) = race.standings()
+    assert [v.word for v in s.verdicts] == ["ahead", "ahead"]  # clear at two seeds each
+    assert s.needs == ()
+    assert race.next_seed() == "trial-1"  # to the verdict's 3 seeds
+    assert race.next_seed(busy={"trial-1"}) == "zoo-001"  # the strongest yardstick, not 002
+    race.entrants["trial-1"] = Entrant("trial-1", 9000, vals=(0.995,) * 3)
+    race.entrants["zoo-001"] = Entrant("zoo-001", 9798, yardstick=True, vals=(0.985,) * 3)
+    assert race.finished()  # seed 002 stays at two seeds: it shows where it stands
+
+
+def test_a_yardstick_level_with_the_answer_races_on_and_the_verdict_says_so():
+    race = _race(
+        Entrant("trial-100", 9223, 0.8794, vals=(0.8650, 0.8742, 0.8696)),
+        Entrant("zoo-001", 9798, 0.8662, yardstick=True, vals=(0.8735, 0.8741, 0.8738)),
+    )
+    (s,) = race.standings()
+    (v,) = s.verdicts
+    assert v.word == "level" and set(s.needs) == {"zoo-001", "trial-100"}
+    assert v.text() == (
+        "level with seed 001 (hand-made, 9,798 params): -0.42 point on validation (3 + 3 seeds)"
+    )
+    behind = Verdict("behind", -0.0042, 3, 3, race.entrants["zoo-001"])
+    assert behind.text() == (
+        "behind seed 001 (hand-made, 9,798 params) by 0.42 point on validation (3 + 3 seeds)"
+    )
+
+
+def test_each_cap_of_a_ladder_has_its_own_answer_and_yardsticks():
+    race = _race(
+        Entrant("trial-1", 4800, vals=(0.980, 0.981, 0.980)),
+        Entrant("trial-2", 9500, vals=(0.990, 0.991, 0.990)),
+        Entrant("zoo-001", 9798, yardstick=True, vals=(0.985, 0.986, 0.985)),
+        caps=(5000, 10_000),
+    )
+    small, large = race.standings()
+    assert (small.answer.key, small.verdicts) == ("trial-1", ())  # no seed network under 5K
+    assert large.answer.key == "trial-2" and [v.word for v in large.verdicts] == ["ahead"]
+
+
+def _simulate(truths, *, noise, readings, rules, rng):
+    """Run a race to its end with seeds drawn around ``truths``; returns (answer, seeds)."""
+    race = _race(
+        *(Entrant(k, 9000 + i, readings[k]) for i, k in enumerate(truths)),
+        rules=rules,
+    )
+    seeds = 0
+    while (key := race.next_seed()) is not None:
+        e = race.entrants[key]
+        race.entrants[key] = Entrant(
+            key, e.params, e.reading, vals=e.vals + (rng.gauss(truths[key], noise),)
+        )
+        seeds += 1
+    return race.standings()[0].answer.key, seeds
+
+
+def test_the_race_finds_the_best_network_more_often_than_the_best_reading():
+    """Five networks 0.3 point apart on seeds 0.45 point noisy (10-class data at 87%): the
+    best single reading is the best network about a third of the time; the race's answer
+    much more often, within the most seeds."""
+    rng = random.Random(0)
+    truths = {f"trial-{i}": 0.870 + 0.003 * i for i in range(5)}
+    best = max(truths, key=truths.get)
+    rules = RaceRules(start=2, least=3, most=8)
+    by_reading = by_race = 0
+    for _ in range(200):
+        readings = {k: rng.gauss(t, 0.0045) for k, t in truths.items()}
+        by_reading += max(readings, key=readings.get) == best
+        answer, seeds = _simulate(truths, noise=0.0045, readings=readings, rules=rules, rng=rng)
+        by_race += answer == best
+        assert seeds <= 5 * rules.most
+    assert by_race > by_reading + 40, (by_race, by_reading)
