@@ -169,33 +169,73 @@ def verify_run(
         raise SearchError(f"--seeds must be at least 1, got {seeds}")
     if top is not None and top < 1:
         raise SearchError(f"--top must be at least 1, got {top}")
-    unknown = set(recipe) - set(RECIPE_OPTIONS)
-    if unknown:
-        raise TypeError(f"unknown recipe setting(s): {', '.join(sorted(unknown))}")
-    cfg, study = open_run(run)
-    chosen = _choose(cfg, study, trials=trials, top=top, zoo=zoo)
-    dev = resolve_device(device)
-    data_cfg = replace(
-        cfg.data,
-        train_subset=train_subset,
-        data_dir=str(data_dir) if data_dir is not None else cfg.data.data_dir,
+    verifier = Verifier(
+        run, device=device, data_dir=data_dir, train_subset=train_subset, cache=cache, **recipe
     )
-    data = data_cfg.load(dev)
-    test = data_cfg.load_test(dev)
-    done = stored_results(study)
-    results = []
-    for item in chosen:
+    chosen = _choose(verifier.cfg, verifier.study, trials=trials, top=top, zoo=zoo)
+    return [
+        verifier.seeds(item, seeds, on_result=on_result, on_failed=on_failed) for item in chosen
+    ]
+
+
+class Verifier:
+    """A run's verification with its data loaded once: ``seeds(item, n)`` trains the seeds
+    of one network that the run does not hold yet, up to ``n`` (see ``verify_run``)."""
+
+    def __init__(
+        self,
+        run: Path | str,
+        *,
+        device: str = "auto",
+        data_dir: Path | str | None = None,
+        train_subset: int | None = None,
+        cache: ResultCache | None = None,
+        **recipe: Any,
+    ) -> None:
+        unknown = set(recipe) - set(RECIPE_OPTIONS)
+        if unknown:
+            raise TypeError(f"unknown recipe setting(s): {', '.join(sorted(unknown))}")
+        self.run, self.recipe, self.cache = Path(run), recipe, cache
+        self.cfg, self.study = open_run(run)
+        self.device = resolve_device(device)
+        data_cfg = replace(
+            self.cfg.data,
+            train_subset=train_subset,
+            data_dir=str(data_dir) if data_dir is not None else self.cfg.data.data_dir,
+        )
+        self.data = data_cfg.load(self.device)
+        self.test = data_cfg.load_test(self.device)
+
+    def fitted(self, item: Verified) -> tuple[TrainConfig, Verified]:
+        """The recipe ``item`` is verified with (its searched one with the overrides), and
+        ``item`` with that fidelity."""
         searched = TrainConfig.from_dict(item.recipe)
-        fitted = verify_recipe(searched, **recipe)
+        fitted = verify_recipe(searched, **self.recipe)
         fidelity = {k: v for k, v in fitted.to_dict().items() if k != "seed"}
-        item = replace(item, fidelity=Fidelity(fitted.epochs, len(data.train), fidelity))
-        earlier = done.get(item.store_key)
+        return fitted, replace(
+            item, fidelity=Fidelity(fitted.epochs, len(self.data.train), fidelity)
+        )
+
+    def seeds(
+        self,
+        item: Verified,
+        n: int,
+        *,
+        on_result: Callable[[Verified, SeedRun], None] | None = None,
+        on_failed: Callable[[Verified, FailedSeed], None] | None = None,
+    ) -> Verified:
+        """``item`` verified with the first ``n`` seeds other than its search's, training
+        those the run does not hold at this fidelity; stored after each seed."""
+        fitted, item = self.fitted(item)
+        study, dev = self.study, self.device
+        earlier = stored_results(study).get(item.store_key)
         runs = {r.seed: r for r in (earlier.runs if earlier else [])}
         failed = {f.seed: f for f in (earlier.failed if earlier else [])}
         item.runs = sorted(runs.values(), key=lambda r: r.seed)  # what a store keeps
         item.failed = sorted(failed.values(), key=lambda f: f.seed)
         spec = ArchSpec.from_json(item.spec)
-        for seed in verify_seeds(seeds, used=searched.seed):
+        searched_seed = TrainConfig.from_dict(item.recipe).seed
+        for seed in verify_seeds(n, used=searched_seed):
             if seed in failed and not failed[seed].retry:
                 if on_failed is not None:
                     on_failed(item, failed[seed])
@@ -203,7 +243,12 @@ def verify_run(
             if seed not in runs:
                 try:
                     result, reused = cached_train(
-                        cache, spec, data, replace(fitted, seed=seed), device=dev, fit=train
+                        self.cache,
+                        spec,
+                        self.data,
+                        replace(fitted, seed=seed),
+                        device=dev,
+                        fit=train,
                     )
                 except SEED_FAILURES as err:
                     failed[seed] = FailedSeed(
@@ -220,13 +265,13 @@ def verify_run(
                     continue
                 failed.pop(seed, None)  # a retried seed that trained this time
                 weights = Path(VERIFY_WEIGHTS) / f"{item.key}@{item.fidelity.id}-seed{seed}.pt"
-                (Path(run) / weights).parent.mkdir(parents=True, exist_ok=True)
+                (self.run / weights).parent.mkdir(parents=True, exist_ok=True)
                 state = {k: v.cpu() for k, v in result.model.state_dict().items()}
-                torch.save(state, Path(run) / weights)
+                torch.save(state, self.run / weights)
                 runs[seed] = SeedRun(
                     seed=seed,
                     val_acc=result.val_acc,
-                    test_acc=evaluate(result.model, test),
+                    test_acc=evaluate(result.model, self.test),
                     epochs=fitted.epochs,
                     train_time_s=round(result.train_time_s, 3),
                     device=result.device,
@@ -240,5 +285,4 @@ def verify_run(
                 on_result(item, runs[seed])
         item.runs = sorted(runs.values(), key=lambda r: r.seed)
         item.failed = sorted(failed.values(), key=lambda f: f.seed)
-        results.append(item)
-    return results
+        return item
