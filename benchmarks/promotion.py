@@ -104,7 +104,8 @@ def run_one(args, strategy: str, seed: int) -> dict:
 
     from budgetnas.reports.frame import trials_frame
     from budgetnas.reports.pareto import hypervolume, pareto_front
-    from budgetnas.search.driver import front_to_verify, run_search
+    from budgetnas.search.driver import run_search
+    from budgetnas.search.racing import front_to_verify
     from budgetnas.search.runs import open_run, trial_spec
     from budgetnas.search.schedule import rung_of, trained_image_epochs
     from budgetnas.search.verified import stored_results

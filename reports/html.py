@@ -436,6 +436,20 @@ def _target_html(
     )
 
 
+def _race_html(lines: list[str]) -> str:
+    """The race's last lines (``search.racing.race_lines``) as the header shows them: each
+    verdict in words, one behind a seed network in red and bold."""
+    items = []
+    for line in lines:
+        text = html.escape(line)
+        if line.startswith("verdict") and ": behind " in line:
+            text = f"<b style='color:#c00000'>{text}</b>"
+        elif line.startswith("verdict"):
+            text = f"<b>{text}</b>"
+        items.append(f"<li>{text}</li>")
+    return "<ul class='race'>" + "".join(items) + "</ul>"
+
+
 def _html(fig: go.Figure, first: bool) -> str:
     return fig.to_html(full_html=False, include_plotlyjs=first, config={"displaylogo": False})
 
@@ -507,6 +521,7 @@ def write_reports(
     rungs: list[str] | None = None,
     target: pd.DataFrame | None = None,
     answer: str | None = None,
+    race: list[str] | None = None,
     sizes: pd.DataFrame | None = None,
     compute: pd.DataFrame | None = None,
 ) -> ReportFiles:
@@ -540,6 +555,8 @@ def write_reports(
             f"<p><b>verified: {html.escape(answer)}</b> &mdash; what "
             "<code>budgetnas export</code> ships by default</p>"
         )
+    if race:
+        head += _race_html(race)
     if rungs and len(rungs) > 1:
         head += f"<p>fidelity rungs: {html.escape(' -> '.join(rungs))}</p>"
     if best is not None:

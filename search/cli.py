@@ -66,6 +66,7 @@ def _write_reports(cfg: SearchConfig, study) -> None:
     from budgetnas.reports.compute import compute_line
     from budgetnas.reports.html import counts_text
     from budgetnas.reports.sizes import sizes_line
+    from budgetnas.search.racing import race_lines
     from budgetnas.search.reporting import sizes_table, spent_table, write_run_reports
 
     files, counts = write_run_reports(cfg, study)
@@ -73,6 +74,8 @@ def _write_reports(cfg: SearchConfig, study) -> None:
     typer.echo(sizes_line(sizes_table(cfg, study)), err=True)
     typer.echo(compute_line(spent_table(study)), err=True)
     typer.echo(f"wrote {files.html}, {files.trials_csv.name}, {files.pareto_csv.name}", err=True)
+    for line in race_lines(cfg, study):  # the answer and the verdict: the last word
+        typer.echo(line, err=True)
 
 
 _ONE = ONE_EPOCH_DEFAULTS
@@ -145,9 +148,16 @@ def search(
         f"Cost ratio between rungs; the top 1/eta of a rung move up [default: {SearchConfig.eta}]."
     ),
     verify_seeds: int | None = _opt(
-        "At the end, the front at the target (at most 5 networks) and the seed networks are "
-        "trained again with this many new seeds; export ships the best verified one; 0: "
-        f"skip [default: {SearchConfig.verify_seeds}]."
+        "At the end the front at the target (at most 5 networks), the candidates whose "
+        "reading is within reach of the best under a cap and the seed networks race on new "
+        "seeds: 2 each to start with, more while one is level with the leader under a cap "
+        "(up to --race-seeds); the answer under each cap (the best mean validation; export "
+        "ships it) and the strongest seed network under it end with at least this many, "
+        f"for the verdict; 0: skip [default: {SearchConfig.verify_seeds}]."
+    ),
+    race_seeds: int | None = _opt(
+        "The most new seeds a network gets in the race at the end "
+        f"[default: {SearchConfig.race_seeds}]."
     ),
     epochs: int | None = _opt(f"Training epochs per candidate [default: {TrainConfig.epochs}]."),
     batch_size: int | None = _opt(
@@ -445,6 +455,8 @@ def export(
         )
     if res.note:
         typer.echo(f"note: {res.note}")
+    if res.verdict:
+        typer.echo(f"verdict: {res.verdict}")
     if res.onnx is None:
         typer.echo(f"wrote {res.module} and {res.weights}")
         return

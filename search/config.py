@@ -61,6 +61,7 @@ RESUMABLE = (
     "data_dir",
     "path",
     "verify_seeds",
+    "race_seeds",
 )
 
 
@@ -128,7 +129,10 @@ class SearchConfig:
     eta: int = 3  # each rung costs eta times the one below; the top 1/eta move up
     budget_time: float | None = None  # seconds: sample new candidates while the plan fits
     budget_epochs: float | None = None  # trainings at the target fidelity, the same way
-    verify_seeds: int = 3  # new seeds the front at the target is verified with, at the end
+    # the race at the end (search.race): the least new seeds of the answer and the strongest
+    # seed network under each cap, and the most any network gets
+    verify_seeds: int = 3
+    race_seeds: int = 8
     # the yardsticks' share of a --budget-time (search.yardsticks decides, for a new search):
     # the rungs the reference networks are trained at ("all", or only the "target") and the
     # new seeds they are verified with (None: verify_seeds)
@@ -169,6 +173,8 @@ class SearchConfig:
             raise SearchError(f"reference seeds must be at least 0, got {self.reference_seeds}")
         if self.verify_seeds < 0:
             raise SearchError(f"--verify-seeds must be 0 or more, got {self.verify_seeds}")
+        if self.race_seeds < 1:
+            raise SearchError(f"--race-seeds must be at least 1, got {self.race_seeds}")
         if self.rungs > 1 and self.pruner in SINGLE_OBJECTIVE_PRUNERS:
             raise SearchError(
                 f"--pruner {self.pruner} compares trials across fidelities; with --rungs "

@@ -19,7 +19,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import optuna
-import pandas as pd
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
@@ -39,6 +38,7 @@ from budgetnas.search.errors import SearchError, SearchStopped, VerifyFailed
 from budgetnas.search.objective import Objective
 from budgetnas.search.progress import Progress
 from budgetnas.search.pruners import make_pruner
+from budgetnas.search.racing import run_race
 from budgetnas.search.runs import (
     CONFIG_ATTR,
     DIGEST_ATTR,
@@ -49,7 +49,6 @@ from budgetnas.search.runs import (
 )
 from budgetnas.search.samplers import directions, is_multi_objective, make_sampler, metric_names
 from budgetnas.search.schedule import (
-    MAX_VERIFIED,
     MIN_RUNG_STEPS,
     EpochBudget,
     Plan,
@@ -60,7 +59,6 @@ from budgetnas.search.schedule import (
 )
 from budgetnas.search.storage import fail_orphans, is_rdb, open_storage, requeue_lost
 from budgetnas.search.verified import failure_message, stored_results
-from budgetnas.search.verify_pool import Share, printers, verify_parallel, verify_share
 from budgetnas.search.yardsticks import (
     empty_front_line,
     held_by_cache,
@@ -455,18 +453,6 @@ def _take_back(cfg: SearchConfig, study: optuna.Study, *, quiet: bool) -> None:
         print(f"trials {lost} were interrupted: queued again", file=sys.stderr)
 
 
-def front_to_verify(front: pd.DataFrame, k: int = MAX_VERIFIED) -> list[int]:
-    """Trial numbers of at most ``k`` members of a front (sorted by parameters): all of them
-    when they are few, else the smallest, the most accurate, and the rest spread evenly over
-    the sizes between."""
-    numbers = [int(n) for n in front["number"]]
-    if len(numbers) <= k:
-        return numbers
-    picks = {0, len(numbers) - 1}
-    picks.update(round(i * (len(numbers) - 1) / (k - 1)) for i in range(1, k - 1))
-    return [numbers[i] for i in sorted(picks)][:k]
-
-
 def verify_front(
     cfg: SearchConfig,
     study: optuna.Study,
@@ -474,12 +460,13 @@ def verify_front(
     quiet: bool = False,
     cache: ResultCache | None = None,
 ) -> list:
-    """The end of a search: the front at the target rung (at most ``MAX_VERIFIED`` of it) and
-    the reference networks under the cap, each trained again at the target fidelity with
-    ``cfg.verify_seeds`` new seeds (``search.verify``: stored per seed with its weights, so an
-    interrupted verification continues on ``--resume``), over the search's processes
-    (``search.verify_pool``). Seeds whose training fails are
-    recorded as failed while the rest go on; then ``VerifyFailed`` says which."""
+    """The end of a search: the race at the target (``search.race``, run by
+    ``search.racing``): the front, the candidates within reach of its best reading and the
+    seed networks under the cap, trained again at the target with new seeds (each stored
+    with its weights, so an interrupted race continues on ``--resume``) until the answer
+    under each cap and its verdict against the seed networks are clear, over the search's
+    processes and within its time budget. Seeds whose training fails are recorded as failed
+    while the rest go on; then ``VerifyFailed`` says which. Returns the race's records."""
     if cfg.verify_seeds < 1:
         return []
     target = cfg.schedule.target.index
@@ -489,38 +476,11 @@ def verify_front(
         if not quiet:
             print(empty_front_line(cfg, finished(study)), file=sys.stderr)
         return []
-    numbers = front_to_verify(front)
-    refs = list(cfg.reference_specs())
-
-    if not quiet:
-        others = cfg.seeds_of_references != cfg.verify_seeds
-        print(
-            f"verifying the front at {cfg.schedule.target.label()} ({len(numbers)} "
-            f"network{'s' * (len(numbers) > 1)}"
-            + (
-                f", {len(refs)} seed network{'s' * (len(refs) > 1)}"
-                if refs and cfg.seeds_of_references
-                else ""
-            )
-            + f") with {cfg.verify_seeds} new seed{'s' * (cfg.verify_seeds > 1)}"
-            + (
-                f" ({cfg.seeds_of_references} for the seed networks)"
-                if refs and others and cfg.seeds_of_references
-                else ""
-            ),
-            file=sys.stderr,
-        )
     # a seed that diverged in an earlier verification (a resumed search) is a kept result
     earlier = {k: {f.seed for f in v.failed} for k, v in stored_results(study).items()}
-    if cfg.workers > 1:  # shared by as many processes as the search ran
-        threads = _threads_per_worker(cfg.workers)
-        results = verify_parallel(
-            cfg, study, numbers, refs, quiet=quiet, cache=cache, threads=threads
-        )
-    else:
-        show, show_failed = printers(quiet)
-        share = Share(tuple(numbers), tuple(refs))
-        results = verify_share(cfg, share, cache=cache, on_result=show, on_failed=show_failed)
+    threads = _threads_per_worker(cfg.workers) if cfg.workers > 1 else None
+    view = run_race(cfg, study, quiet=quiet, cache=cache, threads=threads)
+    results = [v for v in view.records.values() if v is not None]
     for v in results:  # the seeds that failed here, in this process or a helper
         v.failed_now = [f.seed for f in v.failed if f.seed not in earlier.get(v.store_key, ())]
     failed = failure_message(results)

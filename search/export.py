@@ -83,6 +83,7 @@ class ExportResult:
     onnx: OnnxReport | None = None
     refit_images: int | None = None  # trained again on train + validation: their number
     note: str | None = None  # the shipped weights belong to another trial of the network
+    verdict: str | None = None  # how the network stands against the seed networks under the cap
 
     @property
     def weights_name(self) -> str:
@@ -126,9 +127,21 @@ def choose_network(cfg: SearchConfig, study: optuna.Study, number: int | None):
     """(trial, why): trial ``number``, or the network a user should take: the best verified
     searched network (``best_verified``), else the searched trial with the best validation
     accuracy under the cap."""
+    from budgetnas.search.racing import ENTRANTS_ATTR, race_of
+
     trials = study.get_trials(deepcopy=False)
     if number is not None:
         return pick_trial(trials, number, cap=cfg.budget), "asked for with --trial"
+    if study.user_attrs.get(ENTRANTS_ATTR):
+        answer = race_of(cfg, study).race.standing(cfg.budget).answer
+        if answer is not None:
+            n = len(answer.vals)
+            why = (
+                f"the race's answer under the cap: best mean validation accuracy "
+                f"({answer.mean:.2%}, {n} seed{'s' * (n != 1)}) at the target"
+            )
+            by_number = {t.number: t for t in trials}
+            return by_number[int(answer.key.removeprefix("trial-"))], why
     best = best_verified(stored_results(study), cfg.budget)
     if best is not None:
         by_number = {t.number: t for t in trials}
@@ -318,6 +331,7 @@ def export_trial(
         why=why,
         refit_images=refit_images,
         note=note,
+        verdict=network_verdict(cfg, study, chosen),
     )
     if format == "onnx":
         return _onnx(result, spec, state, data, test, int8=int8)
@@ -347,6 +361,17 @@ def export_trial(
     if sum(p.numel() for p in net.parameters()) != module.NUM_PARAMS:
         raise SearchError(f"{out}: NUM_PARAMS does not match the module")  # pragma: no cover
     return replace(result, test_acc=evaluate(net, test))
+
+
+def network_verdict(cfg: SearchConfig, study: optuna.Study, trial: FrozenTrial) -> str | None:
+    """How ``trial``'s network stands against each seed network under the cap on the race's
+    seeds, in one line (None: it was not raced, or no seed network was)."""
+    from budgetnas.search.racing import ENTRANTS_ATTR, race_of
+
+    if not study.user_attrs.get(ENTRANTS_ATTR):
+        return None
+    verdicts = race_of(cfg, study).race.verdicts_for(network_key(trial), cfg.budget)
+    return "; ".join(v.text() for v in verdicts) or None
 
 
 def _relation(study: optuna.Study, chosen: FrozenTrial, of: str) -> str:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 Z = 2.0  # standard errors between two means that make a difference clear
@@ -45,16 +45,28 @@ PRIOR_DF = 4  # pseudo-degrees of freedom of the binomial spread in the pooled s
 @dataclass(frozen=True)
 class RaceRules:
     """How many seeds: every entrant starts with ``start``; the answer and the strongest
-    yardstick under each cap end with ``least`` (``--verify-seeds``); none gets more than
-    ``most`` (``--race-seeds``)."""
+    yardstick under each cap end with ``least`` (``--verify-seeds``; ``yardstick_least`` for
+    the yardsticks when a time budget trimmed their seeds, and they start with no more); none
+    gets more than ``most`` (``--race-seeds``)."""
 
     start: int = 2
     least: int = 3
     most: int = 8
+    yardstick_least: int | None = None  # None: ``least``
 
     def __post_init__(self) -> None:
-        if not 1 <= self.start <= self.most or self.least > self.most or self.least < 1:
+        if not 1 <= self.start <= self.most or not 1 <= self.least <= self.most:
             raise ValueError(f"race seeds must satisfy 1 <= start, least <= most: {self}")
+
+    def start_of(self, e: Entrant) -> int:
+        if e.yardstick and self.yardstick_least is not None:
+            return min(self.start, self.yardstick_least)
+        return self.start
+
+    def least_of(self, e: Entrant) -> int:
+        if e.yardstick and self.yardstick_least is not None:
+            return min(self.yardstick_least, self.most)
+        return self.least
 
 
 @dataclass(frozen=True)
@@ -153,10 +165,12 @@ class Verdict:
         who = f"{y.label} (hand-made, {y.params:,} params)"
         points = abs(self.margin) * 100
         seeds = f"({self.seeds} + {self.their_seeds} seeds)"
+        unit = "point" if points <= 1 else "points"
         if self.word == "level":
             sign = "+" if self.margin >= 0 else "-"
-            return f"level with {who}: {sign}{points:.2f} point on validation {seeds}"
-        return f"{self.word} {who} by {points:.2f} point on validation {seeds}"
+            return f"level with {who}: {sign}{points:.2f} {unit} on validation {seeds}"
+        word = "ahead of" if self.word == "ahead" else "behind"
+        return f"{word} {who} by {points:.2f} {unit} on validation {seeds}"
 
 
 @dataclass(frozen=True)
@@ -199,7 +213,7 @@ class Race:
     def standing(self, cap: int, sigma: float | None = None) -> Standing:
         sigma = self.spread() if sigma is None else sigma
         started = [e for e in self.entrants.values() if e.params <= cap and e.vals]
-        started = [e for e in started if e.done >= self.rules.start]
+        started = [e for e in started if e.done >= self.rules.start_of(e)]
         searched = [e for e in started if not e.yardstick]
         if not searched:
             return Standing(cap, None, spread=sigma)
@@ -214,11 +228,9 @@ class Race:
                 needs.append(e)
         verdicts = []
         for y in sorted((e for e in started if e.yardstick), key=lambda e: -(e.mean or 0)):
-            diff = leader.mean - y.mean
-            clear = abs(diff) > Z * self._se(leader, y, sigma)
-            word = ("ahead" if diff > 0 else "behind") if clear else "level"
-            verdicts.append(Verdict(word, diff, len(leader.vals), len(y.vals), y))
-            if not clear and y.done < self.rules.most:
+            verdict = self.compare(leader, y, sigma)
+            verdicts.append(verdict)
+            if verdict.word == "level" and y.done < self.rules.most:
                 needs.append(y)
         if needs and leader.done < self.rules.most:
             needs.append(leader)
@@ -232,22 +244,47 @@ class Race:
             sigma,
         )
 
+    def compare(self, a: Entrant, y: Entrant, sigma: float | None = None) -> Verdict:
+        """How searched entrant ``a`` stands against yardstick ``y`` on their seeds."""
+        sigma = self.spread() if sigma is None else sigma
+        diff = a.mean - y.mean
+        clear = abs(diff) > Z * self._se(a, y, sigma)
+        word = ("ahead" if diff > 0 else "behind") if clear else "level"
+        return Verdict(word, diff, len(a.vals), len(y.vals), y)
+
+    def verdicts_for(self, key: str, cap: int) -> list[Verdict]:
+        """Entrant ``key`` against every yardstick under ``cap`` with seeds (the strongest
+        first); none when ``key`` has no seed."""
+        a = self.entrants.get(key)
+        if a is None or not a.vals:
+            return []
+        ys = [e for e in self.entrants.values() if e.yardstick and e.vals and e.params <= cap]
+        sigma = self.spread()
+        return [self.compare(a, y, sigma) for y in sorted(ys, key=lambda e: -e.mean)]
+
     def standings(self) -> list[Standing]:
         sigma = self.spread()
         return [self.standing(cap, sigma) for cap in self.caps]
 
-    def next_seed(self, busy: Iterable[str] = ()) -> str | None:
+    def next_seed(
+        self, busy: Iterable[str] = (), fits: Callable[[str], bool] | None = None
+    ) -> str | None:
         """The entrant to train one more seed of next (None: nothing, once ``busy`` ends):
         first every entrant's start seeds (the best reading first, yardsticks beside
         them), then the answer and the strongest yardstick under each cap up to the
-        verdict's ``least`` seeds, then whoever the race under a cap cannot yet tell apart,
-        the fewest seeds first."""
+        verdict's least seeds, then whoever the race under a cap cannot yet tell apart,
+        the fewest seeds first. ``fits``: whether a seed of an entrant can still be
+        trained (a time budget); those that cannot are passed over."""
         busy = set(busy)
-        free = [e for e in self.entrants.values() if e.key not in busy]
-        starting = [e for e in free if e.done < self.rules.start]
+        rules = self.rules
+
+        def free(key: str) -> bool:
+            return key not in busy and (fits is None or fits(key))
+
+        starting = [e for e in self.entrants.values() if e.done < rules.start_of(e) and free(e.key)]
         if starting:
             return min(starting, key=lambda e: (e.done, -(e.reading or 0), e.key)).key
-        if any(e.done < self.rules.start for e in self.entrants.values()):
+        if any(e.done < rules.start_of(e) for e in self.entrants.values()):
             return None  # decisions wait for every start seed
         standings = self.standings()
         for s in standings:
@@ -255,13 +292,13 @@ class Race:
                 continue
             strongest = [v.yardstick for v in s.verdicts[:1]]
             for e in [s.answer, *strongest]:
-                if e.key not in busy and e.done < min(self.rules.least, self.rules.most):
+                if free(e.key) and e.done < rules.least_of(e):
                     return e.key
         urgent = [
             (self.entrants[k].done, i, k)
             for s in standings
             for i, k in enumerate(s.needs)
-            if k not in busy
+            if free(k)
         ]
         return min(urgent)[2] if urgent else None
 

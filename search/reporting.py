@@ -13,6 +13,7 @@ from budgetnas.reports.frame import trials_frame
 from budgetnas.reports.html import ReportFiles, write_reports
 from budgetnas.reports.sizes import size_table
 from budgetnas.search.config import SearchConfig
+from budgetnas.search.racing import race_lines
 from budgetnas.search.runs import summary_counts
 from budgetnas.search.verified import (
     Fidelity,
@@ -129,7 +130,13 @@ def at_target(cfg: SearchConfig, study: optuna.Study) -> pd.DataFrame:
 
 
 def _answer(cfg: SearchConfig, study: optuna.Study) -> str | None:
-    """One line on the network ``budgetnas export`` ships by default, once one is verified."""
+    """One line on the network ``budgetnas export`` ships by default, once one is verified:
+    the race's answer under the cap, else the best verified searched network."""
+    from budgetnas.search.racing import race_answer
+
+    raced = race_answer(cfg, study)
+    if raced is not None:
+        return raced
     best = best_verified(stored_results(study), cfg.budget)
     if best is None:
         return None
@@ -159,6 +166,7 @@ def write_run_reports(cfg: SearchConfig, study: optuna.Study) -> tuple[ReportFil
         rungs=[r.label() for r in cfg.schedule.rungs],
         target=at_target(cfg, study),
         answer=_answer(cfg, study),
+        race=race_lines(cfg, study),
         sizes=sizes_table(cfg, study),
         compute=spent_table(study),
     )

@@ -9,8 +9,9 @@ from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
 from budgetnas.search.config import DEFAULT_RUNGS, auto_rungs, new_config
-from budgetnas.search.driver import front_to_verify, run_search
+from budgetnas.search.driver import run_search
 from budgetnas.search.errors import SearchError
+from budgetnas.search.racing import front_to_verify
 from budgetnas.search.runs import open_run
 from budgetnas.search.schedule import (
     MIN_RUNG_STEPS,
