@@ -38,7 +38,7 @@ from budgetnas.search.errors import SearchError, SearchStopped, VerifyFailed
 from budgetnas.search.objective import Objective
 from budgetnas.search.progress import Progress
 from budgetnas.search.pruners import make_pruner
-from budgetnas.search.racing import run_race
+from budgetnas.search.racing import END_MARGIN_S, run_race
 from budgetnas.search.runs import (
     CONFIG_ATTR,
     DIGEST_ATTR,
@@ -62,9 +62,9 @@ from budgetnas.search.verified import failure_message, stored_results
 from budgetnas.search.yardsticks import (
     empty_front_line,
     held_by_cache,
-    pending_verification,
+    pending_by_reference,
     plan_yardsticks,
-    reference_weight,
+    reference_weights,
     time_costs,
 )
 from budgetnas.trainers.data import TrainVal
@@ -79,6 +79,10 @@ REFERENCE_PENDING_ATTR = "reference_pending"
 # each reference network's seconds per image, as timed at the start (to weigh that share again
 # on --resume, with what the cache holds then)
 REFERENCE_RATES_ATTR = "reference_rates"
+# study user attribute: seconds the end of a search takes besides the race's trainings (its
+# helper processes starting and loading the data, the reports), as timed at the start
+OVERHEAD_ATTR = "end_overhead_s"
+STARTED_ENV = "BUDGETNAS_STARTED"  # the command's start (seconds since the epoch), set by the CLI
 
 # A search stops (exit 1, with the reason) after this many trials in a row failed, or after
 # this many candidates in a row were rejected before training (over a cap).
@@ -148,6 +152,7 @@ class ScheduleGuard:
         self.schedule = cfg.schedule
         self.idle = 0  # trials in a row that found nothing to do
         self.stopped = ""  # why the search stopped before the schedule's end, if it did
+        self.race_due = False  # the time budget left only the race's time
         self.epochs = (
             EpochBudget(cfg.budget_epochs * cfg.schedule.target.image_epochs, plan(cfg))
             if cfg.budget_epochs
@@ -172,6 +177,12 @@ class ScheduleGuard:
         self.idle = self.idle + 1 if trial.user_attrs.get("idle") else 0
         if self.idle >= IDLE_IN_A_ROW:  # the schedule and the objective disagree: do not spin
             self.stopped = "processes kept finding nothing to do"
+            study.stop()
+            return
+        if self.budget is not None and self.budget.race_due(
+            study.get_trials(deepcopy=False), time.time()
+        ):
+            self.race_due = True  # the race at the end needs what is left of the time budget
             study.stop()
             return
         job = self.job(study)
@@ -339,7 +350,11 @@ def run_search(
     searches (``search.cache``); None: every training runs. Raises ``VerifyFailed`` when
     seeds of the final verification failed (the search and the other seeds are stored).
     """
-    started = time.time()  # --budget-time counts from here: the timing of the yardsticks too
+    # --budget-time counts from the command's start (the timing of the yardsticks too)
+    started = time.time()
+    begun = float(os.environ.get(STARTED_ENV) or started)
+    startup = max(0.0, started - begun)  # what a process takes to start: a race helper too
+    started = min(started, begun)
     out = Path(cfg.out)
     if not resume and (out / CONFIG_FILE).exists():
         raise SearchError(
@@ -350,7 +365,10 @@ def run_search(
     attrs = _study_attrs(storage, cfg.study_name) if storage is not None else None
     if not resume and attrs is not None:
         raise _refuse_existing(cfg, attrs)
+    loading = time.time()
     device, data = _prepare(cfg)
+    # what follows the trials: the race's helpers start and load the data, then the reports
+    overhead = round(max(startup, 1.0) + (time.time() - loading) + END_MARGIN_S, 3)
     notes, weight, pending, rates = [], None, 1.0, None
     if not resume and cfg.budget_time and cfg.reference_specs():
         # the yardsticks' share of the time budget, before anything is trained or written
@@ -358,8 +376,8 @@ def run_search(
         if costs is not None:
             cfg, note = plan_yardsticks(cfg, costs)
             notes += [note] if note else []
-            weight = reference_weight(costs)
-            pending = pending_verification(cfg, costs.references, costs.cached)
+            weight = reference_weights(costs)
+            pending = pending_by_reference(cfg, costs.references, costs.cached)
             rates = costs.references
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or open_storage(cfg.storage_url(), heartbeat=cfg.heartbeat)
@@ -375,8 +393,8 @@ def run_search(
         # the cache (or the device, or the verify seeds) may differ from the first run's
         rates = study.user_attrs.get(REFERENCE_RATES_ATTR)
         if rates:  # a search that timed its yardsticks (a time budget) has them
-            pending = pending_verification(cfg, rates, held_by_cache(cfg, data, device, cache))
-            study.set_user_attr(REFERENCE_PENDING_ATTR, pending)
+            held = held_by_cache(cfg, data, device, cache)
+            study.set_user_attr(REFERENCE_PENDING_ATTR, pending_by_reference(cfg, rates, held))
     else:
         try:
             study = optuna.create_study(
@@ -399,6 +417,7 @@ def run_search(
     study.set_user_attr(CONFIG_ATTR, cfg.to_dict())
     deadline = started + cfg.budget_time if cfg.budget_time else None
     study.set_user_attr(DEADLINE_ATTR, deadline)
+    study.set_user_attr(OVERHEAD_ATTR, overhead)
     if resume:
         _take_back(cfg, study, quiet=quiet)
     queue_references(cfg, study)
@@ -413,7 +432,9 @@ def run_search(
         torch.set_num_threads(threads)  # the verification runs alone: every core again
     if progress is not None and helpers:
         progress.flush(study)  # the last trials of the other processes
-    if ScheduleGuard(cfg, _time_budget(cfg, study)).job(study).kind == "done":
+    budget = _time_budget(cfg, study)
+    due = budget is not None and budget.race_due(study.get_trials(deepcopy=False), time.time())
+    if ScheduleGuard(cfg, budget).job(study).kind == "done" or due:
         verify_front(cfg, study, quiet=quiet, cache=cache)
     elif not quiet:
         why = "--timeout" if cfg.timeout else "see above"
@@ -567,18 +588,23 @@ def _time_budget(cfg: SearchConfig, study: optuna.Study) -> TimeBudget | None:
     deadline = study.user_attrs.get(DEADLINE_ATTR)
     if deadline is None:
         return None
-    weight = float(study.user_attrs.get(REFERENCE_WEIGHT_ATTR) or 1.0)
+    # per reference network (a study made before they were: one weight and share for all)
+    weight = study.user_attrs.get(REFERENCE_WEIGHT_ATTR) or 1.0
     pending = study.user_attrs.get(REFERENCE_PENDING_ATTR)
-    pending = 1.0 if pending is None else float(pending)
+    pending = 1.0 if pending is None else pending
     return TimeBudget(
         float(deadline),
         plan(cfg, reference_weight=weight, reference_pending=pending),
         workers=cfg.workers,
+        overhead_s=float(study.user_attrs.get(OVERHEAD_ATTR) or 0.0),
     )
 
 
 def plan(
-    cfg: SearchConfig, *, reference_weight: float = 1.0, reference_pending: float = 1.0
+    cfg: SearchConfig,
+    *,
+    reference_weight: float | dict[str, float] = 1.0,
+    reference_pending: float | dict[str, float] = 1.0,
 ) -> Plan:
     """The work model of a search: its schedule, final verification and references
     (``reference_weight``: their image-epoch's cost in a candidate's, for a time budget;

@@ -25,7 +25,8 @@ continues it: ``Schedule.next_job`` is a pure function of the study's trials.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import statistics
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -343,9 +344,10 @@ class Plan:
     """The work a search is committed to, in image-epochs: what sampling ``extra`` more
     candidates adds (themselves at rung 0, their expected promotions: a share ``1 / eta ** r``
     of rung 0 reaches rung r), plus the promotions its candidates are still expected to make
-    and the verification of the front (at most ``MAX_VERIFIED``) with ``verify_seeds`` seeds
-    and of the reference networks at the target with ``reference_seeds`` (their image-epochs
-    weighed by ``reference_weight``, and by ``reference_pending``: the share not in the
+    and the race at the end: the front (at most ``MAX_VERIFIED``) with ``verify_seeds``
+    seeds (weighed by ``front_weight`` in ``work``: a front member's image-epoch in a
+    candidate's) and the reference networks at the target with ``reference_seeds`` (each
+    weighed by its ``reference_weight`` and its ``reference_pending``: the share not in the
     results cache)."""
 
     schedule: Schedule
@@ -353,13 +355,40 @@ class Plan:
     references_at_target: int = 0
     reference_seeds: int | None = None  # None: verify_seeds
     # the cost of a reference network's image-epoch in a candidate's (seed networks train
-    # slower than candidates of their size; ``search.yardsticks`` times them)
-    reference_weight: float = 1.0
+    # slower than candidates of their size; ``search.yardsticks`` times them): one for all,
+    # or per reference network (zoo key -> weight)
+    reference_weight: float | Mapping[str, float] = 1.0
     # the share of the references' verification still to train (the rest the results cache
-    # holds: it costs nothing)
-    reference_pending: float = 1.0
+    # holds: it costs nothing): one for all, or per reference network
+    reference_pending: float | Mapping[str, float] = 1.0
 
-    def work(self, trials: Sequence[FrozenTrial], *, extra: int = 0) -> int:
+    def weight_of(self, key: str | None) -> float:
+        """A reference network's image-epoch in a candidate's (``key``: its zoo key)."""
+        w = self.reference_weight
+        if isinstance(w, Mapping):
+            return float(w.get(key, statistics.fmean(w.values()) if w else 1.0))
+        return float(w)
+
+    def references_cost(self) -> float:
+        """The references' verification per seed, in target trainings of a candidate."""
+        w, p = self.reference_weight, self.reference_pending
+        if not isinstance(w, Mapping):
+            pending = statistics.fmean(p.values()) if isinstance(p, Mapping) and p else p
+            return self.references_at_target * float(w) * float(pending)
+        return sum(
+            float(weight) * float(p.get(key, 1.0) if isinstance(p, Mapping) else p)
+            for key, weight in w.items()
+        )
+
+    def work(
+        self, trials: Sequence[FrozenTrial], *, extra: int = 0, front_weight: float = 1.0
+    ) -> int:
+        return self.search_work(trials, extra=extra) + self.race_work(
+            trials, extra=extra, front_weight=front_weight
+        )
+
+    def search_work(self, trials: Sequence[FrozenTrial], *, extra: int = 0) -> int:
+        """``extra`` more candidates at rung 0 and the promotions still expected."""
         searched = [t for t in trials if is_searched(t) and t.state != TrialState.FAIL]
         n0 = sum(1 for t in searched if rung0_used(t)) + extra
         eta, rungs = self.schedule.eta, self.schedule.rungs
@@ -368,13 +397,34 @@ class Plan:
             expected = math.ceil(n0 / eta**rung.index) if n0 else 0
             started = sum(1 for t in searched if rung_of(t) == rung.index)
             work += max(0, expected - started) * rung.image_epochs
-        top = math.ceil(n0 / eta ** (len(rungs) - 1)) if n0 else 0
+        return work
+
+    def race_work(
+        self, trials: Sequence[FrozenTrial], *, extra: int = 0, front_weight: float = 1.0
+    ) -> int:
+        """The race at the end, as a fixed verification of the front and the references."""
+        searched = [t for t in trials if is_searched(t) and t.state != TrialState.FAIL]
+        n0 = sum(1 for t in searched if rung0_used(t)) + extra
+        rungs = self.schedule.rungs
+        top = math.ceil(n0 / self.schedule.eta ** (len(rungs) - 1)) if n0 else 0
         seeds = self.verify_seeds if self.reference_seeds is None else self.reference_seeds
-        verified = min(MAX_VERIFIED, top) * self.verify_seeds
-        verified += (
-            self.references_at_target * seeds * self.reference_weight * self.reference_pending
-        )
-        return work + round(verified * self.schedule.target.image_epochs)
+        verified = min(MAX_VERIFIED, top) * self.verify_seeds * front_weight
+        verified += seeds * self.references_cost()
+        return round(verified * self.schedule.target.image_epochs)
+
+
+def _rate(trials: Iterable[FrozenTrial], weight: Callable[[FrozenTrial], float]) -> float | None:
+    """Seconds per image-epoch over the finished, timed trials of ``trials`` (each trial's
+    image-epochs weighed by ``weight``); None when none was timed."""
+    seconds = image_epochs = 0.0
+    for t in trials:
+        curve, wall = t.user_attrs.get("val_curve") or [], t.user_attrs.get("wall_time_s")
+        images = t.user_attrs.get("train_images")
+        cached = t.user_attrs.get("cached")  # took no time here: no measure of the rate
+        if t.state in FINISHED and wall and images and curve and not cached:
+            seconds += float(wall)
+            image_epochs += len(curve) * int(images) * weight(t)
+    return seconds / image_epochs if image_epochs else None
 
 
 @dataclass(frozen=True)
@@ -382,27 +432,43 @@ class TimeBudget:
     """``--budget-time``: sample new candidates while the work they commit the search to
     (``Plan``) fits before ``deadline`` (seconds since the epoch, shared by every process
     through the study), timed at the seconds per image-epoch the study's finished trials
-    took, shared over ``workers`` processes."""
+    took, shared over ``workers`` processes, with ``overhead_s`` more for what follows the
+    trials (the race's processes starting, the reports). The race's networks are weighed as
+    the largest trained so far (``front_weight``): a network near the cap trains slower than
+    the mean candidate."""
 
     deadline: float
     plan: Plan
     workers: int = 1
+    overhead_s: float = 0.0
 
     def seconds_per_image_epoch(self, trials: Sequence[FrozenTrial]) -> float | None:
         """Seconds per candidate image-epoch, over the study's timed trials: a reference
-        network's image-epoch counts as ``plan.reference_weight`` of a candidate's (the plan
+        network's image-epoch counts as its ``plan.weight_of`` of a candidate's (the plan
         weighs the references' verification so), so that the rate is a candidate's from the
         first reference on."""
-        seconds = image_epochs = 0.0
-        for t in trials:
-            curve, wall = t.user_attrs.get("val_curve") or [], t.user_attrs.get("wall_time_s")
-            images = t.user_attrs.get("train_images")
-            cached = t.user_attrs.get("cached")  # took no time here: no measure of the rate
-            if t.state in FINISHED and wall and images and curve and not cached:
-                weight = self.plan.reference_weight if is_reference(t) else 1.0
-                seconds += float(wall)
-                image_epochs += len(curve) * int(images) * weight
-        return seconds / image_epochs if image_epochs else None
+
+        def weight(t: FrozenTrial) -> float:
+            return self.plan.weight_of(t.user_attrs.get("reference")) if is_reference(t) else 1.0
+
+        return _rate(trials, weight)
+
+    def front_weight(self, trials: Sequence[FrozenTrial]) -> float:
+        """A race network's image-epoch in a candidate's: the rate of the searched networks
+        at the highest rung reached (the front comes from there), else of the largest third
+        of the candidates, over the rate of every candidate (at least 1)."""
+        searched = [t for t in trials if is_searched(t) and not t.user_attrs.get("rejected")]
+        every = _rate(searched, lambda t: 1.0)
+        if not searched or every is None:
+            return 1.0
+        top = max(rung_of(t) for t in searched)
+        high = [t for t in searched if rung_of(t) == top]
+        if top == 0:
+            sizes = sorted(int(t.user_attrs.get("params") or 0) for t in searched)
+            third = sizes[(2 * len(sizes)) // 3]
+            high = [t for t in searched if int(t.user_attrs.get("params") or 0) >= third]
+        theirs = _rate(high, lambda t: 1.0)
+        return max(1.0, theirs / every) if theirs else 1.0
 
     def remaining(self, trials: Sequence[FrozenTrial], *, extra: int = 0) -> float | None:
         """Seconds of work left (over the workers) if ``extra`` more candidates are sampled;
@@ -410,7 +476,22 @@ class TimeBudget:
         rate = self.seconds_per_image_epoch(trials)
         if rate is None:
             return None
-        return rate * self.plan.work(trials, extra=extra) / self.workers
+        work = self.plan.work(trials, extra=extra, front_weight=self.front_weight(trials))
+        return rate * work / self.workers + self.overhead_s
+
+    def race_seconds(self, trials: Sequence[FrozenTrial]) -> float | None:
+        """Seconds the race at the end is planned to take (over the workers), with the
+        overhead; None before any trial has been timed."""
+        rate = self.seconds_per_image_epoch(trials)
+        if rate is None:
+            return None
+        work = self.plan.race_work(trials, front_weight=self.front_weight(trials))
+        return rate * work / self.workers + self.overhead_s
+
+    def race_due(self, trials: Sequence[FrozenTrial], now: float) -> bool:
+        """Whether the race must start now to fit before the deadline: no more trials."""
+        left = self.race_seconds(trials)
+        return left is not None and now + left >= self.deadline
 
     def sampling_open(self, trials: Sequence[FrozenTrial], now: float) -> bool:
         left = self.remaining(trials, extra=1)

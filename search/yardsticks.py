@@ -316,6 +316,30 @@ def pending_verification(
     return left / total if total else 1.0
 
 
+def pending_by_reference(
+    cfg: SearchConfig,
+    rates: dict[str, float],
+    cached: dict[str, frozenset[tuple[str, int]]],
+) -> dict[str, float]:
+    """Per reference network, the share of its verification at ``cfg``'s level that the
+    results cache does not hold (1.0: none of it there)."""
+    level = Level(cfg.reference_rungs, cfg.seeds_of_references)
+    seeds = [what for what, _ in planned(cfg, level) if what[0] == "seed"]
+    if not seeds:
+        return dict.fromkeys(rates, 1.0)
+    return {
+        key: sum(what not in cached.get(key, frozenset()) for what in seeds) / len(seeds)
+        for key in rates
+    }
+
+
+def reference_weights(costs: Costs) -> dict[str, float]:
+    """Each reference network's image-epoch in a candidate's, as timed at the start."""
+    if costs.candidate <= 0:
+        return dict.fromkeys(costs.references, 1.0)
+    return {key: rate / costs.candidate for key, rate in costs.references.items()}
+
+
 def reference_weight(costs: Costs) -> float:
     """A reference network's image-epoch in a candidate's (the mean over the references), for
     the time budget's plan of the references' verification."""
