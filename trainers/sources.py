@@ -267,6 +267,35 @@ def _npz_labels(data, key: str, n: int, path: Path) -> np.ndarray:
     return y.astype(np.int64)
 
 
+MAX_CLASSES = 100_000  # the most classes a network's head takes (space.spec)
+
+
+def label_count(y: np.ndarray, where: str) -> int:
+    """K, for labels ``y`` that must be 0..K-1 with every class present; checked against the
+    image count (every class holds an image) and ``MAX_CLASSES`` before anything is sized by
+    the largest label, so a corrupt label is one line, not a class list of its size."""
+    lo, hi = int(y.min()), int(y.max())
+    rule = f"{where}: labels must be 0..K-1 with every class present; found"
+    if lo < 0:
+        raise SourceError(f"{rule} {lo} (labels {lo}..{hi})")
+    if hi >= len(y):
+        raise SourceError(f"{rule} label {hi}: more classes than the {len(y):,} images")
+    if hi >= MAX_CLASSES:
+        raise SourceError(f"{rule} label {hi}: more than {MAX_CLASSES:,} classes")
+    gaps = np.setdiff1d(np.arange(hi + 1), y)
+    if len(gaps):
+        raise SourceError(f"{rule} no image of class {gaps[:5].tolist()} (labels {lo}..{hi})")
+    return hi + 1
+
+
+def check_labels(y: np.ndarray, classes: int, where: str) -> None:
+    """Labels ``y`` of a data set with ``classes`` classes lie in 0..classes-1 (one line
+    naming ``where`` otherwise: a label past them fails only in the middle of training)."""
+    if len(y) and (y.min() < 0 or y.max() >= classes):
+        bad = int(y.min() if y.min() < 0 else y.max())
+        raise SourceError(f"{where} holds label {bad}, outside its {classes} classes")
+
+
 def read_npz(path: Path, *, resize: int | None = None) -> Arrays:
     path = Path(path)
     if not path.is_file():
@@ -284,17 +313,9 @@ def read_npz(path: Path, *, resize: int | None = None) -> Arrays:
         )
     x = _npz_images(data, "x", path, resize)
     y = _npz_labels(data, "y", len(x), path)
-    classes = int(y.max()) + 1 if len(y) else 0
-    present = np.unique(y)
     if len(y) == 0:
         raise SourceError(f"{path}: x holds no images")
-    if y.min() < 0 or len(present) != classes:
-        gaps = sorted(set(range(classes)) - set(present.tolist()))[:5]
-        found = f"{int(y.min())}" if y.min() < 0 else f"no image of class {gaps}"
-        raise SourceError(
-            f"{path}: labels must be 0..K-1 with every class present; found {found} "
-            f"(labels {int(y.min())}..{int(y.max())})"
-        )
+    classes = label_count(y, str(path))
     if classes < 2:
         raise SourceError(f"{path}: every label is {int(y[0])}; a classifier needs two classes")
     if ("x_test" in keys) != ("y_test" in keys):
@@ -351,7 +372,11 @@ def read_torchvision(name: str, root: Path, *, download: bool = False) -> Arrays
             labels = ds.labels
         out.append((np.ascontiguousarray(x, dtype=np.uint8), np.asarray(labels, dtype=np.int64)))
     (x, y), (xt, yt) = out
-    return Arrays(x, y, xt, yt, classes or [str(i) for i in range(int(y.max()) + 1)])
+    if not classes:  # no class list (SVHN): the training labels say how many
+        classes = [str(i) for i in range(label_count(y, name))]
+    check_labels(y, len(classes), f"{name}: the training part")
+    check_labels(yt, len(classes), f"{name}: the test part")
+    return Arrays(x, y, xt, yt, classes)
 
 
 def signature(kind: str, path: str | None) -> tuple:

@@ -13,10 +13,10 @@ from budgetnas.search.cli import app
 from budgetnas.search.export import export_trial, import_module_from
 from budgetnas.search.runs import open_run
 from budgetnas.space.spec import ArchSpec, Conv, Head, Transition
-from budgetnas.trainers.data import DataConfig
+from budgetnas.trainers.data import DataConfig, DataError
 from budgetnas.trainers.recipe import TrainConfig
 from budgetnas.trainers.train import train
-from tests.helpers import cli_error, shapes_arrays, write_image_folder
+from tests.helpers import cli_error, shapes_arrays, write_image_folder, write_synthetic_mnist
 
 runner = CliRunner()
 
@@ -289,13 +289,96 @@ def test_an_unreadable_file_is_named(tmp_path):
             },
             "y_test holds label 7, outside the training labels 0..1",
         ),
+        (
+            {"x": np.zeros((10, 8, 8), np.uint8), "y": np.array([0, 1] * 4 + [0, 2**40])},
+            "found label 1099511627776: more classes than the 10 images",
+        ),
     ],
-    ids=["no y", "one class", "not uint8", "a class missing", "negative", "test out of range"],
+    ids=[
+        "no y",
+        "one class",
+        "not uint8",
+        "a class missing",
+        "negative",
+        "test out of range",
+        "a huge label",
+    ],
 )
 def test_bad_npz_files(tmp_path, arrays, message):
     np.savez(tmp_path / "data.npz", **arrays)
     line = _bad(tmp_path, tmp_path / "data.npz")
     assert line.startswith(f"error: {tmp_path / 'data.npz'}") and message in line, line
+
+
+def test_a_huge_label_is_one_line_and_allocates_nothing_by_it(tmp_path):
+    """A corrupt label (2,000,000 among ten images) is refused before anything is sized by
+    it: no set or list of two million classes (the labels of a data set name at most one
+    class per image)."""
+    import tracemalloc
+
+    from budgetnas.trainers.sources import SourceError, read_npz
+
+    y = np.arange(10) % 2
+    y[3] = 2_000_000
+    np.savez(tmp_path / "data.npz", x=np.zeros((10, 8, 8), np.uint8), y=y)
+    tracemalloc.start()
+    try:
+        with pytest.raises(SourceError) as err:
+            read_npz(tmp_path / "data.npz")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000, peak  # a set of 2,000,001 ints is over 100 MB
+    assert "found label 2000000: more classes than the 10 images" in str(err.value)
+
+
+def test_torchvision_labels_outside_the_classes_are_one_line(tmp_path, monkeypatch):
+    """A torchvision set whose labels go past its classes (or, without a class list, past its
+    image count) is one line, before a list of classes is sized by the largest label."""
+    import torchvision.datasets as tvd
+
+    x, y = shapes_arrays(4, classes=2)
+
+    class FakeSVHN:  # SVHN has no class list: its classes come from its labels
+        def __init__(self, root, split, download):
+            self.data = x.transpose(0, 3, 1, 2)
+            self.labels = np.where(np.arange(len(x)) == 1, 200_000, y)
+
+    monkeypatch.setattr(tvd, "SVHN", FakeSVHN)
+    with pytest.raises(
+        DataError,
+        match="labels must be 0..K-1 with every class present; found "
+        "label 200000: more classes than the 8 images",
+    ):
+        DataConfig(dataset="svhn", data_dir=str(tmp_path)).arrays()
+
+    class FakeCIFAR10:
+        classes = ["a", "b"]
+
+        def __init__(self, root, train, download):
+            self.data = x
+            self.targets = [0, 1, 7, 1, 0, 1, 0, 1]
+
+    monkeypatch.setattr(tvd, "CIFAR10", FakeCIFAR10)
+    with pytest.raises(
+        DataError, match="cifar10: the training part holds label 7, outside its 2 classes"
+    ):
+        DataConfig(dataset="cifar10", data_dir=str(tmp_path)).arrays()
+
+
+def test_mnist_labels_outside_its_classes_are_one_line(tmp_path):
+    """A damaged MNIST label file (a label of 200) is one line naming it, not a failure in
+    the middle of training."""
+    from tests.helpers import synthetic_images, write_idx
+
+    root = write_synthetic_mnist(tmp_path, n_train=50, n_test=10)
+    _, labels = synthetic_images(50, 1)
+    labels[7] = 200
+    write_idx(root / "MNIST" / "raw" / "train-labels-idx1-ubyte", labels)
+    with pytest.raises(
+        DataError, match="mnist: the training part holds label 200, outside its 10 classes"
+    ):
+        DataConfig(dataset="mnist", data_dir=str(root), val_size=5).load()
 
 
 @pytest.mark.parametrize("damage", ["bad crc", "object array"])
