@@ -182,21 +182,85 @@ def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
     assert sorted(int(v) for v in arrays.x[:, 0, 0, 0]) == [4, 233]  # 1000 and 60000 / 257
 
 
-def test_sixteen_bit_images_are_scaled_by_their_mode_not_their_brightest_pixel(tmp_path):
-    """Two 16-bit PNGs holding 200 and 300 (of 65535) are both nearly black: every 16-bit
-    image is on the same scale, whatever its own maximum."""
+def _wide_png(path, value: int) -> None:
     from PIL import Image
 
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8), value, dtype=np.uint16)).save(path)
+    assert Image.open(path).mode == "I;16"
+
+
+def test_sixteen_bit_images_holding_eight_bit_values_keep_their_levels(tmp_path):
+    """8-bit values saved as 16-bit PNGs (levels 20 and 100, up to 252) are read as 8-bit
+    values, not as fractions of 65535 (which crushes them all to 0 and 1), in the training and
+    the test part alike, and the note says how they were read."""
     from budgetnas.trainers.sources import read_folder
 
-    for label, value in (("dim", 200), ("dimmer", 300)):
+    for part, n in (("train", 3), ("test", 1)):
+        for label, value in (("dark", 20), ("light", 100)):
+            for i in range(n):
+                _wide_png(tmp_path / "data" / part / label / f"{i}.png", value)
+    _wide_png(tmp_path / "data" / "test" / "light" / "top.png", 252)
+    arrays = read_folder(tmp_path / "data")
+    assert arrays.x.dtype == np.uint8
+    assert sorted(int(v) for v in arrays.x[:, 0, 0, 0]) == [20, 20, 20, 100, 100, 100]
+    assert sorted(int(v) for v in arrays.x_test[:, 0, 0, 0]) == [20, 100, 252]
+    assert arrays.note == "16-bit images with values up to 252: read as 8-bit values"
+    cfg = DataConfig(path=str(tmp_path / "data"))
+    assert cfg.test_note == "16-bit images with values up to 252: read as 8-bit values"
+
+
+def test_the_bit_depth_is_the_whole_data_sets_training_and_test_parts_together(tmp_path):
+    """The training part holds values up to 100, the test part one of 1000: every image is
+    read as a 10-bit value (0-1023 to 0-255), the same scale in both parts."""
+    from budgetnas.trainers.sources import read_folder
+
+    for label, value in (("dark", 20), ("light", 100)):
+        _wide_png(tmp_path / "data" / "train" / label / "1.png", value)
+        _wide_png(tmp_path / "data" / "test" / label / "1.png", value)
+    _wide_png(tmp_path / "data" / "test" / "light" / "2.png", 1000)
+    arrays = read_folder(tmp_path / "data")
+    scale = 255 / 1023
+    assert [int(v) for v in arrays.x[:, 0, 0, 0]] == [round(20 * scale), round(100 * scale)]
+    assert [int(v) for v in arrays.x_test[:, 0, 0, 0]] == [5, 25, round(1000 * scale)]
+    assert arrays.note == (
+        "16-bit images with values up to 1000: read as 10-bit values (0-1023 scaled to 0-255)"
+    )
+
+
+def test_float_images_in_zero_to_one_are_read_as_fractions(tmp_path):
+    """Float images (mode F, as a float TIFF opens) holding 0.2 and 0.8 are read as fractions
+    of full scale (51 and 204), not on the 0-255 scale that rounds them to 0 and 1; float
+    images outside both 0-1 and 0-255 are one line naming a file."""
+    from PIL import Image
+
+    from budgetnas.trainers.sources import SourceError, read_folder
+
+    for label, value in (("dark", 0.2), ("light", 0.8)):
         folder = tmp_path / "data" / label
         folder.mkdir(parents=True)
-        Image.fromarray(np.full((8, 8), value, dtype=np.uint16)).save(folder / "1.png")
-        assert Image.open(folder / "1.png").mode == "I;16"
+        Image.fromarray(np.full((8, 8), value, dtype=np.float32)).save(folder / "1.tif")
+        assert Image.open(folder / "1.tif").mode == "F"
     arrays = read_folder(tmp_path / "data")
-    assert arrays.x.shape == (2, 1, 8, 8)
-    assert sorted(int(v) for v in arrays.x[:, 0, 0, 0]) == [1, 1]  # 200 and 300 / 257
+    assert sorted(int(v) for v in arrays.x[:, 0, 0, 0]) == [51, 204]
+    assert arrays.note == "float images with values from 0.2 to 0.8: read as fractions of 1"
+    Image.fromarray(np.full((8, 8), 300.0, dtype=np.float32)).save(
+        tmp_path / "data" / "light" / "2.tif"
+    )
+    with pytest.raises(SourceError, match=r"2\.tif holds values up to 300"):
+        read_folder(tmp_path / "data")
+
+
+def test_wide_integer_images_outside_sixteen_bits_are_one_line(tmp_path):
+    from PIL import Image
+
+    from budgetnas.trainers.sources import SourceError, read_folder
+
+    _wide_png(tmp_path / "data" / "a" / "1.png", 20)
+    (tmp_path / "data" / "b").mkdir()
+    Image.fromarray(np.full((8, 8), 70000, dtype=np.int32)).save(tmp_path / "data" / "b" / "1.tif")
+    with pytest.raises(SourceError, match=r"b/1\.tif holds values up to 70000, outside 0-65535"):
+        read_folder(tmp_path / "data")
 
 
 def test_gray_gifs_are_read_as_one_channel(tmp_path):
