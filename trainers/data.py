@@ -241,7 +241,8 @@ class DataConfig:
 
     @property
     def test_note(self) -> str | None:
-        """How the test set is chosen, when the data holds none (and what was not read)."""
+        """How the images were read (the scale of 16-bit or float images, what was not read)
+        and how the test set is chosen, when the data holds none."""
         if self.builtin:
             return None
         a = self.arrays()
