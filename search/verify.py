@@ -131,7 +131,8 @@ def _check_zoo_trials(study: optuna.Study, chosen: list[Verified]) -> None:
             raise SearchError(
                 f"seed {key} has changed since this run trained it: trial {trial.number} holds "
                 f"another network under that key than seed {key} is now; verify the new one "
-                f"in a new search (`verify --trial {trial.number}` verifies the one this run trained)"
+                f"in a new search (`verify --trial {trial.number}` verifies the one this run "
+                "trained)"
             )
 
 
