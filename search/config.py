@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from optuna.trial import FrozenTrial
 
 from budgetnas.search.errors import SearchError
 from budgetnas.search.pruners import PRUNERS, SINGLE_OBJECTIVE_PRUNERS
@@ -288,6 +291,21 @@ class SearchConfig:
                 out[key] = (spec, rungs[0])
         return out
 
+    def check_references(self, trials: Iterable[FrozenTrial]) -> None:
+        """Refuse, in one line, a study whose reference trials hold another network under a
+        zoo key than the zoo holds there now (a seed network changed since the run trained
+        it): resumed, the run would train the new network under the old one's name and mix
+        the two in one yardstick."""
+        for key, (spec, _) in self.reference_specs().items():
+            trial = changed_reference(trials, key, spec)
+            if trial is not None:
+                raise SearchError(
+                    f"seed {key} has changed since this run trained it: trial {trial.number} "
+                    f"holds another network under that key than seed {key} is now, and the "
+                    "two cannot be mixed in one yardstick; start a new search, or continue "
+                    "this one with the budgetnas version that made it"
+                )
+
     # ---- what defines a result ---------------------------------------------------------
 
     def fingerprint(self) -> dict[str, Any]:
@@ -531,6 +549,31 @@ def parse_references(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...
             f"--references: no zoo entry {unknown[0]!r}; use all, none or keys of {', '.join(ZOO)}"
         )
     return tuple(dict.fromkeys(keys))
+
+
+def same_network(stored: str | None, spec: ArchSpec) -> bool:
+    """Whether the spec JSON ``stored`` (on a trial, or on a verify record) is the network
+    ``spec``: the same architecture, whatever input normalisation each carries. A zoo
+    network's identity is its spec, not its key: an entry that changes keeps its key."""
+    if stored is None:
+        return False
+    try:
+        other = ArchSpec.from_json(stored)
+    except (ValueError, TypeError, KeyError):  # SpecError is a ValueError
+        return False
+    return replace(other, norm=spec.norm) == spec
+
+
+def changed_reference(
+    trials: Iterable[FrozenTrial], key: str, spec: ArchSpec
+) -> FrozenTrial | None:
+    """The first trial that holds zoo network ``key`` as a reference but stores another
+    network than ``spec`` (None: every one holds ``spec``, or none trained it yet)."""
+    for t in trials:
+        stored = t.user_attrs.get("spec")
+        if t.user_attrs.get("reference") == key and stored and not same_network(stored, spec):
+            return t
+    return None
 
 
 def differences(stored: dict[str, Any], ours: dict[str, Any]) -> list[str]:

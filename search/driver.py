@@ -390,6 +390,7 @@ def run_search(
         _check_digest(cfg, attrs, data)
         so_far = len(optuna.load_study(study_name=cfg.study_name, storage=storage).trials)
         study = _load(cfg, storage, sampler_seed(cfg.seed, so_far))
+        cfg.check_references(study.get_trials(deepcopy=False))  # a seed network changed
         # the cache (or the device, or the verify seeds) may differ from the first run's
         rates = study.user_attrs.get(REFERENCE_RATES_ATTR)
         if rates:  # a search that timed its yardsticks (a time budget) has them
@@ -578,6 +579,7 @@ def run_worker(
     study = _load(
         cfg, store, sampler_seed(cfg.seed, so_far, f"{socket.gethostname()}:{os.getpid()}")
     )
+    cfg.check_references(study.get_trials(deepcopy=False))
     _drive(cfg, study, device_, data, quiet=quiet, cache=cache)
     return study
 

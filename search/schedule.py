@@ -28,7 +28,6 @@ import math
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
@@ -289,27 +288,6 @@ def lineage(trial: FrozenTrial) -> int:
     """The rung-0 trial a candidate started as (itself for a sampled one)."""
     candidate = trial.user_attrs.get("candidate")
     return trial.number if candidate is None else int(candidate)
-
-
-def describe_promotions(trials: Iterable[FrozenTrial], rungs: int) -> list[dict[str, Any]]:
-    """Per rung: candidates finished there, promoted from it, and the best there."""
-    rows = []
-    searched = [t for t in trials if is_searched(t) and t.state != TrialState.FAIL]
-    promoted = {promoted_from(t) for t in searched if rung_of(t) > 0}
-    for r in range(rungs):
-        here = [t for t in searched if rung_of(t) == r and t.state in FINISHED]
-        here = [t for t in here if not _rejected(t)]
-        done = [t for t in here if t.state == TrialState.COMPLETE]
-        rows.append(
-            {
-                "rung": r,
-                "finished": len(here),
-                "complete": len(done),
-                "promoted": sum(1 for t in here if t.number in promoted),
-                "best": max((_acc(t) for t in done), default=None),
-            }
-        )
-    return rows
 
 
 # ---- compute budgets: wall time, or image-epochs --------------------------------------------

@@ -15,9 +15,12 @@ would give it: the answer a user asks for ("the best network under the cap") is 
 smaller half still draws the rest of the front. Each cap of a ladder has its own sequence.
 
 A candidate's slot is the first one of its cap that no other trial of the study holds (a
-failed trial frees its slot), and its target is a pure function of the run's seed, the cap
-and the slot: a resumed run continues the same sequence. ``sampler`` sizing leaves ``size``
-to the sampler, as before.
+failed trial, or a candidate rejected before training over a MACs or activation cap, frees
+its slot: the next candidate gets that target, so the spread holds over the candidates
+trained), and its target is a pure function of the run's seed, the cap and the slot: a
+resumed run continues the same sequence. A slot is taken once: written, then read back, and
+when processes took it at once the earliest trial keeps it and the others take the next free
+one. ``sampler`` sizing leaves ``size`` to the sampler, as before.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import time
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 SIZINGS = ("spread", "sampler")
 SIZE_PARAM = "size"  # the suggestion of ``space.sample.sample_spec`` the target replaces
@@ -35,6 +39,8 @@ SLOT_ATTR = "size_slot"
 FRACTION_ATTR = "size_fraction"  # the assigned size, as a fraction of the trial's cap
 TOP_BAND = 1.5  # the top band: cap/TOP_BAND to the cap
 BLOCK = 6  # slots per block: 3 strata in the top band, 3 below it
+SETTLE_S = 0.5  # seconds between the two readings of a slot's holders (as promotions' claims)
+ATTEMPTS = 20  # slots tried before a trial keeps the one it has (a race lost that often)
 
 
 def strata(min_fraction: float) -> list[tuple[float, float]]:
@@ -68,22 +74,71 @@ def size_fraction(slot: int, *, seed: int, cap: int, min_fraction: float) -> flo
     return min(1.0, max(min_fraction, fraction))
 
 
+def _holds(trial: FrozenTrial, cap: int) -> bool:
+    """Whether ``trial`` holds a slot of ``cap``'s sequence: given one, neither failed nor
+    rejected before training."""
+    attrs = trial.user_attrs
+    return (
+        attrs.get(SLOT_ATTR) is not None
+        and attrs.get("cap") == cap
+        and trial.state != TrialState.FAIL
+        and not attrs.get("rejected")
+    )
+
+
+def _may_claim(trial: FrozenTrial, before: int, cap: int) -> bool:
+    """Whether ``trial``, running and earlier than trial ``before``, may still take a slot of
+    ``cap`` (it has none yet and is not a reference, a promotion or a rejected candidate)."""
+    attrs = trial.user_attrs
+    return (
+        trial.state == TrialState.RUNNING
+        and trial.number < before
+        and attrs.get(SLOT_ATTR) is None
+        and attrs.get("reference") is None
+        and attrs.get("promoted_from") is None
+        and not attrs.get("rejected")
+        and attrs.get("cap") in (None, cap)
+    )
+
+
+def _keeps(trial: optuna.Trial, slot: int, cap: int) -> bool:
+    """Whether ``trial``, which has written ``slot``, keeps it: no earlier trial holds it.
+    While an earlier trial may still write the same slot, the holders are read twice, a
+    moment apart (storages have no lock: in a rare race two trials may still share a slot)."""
+
+    def earliest() -> tuple[bool, bool]:
+        trials = trial.study.get_trials(deepcopy=False)
+        holders = [t.number for t in trials if _holds(t, cap) and t.user_attrs[SLOT_ATTR] == slot]
+        pending = any(_may_claim(t, trial.number, cap) for t in trials)
+        return min(holders, default=trial.number) == trial.number, pending
+
+    first, pending = earliest()
+    if first and pending:
+        time.sleep(SETTLE_S)
+        first, _ = earliest()
+    return first
+
+
 def assign_size(trial: optuna.Trial, *, cap: int, seed: int, min_fraction: float) -> float:
     """The size fraction of this sampled candidate, stored on it (``size_slot``,
     ``size_fraction``): the one it holds already (a queued copy of a trial whose process died
-    keeps its own), else that of the first slot of ``cap`` no other live trial holds."""
+    keeps its own), else that of the first slot of ``cap`` no other trial holds, written and
+    read back (``_keeps``)."""
     stored = trial.user_attrs.get(FRACTION_ATTR)
     if stored is not None:
         return float(stored)
-    taken = {
-        t.user_attrs.get(SLOT_ATTR)
-        for t in trial.study.get_trials(deepcopy=False)
-        if t.number != trial.number
-        and t.state != TrialState.FAIL
-        and t.user_attrs.get("cap") == cap
-    }
-    slot = next(k for k in itertools.count() if k not in taken)
+    lost: set[int] = set()  # slots an earlier trial took at the same time as this one
+    for _ in range(ATTEMPTS):
+        taken = {
+            t.user_attrs[SLOT_ATTR]
+            for t in trial.study.get_trials(deepcopy=False)
+            if t.number != trial.number and _holds(t, cap)
+        }
+        slot = next(k for k in itertools.count() if k not in taken and k not in lost)
+        trial.set_user_attr(SLOT_ATTR, slot)
+        if _keeps(trial, slot, cap):
+            break
+        lost.add(slot)
     fraction = size_fraction(slot, seed=seed, cap=cap, min_fraction=min_fraction)
-    trial.set_user_attr(SLOT_ATTR, slot)
     trial.set_user_attr(FRACTION_ATTR, fraction)
     return fraction

@@ -26,7 +26,12 @@ from optuna.trial import TrialState
 from budgetnas.reports.frame import trials_frame
 from budgetnas.reports.pareto import pareto_front, top_rung
 from budgetnas.search.cache import ResultCache, cached_train
-from budgetnas.search.config import RECIPE_OPTIONS, SearchConfig
+from budgetnas.search.config import (
+    RECIPE_OPTIONS,
+    SearchConfig,
+    changed_reference,
+    same_network,
+)
 from budgetnas.search.errors import SearchError
 from budgetnas.search.export import pick_trial
 from budgetnas.search.runs import WEIGHTS_DIR, accuracy, open_run, trial_spec
@@ -112,6 +117,37 @@ def _choose(
     return picked + [v for v in zoo_items if v.key not in keys]
 
 
+def _check_zoo_trials(study: optuna.Study, chosen: list[Verified]) -> None:
+    """Refuse, in one line, to verify a zoo network whose reference trials in the run hold
+    another network under its key (it changed since the run trained it): one run, one
+    network per name."""
+    trials = study.get_trials(deepcopy=False)
+    for item in chosen:
+        if item.searched:
+            continue
+        key = item.key.removeprefix("zoo-")
+        trial = changed_reference(trials, key, ArchSpec.from_json(item.spec))
+        if trial is not None:
+            raise SearchError(
+                f"seed {key} has changed since this run trained it: trial {trial.number} holds "
+                f"another network under that key than seed {key} is now; verify the new one "
+                f"in a new search (`verify --trial {trial.number}` verifies the one this run "
+                "trained)"
+            )
+
+
+def _check_record(item: Verified, earlier: Verified | None) -> None:
+    """Refuse, in one line, to add seeds of ``item`` to a stored record of another network
+    under its key and fidelity (a zoo network that changed since it was verified): their
+    seeds would mix in one mean."""
+    if earlier is not None and not same_network(earlier.spec, ArchSpec.from_json(item.spec)):
+        raise SearchError(
+            f"{item.label} has changed since this run verified it: its record at "
+            f"{item.fidelity_label} holds another network than {item.label} is now, and their "
+            "seeds cannot be mixed in one mean; verify the new one in a new search"
+        )
+
+
 def zoo_spec(cfg: SearchConfig, key: str) -> ArchSpec:
     """Zoo network ``key`` for the run's data: its images' normalisation (as the references
     inside the study have), refused when its input shape or classes do not fit."""
@@ -173,6 +209,11 @@ def verify_run(
         run, device=device, data_dir=data_dir, train_subset=train_subset, cache=cache, **recipe
     )
     chosen = _choose(verifier.cfg, verifier.study, trials=trials, top=top, zoo=zoo)
+    _check_zoo_trials(verifier.study, chosen)
+    stored = stored_results(verifier.study)
+    for item in chosen:  # every one before anything trains
+        _, fitted = verifier.fitted(item)
+        _check_record(fitted, stored.get(fitted.store_key))
     return [
         verifier.seeds(item, seeds, on_result=on_result, on_failed=on_failed) for item in chosen
     ]
@@ -229,6 +270,7 @@ class Verifier:
         fitted, item = self.fitted(item)
         study, dev = self.study, self.device
         earlier = stored_results(study).get(item.store_key)
+        _check_record(item, earlier)
         runs = {r.seed: r for r in (earlier.runs if earlier else [])}
         failed = {f.seed: f for f in (earlier.failed if earlier else [])}
         item.runs = sorted(runs.values(), key=lambda r: r.seed)  # what a store keeps

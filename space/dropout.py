@@ -53,16 +53,6 @@ def random_bits(
     return torch.from_numpy(words.view(np.int16)[:n]).view(shape)
 
 
-def keep_mask(
-    shape: torch.Size | tuple[int, ...],
-    p: float,
-    *,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """A bool tensor of ``shape``, each element False with probability ``p`` (to 2**-17)."""
-    return random_bits(shape, generator=generator) >= _threshold(p)
-
-
 def scaled_mask(
     shape: torch.Size | tuple[int, ...],
     p: float,
@@ -70,9 +60,10 @@ def scaled_mask(
     dtype: torch.dtype = torch.float32,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """The float mask of training-mode dropout: ``0`` where ``keep_mask`` (the same bits) is
-    False, ``1 / (1 - p)`` where it is True. Computed in float arithmetic (exact for 16-bit
-    integers): ``clamp(bits - threshold + 1/2, 0, 1/2) * 2 / (1 - p)``."""
+    """The float mask of training-mode dropout: ``0`` where the bits of ``random_bits`` are
+    below the threshold of ``p`` (a share ``p`` of them, to 2**-17), ``1 / (1 - p)`` where
+    they are not. Computed in float arithmetic (exact for 16-bit integers):
+    ``clamp(bits - threshold + 1/2, 0, 1/2) * 2 / (1 - p)``."""
     bits = random_bits(shape, generator=generator).to(torch.float32)
     half = bits.sub_(_threshold(p) - 0.5).clamp_(0.0, 0.5)  # 1/2 where kept, else 0
     return half.mul_(2.0 / (1.0 - p)).to(dtype)

@@ -2,7 +2,10 @@
 
 Each entry is read off a published write-up; ``published_params`` is the count the write-up
 states, and ``tests/space/test_zoo.py`` checks that the spec reproduces it exactly.
-``register`` adds an entry; the tests are parametrized over ``ZOO``.
+``register`` adds an entry; the tests are parametrized over ``ZOO``. An entry's identity is
+its spec: one that changes keeps its key, and a run tells it from the network it trained by
+the spec stored on its reference trials and verify records (``search.config.same_network``),
+never mixing the two under one name.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from budgetnas.trainers.sources import (
     TORCHVISION_OTHERS,
     Arrays,
     SourceError,
+    check_labels,
     read_source,
     resize_images,
 )
@@ -240,7 +241,8 @@ class DataConfig:
 
     @property
     def test_note(self) -> str | None:
-        """How the test set is chosen, when the data holds none (and what was not read)."""
+        """How the images were read (the scale of 16-bit or float images, what was not read)
+        and how the test set is chosen, when the data holds none."""
         if self.builtin:
             return None
         a = self.arrays()
@@ -330,11 +332,15 @@ class DataConfig:
         return load_test(self.dataset, data_dir=self.data_dir, device=device, resize=self.resize)
 
 
-def _as_split(ds, resize: int | None = None) -> Split:
+def _as_split(ds, info: DatasetInfo, part: str, resize: int | None = None) -> Split:
     x = ds.data
     if not isinstance(x, torch.Tensor):  # pragma: no cover - all three classes give tensors
         x = torch.as_tensor(x)
     y = torch.as_tensor(ds.targets, dtype=torch.int64)
+    try:  # a damaged label file: one line now, not a failure in the middle of training
+        check_labels(y.numpy(), info.num_classes, f"{info.name}: the {part} part")
+    except SourceError as err:
+        raise DataError(f"{err}; its label file is damaged: write it again") from None
     x = x.to(torch.uint8).unsqueeze(1).contiguous()
     if resize is not None:
         x = torch.from_numpy(resize_images(x.numpy(), resize))
@@ -369,7 +375,8 @@ def load_train_val(
     if resize is not None:
         info = replace(info, image_size=resize)
     root = Path(data_dir) if data_dir is not None else default_data_dir()
-    full = _as_split(_torchvision_split(info, root, train=True, download=download), resize)
+    full = _torchvision_split(info, root, train=True, download=download)
+    full = _as_split(full, info, "training", resize)
     return _carve(info, full, val_size, split_seed, train_subset, device)
 
 
@@ -406,5 +413,6 @@ def load_test(
     """The held-out test split: for reporting final numbers only, never for selection."""
     info = dataset_info(dataset)
     root = Path(data_dir) if data_dir is not None else default_data_dir()
-    split = _as_split(_torchvision_split(info, root, train=False, download=download), resize)
+    split = _torchvision_split(info, root, train=False, download=download)
+    split = _as_split(split, info, "test", resize)
     return split.to(device)

@@ -73,11 +73,12 @@ def _scan_folder(root: Path) -> list[tuple[str, list[Path]]]:
     ]
 
 
-# The full scale of a mode with more than 8 bits, the same for every image of that mode (an
-# image's own brightest pixel says nothing of its scale): 16-bit PNG and TIFF open as I;16,
-# 16-bit PGM as I; float images are on PIL's own 0-255 scale (what its F -> L conversion keeps).
-FULL_SCALE = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535, "F": 255}
-GRAY_MODES = ("1", "L", "LA", *FULL_SCALE)
+# Modes of more than 8 bits: 16-bit PNG and TIFF open as I;16, 16-bit PGM as I (PIL scales a
+# PGM's own maximum value to 65535), float TIFF as F.
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+FLOAT_MODES = ("F",)
+GRAY_MODES = ("1", "L", "LA", *WIDE_MODES, *FLOAT_MODES)
+DEPTHS = (8, 10, 12, 14, 16)  # the bit depths 16-bit images are read at
 
 
 def _is_gray(im) -> bool:
@@ -96,24 +97,100 @@ def _is_gray(im) -> bool:
     return bool((rgb[used] == rgb[used][:, :1]).all())
 
 
-def _read_images(files: list[Path], root: Path, resize: int | None) -> tuple[np.ndarray, int]:
-    """Decode ``files`` to (N, C, H, W) uint8: grayscale when every image is, RGB otherwise;
-    images of more than 8 bits are scaled by their mode's full scale (``FULL_SCALE``)."""
-    from PIL import Image, UnidentifiedImageError  # noqa: F401 - Image is used below
+def _decode(files: list[Path]) -> list[tuple[Path, object]]:
+    """Each file opened and decoded by PIL: (file, image)."""
+    from PIL import Image, UnidentifiedImageError
 
-    images, modes = [], set()
+    images = []
     for f in files:
         try:
             with Image.open(f) as im:
                 im.load()
-                modes.add("L" if _is_gray(im) else "RGB")
                 images.append((f, im.copy()))
         except (UnidentifiedImageError, OSError, ValueError) as err:
             raise SourceError(
                 f"cannot read {f} as an image ({type(err).__name__}: {err}); remove it or "
                 "replace it with a readable file"
             ) from None
-    mode = "L" if modes == {"L"} else "RGB"
+    return images
+
+
+def _extremes(images: list[tuple[Path, object]]) -> tuple[float, Path, float, Path]:
+    """(lowest value, its file, highest value, its file) over ``images``."""
+    lo = hi = None
+    for f, im in images:
+        a = np.asarray(im)
+        if not np.isfinite(a).all():
+            raise SourceError(
+                f"{f} holds values that are not numbers (NaN or infinite); save the images as "
+                "8-bit, or as floats in 0-1"
+            )
+        low, high = a.min().item(), a.max().item()
+        if lo is None or low < lo[0]:
+            lo = (low, f)
+        if hi is None or high > hi[0]:
+            hi = (high, f)
+    return lo[0], lo[1], hi[0], hi[1]
+
+
+def _full_scales(images: list[tuple[Path, object]]) -> tuple[dict[str, float], list[str]]:
+    """The value read as 255 for each mode of more than 8 bits, one for the whole data set
+    (its training and test parts together, so both share one scale), and a note for each
+    scale that is not the mode's plain one.
+
+    16-bit images are read at the smallest of ``DEPTHS`` that holds the data set's largest
+    value: 8-bit values saved as 16-bit files (common) keep their levels instead of being read
+    as fractions of 65535, which crushes them to 0 and 1; 10- to 14-bit data (sensors) fill
+    0-255. Float images are read as fractions of 1 when every value lies in 0-1, else on the
+    0-255 scale. Values outside both are one line naming a file: they are not clipped."""
+    scales: dict[str, float] = {}
+    notes = []
+    wide = [(f, im) for f, im in images if im.mode in WIDE_MODES]
+    if wide:
+        lo, f_lo, hi, f_hi = _extremes(wide)
+        if lo < 0 or hi > 65535:
+            f, what = (f_lo, f"down to {lo}") if lo < 0 else (f_hi, f"up to {hi}")
+            raise SourceError(
+                f"{f} holds values {what}, outside 0-65535; save the images as 8- or 16-bit"
+            )
+        depth = next(d for d in DEPTHS if hi < 2**d)
+        full = 2**depth - 1
+        scales.update(dict.fromkeys(WIDE_MODES, float(full)))
+        if depth == 8:
+            notes.append(f"16-bit images with values up to {hi}: read as 8-bit values")
+        elif depth < 16:
+            notes.append(
+                f"16-bit images with values up to {hi}: read as {depth}-bit values "
+                f"(0-{full} scaled to 0-255)"
+            )
+    floats = [(f, im) for f, im in images if im.mode in FLOAT_MODES]
+    if floats:
+        lo, f_lo, hi, f_hi = _extremes(floats)
+        if lo < 0 or hi > 255:
+            f, what = (f_lo, f"down to {lo:g}") if lo < 0 else (f_hi, f"up to {hi:g}")
+            raise SourceError(
+                f"{f} holds values {what}; float images are read in 0-1 or in 0-255: save "
+                "them as 8-bit, or as floats in 0-1"
+            )
+        full = 1.0 if hi <= 1 else 255.0
+        scales.update(dict.fromkeys(FLOAT_MODES, full))
+        how = "fractions of 1" if full == 1 else "0-255 values"
+        notes.append(f"float images with values from {lo:g} to {hi:g}: read as {how}")
+    return scales, notes
+
+
+def _to_arrays(
+    images: list[tuple[Path, object]],
+    root: Path,
+    resize: int | None,
+    *,
+    mode: str,
+    scales: dict[str, float],
+) -> np.ndarray:
+    """``images`` as (N, C, H, W) uint8 in ``mode`` (L or RGB); a mode of more than 8 bits
+    scaled by its full scale in ``scales`` (``_full_scales``)."""
+    from PIL import Image
+
     sizes: dict[tuple[int, int], Path] = {}
     for f, im in images:
         sizes.setdefault(im.size, f)
@@ -134,19 +211,19 @@ def _read_images(files: list[Path], root: Path, resize: int | None) -> tuple[np.
             )
     arrays = []
     for _, im in images:
-        if im.mode in FULL_SCALE:  # 16-bit or float: scaled by the mode, not clipped
-            top = float(FULL_SCALE[im.mode])
-            a = np.asarray(im, dtype=np.float64)
-            im = Image.fromarray((np.clip(a, 0, top) * (255.0 / top)).round().astype(np.uint8))
+        if im.mode in scales:  # 16-bit or float: scaled by the data set's full scale
+            a = np.asarray(im, dtype=np.float64) * (255.0 / scales[im.mode])
+            im = Image.fromarray(np.clip(a.round(), 0, 255).astype(np.uint8))
         im = im.convert(mode)
         if resize is not None and im.size != (resize, resize):
             im = _resize(im, resize)
         a = np.asarray(im, dtype=np.uint8)
         arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
-    return np.stack(arrays), 1 if mode == "L" else 3
+    return np.stack(arrays)
 
 
-def _labelled(root: Path, resize: int | None, what: str) -> tuple[np.ndarray, np.ndarray, list]:
+def _labelled(root: Path, what: str) -> tuple[list, np.ndarray, list[str]]:
+    """The decoded images of a class-per-folder tree, their labels and the class names."""
     if not root.is_dir():
         raise SourceError(f"{what} folder {root} does not exist")
     classes = [(name, files) for name, files in _scan_folder(root) if files]
@@ -164,41 +241,50 @@ def _labelled(root: Path, resize: int | None, what: str) -> tuple[np.ndarray, np
     labels = np.concatenate(
         [np.full(len(fs), i, dtype=np.int64) for i, (_, fs) in enumerate(classes)]
     )
-    x, _ = _read_images(files, root, resize)
-    return x, labels, [name for name, _ in classes]
+    return _decode(files), labels, [name for name, _ in classes]
 
 
 def read_folder(path: Path, *, resize: int | None = None) -> Arrays:
-    """An ``ImageFolder`` tree; ``train/`` (and ``test/``) sub-folders when present."""
+    """An ``ImageFolder`` tree; ``train/`` (and ``test/``) sub-folders when present. Every
+    image of both parts is read the same way: grayscale when every image is, RGB otherwise,
+    and one full scale for images of more than 8 bits (``_full_scales``), which the note
+    states."""
     path = Path(path)
     if not path.is_dir():
         raise SourceError(f"data folder {path} does not exist")
     train, test = path / "train", path / "test"
-    note = ""
-    if (path / "val").is_dir() or (path / "valid").is_dir():
-        note = (
+    notes = []
+    if train.is_dir() and ((path / "val").is_dir() or (path / "valid").is_dir()):
+        notes.append(
             f"{path}/val is not read: the validation split is carved from the training "
             "images (--val-size)"
         )
-    if train.is_dir() and not test.is_dir():
-        x, y, classes = _labelled(train, resize, "training")
+    if train.is_dir():
+        where = [(train, "training"), *([(test, "test")] if test.is_dir() else [])]
+    else:
+        where = [(path, "data")]
+    parts = [_labelled(root, what) for root, what in where]
+    every = [image for images, _, _ in parts for image in images]
+    mode = "L" if all(_is_gray(im) for _, im in every) else "RGB"
+    scales, scale_notes = _full_scales(every)
+    note = "; ".join([*scale_notes, *notes])
+    (images, y, classes), *rest = parts
+    x = _to_arrays(images, where[0][0], resize, mode=mode, scales=scales)
+    if not rest:
         return Arrays(x, y, None, None, classes, note)
-    if train.is_dir() and test.is_dir():
-        x, y, classes = _labelled(train, resize, "training")
-        xt, yt, test_classes = _labelled(test, resize, "test")
-        unknown = sorted(set(test_classes) - set(classes))
-        if unknown:
-            raise SourceError(
-                f"{test} has class folders the training folder lacks: {', '.join(unknown)}"
-            )
-        yt = np.array([classes.index(test_classes[i]) for i in yt], dtype=np.int64)
-        if xt.shape[1:] != x.shape[1:]:
-            raise SourceError(
-                f"test images are {_shape(xt)}, training images {_shape(x)}; pass --resize N"
-            )
-        return Arrays(x, y, xt, yt, classes, note)
-    x, y, classes = _labelled(path, resize, "data")
-    return Arrays(x, y, None, None, classes)
+    ((images, yt, test_classes),) = rest
+    unknown = sorted(set(test_classes) - set(classes))
+    if unknown:
+        raise SourceError(
+            f"{test} has class folders the training folder lacks: {', '.join(unknown)}"
+        )
+    xt = _to_arrays(images, test, resize, mode=mode, scales=scales)
+    yt = np.array([classes.index(test_classes[i]) for i in yt], dtype=np.int64)
+    if xt.shape[1:] != x.shape[1:]:
+        raise SourceError(
+            f"test images are {_shape(xt)}, training images {_shape(x)}; pass --resize N"
+        )
+    return Arrays(x, y, xt, yt, classes, note)
 
 
 def _shape(x: np.ndarray) -> str:
@@ -267,6 +353,35 @@ def _npz_labels(data, key: str, n: int, path: Path) -> np.ndarray:
     return y.astype(np.int64)
 
 
+MAX_CLASSES = 100_000  # the most classes a network's head takes (space.spec)
+
+
+def label_count(y: np.ndarray, where: str) -> int:
+    """K, for labels ``y`` that must be 0..K-1 with every class present; checked against the
+    image count (every class holds an image) and ``MAX_CLASSES`` before anything is sized by
+    the largest label, so a corrupt label is one line, not a class list of its size."""
+    lo, hi = int(y.min()), int(y.max())
+    rule = f"{where}: labels must be 0..K-1 with every class present; found"
+    if lo < 0:
+        raise SourceError(f"{rule} {lo} (labels {lo}..{hi})")
+    if hi >= len(y):
+        raise SourceError(f"{rule} label {hi}: more classes than the {len(y):,} images")
+    if hi >= MAX_CLASSES:
+        raise SourceError(f"{rule} label {hi}: more than {MAX_CLASSES:,} classes")
+    gaps = np.setdiff1d(np.arange(hi + 1), y)
+    if len(gaps):
+        raise SourceError(f"{rule} no image of class {gaps[:5].tolist()} (labels {lo}..{hi})")
+    return hi + 1
+
+
+def check_labels(y: np.ndarray, classes: int, where: str) -> None:
+    """Labels ``y`` of a data set with ``classes`` classes lie in 0..classes-1 (one line
+    naming ``where`` otherwise: a label past them fails only in the middle of training)."""
+    if len(y) and (y.min() < 0 or y.max() >= classes):
+        bad = int(y.min() if y.min() < 0 else y.max())
+        raise SourceError(f"{where} holds label {bad}, outside its {classes} classes")
+
+
 def read_npz(path: Path, *, resize: int | None = None) -> Arrays:
     path = Path(path)
     if not path.is_file():
@@ -284,17 +399,9 @@ def read_npz(path: Path, *, resize: int | None = None) -> Arrays:
         )
     x = _npz_images(data, "x", path, resize)
     y = _npz_labels(data, "y", len(x), path)
-    classes = int(y.max()) + 1 if len(y) else 0
-    present = np.unique(y)
     if len(y) == 0:
         raise SourceError(f"{path}: x holds no images")
-    if y.min() < 0 or len(present) != classes:
-        gaps = sorted(set(range(classes)) - set(present.tolist()))[:5]
-        found = f"{int(y.min())}" if y.min() < 0 else f"no image of class {gaps}"
-        raise SourceError(
-            f"{path}: labels must be 0..K-1 with every class present; found {found} "
-            f"(labels {int(y.min())}..{int(y.max())})"
-        )
+    classes = label_count(y, str(path))
     if classes < 2:
         raise SourceError(f"{path}: every label is {int(y[0])}; a classifier needs two classes")
     if ("x_test" in keys) != ("y_test" in keys):
@@ -351,7 +458,11 @@ def read_torchvision(name: str, root: Path, *, download: bool = False) -> Arrays
             labels = ds.labels
         out.append((np.ascontiguousarray(x, dtype=np.uint8), np.asarray(labels, dtype=np.int64)))
     (x, y), (xt, yt) = out
-    return Arrays(x, y, xt, yt, classes or [str(i) for i in range(int(y.max()) + 1)])
+    if not classes:  # no class list (SVHN): the training labels say how many
+        classes = [str(i) for i in range(label_count(y, name))]
+    check_labels(y, len(classes), f"{name}: the training part")
+    check_labels(yt, len(classes), f"{name}: the test part")
+    return Arrays(x, y, xt, yt, classes)
 
 
 def signature(kind: str, path: str | None) -> tuple:

@@ -13,10 +13,10 @@ from budgetnas.search.cli import app
 from budgetnas.search.export import export_trial, import_module_from
 from budgetnas.search.runs import open_run
 from budgetnas.space.spec import ArchSpec, Conv, Head, Transition
-from budgetnas.trainers.data import DataConfig
+from budgetnas.trainers.data import DataConfig, DataError
 from budgetnas.trainers.recipe import TrainConfig
 from budgetnas.trainers.train import train
-from tests.helpers import cli_error, shapes_arrays, write_image_folder
+from tests.helpers import cli_error, shapes_arrays, write_image_folder, write_synthetic_mnist
 
 runner = CliRunner()
 
@@ -182,21 +182,85 @@ def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
     assert sorted(int(v) for v in arrays.x[:, 0, 0, 0]) == [4, 233]  # 1000 and 60000 / 257
 
 
-def test_sixteen_bit_images_are_scaled_by_their_mode_not_their_brightest_pixel(tmp_path):
-    """Two 16-bit PNGs holding 200 and 300 (of 65535) are both nearly black: every 16-bit
-    image is on the same scale, whatever its own maximum."""
+def _wide_png(path, value: int) -> None:
     from PIL import Image
 
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8), value, dtype=np.uint16)).save(path)
+    assert Image.open(path).mode == "I;16"
+
+
+def test_sixteen_bit_images_holding_eight_bit_values_keep_their_levels(tmp_path):
+    """8-bit values saved as 16-bit PNGs (levels 20 and 100, up to 252) are read as 8-bit
+    values, not as fractions of 65535 (which crushes them all to 0 and 1), in the training and
+    the test part alike, and the note says how they were read."""
     from budgetnas.trainers.sources import read_folder
 
-    for label, value in (("dim", 200), ("dimmer", 300)):
+    for part, n in (("train", 3), ("test", 1)):
+        for label, value in (("dark", 20), ("light", 100)):
+            for i in range(n):
+                _wide_png(tmp_path / "data" / part / label / f"{i}.png", value)
+    _wide_png(tmp_path / "data" / "test" / "light" / "top.png", 252)
+    arrays = read_folder(tmp_path / "data")
+    assert arrays.x.dtype == np.uint8
+    assert sorted(int(v) for v in arrays.x[:, 0, 0, 0]) == [20, 20, 20, 100, 100, 100]
+    assert sorted(int(v) for v in arrays.x_test[:, 0, 0, 0]) == [20, 100, 252]
+    assert arrays.note == "16-bit images with values up to 252: read as 8-bit values"
+    cfg = DataConfig(path=str(tmp_path / "data"))
+    assert cfg.test_note == "16-bit images with values up to 252: read as 8-bit values"
+
+
+def test_the_bit_depth_is_the_whole_data_sets_training_and_test_parts_together(tmp_path):
+    """The training part holds values up to 100, the test part one of 1000: every image is
+    read as a 10-bit value (0-1023 to 0-255), the same scale in both parts."""
+    from budgetnas.trainers.sources import read_folder
+
+    for label, value in (("dark", 20), ("light", 100)):
+        _wide_png(tmp_path / "data" / "train" / label / "1.png", value)
+        _wide_png(tmp_path / "data" / "test" / label / "1.png", value)
+    _wide_png(tmp_path / "data" / "test" / "light" / "2.png", 1000)
+    arrays = read_folder(tmp_path / "data")
+    scale = 255 / 1023
+    assert [int(v) for v in arrays.x[:, 0, 0, 0]] == [round(20 * scale), round(100 * scale)]
+    assert [int(v) for v in arrays.x_test[:, 0, 0, 0]] == [5, 25, round(1000 * scale)]
+    assert arrays.note == (
+        "16-bit images with values up to 1000: read as 10-bit values (0-1023 scaled to 0-255)"
+    )
+
+
+def test_float_images_in_zero_to_one_are_read_as_fractions(tmp_path):
+    """Float images (mode F, as a float TIFF opens) holding 0.2 and 0.8 are read as fractions
+    of full scale (51 and 204), not on the 0-255 scale that rounds them to 0 and 1; float
+    images outside both 0-1 and 0-255 are one line naming a file."""
+    from PIL import Image
+
+    from budgetnas.trainers.sources import SourceError, read_folder
+
+    for label, value in (("dark", 0.2), ("light", 0.8)):
         folder = tmp_path / "data" / label
         folder.mkdir(parents=True)
-        Image.fromarray(np.full((8, 8), value, dtype=np.uint16)).save(folder / "1.png")
-        assert Image.open(folder / "1.png").mode == "I;16"
+        Image.fromarray(np.full((8, 8), value, dtype=np.float32)).save(folder / "1.tif")
+        assert Image.open(folder / "1.tif").mode == "F"
     arrays = read_folder(tmp_path / "data")
-    assert arrays.x.shape == (2, 1, 8, 8)
-    assert sorted(int(v) for v in arrays.x[:, 0, 0, 0]) == [1, 1]  # 200 and 300 / 257
+    assert sorted(int(v) for v in arrays.x[:, 0, 0, 0]) == [51, 204]
+    assert arrays.note == "float images with values from 0.2 to 0.8: read as fractions of 1"
+    Image.fromarray(np.full((8, 8), 300.0, dtype=np.float32)).save(
+        tmp_path / "data" / "light" / "2.tif"
+    )
+    with pytest.raises(SourceError, match=r"2\.tif holds values up to 300"):
+        read_folder(tmp_path / "data")
+
+
+def test_wide_integer_images_outside_sixteen_bits_are_one_line(tmp_path):
+    from PIL import Image
+
+    from budgetnas.trainers.sources import SourceError, read_folder
+
+    _wide_png(tmp_path / "data" / "a" / "1.png", 20)
+    (tmp_path / "data" / "b").mkdir()
+    Image.fromarray(np.full((8, 8), 70000, dtype=np.int32)).save(tmp_path / "data" / "b" / "1.tif")
+    with pytest.raises(SourceError, match=r"b/1\.tif holds values up to 70000, outside 0-65535"):
+        read_folder(tmp_path / "data")
 
 
 def test_gray_gifs_are_read_as_one_channel(tmp_path):
@@ -289,13 +353,96 @@ def test_an_unreadable_file_is_named(tmp_path):
             },
             "y_test holds label 7, outside the training labels 0..1",
         ),
+        (
+            {"x": np.zeros((10, 8, 8), np.uint8), "y": np.array([0, 1] * 4 + [0, 2**40])},
+            "found label 1099511627776: more classes than the 10 images",
+        ),
     ],
-    ids=["no y", "one class", "not uint8", "a class missing", "negative", "test out of range"],
+    ids=[
+        "no y",
+        "one class",
+        "not uint8",
+        "a class missing",
+        "negative",
+        "test out of range",
+        "a huge label",
+    ],
 )
 def test_bad_npz_files(tmp_path, arrays, message):
     np.savez(tmp_path / "data.npz", **arrays)
     line = _bad(tmp_path, tmp_path / "data.npz")
     assert line.startswith(f"error: {tmp_path / 'data.npz'}") and message in line, line
+
+
+def test_a_huge_label_is_one_line_and_allocates_nothing_by_it(tmp_path):
+    """A corrupt label (2,000,000 among ten images) is refused before anything is sized by
+    it: no set or list of two million classes (the labels of a data set name at most one
+    class per image)."""
+    import tracemalloc
+
+    from budgetnas.trainers.sources import SourceError, read_npz
+
+    y = np.arange(10) % 2
+    y[3] = 2_000_000
+    np.savez(tmp_path / "data.npz", x=np.zeros((10, 8, 8), np.uint8), y=y)
+    tracemalloc.start()
+    try:
+        with pytest.raises(SourceError) as err:
+            read_npz(tmp_path / "data.npz")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000, peak  # a set of 2,000,001 ints is over 100 MB
+    assert "found label 2000000: more classes than the 10 images" in str(err.value)
+
+
+def test_torchvision_labels_outside_the_classes_are_one_line(tmp_path, monkeypatch):
+    """A torchvision set whose labels go past its classes (or, without a class list, past its
+    image count) is one line, before a list of classes is sized by the largest label."""
+    import torchvision.datasets as tvd
+
+    x, y = shapes_arrays(4, classes=2)
+
+    class FakeSVHN:  # SVHN has no class list: its classes come from its labels
+        def __init__(self, root, split, download):
+            self.data = x.transpose(0, 3, 1, 2)
+            self.labels = np.where(np.arange(len(x)) == 1, 200_000, y)
+
+    monkeypatch.setattr(tvd, "SVHN", FakeSVHN)
+    with pytest.raises(
+        DataError,
+        match="labels must be 0..K-1 with every class present; found "
+        "label 200000: more classes than the 8 images",
+    ):
+        DataConfig(dataset="svhn", data_dir=str(tmp_path)).arrays()
+
+    class FakeCIFAR10:
+        classes = ["a", "b"]
+
+        def __init__(self, root, train, download):
+            self.data = x
+            self.targets = [0, 1, 7, 1, 0, 1, 0, 1]
+
+    monkeypatch.setattr(tvd, "CIFAR10", FakeCIFAR10)
+    with pytest.raises(
+        DataError, match="cifar10: the training part holds label 7, outside its 2 classes"
+    ):
+        DataConfig(dataset="cifar10", data_dir=str(tmp_path)).arrays()
+
+
+def test_mnist_labels_outside_its_classes_are_one_line(tmp_path):
+    """A damaged MNIST label file (a label of 200) is one line naming it, not a failure in
+    the middle of training."""
+    from tests.helpers import synthetic_images, write_idx
+
+    root = write_synthetic_mnist(tmp_path, n_train=50, n_test=10)
+    _, labels = synthetic_images(50, 1)
+    labels[7] = 200
+    write_idx(root / "MNIST" / "raw" / "train-labels-idx1-ubyte", labels)
+    with pytest.raises(
+        DataError, match="mnist: the training part holds label 200, outside its 10 classes"
+    ):
+        DataConfig(dataset="mnist", data_dir=str(root), val_size=5).load()
 
 
 @pytest.mark.parametrize("damage", ["bad crc", "object array"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -16,7 +17,9 @@ from budgetnas.search.driver import run_search
 from budgetnas.search.errors import SearchError
 from budgetnas.search.pruners import BandedMedianPruner
 from budgetnas.search.runs import finished, open_run
+from budgetnas.search.verified import Verified, stored_results
 from budgetnas.space.count import count_params
+from budgetnas.space.spec import ArchSpec, Conv, Head, Transition
 from budgetnas.space.zoo import ZOO
 from tests.helpers import cli_error, quick_config, search_args
 
@@ -220,3 +223,82 @@ def test_nsga2_evolves_every_parameter_of_the_space(tmp_path, synthetic_root):
     every = {"stages", "s0_convs", "s0_pad", "s0_w0", "t0_w", "t0_pool_first", "s1_convs"}
     assert every | {"s1_pad", "s1_w0", "head", "size"} <= shared  # the 11 every candidate has
     assert len(shared) < 25  # and not the ones a candidate does not use
+
+
+# ---- a seed network that changed: its identity is its spec, not its key --------------------
+
+
+def _old_000() -> ArchSpec:
+    """Seed 000 as the zoo held it before it had channel dropout: element dropout 0.09."""
+
+    def conv(out: int, pad: int = 0) -> Conv:
+        return Conv(out, pad=pad, order="act_bn", dropout=0.09)
+
+    blocks = (conv(16), conv(32), Transition(8, pool_first=False), conv(16), conv(16))
+    return ArchSpec(blocks=(*blocks, conv(16, pad=1)), head=Head(kind="conv_gap", k=3, bias=False))
+
+
+VERIFY_QUICK = ("--train-subset", "200", "--device", "cpu")
+
+
+def _made_with_old_000(run, root, references: str) -> None:
+    """A run searched (and seed 000 verified with one seed) while the zoo held the old 000."""
+    old = _old_000()
+    assert old != ZOO["000"].spec and count_params(old) == count_params(ZOO["000"].spec)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(ZOO, "000", replace(ZOO["000"], spec=old))
+        extra = ("--trials", "1", "--rungs", "1", "--references", references)
+        result = runner.invoke(app, search_args(root, run, *extra, budget="15k"))
+        assert result.exit_code == 0, result.stderr
+        args = ["verify", str(run), "--zoo", "000", "--seeds", "1", *VERIFY_QUICK]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.stderr
+
+
+def _record_000(run) -> Verified:
+    _, study = open_run(run)
+    (record,) = [v for v in stored_results(study).values() if v.key == "zoo-000"]
+    return record
+
+
+def test_a_run_that_trained_an_earlier_seed_000_does_not_mix_it_with_the_new_one(
+    tmp_path, synthetic_root
+):
+    """Seed 000 changed (element to channel dropout) under the same key: a run whose
+    reference trials hold the old network is neither resumed nor verified with the new one
+    (one line each, nothing trained); the old network, picked by its trial, still verifies
+    into its own record."""
+    run = tmp_path / "run"
+    _made_with_old_000(run, synthetic_root, "000")
+    _, study = open_run(run)
+    before = len(study.trials)
+    (reference,) = [t.number for t in study.trials if t.user_attrs.get("reference") == "000"]
+    line = cli_error(runner.invoke(app, ["search", "--resume", str(run), "--trials", "2"]))
+    assert line.startswith(
+        f"error: seed 000 has changed since this run trained it: trial {reference} holds "
+        "another network under that key"
+    ), line
+    assert len(open_run(run)[1].trials) == before
+    args = ["verify", str(run), "--zoo", "000", "--seeds", "2", *VERIFY_QUICK]
+    line = cli_error(runner.invoke(app, args))
+    assert line.startswith("error: seed 000 has changed since this run trained it"), line
+    assert len(_record_000(run).runs) == 1
+    args = ["verify", str(run), "--trial", str(reference), "--seeds", "2", *VERIFY_QUICK]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    record = _record_000(run)
+    assert len(record.runs) == 2 and ArchSpec.from_json(record.spec).blocks == _old_000().blocks
+
+
+def test_a_verify_record_of_an_earlier_seed_000_gets_no_seeds_of_the_new_one(
+    tmp_path, synthetic_root
+):
+    """A run without reference trials whose verify record of seed 000 holds the old network:
+    verifying seed 000 again at that fidelity is one line, the record keeps its one seed."""
+    run = tmp_path / "run"
+    _made_with_old_000(run, synthetic_root, "none")
+    args = ["verify", str(run), "--zoo", "000", "--seeds", "2", *VERIFY_QUICK]
+    line = cli_error(runner.invoke(app, args))
+    assert line.startswith("error: seed 000 has changed since this run verified it"), line
+    record = _record_000(run)
+    assert len(record.runs) == 1 and ArchSpec.from_json(record.spec).blocks == _old_000().blocks

@@ -104,6 +104,67 @@ def test_slots_are_taken_in_order_per_cap_and_a_failed_trial_frees_its_own():
     assert assign(10_000, size_slot=2, size_fraction=0.5) == (2, 0.5)
 
 
+def test_two_trials_that_both_found_the_same_free_slot_end_with_distinct_slots(monkeypatch):
+    """Two processes read the study at once and both find slot 0 free: each writes it, reads
+    it back, and the earlier trial keeps it; the later one takes the next free slot (a
+    barrier holds each first write of a slot until both have read the study)."""
+    import threading
+
+    from budgetnas.search import sizing
+
+    monkeypatch.setattr(sizing, "SETTLE_S", 0.05, raising=False)
+    study = optuna.create_study()
+    first, second = _trial(study, 10_000), _trial(study, 10_000)
+    storage = study._storage
+    write = storage.set_trial_user_attr
+    barrier = threading.Barrier(2, timeout=10)
+    waited: set[int] = set()
+
+    def held_write(trial_id, key, value):
+        if key == SLOT_ATTR and trial_id not in waited:
+            waited.add(trial_id)
+            barrier.wait()  # both trials have read the study and chosen a slot
+        write(trial_id, key, value)
+
+    monkeypatch.setattr(storage, "set_trial_user_attr", held_write)
+    fractions: dict[int, float] = {}
+
+    def assign(trial):
+        fractions[trial.number] = assign_size(trial, cap=10_000, seed=5, min_fraction=0.3)
+
+    threads = [threading.Thread(target=assign, args=(t,)) for t in (second, first)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    slots = [study.trials[n].user_attrs[SLOT_ATTR] for n in (first.number, second.number)]
+    assert slots == [0, 1]  # the earlier trial keeps the slot both chose
+    assert fractions == {
+        first.number: size_fraction(0, seed=5, cap=10_000, min_fraction=0.3),
+        second.number: size_fraction(1, seed=5, cap=10_000, min_fraction=0.3),
+    }
+
+
+def test_a_rejected_candidates_slot_goes_to_the_next_candidate():
+    """A candidate rejected before training (over a MACs or activation cap) holds no slot:
+    the next candidate gets its slot and so its size target, and the spread holds over the
+    candidates trained, not only on average."""
+    study = optuna.create_study()
+    trained = _trial(study, 10_000)
+    assign_size(trained, cap=10_000, seed=5, min_fraction=0.3)
+    rejected = _trial(study, 10_000)
+    target = assign_size(rejected, cap=10_000, seed=5, min_fraction=0.3)
+    assert rejected.user_attrs[SLOT_ATTR] == 1
+    rejected.set_user_attr("rejected", "MACs 2,000,000 over the cap 1,000,000")
+    study.tell(rejected, state=TrialState.PRUNED)
+    following = _trial(study, 10_000)
+    assert assign_size(following, cap=10_000, seed=5, min_fraction=0.3) == target
+    assert following.user_attrs[SLOT_ATTR] == 1
+    assert assign_size(_trial(study, 10_000), cap=10_000, seed=5, min_fraction=0.3) == (
+        size_fraction(2, seed=5, cap=10_000, min_fraction=0.3)
+    )
+
+
 def test_the_sampler_answers_size_with_the_assigned_value_and_keeps_its_distribution():
     """After TPE's start-up trials too (relative sampling with groups), and with NSGA-II."""
     for name in ("motpe", "nsga2"):

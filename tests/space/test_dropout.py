@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from budgetnas.space.build import build
-from budgetnas.space.dropout import ElementDropout, element_dropout, keep_mask, scaled_mask
+from budgetnas.space.dropout import ElementDropout, element_dropout, random_bits, scaled_mask
 from budgetnas.space.zoo import ZOO
 
 
@@ -25,12 +25,12 @@ def test_drop_rate_and_scaling_are_those_of_nn_dropout():
 
 def test_the_mask_is_the_generators_and_differs_between_draws():
     def draw(seed: int) -> torch.Tensor:
-        return keep_mask((64, 10, 7, 7), 0.05, generator=torch.Generator().manual_seed(seed))
+        return scaled_mask((64, 10, 7, 7), 0.05, generator=torch.Generator().manual_seed(seed))
 
     assert torch.equal(draw(0), draw(0))
     assert not torch.equal(draw(0), draw(1))
     gen = torch.Generator().manual_seed(0)
-    first, second = (keep_mask((64, 10, 7, 7), 0.05, generator=gen) for _ in range(2))
+    first, second = (scaled_mask((64, 10, 7, 7), 0.05, generator=gen) for _ in range(2))
     assert not torch.equal(first, second)
     drop = ElementDropout(0.05).train()  # the default generator, as trainers.train seeds it
     x = torch.ones(64, 10, 7, 7)
@@ -60,14 +60,16 @@ def test_built_networks_keep_nn_dropout_state_and_eval_outputs():
         assert torch.equal(net.eval()(x), reference.eval()(x))
 
 
-def test_the_float_mask_is_the_keep_mask_scaled_and_the_gradient_is_the_mask():
-    """The float mask comes from the same bits as ``keep_mask``: 1 / (1 - p) where it keeps,
-    0 where it drops; the gradient of the output by the input is that mask."""
+def test_the_float_mask_is_zero_or_scaled_from_the_bits_and_the_gradient_is_the_mask():
+    """The float mask comes from the generator's bits: 1 / (1 - p) where the bits are at or
+    above the threshold, 0 below it; the gradient of the output by the input is that mask."""
     p, shape = 0.09, (32, 8, 9, 9)
-    keep = keep_mask(shape, p, generator=torch.Generator().manual_seed(5))
+    bits = random_bits(shape, generator=torch.Generator().manual_seed(5))
+    keep = bits.to(torch.int32) >= -(2**15) + round(p * 2**16)
     mask = scaled_mask(shape, p, generator=torch.Generator().manual_seed(5))
     assert torch.equal(mask, torch.where(keep, 1.0 / (1 - p), 0.0))
     assert mask.dtype == torch.float32
+    assert abs((~keep).double().mean().item() - p) < 0.01
     x = torch.rand(shape, requires_grad=True)
     y = element_dropout(x, p, generator=torch.Generator().manual_seed(5))
     y.sum().backward()
