@@ -289,12 +289,13 @@ def race_process(
         with _locked(run):
             view = race_of(cfg, study)
             claims = _claims(run)
-
             fits = _fits(view, study, deadline, clock)
+            if cfg.budget_epochs:
+                fits = _within_epochs(cfg, study, len(claims), fits)
             key = view.race.next_seed(busy=claims, fits=fits)
             if key is None:
                 wanted = view.race.next_seed(busy=claims)
-                if wanted is not None:  # wanted, but it does not fit before the deadline
+                if wanted is not None:  # wanted, but the compute budget has no room for it
                     account["cut"] = True
                     break
                 if not claims:
@@ -340,6 +341,31 @@ def _fits(
         return clock() + needed <= float(deadline)
 
     return fits
+
+
+def _within_epochs(
+    cfg: SearchConfig,
+    study: optuna.Study,
+    in_flight: int,
+    fits: Callable[[str], bool] | None,
+) -> Callable[[str], bool]:
+    """``--budget-epochs``: one more seed at the target fits when what the search trained,
+    what verification trained so far (a seed from the cache trained nothing), the seeds in
+    flight and this one stay within the budget (and ``fits`` holds too)."""
+    from budgetnas.search.schedule import trained_image_epochs
+
+    target = cfg.schedule.target.image_epochs
+    limit = cfg.budget_epochs * target
+    spent = trained_image_epochs(study.get_trials(deepcopy=False), cfg.schedule.rungs)
+    for record in stored_results(study).values():
+        if record.fidelity is not None:
+            spent += sum(not r.cached for r in record.runs) * record.fidelity.image_epochs
+    room = spent + (in_flight + 1) * target <= limit
+
+    def within(key: str) -> bool:
+        return room and (fits is None or fits(key))
+
+    return within
 
 
 def _seeds(view: RaceView, key: str) -> set[int]:
@@ -393,7 +419,9 @@ def run_race(
         "trained": sum(a.get("trained", 0) for a in accounts),
         "seconds": round(sum(a.get("seconds", 0.0) for a in accounts), 3),
         "cached": sum(a.get("cached", 0) for a in accounts),
-        "cut": any(a.get("cut") for a in accounts) and not view.race.finished(),
+        "cut": _budget_word(cfg)
+        if any(a.get("cut") for a in accounts) and not view.race.finished()
+        else "",
         "fixed_seeds": cfg.verify_seeds,
         "fixed_seconds": round(fixed_cost(cfg, study, view), 3),
     }
@@ -416,6 +444,16 @@ def race_header(cfg: SearchConfig, keys: list[str]) -> str:
         f"the leader; the answer and the strongest seed network under each cap end with "
         f"{rules.least} or more"
     )
+
+
+def _budget_word(cfg: SearchConfig) -> str:
+    """The option whose budget cut a race short."""
+    given = [
+        o
+        for o, v in (("--budget-time", cfg.budget_time), ("--budget-epochs", cfg.budget_epochs))
+        if v
+    ]
+    return " and ".join(given) or "the compute budget"
 
 
 def fixed_cost(cfg: SearchConfig, study: optuna.Study, view: RaceView) -> float:
@@ -519,7 +557,8 @@ def account_text(account: dict[str, Any]) -> str:
             f"{duration(fixed)} (each seed timed as the race times it)"
         )
     if account.get("cut"):
-        text += "; cut short by --budget-time: some networks could not be told apart"
+        cut = account["cut"] if isinstance(account["cut"], str) else "--budget-time"
+        text += f"; cut short by {cut}: some networks could not be told apart"
     return text
 
 

@@ -1,0 +1,142 @@
+"""A time budget's plan: each seed network weighed by its own rate, the race's networks by the
+largest trained so far, the end's overhead kept; the trials stop when only the race's time is
+left; a search ends within its budget."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from budgetnas.search.schedule import Plan, Schedule, TimeBudget, plan_rungs
+from tests.helpers import quick_config
+
+
+def _trial(number, *, rung=0, params=5000, images=1000, epochs=1, wall=1.0, **attrs):
+    t = create_trial(
+        state=TrialState.COMPLETE,
+        values=[0.9, float(params)],
+        params={"x": 0.5},
+        distributions={"x": FloatDistribution(0, 1)},
+        user_attrs={
+            "params": params,
+            "rung": rung,
+            "val_curve": [0.9] * epochs,
+            "train_images": images,
+            "wall_time_s": wall,
+            **attrs,
+        },
+    )
+    t.number = number
+    return t
+
+
+SCHEDULE = Schedule(plan_rungs(epochs=2, images=1000, rungs=2, eta=3))  # 667 x 1, 1000 x 2
+
+
+def test_each_seed_network_is_weighed_by_its_own_rate():
+    """Seed 001 trains 100x slower per image than a candidate, seed 002 10x; the cache holds
+    002's verification. The race's plan weighs each by its own rate and share, and a
+    reference trial's time counts as its own weight of candidate image-epochs."""
+    plan = Plan(
+        SCHEDULE,
+        verify_seeds=2,
+        references_at_target=2,
+        reference_weight={"001": 100.0, "002": 10.0},
+        reference_pending={"001": 1.0, "002": 0.0},
+    )
+    assert plan.references_cost() == 100.0
+    assert plan.race_work([]) == 2 * 100 * 2000  # no candidate yet: only the references
+    budget = TimeBudget(time.time() + 3600, plan)
+    trials = [
+        _trial(0, wall=1.0),  # 1,000 image-epochs in 1 s
+        _trial(1, reference="001", wall=100.0),  # 100 s: 1,000 x 100 candidate image-epochs
+        _trial(2, reference="002", wall=10.0),
+    ]
+    assert budget.seconds_per_image_epoch(trials) == pytest.approx(111 / 111_000)
+    # a study made before per-reference weights: one weight and share for all
+    old = Plan(SCHEDULE, verify_seeds=2, references_at_target=2, reference_weight=55.0)
+    assert old.references_cost() == 110.0 and old.weight_of("001") == 55.0
+
+
+def test_the_driver_keeps_each_seed_networks_weight_and_share(
+    synthetic_root, tmp_path, monkeypatch
+):
+    """What the start timed is stored per seed network and read back by every process."""
+    import budgetnas.search.driver as driver
+    from budgetnas.search.yardsticks import Costs
+
+    costs = Costs({"001": 0.01, "002": 0.001}, candidate=0.0001)
+    monkeypatch.setattr(driver, "time_costs", lambda *a, **k: costs)
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def drive(cfg, study, *a, **k):
+        seen.append(driver._time_budget(cfg, study))
+        raise Stop
+
+    monkeypatch.setattr(driver, "_drive", drive)
+    cfg = quick_config(
+        synthetic_root,
+        tmp_path / "run",
+        caps=(10_000,),
+        epochs=2,
+        train_subset=1000,
+        rungs=2,
+        verify_seeds=2,
+        budget_time=3600,
+        references="001,002",
+    )
+    with pytest.raises(Stop):
+        driver.run_search(cfg, quiet=True)
+    (budget,) = seen
+    assert budget.plan.weight_of("001") == pytest.approx(100.0)
+    assert budget.plan.weight_of("002") == pytest.approx(10.0)
+    assert budget.overhead_s >= driver.END_MARGIN_S  # the end's overhead is kept
+
+
+def test_the_race_is_planned_at_the_rate_of_the_largest_networks():
+    """Networks at the highest rung reached train 3x slower per image-epoch than the mean
+    candidate: the race's front members are weighed so."""
+    plan = Plan(SCHEDULE, verify_seeds=2)
+    budget = TimeBudget(time.time() + 3600, plan)
+    trials = [_trial(n, params=2000, wall=1.0) for n in range(6)]
+    trials += [_trial(6, rung=1, params=9000, images=1000, epochs=2, wall=6.0)]
+    every = 12.0 / 8000  # 12 s over 8,000 image-epochs
+    assert budget.front_weight(trials) == pytest.approx((6.0 / 2000) / every)
+    # no rung above 0 yet: the largest third of the candidates
+    small = [_trial(n, params=1000 * (n + 1), wall=0.5 * (n + 1)) for n in range(6)]
+    top = (2.5 + 3.0) / 2000
+    assert budget.front_weight(small) == pytest.approx(top / (10.5 / 6000))
+
+
+def test_the_trials_stop_when_only_the_races_time_is_left(synthetic_root, tmp_path):
+    """A deadline closer than the race's planned time: the schedule's guard stops the study
+    after the trial that just ended, and the search goes on to its race."""
+    from budgetnas.search.driver import ScheduleGuard
+
+    cfg = quick_config(synthetic_root, tmp_path / "r", caps=(10_000,), references="none")
+    plan = Plan(cfg.schedule, verify_seeds=3)
+    trials = [_trial(n, images=300, wall=2.0) for n in range(3)]
+    # the race: 3 front members x 3 seeds x 300 image-epochs at 2 s / 300: 18 s, + 5 s
+    budget = TimeBudget(time.time() + 20, plan, overhead_s=5.0)
+    assert budget.race_seconds(trials) == pytest.approx(23.0)
+    assert budget.race_due(trials, time.time())
+    assert not TimeBudget(time.time() + 60, plan, overhead_s=5.0).race_due(trials, time.time())
+
+    class Study:
+        stopped = False
+
+        def get_trials(self, deepcopy=False):
+            return trials
+
+        def stop(self):
+            self.stopped = True
+
+    guard, study = ScheduleGuard(cfg, budget), Study()
+    guard(study, trials[-1])
+    assert study.stopped and guard.race_due
