@@ -60,6 +60,7 @@ from budgetnas.search.schedule import (
 from budgetnas.search.storage import fail_orphans, is_rdb, open_storage, requeue_lost
 from budgetnas.search.verified import failure_message, stored_results
 from budgetnas.search.yardsticks import (
+    check_budget_fits,
     empty_front_line,
     held_by_cache,
     pending_by_reference,
@@ -370,10 +371,13 @@ def run_search(
     # what follows the trials: the race's helpers start and load the data, then the reports
     overhead = round(max(startup, 1.0) + (time.time() - loading) + END_MARGIN_S, 3)
     notes, weight, pending, rates = [], None, 1.0, None
-    if not resume and cfg.budget_time and cfg.reference_specs():
+    if not resume and cfg.budget_time:
         # the yardsticks' share of the time budget, before anything is trained or written
         costs = time_costs(cfg, data, device, threads=_threads_per_worker(cfg.workers), cache=cache)
         if costs is not None:
+            spent = time.time() - started
+            check_budget_fits(cfg, costs, overhead=overhead + spent)
+        if costs is not None and costs.references:
             cfg, note = plan_yardsticks(cfg, costs)
             notes += [note] if note else []
             weight = reference_weights(costs)

@@ -121,6 +121,25 @@ def least_search_seconds(cfg: SearchConfig, costs: Costs, *, verify_seeds: int) 
     return costs.candidate * image_epochs
 
 
+def check_budget_fits(cfg: SearchConfig, costs: Costs, *, overhead: float) -> None:
+    """Refuse, in one line, a ``--budget-time`` that cannot hold the least search that
+    reaches the target (``least_search_seconds``, with one verify seed) beside what a search
+    spends besides training (``overhead``: starting, loading the data, timing the networks,
+    the end's processes and reports); before anything is trained or written."""
+    k = side_by_side(cfg)
+    least = least_search_seconds(cfg, costs, verify_seeds=min(1, cfg.verify_seeds)) / k
+    if least + overhead <= cfg.budget_time:
+        return
+    n = cfg.schedule.eta ** (len(cfg.schedule.rungs) - 1)
+    raise SearchError(
+        f"--budget-time {_as_given(cfg.budget_time)} cannot hold the least search: {n} "
+        f"candidate{'s' * (n != 1)} up to the target take{'s' * (n == 1)} about {least:.0f} s "
+        "here, and starting, loading the data and the end take about "
+        f"{overhead:.0f} s; give --budget-time {_budget((least + overhead) * 1.5)} or more, or "
+        "a smaller --epochs or --train-subset"
+    )
+
+
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 

@@ -4,6 +4,7 @@ left; a search ends within its budget."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -140,3 +141,62 @@ def test_the_trials_stop_when_only_the_races_time_is_left(synthetic_root, tmp_pa
     guard, study = ScheduleGuard(cfg, budget), Study()
     guard(study, trials[-1])
     assert study.stopped and guard.race_due
+
+
+def test_a_budget_that_cannot_hold_the_least_search_is_one_line_at_the_start(
+    synthetic_root, tmp_path
+):
+    from budgetnas.search.errors import SearchError
+    from budgetnas.search.yardsticks import Costs, check_budget_fits
+
+    cfg = quick_config(synthetic_root, tmp_path / "r", budget_time=30, references="none")
+    # one candidate at the target (one rung of 300 images): 300 x 0.01 s (no verification)
+    costs = Costs({}, candidate=0.01)
+    check_budget_fits(cfg, costs, overhead=20.0)  # 3 s + 20 s: fits 30 s
+    with pytest.raises(SearchError) as err:
+        check_budget_fits(cfg, costs, overhead=28.0)
+    assert str(err.value) == (
+        "--budget-time 30s cannot hold the least search: 1 candidate up to the target takes "
+        "about 3 s here, and starting, loading the data and the end take about 28 s; give "
+        "--budget-time 1m or more, or a smaller --epochs or --train-subset"
+    )
+
+
+@pytest.mark.slow
+def test_a_time_budget_ends_within_ten_seconds_of_what_was_given(synthetic_root, tmp_path):
+    """The whole command, from its start to its last line, ends within max(10 s, 2%) of
+    --budget-time: the trials stop when the race's time is due, the race starts a seed only
+    when it fits, and the end's overhead is in the plan."""
+    import subprocess
+    import sys
+
+    from tests.helpers import search_args
+
+    args = search_args(
+        synthetic_root,
+        tmp_path / "run",
+        "--budget-time",
+        "60s",
+        "--trials",
+        "1000000",
+        "--epochs",
+        "2",
+        "--train-subset",
+        "2000",
+        "--references",
+        "002",
+        "--workers",
+        "2",
+        budget="10k",
+    )
+    start = time.time()
+    result = subprocess.run(
+        [sys.executable, "-m", "budgetnas.search.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BUDGETNAS_CACHE": "off"},
+    )
+    wall = time.time() - start
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert wall <= 60 + 10, (wall, result.stderr[-3000:])
+    assert any(line.startswith("answer under 10,000: ") for line in result.stderr.splitlines())
