@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import socket
+import subprocess
+
 import optuna
 import pytest
 from optuna.distributions import FloatDistribution
@@ -12,7 +16,7 @@ from budgetnas.search.cli import app
 from budgetnas.search.driver import run_search
 from budgetnas.search.runs import open_run
 from budgetnas.search.storage import fail_orphans, journal_url, open_storage
-from tests.helpers import SHARED_SEARCH, quick_config, search_args
+from tests.helpers import SHARED_SEARCH, cli_module, quick_config, search_args
 
 runner = CliRunner()
 
@@ -112,8 +116,9 @@ def test_verification_jobs_are_dealt_dearest_first_to_the_least_loaded():
 
 @pytest.mark.slow
 def test_two_workers_verify_the_front_and_the_references_in_two_processes(tmp_path, synthetic_root):
-    """--workers 2: the final verification is dealt to both processes; every network ends
-    with every seed, each printed once."""
+    """--workers 2: the final verification is dealt to both processes (the seeds of the
+    records were trained by two processes, this one and its helper); every network ends with
+    every seed, each printed once (the helper's lines are on the same stderr)."""
     run = tmp_path / "run"
     args = search_args(
         synthetic_root,
@@ -130,11 +135,20 @@ def test_two_workers_verify_the_front_and_the_references_in_two_processes(tmp_pa
         "002",
         budget="10k",
     )
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output
+    result = subprocess.run(cli_module(*args), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
     from budgetnas.search.verified import stored_results
 
     _, study = open_run(run)
     records = {v.key: v for v in stored_results(study).values()}
     assert "zoo-002" in records and len(records) >= 2
     assert all([r.seed for r in v.runs] == [1, 2] and not v.failed for v in records.values())
+    # one network's seeds in one process, the networks over two
+    workers = {v.key: {r.worker for r in v.runs} for v in records.values()}
+    assert all(len(w) == 1 for w in workers.values()), workers
+    assert len(set().union(*workers.values())) == 2, workers
+    assert all(w.startswith(f"{socket.gethostname()}:") for w in set().union(*workers.values()))
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("verify  ")]
+    printed = [re.match(r"verify  (.{10}) +[\d,]+  seed (\d+)  ", ln).groups() for ln in lines]
+    printed = [(label.strip(), int(seed)) for label, seed in printed]
+    assert sorted(printed) == sorted((v.label, s) for v in records.values() for s in (1, 2))
