@@ -184,7 +184,12 @@ def search(
         "0 = none [default: 1; 0 with --epochs 1]."
     ),
     seed: int | None = _opt(
-        f"Seed of the sampler and of every training run [default: {SearchConfig.seed}]."
+        "Seed of the sampler and of every training run. With one trial process (--workers 1) "
+        "the same command and seed sample the same specs and, on a CPU, reach the same "
+        "accuracies. With several, each process's sampler is seeded from --seed and the "
+        "process's index, but the processes finish trials in an order that depends on timing, "
+        "and each proposes from what has finished, so the set of specs sampled may differ "
+        f"[default: {SearchConfig.seed}]."
     ),
     device: str | None = _opt("auto (CUDA when present), cpu, cuda, cuda:N [default: auto]."),
     precision: str | None = _opt(
@@ -353,14 +358,22 @@ def worker(
     cache: Path | None = typer.Option(None, "--cache", help=_CACHE_HELP),
     no_cache: bool = typer.Option(False, "--no-cache", help=_NO_CACHE_HELP),
     quiet: bool = typer.Option(False, help="No progress lines."),
+    # a helper process of `search --workers N` (search.processes): its index, which seeds its
+    # sampler with the trials the study held at the start; it ends with the search
+    helper_index: int | None = typer.Option(None, hidden=True),
+    helper_trials_before: int = typer.Option(0, hidden=True),
 ) -> None:
     """Join a search started elsewhere (shared storage) and train its candidates here."""
-    from budgetnas.search.cache import open_cache
-    from budgetnas.search.driver import run_worker
+    try:
+        if helper_index is not None:
+            from budgetnas.search import processes
 
-    with _user_errors():
-        try:
-            run_worker(
+            processes.watch_parent()
+        from budgetnas.search import driver
+        from budgetnas.search.cache import open_cache
+
+        with _user_errors():
+            driver.run_worker(
                 storage,
                 study,
                 out=out,
@@ -368,10 +381,13 @@ def worker(
                 data_dir=str(data_dir.resolve()) if data_dir else None,
                 quiet=quiet,
                 cache=open_cache(cache, enabled=not no_cache),
+                helper_index=helper_index,
+                trials_before=helper_trials_before,
             )
-        except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a helper is stopped by its search, which says so
+        if helper_index is None:
             typer.echo("\ninterrupted: finished trials are kept in the study", err=True)
-            raise typer.Exit(130) from None
+        raise typer.Exit(130) from None
 
 
 @app.command()

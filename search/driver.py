@@ -36,6 +36,7 @@ from budgetnas.search.config import (
 )
 from budgetnas.search.errors import SearchError, SearchStopped, VerifyFailed
 from budgetnas.search.objective import Objective
+from budgetnas.search.processes import RunLock, start_helper, supervised
 from budgetnas.search.progress import Progress
 from budgetnas.search.pruners import make_pruner
 from budgetnas.search.racing import END_MARGIN_S, run_race
@@ -99,6 +100,13 @@ def sampler_seed(seed: int, trials_so_far: int, worker: str = "") -> int:
         return seed
     digest = hashlib.sha256(f"{seed}:{trials_so_far}:{worker}".encode()).hexdigest()
     return int(digest[:8], 16)
+
+
+def helper_seed(seed: int, index: int, trials_so_far: int = 0) -> int:
+    """The sampler seed of helper process ``index`` (1, 2, ...; the first process is 0) of a
+    search with ``--seed seed``, started when the study held ``trials_so_far`` trials (0 for a
+    new search): the same for the same command, and its own for each helper."""
+    return sampler_seed(seed, trials_so_far, f"helper {index}")
 
 
 def _pruner(cfg: SearchConfig) -> optuna.pruners.BasePruner:
@@ -350,7 +358,24 @@ def run_search(
     the same fingerprint and the same data. ``cache``: finished trainings shared with other
     searches (``search.cache``); None: every training runs. Raises ``VerifyFailed`` when
     seeds of the final verification failed (the search and the other seeds are stored).
+
+    The run folder is locked while the search runs (``search.processes.RunLock``): a second
+    search or resume there meanwhile raises ``SearchError`` and changes nothing.
     """
+    with RunLock(cfg.out) as lock:
+        if resume:
+            lock.acquire()  # before anything is read or changed
+        return _run_search(cfg, lock, resume=resume, quiet=quiet, cache=cache)
+
+
+def _run_search(
+    cfg: SearchConfig,
+    lock: RunLock,
+    *,
+    resume: bool,
+    quiet: bool,
+    cache: ResultCache | None,
+) -> optuna.Study:
     # --budget-time counts from the command's start (the timing of the yardsticks too)
     started = time.time()
     begun = float(os.environ.get(STARTED_ENV) or started)
@@ -384,8 +409,10 @@ def run_search(
             pending = pending_by_reference(cfg, costs.references, costs.cached)
             rates = costs.references
     out.mkdir(parents=True, exist_ok=True)
+    lock.acquire()
     storage = storage or open_storage(cfg.storage_url(), heartbeat=cfg.heartbeat)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures: one progress line each
+    so_far = 0  # trials in the study before this run of it
     if resume:
         attrs = _study_attrs(storage, cfg.study_name)
         if attrs is None:
@@ -427,13 +454,12 @@ def run_search(
         _take_back(cfg, study, quiet=quiet)
     queue_references(cfg, study)
     threads = torch.get_num_threads()
-    helpers = _spawn_workers(cfg, cache) if cfg.workers > 1 else []
+    helpers = _spawn_workers(cfg, cache, trials_so_far=so_far) if cfg.workers > 1 else []
     try:
-        progress = _drive(cfg, study, device, data, quiet=quiet, cache=cache, notes=notes)
+        # the helpers end with this process: waited for, or stopped on Ctrl-C or an error
+        with supervised(helpers, what="worker", quiet=quiet):
+            progress = _drive(cfg, study, device, data, quiet=quiet, cache=cache, notes=notes)
     finally:
-        for proc in helpers:
-            if proc.wait() != 0 and not quiet:
-                print(f"worker process {proc.pid} exited with {proc.returncode}", file=sys.stderr)
         torch.set_num_threads(threads)  # the verification runs alone: every core again
     if progress is not None and helpers:
         progress.flush(study)  # the last trials of the other processes
@@ -519,9 +545,13 @@ def _threads_per_worker(workers: int) -> int:
     return max(1, usable_cores() // workers)
 
 
-def _spawn_workers(cfg: SearchConfig, cache: ResultCache | None = None) -> list[subprocess.Popen]:
+def _spawn_workers(
+    cfg: SearchConfig, cache: ResultCache | None = None, *, trials_so_far: int = 0
+) -> list[subprocess.Popen]:
     """cfg.workers - 1 more processes working on the same study (this one is the first),
-    sharing its results cache."""
+    sharing its results cache: helpers (``search.processes``) that end with this process,
+    each told its index and the trials the study held at the start, which seed its sampler
+    (``helper_seed``)."""
     threads = _threads_per_worker(cfg.workers)
     torch.set_num_threads(threads)
     env = helper_env(cache, threads=threads)
@@ -542,7 +572,13 @@ def _spawn_workers(cfg: SearchConfig, cache: ResultCache | None = None) -> list[
     ]
     if cfg.data.data_dir:
         cmd += ["--data-dir", cfg.data.data_dir]
-    return [subprocess.Popen(cmd, env=env) for _ in range(cfg.workers - 1)]
+    return [
+        start_helper(
+            [*cmd, "--helper-index", str(k), "--helper-trials-before", str(trials_so_far)],
+            env=env,
+        )
+        for k in range(1, cfg.workers)
+    ]
 
 
 def run_worker(
@@ -554,10 +590,15 @@ def run_worker(
     data_dir: str | None = None,
     quiet: bool = False,
     cache: ResultCache | None = None,
+    helper_index: int | None = None,
+    trials_before: int = 0,
 ) -> optuna.Study:
     """Join an existing study (e.g. on PostgreSQL) from this machine and work on it until the
     study has its trial count. Weights of the trials trained here go to ``out``; ``cache``:
-    finished trainings shared with other searches on this machine."""
+    finished trainings shared with other searches on this machine. ``helper_index``: this is
+    that helper process of a search (``_spawn_workers``), started when the study held
+    ``trials_before`` trials; its sampler seed follows from them (``helper_seed``), where a
+    worker started on its own seeds from its host and pid."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     store = open_storage(storage)
     attrs = _study_attrs(store, study_name)
@@ -578,11 +619,13 @@ def run_worker(
     if not (Path(out) / CONFIG_FILE).exists():  # a helper process of a local run shares it
         (Path(out) / CONFIG_FILE).write_text(cfg.to_json())
     store = open_storage(storage, heartbeat=cfg.heartbeat)
-    so_far = len(optuna.load_study(study_name=study_name, storage=store).trials)
     # each worker samples with its own seed, or workers would propose the same candidates
-    study = _load(
-        cfg, store, sampler_seed(cfg.seed, so_far, f"{socket.gethostname()}:{os.getpid()}")
-    )
+    if helper_index is not None:
+        seed = helper_seed(cfg.seed, helper_index, trials_before)
+    else:
+        so_far = len(optuna.load_study(study_name=study_name, storage=store).trials)
+        seed = sampler_seed(cfg.seed, so_far, f"{socket.gethostname()}:{os.getpid()}")
+    study = _load(cfg, store, seed)
     cfg.check_references(study.get_trials(deepcopy=False))
     _drive(cfg, study, device_, data, quiet=quiet, cache=cache)
     return study

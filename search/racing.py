@@ -24,7 +24,6 @@ import json
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +38,7 @@ from budgetnas.reports.frame import trials_frame
 from budgetnas.reports.pareto import pareto_front
 from budgetnas.search.cache import ResultCache, helper_env
 from budgetnas.search.config import SearchConfig
+from budgetnas.search.processes import start_helper, supervised, watch_parent
 from budgetnas.search.race import Entrant, Race, RaceRules, Standing, pick_entrants
 from budgetnas.search.runs import read_config
 from budgetnas.search.schedule import MAX_VERIFIED, rung_of
@@ -399,23 +399,20 @@ def run_race(
     if cfg.workers > 1:
         env = helper_env(cache, threads=threads or 1)
         argument = json.dumps({"run": str(run), "quiet": quiet})
-        helpers = [
-            subprocess.Popen([sys.executable, "-m", "budgetnas.search.racing", argument], env=env)
-            for _ in range(cfg.workers - 1)
-        ]
+        command = [sys.executable, "-m", "budgetnas.search.racing", argument]
+        helpers = [start_helper(command, env=env) for _ in range(cfg.workers - 1)]
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
-        mine = race_process(run, cache=cache, on_result=show, on_failed=show_failed)
+        with supervised(helpers, what="race", quiet=quiet):
+            mine = race_process(run, cache=cache, on_result=show, on_failed=show_failed)
     finally:
-        for proc in helpers:
-            if proc.wait() != 0 and not quiet:
-                print(f"race process {proc.pid} exited with {proc.returncode}", file=sys.stderr)
         torch.set_num_threads(before)
     view = race_of(cfg, study)
     accounts = [mine] + [_read_account(run, p.pid) for p in helpers]
     account = {
+        "processes": sum(1 for a in accounts if a),  # those that raced to the end
         "trained": sum(a.get("trained", 0) for a in accounts),
         "seconds": round(sum(a.get("seconds", 0.0) for a in accounts), 3),
         "cached": sum(a.get("cached", 0) for a in accounts),
@@ -483,14 +480,19 @@ def _read_account(run: Path, pid: int) -> dict[str, Any]:
 
 
 def main(argument: str) -> None:
-    """A helper process of the race: race in the run ``argument`` (JSON) names."""
+    """A helper process of the race: race in the run ``argument`` (JSON) names; it ends with
+    the process that started it (``search.processes.watch_parent``)."""
     from budgetnas.search.cache import open_cache
 
+    watch_parent()
     args = json.loads(argument)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or torch.get_num_threads()))
     show, show_failed = printers(bool(args.get("quiet")))
     run = Path(args["run"])
-    account = race_process(run, cache=open_cache(), on_result=show, on_failed=show_failed)
+    try:
+        account = race_process(run, cache=open_cache(), on_result=show, on_failed=show_failed)
+    except KeyboardInterrupt:  # stopped by the search, which says so; what finished is stored
+        sys.exit(130)
     _account_file(run, os.getpid()).write_text(json.dumps(account))
 
 

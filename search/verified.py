@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -102,6 +104,11 @@ def mean_spread(values: list[float]) -> str:
     return f"{statistics.fmean(values):.2%} ± {statistics.stdev(values):.2%}"
 
 
+def this_process() -> str:
+    """``host:pid`` of this process (as a trial's ``worker`` names its process)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 @dataclass(frozen=True)
 class SeedRun:
     seed: int
@@ -112,6 +119,9 @@ class SeedRun:
     device: str
     weights: str | None = None  # the trained weights, relative to the run folder
     cached: bool = False  # reused from the results cache (search.cache), not trained here
+    # the process that recorded it (host:pid; empty in records stored before it was kept):
+    # which of a search's processes verified it
+    worker: str = field(default_factory=this_process)
 
 
 @dataclass(frozen=True)
@@ -222,7 +232,7 @@ class Verified:
             recipe=d["recipe"],
             search_val_acc=d.get("search_val_acc"),
             fidelity=Fidelity(**fid) if fid else None,
-            runs=[SeedRun(**r) for r in d["runs"]],
+            runs=[SeedRun(**{"worker": "", **r}) for r in d["runs"]],
             failed=[FailedSeed(**f) for f in d.get("failed", [])],
         )
 

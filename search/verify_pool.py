@@ -8,14 +8,15 @@ processes by their cost (multiply-accumulates x seeds, the dearest first, each t
 loaded), each process verifies its networks with ``search.verify.verify_run`` and stores
 each seed as it finishes. Networks, not seeds, are dealt: one network's record is written
 by one process. The first process then reads every record back (``verify_run`` again, which
-trains only what is missing, for example the share of a helper that died).
+trains only what is missing, for example the share of a helper that died). The helpers end
+with the first process (``search.processes``): stopped with it on Ctrl-C or an error, and
+within seconds of its death however it dies.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import torch
 
 from budgetnas.search.cache import ResultCache, helper_env
 from budgetnas.search.config import SearchConfig
+from budgetnas.search.processes import start_helper, supervised
 from budgetnas.search.verified import FailedSeed, SeedRun, Verified
 from budgetnas.space.count import analyze
 
@@ -147,7 +149,7 @@ def verify_parallel(
     shares = deal(jobs_of(cfg, study, numbers, refs), cfg.workers)
     env = helper_env(cache, threads=threads)
     helpers = [
-        subprocess.Popen(
+        start_helper(
             [sys.executable, "-m", "budgetnas.search.verify_pool", _argument(cfg, s, quiet)],
             env=env,
         )
@@ -157,12 +159,10 @@ def verify_parallel(
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        if shares:
-            verify_share(cfg, shares[0], cache=cache, on_result=show, on_failed=show_failed)
+        with supervised(helpers, what="verify", quiet=quiet):
+            if shares:
+                verify_share(cfg, shares[0], cache=cache, on_result=show, on_failed=show_failed)
     finally:
-        for proc in helpers:
-            if proc.wait() != 0 and not quiet:
-                print(f"verify process {proc.pid} exited with {proc.returncode}", file=sys.stderr)
         torch.set_num_threads(before)
     # every record, read back; what a helper left undone (it died) is trained here
     whole = Share(tuple(numbers), tuple(refs) if cfg.seeds_of_references else ())
@@ -176,16 +176,22 @@ def _argument(cfg: SearchConfig, share: Share, quiet: bool) -> str:
 
 
 def main(argument: str) -> None:
-    """A helper process: verify the share ``argument`` (JSON) names, in the run it names."""
+    """A helper process: verify the share ``argument`` (JSON) names, in the run it names;
+    it ends with the process that started it."""
     from budgetnas.search.cache import open_cache
+    from budgetnas.search.processes import watch_parent
     from budgetnas.search.runs import read_config
 
+    watch_parent()
     args = json.loads(argument)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or torch.get_num_threads()))
     cfg = read_config(args["run"])
     show, show_failed = printers(bool(args.get("quiet")))
     share = Share(tuple(args["trials"]), tuple(args["zoo"]))
-    verify_share(cfg, share, cache=open_cache(), on_result=show, on_failed=show_failed)
+    try:
+        verify_share(cfg, share, cache=open_cache(), on_result=show, on_failed=show_failed)
+    except KeyboardInterrupt:  # stopped by the search, which says so; what finished is stored
+        sys.exit(130)
 
 
 if __name__ == "__main__":

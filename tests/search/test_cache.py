@@ -426,7 +426,7 @@ def test_helper_processes_share_the_cache(tmp_path, synthetic_root, monkeypatch)
     seen = []
     monkeypatch.setattr(driver.torch, "set_num_threads", lambda n: None)  # this process's own
     monkeypatch.setattr(
-        driver.subprocess, "Popen", lambda cmd, env: seen.append(env["BUDGETNAS_CACHE"])
+        driver.subprocess, "Popen", lambda cmd, env, **kw: seen.append(env["BUDGETNAS_CACHE"])
     )
     cfg = quick_config(synthetic_root, tmp_path / "run", workers=2)
     driver._spawn_workers(cfg, ResultCache(tmp_path / "c"))

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -223,3 +225,184 @@ def test_ctrl_c_during_a_promotion_then_resume(tmp_path, synthetic_root, monkeyp
     sources = [t.user_attrs["promoted_from"] for t in promoted]
     assert len(sources) == len(set(sources)) == 2  # ceil(6 / 3), the interrupted one among them
     assert sum(1 for t in trials if t.user_attrs.get("rung") == 0) == 6
+
+
+# ---- a search of several processes: its helpers end with it -----------------------------------
+
+PROC = Path("/proc")
+
+
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (state, ppid, ...), None if gone."""
+    try:
+        return (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, ended but not reaped yet, does not)."""
+    stat = _stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")
+
+
+def _helpers_of(pid: int) -> list[int]:
+    """The `worker` processes whose parent is ``pid``."""
+    found = []
+    for d in PROC.iterdir():
+        stat = _stat(int(d.name)) if d.name.isdigit() else None
+        if stat is not None and int(stat[1]) == pid:
+            try:
+                cmd = (d / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"worker" in cmd:
+                found.append(int(d.name))
+    return found
+
+
+def _gone_within(pids: list[int], seconds: float) -> list[int]:
+    """Those of ``pids`` still running after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [p for p in pids if _alive(p)]
+
+
+def _two_process_search(root: Path, run: Path, *extra: str) -> subprocess.Popen:
+    args = search_args(
+        root,
+        run,
+        *("--workers", "2", "--trials", "6", "--rungs", "2", "--epochs", "6"),
+        *("--train-subset", "800", "--val-size", "200", "--batch-size", "32"),
+        *("--pruner", "none", "--references", "none", "--verify-seeds", "1", *extra),
+    )
+    return subprocess.Popen(cli_module(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _wait_until(proc: subprocess.Popen, run: Path, found, deadline_s: float = 240.0):
+    """Poll the run's journal until ``found(trials)`` returns a trial; returns it."""
+    from budgetnas.search.storage import journal_url, open_storage
+
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        try:
+            storage = open_storage(journal_url(run / "study.journal"))
+            trials = optuna.load_study(study_name="budgetnas", storage=storage).trials
+        except Exception:  # not created yet
+            time.sleep(0.2)
+            continue
+        trial = found(trials)
+        if trial is not None:
+            return trial
+        time.sleep(0.1)
+    raise AssertionError("the moment to stop the search was not caught")
+
+
+def _rung_1_training(trials):
+    """A promoted candidate training at rung 1, once both processes have trained."""
+    workers = {t.user_attrs.get("worker") for t in trials if t.user_attrs.get("worker")}
+    for t in trials:
+        attrs = t.user_attrs
+        if t.state == TrialState.RUNNING and attrs.get("rung") == 1 and attrs.get("val_curve"):
+            return t if len(workers) == 2 else None
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not PROC.is_dir(), reason="reads the process table from /proc")
+def test_kill_9_of_a_two_process_search_ends_its_helper_then_resume_trains_each_once(
+    tmp_path, synthetic_root
+):
+    """kill -9 of the first process of a --workers 2 search while rung 1 trains: its helper
+    ends within seconds (it does not go on sampling and training beside the resume), and the
+    resume trains every candidate and every promotion once."""
+    from budgetnas.search.schedule import is_searched, lineage, promoted_from, rung_of
+
+    run = tmp_path / "run"
+    proc = _two_process_search(synthetic_root, run, "--quiet")
+    helpers: list[int] = []
+    try:
+        _wait_until(proc, run, _rung_1_training)
+        helpers = _helpers_of(proc.pid)
+        assert len(helpers) == 1, helpers
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert _gone_within(helpers, 5.0) == [], "the helper outlived its search"
+    finally:
+        proc.kill()
+        proc.wait()
+        for pid in helpers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+    result = subprocess.run(
+        cli_module("search", "--resume", str(run), "--quiet"), capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    _, study = open_run(run)
+    trials = study.trials
+    done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    trained = [
+        (lineage(t), rung_of(t))
+        for t in done
+        if is_searched(t) and "spec" in t.user_attrs and t.user_attrs.get("duplicate_of") is None
+    ]
+    assert len(trained) == len(set(trained)), "a candidate was trained twice at one rung"
+    assert sum(1 for _, rung in trained if rung == 0) == 6
+    promotions = [promoted_from(t) for t in done if promoted_from(t) is not None]
+    assert len(promotions) == len(set(promotions)) == 2  # ceil(6 / 3), each once
+    assert any(k.startswith("verify:trial-") for k in study.user_attrs)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not PROC.is_dir(), reason="reads the process table from /proc")
+def test_ctrl_c_of_a_two_process_search_stops_its_helper(tmp_path, synthetic_root):
+    """Ctrl-C (SIGINT to the first process alone, as a terminal's reaches it) while the helper
+    trains a candidate: the helper is stopped as Ctrl-C would stop it (that trial recorded as
+    interrupted, not finished beside a search that has ended), the search ends with exit
+    code 130 and no traceback, and the resume finishes it."""
+    run = tmp_path / "run"
+    proc = _two_process_search(synthetic_root, run)
+    helpers: list[int] = []
+    host = socket.gethostname()
+    try:
+        _wait_until(proc, run, lambda trials: _helpers_of(proc.pid) or None, 60)
+        helpers = _helpers_of(proc.pid)
+        assert len(helpers) == 1, helpers
+
+        def helper_mid_trial(trials):
+            for t in trials:
+                attrs = t.user_attrs
+                left = int(attrs.get("recipe", {}).get("epochs", 0)) - len(
+                    attrs.get("val_curve") or ()
+                )
+                mine = attrs.get("worker") == f"{host}:{helpers[0]}"
+                if t.state == TrialState.RUNNING and mine and attrs.get("val_curve") and left >= 2:
+                    return t
+            return None
+
+        stopped = _wait_until(proc, run, helper_mid_trial)
+        os.kill(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the search did not end on Ctrl-C") from None
+        stderr = proc.stderr.read().decode()
+        assert proc.returncode == 130, stderr
+        assert "Traceback" not in stderr, stderr
+        assert _gone_within(helpers, 1.0) == [], "the helper outlived its search"
+    finally:
+        proc.kill()
+        proc.wait()
+        for pid in helpers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    _, study = open_run(run)
+    trial = study.trials[stopped.number]
+    assert trial.state == TrialState.FAIL and trial.user_attrs.get("interrupted"), trial
+    result = subprocess.run(
+        cli_module("search", "--resume", str(run), "--quiet"), capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
