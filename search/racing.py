@@ -42,8 +42,8 @@ from budgetnas.search.processes import start_helper, supervised, watch_parent
 from budgetnas.search.race import Entrant, Race, RaceRules, Standing, pick_entrants
 from budgetnas.search.runs import read_config
 from budgetnas.search.schedule import MAX_VERIFIED, rung_of
+from budgetnas.search.seedlines import OnFailed, OnResult, printers
 from budgetnas.search.verified import Fidelity, Verified, stored_results
-from budgetnas.search.verify_pool import OnFailed, OnResult, printers
 from budgetnas.trainers.recipe import TrainConfig
 
 ENTRANTS_ATTR = "race:entrants"  # study user attribute: the race's networks, once chosen

@@ -108,20 +108,6 @@ def test_a_cpu_search_runs_one_trial_process_per_core_by_default(
     assert cfg.workers == 1 and cfg.storage_url().startswith("sqlite:")
 
 
-def test_verification_jobs_are_dealt_dearest_first_to_the_least_loaded():
-    from budgetnas.search.verify_pool import Share, deal
-
-    jobs = [("trial", 3, 5.0), ("zoo", "002", 9.0), ("trial", 7, 4.0), ("zoo", "001", 6.0)]
-    # 002 (9) to the first, 001 (6) to the second, #3 (5) to the second (6 < 9), #7 (4) to
-    # the first (9 < 11)
-    assert deal(jobs, 2) == [
-        Share(trials=(7,), zoo=("002",), cost=13.0),
-        Share(trials=(3,), zoo=("001",), cost=11.0),
-    ]
-    assert deal(jobs, 1) == [Share(trials=(3, 7), zoo=("002", "001"), cost=24.0)]
-    assert deal(jobs[:1], 3) == [Share(trials=(3,), cost=5.0)]  # no empty share
-
-
 @pytest.mark.slow
 def test_two_workers_verify_the_front_and_the_references_in_two_processes(tmp_path, synthetic_root):
     """--workers 2: the race at the end runs in both processes (the seeds of the records

@@ -1,0 +1,43 @@
+"""The progress lines of verification seeds, as the race at the end of a search prints
+them (in every one of its processes, on the same stderr) and as ``verify`` reports them."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from budgetnas.search.verified import FailedSeed, SeedRun, Verified
+
+
+def line(item: Verified, run: SeedRun) -> str:
+    """One verify seed's progress line."""
+    return (
+        f"verify  {item.label:<10} {item.params:>7,}  seed {run.seed}  val "
+        f"{run.val_acc:.2%}  ({run.train_time_s:.0f} s; {item.fidelity_label})"
+        + ("  reused from cache" if run.cached else "")
+    )
+
+
+def failed_line(item: Verified, failed: FailedSeed) -> str:
+    """One failed verify seed's progress line (``failed earlier``: a seed that diverged in an
+    earlier verification, not trained again)."""
+    when = "failed" if failed.seed in item.failed_now else "failed earlier"
+    return (
+        f"verify  {item.label:<10} {item.params:>7,}  seed {failed.seed}  {when}: "
+        f"{failed.error}  ({item.fidelity_label})"
+    )
+
+
+OnResult = Callable[[Verified, SeedRun], None]
+OnFailed = Callable[[Verified, FailedSeed], None]
+
+
+def printers(quiet: bool) -> tuple[OnResult | None, OnFailed | None]:
+    """``verify_run``'s ``on_result`` and ``on_failed``: each seed's line on stderr, or None
+    when ``quiet``."""
+    if quiet:
+        return None, None
+    return (
+        lambda item, run: print(line(item, run), file=sys.stderr, flush=True),
+        lambda item, failed: print(failed_line(item, failed), file=sys.stderr, flush=True),
+    )
