@@ -308,6 +308,7 @@ def search(
             from budgetnas.search.runs import open_run
 
             _write_reports(*open_run(cfg.out))
+            _trim_weights(*open_run(cfg.out))
             raise
         except SearchStopped:  # what finished is reported (quietly) beside the one-line error
             from budgetnas.search.reporting import write_run_reports
@@ -316,6 +317,15 @@ def search(
             write_run_reports(*open_run(cfg.out))
             raise
         _write_reports(cfg, result)
+        _trim_weights(cfg, result)
+
+
+def _trim_weights(cfg: SearchConfig, study) -> None:
+    """The end of a search: drop the weights no one can be handed any more
+    (``search.run_weights``), and say what is kept."""
+    from budgetnas.search.run_weights import trim_weights, weights_line
+
+    typer.echo(weights_line(trim_weights(cfg, study)), err=True)
 
 
 def _interrupted(cfg: SearchConfig) -> None:
