@@ -503,6 +503,11 @@ def verify(
         "Train on a subset (quick checks only) [default: the full training split]."
     ),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
+    precision: str | None = _opt(
+        "fp32, bf16, or auto (bf16 on a CPU that computes bf16 in hardware, fp32 elsewhere), "
+        "as for search; recorded with each result, so two precisions are never one mean "
+        "[default: the run's]."
+    ),
     data_dir: Path | None = typer.Option(None, help="Data root [default: the run's]."),
     cache: Path | None = typer.Option(None, "--cache", help=_CACHE_HELP),
     no_cache: bool = typer.Option(False, "--no-cache", help=_NO_CACHE_HELP),
@@ -551,6 +556,7 @@ def verify(
             zoo=zoo or None,
             seeds=seeds,
             device=device,
+            precision=precision,
             data_dir=data_dir,
             train_subset=train_subset,
             on_result=show,
