@@ -118,9 +118,10 @@ def open_cache(folder: Path | str | None = None, *, enabled: bool = True) -> Res
 
 
 def trial_threads(workers: int) -> int:
-    """torch's intra-op threads a search's trainings run with in this process's search: with
-    several trial processes, the usable cores shared among them (as ``helper_env`` gives each);
-    with one, this process's own. What a lookup of the search's trainings keys by."""
+    """torch's intra-op threads that the trainings of a search started in this process run
+    with (its trials and its verification): with several trial processes, the usable cores
+    shared among them (as ``helper_env`` gives each); with one, this process's own. A lookup
+    of what the cache holds for the search keys by it."""
     return max(1, usable_cores() // workers) if workers > 1 else torch.get_num_threads()
 
 
