@@ -47,6 +47,7 @@ from budgetnas.space.count import count_params
 from budgetnas.space.spec import ArchSpec
 from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.evaluate import device_name, evaluate, resolve_device
+from budgetnas.trainers.precision import recipe_settings
 from budgetnas.trainers.recipe import AugmentConfig, TrainConfig
 from budgetnas.trainers.train import TrainingError, train
 
@@ -184,12 +185,15 @@ def verify_run(
     on_result: Callable[[Verified, SeedRun], None] | None = None,
     on_failed: Callable[[Verified, FailedSeed], None] | None = None,
     cache: ResultCache | None = None,
+    precision: str | None = None,
     **recipe: Any,
 ) -> list[Verified]:
     """Retrain the chosen architectures with ``seeds`` seeds the search did not use, at the
     fidelity given (``recipe``: epochs, batch_size, lr, augment, label_smoothing; default: the
     searched recipe) on the full training split (or ``train_subset`` images); store and
-    return the results.
+    return the results. ``precision`` (auto, fp32, bf16, as ``search --precision`` on this
+    device; default: each network's searched precision) sets the recipe's precision and
+    memory order: it is part of the fidelity, so results at two precisions are two records.
 
     Each seed's result is stored as soon as it is known, so an interrupted verification
     continues where it stopped: seeds already verified at the same fidelity are not trained
@@ -208,10 +212,11 @@ def verify_run(
     unknown = set(recipe) - set(RECIPE_OPTIONS)
     if unknown:
         raise TypeError(f"unknown recipe setting(s): {', '.join(sorted(unknown))}")
+    dev = resolve_device(device)
+    settings = recipe_settings(precision, dev) if precision is not None else {}
     cfg, study = open_run(run)
     chosen = _choose(cfg, study, trials=trials, top=top, zoo=zoo)
     _check_zoo_trials(study, chosen)
-    dev = resolve_device(device)
     data_cfg = replace(
         cfg.data,
         train_subset=train_subset,
@@ -223,7 +228,7 @@ def verify_run(
     fitted_items = []
     for item in chosen:
         searched = TrainConfig.from_dict(item.recipe)
-        fitted = verify_recipe(searched, **recipe)
+        fitted = replace(verify_recipe(searched, **recipe), **settings)
         fidelity = {k: v for k, v in fitted.to_dict().items() if k != "seed"}
         item = replace(item, fidelity=Fidelity(fitted.epochs, len(data.train), fidelity))
         _check_record(item, done.get(item.store_key))
