@@ -4,23 +4,31 @@ rung, a verify seed, a candidate met again) is not run again by the next search.
 
 The key is the sha256 of a canonical JSON of the training's identity (``identity``): the spec,
 the exact images and labels trained and validated on (their digest), the recipe with its epochs
-and seed, the fidelity (epochs x images), the torch and budgetnas versions and the device kind.
+and seed, the fidelity (epochs x images), the torch and budgetnas versions, the version of the
+training code (``TRAINING``) and the device kind; on a CPU also the instruction set torch uses
+there and torch's intra-op thread count at training time, since both change the order in which
+sums are taken, and so the bits (a trial process trains with its share of the cores, ``budgetnas
+verify`` with all of them: their trainings are two entries).
 An entry is one file, ``<root>/<key[:2]>/<key>.pt``: a header line (the key, the result, a
 checksum) and the weights. It is written to a temporary file and moved into place, so a reader
 never sees half an entry and two processes writing the same key both leave a whole one (the
-last wins). An entry that cannot be read, whose checksum or key does not match, is ignored:
-the training runs again and replaces it. Pruned trainings are never written.
+last wins); a temporary file a killed writer left is no entry (``search.cache_admin`` removes it
+once it is stale). An entry that cannot be read, whose checksum or key does not match, is
+ignored: the training runs again and replaces it. Pruned trainings are never written. Reading
+an entry marks it as used (its modification time), so that trimming by age keeps what is used.
 
-The cache changes no result (the same identity trains the same network), so it is no part of a
-search's settings or fingerprint. It is on by default for the command line, in
-``$XDG_CACHE_HOME/budgetnas/results`` (else ``~/.cache/budgetnas/results``); ``--cache DIR``
+An entry holds, to the bit, what this training computes here: the cache changes no result, so
+it is no part of a search's settings or fingerprint. It is on by default for the command line,
+in ``$XDG_CACHE_HOME/budgetnas/results`` (else ``~/.cache/budgetnas/results``); ``--cache DIR``
 or ``$BUDGETNAS_CACHE`` move it, ``--no-cache`` or ``BUDGETNAS_CACHE=off`` turn it off.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -34,6 +42,7 @@ from typing import Any
 
 import torch
 
+from budgetnas.search.config import usable_cores
 from budgetnas.search.errors import SearchError
 from budgetnas.space.spec import ArchSpec
 from budgetnas.trainers.data import TrainVal
@@ -45,23 +54,42 @@ __all__ = [
     "Entry",
     "ResultCache",
     "cached_train",
-    "data_digest",
+    "cpu_kind",
     "default_cache_dir",
     "device_kind",
     "helper_env",
     "identity",
     "open_cache",
     "result_key",
+    "trial_threads",
 ]
 
 CACHE_ENV = "BUDGETNAS_CACHE"  # a folder, or off / none / 0 for no cache
 OFF = ("", "off", "none", "no", "0", "false")
-FORMAT = 1  # of the key's identity and of an entry's file
+# Of the key's identity and of an entry's file (2: a CPU's thread count and instruction set
+# in every CPU key; entries of format 1 no longer match and are trained again)
+FORMAT = 2
 MAGIC = b"budgetnas-result 1\n"
 # What a training computes, for the same spec, data, recipe and versions: raised when the
 # training code changes its results (2: element dropout masks from 16-bit SFC64 draws), so
-# that an entry trained by earlier code is not taken for one of this code.
+# that an entry trained by earlier code is not taken for one of this code. TRAINING_CODE is
+# the digest of the code it was raised for (``training_code_digest``): a test compares them,
+# so a change to that code fails until this is looked at (raised, and the digest recorded).
 TRAINING = 2
+TRAINING_CODE = "43955c0eef4f3dc86c2287c6e11f9285974ba55ee5159202600d013cbbef7c04"
+# The modules whose code decides a training's bits for a given key: the loop, augmentation,
+# evaluation, the recipe's defaults, and how a spec becomes a network. (The data module is not
+# among them: the key holds the digest of the very images trained on.)
+TRAINING_SOURCES = (
+    "budgetnas.trainers.train",
+    "budgetnas.trainers.augment",
+    "budgetnas.trainers.evaluate",
+    "budgetnas.trainers.recipe",
+    "budgetnas.space.build",
+    "budgetnas.space.blocks",
+    "budgetnas.space.dropout",
+    "budgetnas.space.spec",
+)
 
 
 def default_cache_dir() -> Path | None:
@@ -89,6 +117,14 @@ def open_cache(folder: Path | str | None = None, *, enabled: bool = True) -> Res
     return ResultCache(root)
 
 
+def trial_threads(workers: int) -> int:
+    """torch's intra-op threads that the trainings of a search started in this process run
+    with (its trials and its verification): with several trial processes, the usable cores
+    shared among them (as ``helper_env`` gives each); with one, this process's own. A lookup
+    of what the cache holds for the search keys by it."""
+    return max(1, usable_cores() // workers) if workers > 1 else torch.get_num_threads()
+
+
 def helper_env(cache: ResultCache | None, *, threads: int) -> dict[str, str]:
     """The environment of a helper process this one starts (``--workers``): ``threads``
     threads, and this process's results cache (off when it is off)."""
@@ -104,17 +140,6 @@ def device_kind(device: torch.device | str) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return device.type
-
-
-def data_digest(data: TrainVal) -> str:
-    """sha256 of exactly the images and labels trained and validated on, in their order: the
-    data set, its split and the training subset in one value."""
-    h = hashlib.sha256()
-    for name, split in (("train", data.train), ("val", data.val)):
-        for t in (split.x, split.y):
-            h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-            h.update(t.contiguous().cpu().numpy().tobytes())
-    return h.hexdigest()
 
 
 def _versions() -> dict[str, str]:
@@ -135,10 +160,14 @@ def identity(
     train_images: int,
     val_images: int,
     device: str,
+    threads: int,
 ) -> dict[str, Any]:
     """Everything that determines a training's result: the spec, the data (``data``: its
-    ``data_digest``), the recipe (epochs and seed included), the fidelity, the versions of
-    torch and budgetnas and the device kind (``device_kind``)."""
+    ``TrainVal.data_digest``), the recipe (epochs and seed included), the fidelity, the
+    versions of torch, budgetnas and the training code, the device kind (``device_kind``) and,
+    on a CPU, its instruction set (``cpu_kind``) and torch's intra-op ``threads``: a sum over
+    two threads is taken in another order than over one."""
+    cpu = {"cpu": cpu_kind(), "threads": threads} if device == "cpu" else {}
     return {
         "format": FORMAT,
         "training": TRAINING,
@@ -149,14 +178,13 @@ def identity(
         "seed": recipe.seed,
         **_versions(),
         "device": device,
-        # bf16 on a CPU runs on the hardware's own bf16 path (AVX512-BF16, AMX) or emulated:
-        # results of one kind of CPU are not another's (fp32 keys stay as they were)
-        **({"cpu": cpu_kind()} if recipe.precision != "fp32" and device == "cpu" else {}),
+        **cpu,
     }
 
 
 def cpu_kind() -> str:
-    """The instruction set torch uses on this CPU and whether it computes bf16 in hardware."""
+    """The instruction set torch uses on this CPU (its kernels differ per set: AVX2, AVX512)
+    and whether it computes bf16 in hardware (AVX512-BF16, AMX) or emulates it."""
     from budgetnas.trainers.precision import native_bf16_cpu
 
     return f"{torch.backends.cpu.get_cpu_capability()}, native bf16 {native_bf16_cpu()}"
@@ -166,6 +194,57 @@ def result_key(ident: dict[str, Any]) -> str:
     """The cache key of an identity: the sha256 of its canonical JSON."""
     text = json.dumps(ident, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _canonical(node: Any) -> Any:
+    """An AST as nested lists, without what does not change what the code does: positions,
+    docstrings, and fields a Python version leaves empty (so the same code gives the same
+    value on every supported Python)."""
+    if isinstance(node, ast.AST):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+            and isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        ):
+            node.body = body[1:] or [ast.Pass()]
+        fields = [
+            [name, _canonical(value)]
+            for name, value in ast.iter_fields(node)
+            if value not in (None, []) and name != "type_comment"
+        ]
+        return [type(node).__name__, fields]
+    if isinstance(node, list):
+        return [_canonical(item) for item in node]
+    return repr(node)
+
+
+def source_digest(sources: list[str]) -> str:
+    """sha256 of what the Python ``sources`` do: their syntax trees without docstrings,
+    comments or layout (``_canonical``)."""
+    h = hashlib.sha256()
+    for text in sources:
+        h.update(json.dumps(_canonical(ast.parse(text))).encode())
+    return h.hexdigest()
+
+
+def training_sources() -> list[str]:
+    """The source text of each module of ``TRAINING_SOURCES``."""
+    out = []
+    for name in TRAINING_SOURCES:
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.origin is not None, name
+        out.append(Path(spec.origin).read_text(encoding="utf-8"))
+    return out
+
+
+def training_code_digest() -> str:
+    """``source_digest`` of the training code (``TRAINING_SOURCES``): what ``TRAINING_CODE``
+    records for the current ``TRAINING``."""
+    return source_digest(training_sources())
 
 
 @dataclass(frozen=True)
@@ -223,7 +302,6 @@ class ResultCache:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
-        self._digests: dict[int, tuple[TrainVal, str]] = {}  # data sets met, by id
         self._warned = False
 
     def __repr__(self) -> str:
@@ -233,17 +311,21 @@ class ResultCache:
         return self.root / key[:2] / f"{key}.pt"
 
     def digest(self, data: TrainVal) -> str:
-        """``data_digest(data)``, computed once per data set object."""
-        held = self._digests.get(id(data))
-        if held is None or held[0] is not data:
-            held = (data, data_digest(data))
-            self._digests[id(data)] = held
-        return held[1]
+        """The digest of ``data`` the key holds (``TrainVal.data_digest``, the one a study
+        stores), computed once per data set object."""
+        return data.data_digest()
 
     def key(
-        self, spec: ArchSpec, data: TrainVal, recipe: TrainConfig, *, device: torch.device | str
+        self,
+        spec: ArchSpec,
+        data: TrainVal,
+        recipe: TrainConfig,
+        *,
+        device: torch.device | str,
+        threads: int | None = None,
     ) -> str:
-        """The key of training ``spec`` on ``data`` with ``recipe`` on ``device``."""
+        """The key of training ``spec`` on ``data`` with ``recipe`` on ``device`` with
+        ``threads`` intra-op threads (default: what this process trains with now)."""
         return result_key(
             identity(
                 spec,
@@ -252,16 +334,23 @@ class ResultCache:
                 train_images=len(data.train),
                 val_images=len(data.val),
                 device=device_kind(device),
+                threads=torch.get_num_threads() if threads is None else threads,
             )
         )
 
     def get(self, key: str) -> Entry | None:
-        """The entry of ``key``; None when there is none or it is damaged (never trusted)."""
+        """The entry of ``key``; None when there is none or it is damaged (never trusted). An
+        entry read is marked as used now (its modification time)."""
+        path = self.path(key)
         try:
-            blob = self.path(key).read_bytes()
+            blob = path.read_bytes()
         except OSError:
             return None
-        return _decode(blob, key)
+        entry = _decode(blob, key)
+        if entry is not None:
+            with contextlib.suppress(OSError):  # a cache this process may only read
+                os.utime(path)
+        return entry
 
     def put(self, key: str, result: dict[str, Any], state: dict[str, torch.Tensor]) -> bool:
         """Write the entry of ``key`` atomically (a temporary file moved into place). A cache

@@ -47,7 +47,7 @@ app = typer.Typer(
         "(re)write the report of a run; export: write the best verified searched network (or "
         "--trial N) as a standalone module or ONNX; verify: retrain chosen networks with new "
         "seeds; space: print or check a search space file; count: exact costs of a spec; "
-        "zoo: the hand-made seed networks."
+        "zoo: the hand-made seed networks; cache: see or trim the results cache."
     ),
 )
 
@@ -323,6 +323,7 @@ def search(
             from budgetnas.search.runs import open_run
 
             _write_reports(*open_run(cfg.out))
+            _trim_weights(*open_run(cfg.out))
             raise
         except SearchStopped:  # what finished is reported (quietly) beside the one-line error
             from budgetnas.search.reporting import write_run_reports
@@ -331,6 +332,15 @@ def search(
             write_run_reports(*open_run(cfg.out))
             raise
         _write_reports(cfg, result)
+        _trim_weights(cfg, result)
+
+
+def _trim_weights(cfg: SearchConfig, study) -> None:
+    """The end of a search: drop the weights no one can be handed any more
+    (``search.run_weights``), and say what is kept."""
+    from budgetnas.search.run_weights import trim_weights, weights_line
+
+    typer.echo(weights_line(trim_weights(cfg, study)), err=True)
 
 
 def _interrupted(cfg: SearchConfig) -> None:
@@ -521,6 +531,11 @@ def verify(
         "Train on a subset (quick checks only) [default: the full training split]."
     ),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
+    precision: str | None = _opt(
+        "fp32, bf16, or auto (bf16 on a CPU that computes bf16 in hardware, fp32 elsewhere), "
+        "as for search; recorded with each result, so two precisions are never one mean "
+        "[default: the run's]."
+    ),
     data_dir: Path | None = typer.Option(None, help="Data root [default: the run's]."),
     cache: Path | None = typer.Option(None, "--cache", help=_CACHE_HELP),
     no_cache: bool = typer.Option(False, "--no-cache", help=_NO_CACHE_HELP),
@@ -570,6 +585,7 @@ def verify(
             zoo=zoo or None,
             seeds=seeds,
             device=device,
+            precision=precision,
             data_dir=data_dir,
             train_subset=train_subset,
             on_result=show,
@@ -593,6 +609,71 @@ def verify(
     if failed:  # the other results are stored and in the reports: one line, exit code 1
         typer.echo(f"error: {failed}", err=True)
         raise typer.Exit(1)
+
+
+@app.command(name="cache")
+def cache_command(
+    cache: Path | None = typer.Option(
+        None,
+        "--cache",
+        help="The results cache folder [default: $BUDGETNAS_CACHE, else "
+        "$XDG_CACHE_HOME/budgetnas/results or ~/.cache/budgetnas/results].",
+    ),
+    prune: bool = typer.Option(
+        False,
+        "--prune",
+        help="Remove entries: those not used for --older-than, then the oldest until the cache "
+        "holds at most --max-size; and the unfinished writes of killed processes.",
+    ),
+    older_than: str | None = _opt(
+        "With --prune: remove the entries not written or reused for this long: 30d, 12h, 90m, "
+        "2w [default: none]."
+    ),
+    max_size: str | None = _opt(
+        "With --prune: remove the oldest entries until the cache holds at most this much: "
+        "500M, 2G, 200k (units of 1,024 bytes) [default: none]."
+    ),
+) -> None:
+    """The results cache: its folder, entries and size by age; --prune trims it. Removing
+    entries is always safe: a training whose entry is gone is trained again when needed."""
+    from budgetnas.search.cache import CACHE_ENV, open_cache
+    from budgetnas.search.cache_admin import format_size, listing, parse_age, parse_size, scan
+    from budgetnas.search.cache_admin import prune as prune_cache
+
+    with _user_errors():
+        if not prune and (older_than is not None or max_size is not None):
+            raise SearchError("--older-than and --max-size go with --prune")
+        age = parse_age(older_than) if older_than is not None else None
+        size = parse_size(max_size) if max_size is not None else None
+        if prune and age is None and size is None:
+            raise SearchError(
+                "--prune needs --older-than AGE or --max-size SIZE (e.g. --older-than 30d)"
+            )
+        found = open_cache(cache)
+        off = f"the results cache is off (${CACHE_ENV}=off); --cache DIR names a folder"
+        if found is None and prune:
+            raise SearchError(off + ": nothing to prune")
+    if found is None:
+        typer.echo(off)
+        return
+    if not prune:
+        for line in listing(scan(found.root)):
+            typer.echo(line)
+        return
+    done = prune_cache(found.root, older_than=age, max_size=size)
+    n, left = done.entries, done.left
+    typer.echo(
+        f"pruned {found.root}: removed {n} entr{'y' if n == 1 else 'ies'} "
+        f"({format_size(done.entry_bytes)})"
+        + (
+            f" and {done.stale} unfinished write{'s' * (done.stale > 1)} "
+            f"({format_size(done.stale_bytes)})"
+            if done.stale
+            else ""
+        )
+        + f"; left: {len(left.entries)} entr{'y' if len(left.entries) == 1 else 'ies'}, "
+        f"{format_size(left.size)}"
+    )
 
 
 @app.command()

@@ -299,7 +299,11 @@ def export_trial(
     choices = [w for w in recorded if (Path(run) / w.path).is_file()]
     if not choices:
         where = f" (recorded: {', '.join(w.path for w in recorded)})" if recorded else ""
-        raise SearchError(f"{label} has no weights in this run folder{where}")
+        raise SearchError(
+            f"{label} has no weights in this run folder{where}; a search keeps those of trials "
+            f"on a front, verified or seed networks only: budgetnas verify {run} --trial "
+            f"{chosen.number} trains it again with new seeds and keeps their weights"
+        )
     shipped = best_weights(choices)
     weights_src = Path(run) / shipped.path
     if not weights_src.is_file():

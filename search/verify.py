@@ -47,6 +47,7 @@ from budgetnas.space.count import count_params
 from budgetnas.space.spec import ArchSpec
 from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.evaluate import device_name, evaluate, resolve_device
+from budgetnas.trainers.precision import recipe_settings
 from budgetnas.trainers.recipe import AugmentConfig, TrainConfig
 from budgetnas.trainers.train import TrainingError, train
 
@@ -184,12 +185,15 @@ def verify_run(
     on_result: Callable[[Verified, SeedRun], None] | None = None,
     on_failed: Callable[[Verified, FailedSeed], None] | None = None,
     cache: ResultCache | None = None,
+    precision: str | None = None,
     **recipe: Any,
 ) -> list[Verified]:
     """Retrain the chosen architectures with ``seeds`` seeds the search did not use, at the
     fidelity given (``recipe``: epochs, batch_size, lr, augment, label_smoothing; default: the
     searched recipe) on the full training split (or ``train_subset`` images); store and
-    return the results.
+    return the results. ``precision`` (auto, fp32, bf16, as ``search --precision`` on this
+    device; default: each network's searched precision) sets the recipe's precision and
+    memory order: it is part of the fidelity, so results at two precisions are two records.
 
     Each seed's result is stored as soon as it is known, so an interrupted verification
     continues where it stopped: seeds already verified at the same fidelity are not trained
@@ -206,7 +210,13 @@ def verify_run(
     if top is not None and top < 1:
         raise SearchError(f"--top must be at least 1, got {top}")
     verifier = Verifier(
-        run, device=device, data_dir=data_dir, train_subset=train_subset, cache=cache, **recipe
+        run,
+        device=device,
+        data_dir=data_dir,
+        train_subset=train_subset,
+        cache=cache,
+        precision=precision,
+        **recipe,
     )
     chosen = _choose(verifier.cfg, verifier.study, trials=trials, top=top, zoo=zoo)
     _check_zoo_trials(verifier.study, chosen)
@@ -231,14 +241,17 @@ class Verifier:
         data_dir: Path | str | None = None,
         train_subset: int | None = None,
         cache: ResultCache | None = None,
+        precision: str | None = None,
         **recipe: Any,
     ) -> None:
         unknown = set(recipe) - set(RECIPE_OPTIONS)
         if unknown:
             raise TypeError(f"unknown recipe setting(s): {', '.join(sorted(unknown))}")
         self.run, self.recipe, self.cache = Path(run), recipe, cache
-        self.cfg, self.study = open_run(run)
         self.device = resolve_device(device)
+        # --precision: before the run is read (a bad value changes nothing)
+        self.settings = recipe_settings(precision, self.device) if precision is not None else {}
+        self.cfg, self.study = open_run(run)
         data_cfg = replace(
             self.cfg.data,
             train_subset=train_subset,
@@ -251,7 +264,7 @@ class Verifier:
         """The recipe ``item`` is verified with (its searched one with the overrides), and
         ``item`` with that fidelity."""
         searched = TrainConfig.from_dict(item.recipe)
-        fitted = verify_recipe(searched, **self.recipe)
+        fitted = replace(verify_recipe(searched, **self.recipe), **self.settings)
         fidelity = {k: v for k, v in fitted.to_dict().items() if k != "seed"}
         return fitted, replace(
             item, fidelity=Fidelity(fitted.epochs, len(self.data.train), fidelity)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 import optuna
 import torch
 
-from budgetnas.search.cache import ResultCache
+from budgetnas.search.cache import ResultCache, trial_threads
 from budgetnas.search.config import SearchConfig
 from budgetnas.search.errors import SearchError
 from budgetnas.search.verify import verify_seeds
@@ -299,10 +299,11 @@ def _in_cache(
     cfg: SearchConfig, spec: ArchSpec, data: TrainVal, device, cache: ResultCache | None
 ) -> frozenset[tuple[str, int]]:
     """The trainings of a reference network at every level that ``cache`` holds: at each
-    rung (the search's recipe and seed) and each verify seed at the target."""
+    rung (the search's recipe and seed) and each verify seed at the target, keyed with the
+    threads the search's processes train with (``trial_threads``)."""
     if cache is None:
         return frozenset()
-    held = set()
+    held, threads = set(), trial_threads(cfg.workers)
     for what, _ in planned(cfg, levels(cfg)[0]):
         kind, index = what
         if kind == "rung":
@@ -310,7 +311,8 @@ def _in_cache(
             recipe, images = replace(cfg.recipe, epochs=rung.epochs), rung.images
         else:
             recipe, images = replace(cfg.recipe, seed=index), cfg.schedule.target.images
-        if cache.get(cache.key(spec, data.first(images), recipe, device=device)) is not None:
+        key = cache.key(spec, data.first(images), recipe, device=device, threads=threads)
+        if cache.get(key) is not None:
             held.add(what)
     return frozenset(held)
 

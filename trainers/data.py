@@ -117,7 +117,7 @@ class TrainVal:
     info: DatasetInfo
     train: Split
     val: Split
-    digest: str = ""  # sha256 of the images and labels of both splits, as loaded
+    digest: str = ""  # ``splits_digest`` of both splits, as loaded ("": not computed yet)
 
     def first(self, n: int) -> TrainVal:
         """The first ``n`` training images of a fixed permutation of the training split (in
@@ -130,8 +130,17 @@ class TrainVal:
         keep = keep.to(self.train.x.device)
         return TrainVal(self.info, Split(self.train.x[keep], self.train.y[keep]), self.val)
 
+    def data_digest(self) -> str:
+        """``splits_digest(train, val)``: exactly the images and labels trained and validated
+        on, in their order (the data set, its split and a subset in one value), computed once.
+        A study stores it to refuse other data; the results cache keys trainings by it."""
+        if not self.digest:
+            self.digest = splits_digest(self.train, self.val)
+        return self.digest
 
-def _digest(*splits: Split) -> str:
+
+def splits_digest(*splits: Split) -> str:
+    """sha256 of the images and labels of ``splits``, with their shapes and types, in order."""
     h = hashlib.sha256()
     for split in splits:
         for t in (split.x, split.y):
@@ -399,7 +408,7 @@ def _carve(
         train_idx = train_idx[keep[:train_subset].sort().values]
     train = Split(full.x[train_idx], full.y[train_idx])
     val = Split(full.x[val_idx], full.y[val_idx])
-    return TrainVal(info, train.to(device), val.to(device), digest=_digest(train, val))
+    return TrainVal(info, train.to(device), val.to(device), digest=splits_digest(train, val))
 
 
 def load_test(

@@ -59,7 +59,7 @@ NO_AUGMENT = AugmentConfig(0.0, 0.0, 0.0)
 @dataclass(frozen=True)
 class TrainConfig:
     """How one network is trained: everything that, with the spec and the data, fixes the
-    result (on the CPU, to the bit)."""
+    result (on a CPU, to the bit for one torch intra-op thread count and instruction set)."""
 
     epochs: int = 15
     batch_size: int = 128

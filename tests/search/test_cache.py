@@ -3,6 +3,8 @@ second search that trains nothing its cache already holds."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import multiprocessing
 from dataclasses import replace
@@ -12,12 +14,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from budgetnas.search import cache as cache_module
 from budgetnas.search import objective
 from budgetnas.search import verify as verify_module
 from budgetnas.search.cache import (
     ResultCache,
     cached_train,
-    data_digest,
+    cpu_kind,
     default_cache_dir,
     identity,
     open_cache,
@@ -26,13 +29,14 @@ from budgetnas.search.cache import (
 from budgetnas.search.cli import app
 from budgetnas.search.errors import SearchError
 from budgetnas.search.runs import open_run
+from budgetnas.search.verified import stored_results
 from budgetnas.space.spec import ArchSpec, Conv, Head, Transition
 from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.augment import NO_AUGMENT
-from budgetnas.trainers.data import Split, TrainVal, dataset_info
+from budgetnas.trainers.data import DataConfig, Split, TrainVal, dataset_info
 from budgetnas.trainers.recipe import TrainConfig
 from budgetnas.trainers.train import train
-from tests.helpers import cli_error, search_args, synthetic_images
+from tests.helpers import SHARED_SEARCH, cli_error, search_args, synthetic_images
 
 runner = CliRunner()
 SPEC = ArchSpec(blocks=(Conv(4, pad=1), Transition(6), Conv(8)), head=Head())
@@ -91,8 +95,15 @@ def test_the_key_changes_with_every_component_and_only_then(data, tmp_path, monk
         "precision": cache.key(SPEC, data, replace(RECIPE, precision="bf16"), device="cpu"),
         "channels_last": cache.key(SPEC, data, replace(RECIPE, channels_last=True), device="cpu"),
     }
+    threads = torch.get_num_threads()
     ident = identity(
-        SPEC, RECIPE, data=data_digest(data), train_images=60, val_images=20, device="cpu"
+        SPEC,
+        RECIPE,
+        data=data.data_digest(),
+        train_images=60,
+        val_images=20,
+        device="cpu",
+        threads=threads,
     )
     assert result_key(ident) == base
     keys["device"] = result_key({**ident, "device": "cuda (NVIDIA H200)"})
@@ -100,17 +111,8 @@ def test_the_key_changes_with_every_component_and_only_then(data, tmp_path, monk
     keys["torch"] = cache.key(SPEC, data, RECIPE, device="cpu")
     assert len(set(keys.values())) == len(keys), keys
     assert ident["fidelity"] == {"epochs": 2, "images": 60} and ident["seed"] == 0
-    # bf16 on a CPU depends on the CPU's bf16 path: its key names it; fp32's does not
-    assert "cpu" not in ident
-    half = identity(
-        SPEC,
-        replace(RECIPE, precision="bf16"),
-        data=data_digest(data),
-        train_images=60,
-        val_images=20,
-        device="cpu",
-    )
-    assert "native bf16" in half["cpu"]
+    # the CPU's bf16 path (hardware or emulated) is in every CPU key, fp32's too
+    assert "native bf16" in ident["cpu"]
 
 
 # ---- entries --------------------------------------------------------------------------------
@@ -379,8 +381,6 @@ def test_a_second_search_trains_nothing_its_cache_holds(synthetic_root, tmp_path
 
 
 def _verified(run):
-    from budgetnas.search.verified import stored_results
-
     _, study = open_run(run)
     return list(stored_results(study).values())
 
@@ -432,3 +432,323 @@ def test_helper_processes_share_the_cache(tmp_path, synthetic_root, monkeypatch)
     driver._spawn_workers(cfg, ResultCache(tmp_path / "c"))
     driver._spawn_workers(cfg, None)
     assert seen == [str((tmp_path / "c").resolve()), "off"]
+
+
+# ---- what changes a training's bits on a CPU ------------------------------------------------
+
+
+@contextlib.contextmanager
+def _threads(n: int):
+    """torch's intra-op threads set to ``n`` inside the block, restored after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_key_holds_the_thread_count_and_the_cpu_for_every_precision(data, tmp_path):
+    """One training at 1 and at 2 threads sums in another order (on seed 002, 1 epoch of 384
+    images: loss 2.446016788 against 2.446017266, other weights): two keys. The CPU's
+    instruction set is in every CPU key, fp32's too; neither is in a GPU's."""
+    cache = ResultCache(tmp_path)
+    one = cache.key(SPEC, data, RECIPE, device="cpu", threads=1)
+    two = cache.key(SPEC, data, RECIPE, device="cpu", threads=2)
+    assert one != two
+    with _threads(1):  # by default, the threads this process trains with now
+        assert cache.key(SPEC, data, RECIPE, device="cpu") == one
+    with _threads(2):
+        assert cache.key(SPEC, data, RECIPE, device="cpu") == two
+    common = dict(data=data.data_digest(), train_images=60, val_images=20)
+    ident = identity(SPEC, RECIPE, device="cpu", threads=1, **common)
+    assert ident["threads"] == 1 and ident["cpu"] == cpu_kind()
+    assert torch.backends.cpu.get_cpu_capability() in ident["cpu"]
+    gpu = identity(SPEC, RECIPE, device="cuda (NVIDIA H200)", threads=1, **common)
+    assert "threads" not in gpu and "cpu" not in gpu
+
+
+def test_a_training_at_other_threads_is_not_served_from_the_cache(data, tmp_path):
+    cache, calls = ResultCache(tmp_path), []
+    recipe = replace(RECIPE, epochs=1)
+    with _threads(1):
+        cached_train(cache, SPEC, data, recipe, device="cpu", fit=_counting_fit(calls))
+        _, reused = cached_train(cache, SPEC, data, recipe, device="cpu", fit=_counting_fit(calls))
+        assert reused and calls == [0]
+    with _threads(2):
+        _, reused = cached_train(cache, SPEC, data, recipe, device="cpu", fit=_counting_fit(calls))
+    assert not reused and calls == [0, 0]  # trained again, at 2 threads
+    assert len(list(tmp_path.rglob("*.pt"))) == 2
+
+
+def test_the_cache_and_the_study_digest_the_data_with_one_function(synthetic_root, tmp_path):
+    """The digest a study stores (refusing other data on --resume) is the one the cache keys
+    by, and it is what it was: runs made before keep theirs."""
+    from budgetnas.trainers import data as data_module
+
+    loaded = DataConfig(data_dir=str(synthetic_root), train_subset=300, val_size=100).load()
+    assert loaded.digest  # computed as loaded
+    assert ResultCache(tmp_path).digest(loaded) == loaded.digest
+    h = hashlib.sha256()  # the digest as studies have stored it
+    for split in (loaded.train, loaded.val):
+        for t in (split.x, split.y):
+            h.update(str((tuple(t.shape), t.dtype)).encode())
+            h.update(t.contiguous().numpy().tobytes())
+    assert loaded.digest == h.hexdigest()
+    subset = loaded.first(100)
+    assert ResultCache(tmp_path).digest(subset) == data_module.splits_digest(
+        subset.train, subset.val
+    )
+    assert not hasattr(cache_module, "data_digest")  # one function, in trainers.data
+
+
+@pytest.mark.slow
+def test_a_verify_at_other_threads_is_not_served_a_searchs_training(
+    synthetic_root, tmp_path, monkeypatch
+):
+    """A search (its trials and verification at 1 thread) fills the cache; a `verify` of its
+    reference network in another run at 2 threads trains it again, one at 1 thread reuses it."""
+    cache = tmp_path / "cache"
+    extra = ("--trials", "1", "--rungs", "1", "--references", "002", "--cache", str(cache))
+    trained = []
+    real = verify_module.train
+    monkeypatch.setattr(
+        verify_module, "train", lambda *a, **k: trained.append(a[2].seed) or real(*a, **k)
+    )
+    with _threads(1):
+        for name, seeds in (("a", "1"), ("b", "0"), ("c", "0")):
+            args = search_args(
+                synthetic_root, tmp_path / name, *extra, "--verify-seeds", seeds, budget="10k"
+            )
+            result = runner.invoke(app, args)
+            assert result.exit_code == 0, result.stderr
+    assert trained == [1, 1]  # the front's and seed 002's verify seed, in run a
+    verify = ["--zoo", "002", "--seeds", "1", "--device", "cpu", "--train-subset", "300"]
+    verify += ["--cache", str(cache)]
+    with _threads(2):
+        result = runner.invoke(app, ["verify", str(tmp_path / "b"), *verify])
+    assert result.exit_code == 0, result.stderr
+    assert trained == [1, 1, 1] and "reused from cache" not in result.stderr
+    with _threads(1):
+        result = runner.invoke(app, ["verify", str(tmp_path / "c"), *verify])
+    assert result.exit_code == 0, result.stderr
+    assert trained == [1, 1, 1] and "reused from cache" in result.stderr
+
+
+# ---- the training code an entry was trained by ---------------------------------------------
+
+
+def test_the_training_code_is_the_one_the_cache_constant_was_recorded_for():
+    """An entry's key holds ``cache.TRAINING``; a change to the code that trains (what
+    ``TRAINING_SOURCES`` names) must raise it, or entries of the old code are served as this
+    code's. Its digest is recorded next to it, so a change that forgets it fails here."""
+    digest = cache_module.training_code_digest()
+    assert digest == cache_module.TRAINING_CODE, (
+        "training code changed: bump cache.TRAINING and record the new digest "
+        f'(TRAINING_CODE = "{digest}") in search/cache.py; where the change cannot change a '
+        "training's result (a message, a renamed local), record the digest alone"
+    )
+
+
+def test_the_training_code_digest_ignores_formatting_and_docs_but_not_code():
+    plain = 'def f(x):\n    """Twice x."""\n    return x * 2\n'
+    formatted = 'def f( x ):\n    """Two times x."""\n\n    # doubled\n    return (x * 2)\n'
+    changed = 'def f(x):\n    """Twice x."""\n    return x * 3\n'
+    assert cache_module.source_digest([plain]) == cache_module.source_digest([formatted])
+    assert cache_module.source_digest([plain]) != cache_module.source_digest([changed])
+    # every module the digest covers is found and read
+    assert len(cache_module.training_sources()) == len(cache_module.TRAINING_SOURCES)
+
+
+# ---- the cache with several processes, an interrupt and --resume ----------------------------
+
+
+def _results(run) -> dict:
+    """Per training of a run: its
+    values and curves, to compare runs whose trial numbers differ: a trial by its candidate
+    key and rung, a verify seed by its network's spec, fidelity and seed."""
+    _, study = open_run(run)
+    out = {}
+    for t in study.trials:
+        if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("duplicate_of") is None:
+            out[(t.user_attrs["key"], t.user_attrs["rung"])] = (
+                t.values,
+                t.user_attrs["val_curve"],
+                t.user_attrs["loss_curve"],
+            )
+    for v in stored_results(study).values():
+        for r in v.runs:
+            out[(v.spec, v.fidelity.id, r.seed)] = (r.val_acc, r.test_acc)
+    return out
+
+
+def _entries(folder) -> set[str]:
+    return {p.stem for p in folder.rglob("*.pt")}
+
+
+@pytest.mark.slow
+def test_two_trial_processes_fill_the_cache_and_a_second_search_reuses_it(synthetic_root, tmp_path):
+    """--workers 2 (both processes at one thread): every training of the first search is an
+    entry, whichever process trained it; the second search reuses its reference network and its
+    verification, and every candidate the two have in common, with the same results. (The
+    helper process samples with its own seed: the two searches' candidates differ.)"""
+    cache = tmp_path / "cache"
+    extra = ("--workers", "2", "--trials", "6", "--references", "002", "--verify-seeds", "1")
+    for name in ("a", "b"):
+        args = search_args(
+            synthetic_root,
+            tmp_path / name,
+            *extra,
+            *SHARED_SEARCH,
+            "--cache",
+            str(cache),
+            budget="10k",
+        )
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.stderr
+        if name == "a":
+            after_a = _entries(cache)
+    _, study_a = open_run(tmp_path / "a")
+    _, study_b = open_run(tmp_path / "b")
+    done_a = [
+        t
+        for t in study_a.trials
+        if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("duplicate_of") is None
+    ]
+    assert len({t.user_attrs["worker"] for t in done_a}) == 2  # both processes trained
+    seeds_a = sum(len(v.runs) for v in stored_results(study_a).values())
+    assert len(after_a) == len(done_a) + seeds_a  # every training, no more
+    assert not list(cache.rglob("*.tmp"))
+    ref_b = [t for t in study_b.trials if t.user_attrs.get("reference")]
+    assert ref_b and all(t.user_attrs.get("cached") for t in ref_b)
+    (verified_ref,) = [v for v in stored_results(study_b).values() if v.key == "zoo-002"]
+    assert all(r.cached for r in verified_ref.runs)
+    a, b = _results(tmp_path / "a"), _results(tmp_path / "b")
+    common = set(a) & set(b)
+    assert len(common) >= 2  # the reference network and its verify seed at least
+    assert all(a[k] == b[k] for k in common)
+    by_key = {t.user_attrs.get("key"): t for t in study_b.trials}
+    for key, _ in (k for k in common if len(k) == 2):  # candidates and the reference
+        assert by_key[key].user_attrs.get("cached"), key  # reused, not trained again
+
+
+def _interrupt_the_fourth_training(monkeypatch) -> None:
+    """The search's 4th training (a reference network, then candidates 1, 2, 3) is stopped
+    by Ctrl-C at the end of its last epoch, before its result is written anywhere."""
+    from budgetnas.search import objective
+
+    real, calls = objective.train, []
+
+    def interrupted(spec, data, recipe, *, on_epoch, **kwargs):
+        calls.append(1)
+
+        def stop(epoch, acc, loss):
+            raise KeyboardInterrupt
+
+        return real(spec, data, recipe, on_epoch=stop if len(calls) == 4 else on_epoch, **kwargs)
+
+    monkeypatch.setattr(objective, "train", interrupted)
+
+
+def _small(root, out):
+    from tests.helpers import quick_config
+
+    return quick_config(
+        root, out, trials=3, rungs=1, references="002", verify_seeds=1, caps=(10_000,)
+    )
+
+
+@pytest.mark.slow
+def test_an_interrupted_search_resumed_with_its_cache_ends_as_an_uninterrupted_one(
+    synthetic_root, tmp_path, monkeypatch
+):
+    from budgetnas.search import objective
+    from budgetnas.search.driver import run_search
+    from budgetnas.search.runs import read_config
+
+    whole, broken = tmp_path / "whole-cache", tmp_path / "broken-cache"
+    run_search(_small(synthetic_root, tmp_path / "a"), quiet=True, cache=ResultCache(whole))
+    real = objective.train
+    _interrupt_the_fourth_training(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(_small(synthetic_root, tmp_path / "b"), quiet=True, cache=ResultCache(broken))
+    # the interrupted training left nothing: the reference and two candidates, no .tmp
+    assert len(_entries(broken)) == 3 and not list(broken.rglob("*.tmp"))
+    assert _entries(broken) < _entries(whole)
+    monkeypatch.setattr(objective, "train", real)
+    cfg = read_config(tmp_path / "b")
+    run_search(cfg, resume=True, quiet=True, cache=ResultCache(broken))
+    assert _results(tmp_path / "b") == _results(tmp_path / "a")
+    assert _entries(broken) == _entries(whole)  # the same trainings, each once
+
+
+@pytest.mark.slow
+def test_a_resumed_search_takes_what_the_cache_holds(synthetic_root, tmp_path, monkeypatch):
+    """Interrupted without a cache, resumed with one that holds the same search's trainings:
+    the resume trains nothing (the interrupted candidate, the verification: all reused) and
+    ends with the uninterrupted search's results."""
+    from budgetnas.search import objective
+    from budgetnas.search.driver import run_search
+    from budgetnas.search.runs import read_config
+
+    cache = tmp_path / "cache"
+    run_search(_small(synthetic_root, tmp_path / "a"), quiet=True, cache=ResultCache(cache))
+    real = objective.train
+    _interrupt_the_fourth_training(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(_small(synthetic_root, tmp_path / "b"), quiet=True, cache=None)
+    trained = []
+    monkeypatch.setattr(objective, "train", lambda *a, **k: trained.append(1) or real(*a, **k))
+    real_verify = verify_module.train
+    monkeypatch.setattr(
+        verify_module, "train", lambda *a, **k: trained.append(2) or real_verify(*a, **k)
+    )
+    run_search(read_config(tmp_path / "b"), resume=True, quiet=True, cache=ResultCache(cache))
+    assert trained == []
+    assert _results(tmp_path / "b") == _results(tmp_path / "a")
+    _, study = open_run(tmp_path / "b")
+    (again,) = [t for t in study.trials if t.system_attrs.get("failed_trial") is not None]
+    assert again.user_attrs.get("cached")
+
+
+def _quick_fit(spec, data, recipe, *, device, on_epoch=None):
+    """A "training" that only initialises the network: what the cache stores of it is real."""
+    from budgetnas.trainers.train import TrainResult, init_model
+
+    model = init_model(spec, seed=recipe.seed, device=torch.device(device))
+    curve = [0.1 * (e + 1) for e in range(recipe.epochs)]
+    return TrainResult(model, curve, [1.0] * recipe.epochs, 0.1, "cpu")
+
+
+def test_a_search_looks_its_references_up_at_the_threads_its_processes_train_with(
+    synthetic_root, tmp_path, monkeypatch
+):
+    """With 2 trial processes on 4 cores each trains at 2 threads (and so does the search's
+    verification): the time budget's lookup of what the cache holds keys by 2 threads, so a
+    second search finds its first's reference trainings, and none trained at 1 thread."""
+    from budgetnas.search import cache as cache_mod
+    from budgetnas.search.yardsticks import held_by_cache
+    from tests.helpers import quick_config
+
+    monkeypatch.setattr(cache_mod, "usable_cores", lambda: 4)
+    assert cache_mod.trial_threads(2) == 2 and cache_mod.trial_threads(4) == 1
+    with _threads(3):
+        assert cache_mod.trial_threads(1) == 3  # one process: its own threads
+    cfg = quick_config(
+        synthetic_root, tmp_path / "r", workers=2, references="002", rungs=1, caps=(10_000,)
+    )
+    cfg = replace(cfg, verify_seeds=2)
+    data = cfg.data.load()
+    spec, target = cfg.reference_specs()["002"][0], cfg.schedule.target
+    cache = ResultCache(tmp_path / "c")
+
+    def fill(recipe):
+        recipe = replace(recipe, epochs=target.epochs)
+        cached_train(cache, spec, data.first(target.images), recipe, device="cpu", fit=_quick_fit)
+
+    with _threads(2):
+        fill(cfg.recipe)  # rung 0, as a trial process trains it
+        fill(replace(cfg.recipe, seed=1))  # verify seed 1, as the verification trains it
+    with _threads(1):
+        fill(replace(cfg.recipe, seed=2))  # verify seed 2 at other threads: not the search's
+    assert held_by_cache(cfg, data, "cpu", cache) == {"002": {("rung", 0), ("seed", 1)}}

@@ -63,9 +63,12 @@ def test_run_folder_holds_study_reports_and_weights(synthetic_run):
     done = trials[trials["state"] == "complete"]
     assert len(done) >= 1
     assert (done["params"] <= 5000).all()
+    front = set(pareto_front(trials, cap=5000)["number"])  # whose weights the run keeps
+    assert front
     for t in study.trials:
         if t.state == optuna.trial.TrialState.COMPLETE:
-            assert (synthetic_run / t.user_attrs["weights"]).is_file()
+            kept = (synthetic_run / t.user_attrs["weights"]).is_file()
+            assert kept == (t.number in front or bool(t.user_attrs.get("reference"))), t.number
             assert len(t.user_attrs["val_curve"]) == 2
             assert t.user_attrs["device"] == "cpu"
             assert t.user_attrs["train_time_s"] > 0
