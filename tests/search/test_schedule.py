@@ -330,15 +330,24 @@ def test_an_epoch_budget_counts_every_training_the_search_commits_to(tmp_path, s
 
 
 def test_a_time_budget_stops_sampling_when_the_next_candidate_would_not_fit(
-    tmp_path, synthetic_root
+    tmp_path, synthetic_root, monkeypatch
 ):
+    """A 0.2 s budget: refused at the start, in one line, with nothing written; past that
+    check (here switched off), the first trial times the search and the second would
+    overrun, so sampling stops after one."""
     from typer.testing import CliRunner
 
+    import budgetnas.search.driver as driver
     from budgetnas.search.cli import app
     from tests.helpers import search_args
 
     run = tmp_path / "run"
     args = search_args(synthetic_root, run, "--budget-time", "0.2s", "--references", "none")
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith("error: --budget-time 0.2s cannot hold the least search")
+    assert not run.exists()
+    monkeypatch.setattr(driver, "check_budget_fits", lambda *a, **k: None)
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.stderr
     assert "0:00 of search" in result.stderr
