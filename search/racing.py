@@ -29,14 +29,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
 
 from budgetnas.reports.frame import trials_frame
 from budgetnas.reports.pareto import pareto_front
-from budgetnas.search.cache import ResultCache, helper_env
 from budgetnas.search.config import SearchConfig
 from budgetnas.search.processes import start_helper, supervised, watch_parent
 from budgetnas.search.race import Entrant, Race, RaceRules, Standing, pick_entrants
@@ -45,6 +44,9 @@ from budgetnas.search.schedule import MAX_VERIFIED, rung_of
 from budgetnas.search.seedlines import OnFailed, OnResult, printers
 from budgetnas.search.verified import Fidelity, Verified, stored_results
 from budgetnas.trainers.recipe import TrainConfig
+
+if TYPE_CHECKING:
+    from budgetnas.search.cache import ResultCache
 
 ENTRANTS_ATTR = "race:entrants"  # study user attribute: the race's networks, once chosen
 ACCOUNT_ATTR = "race:account"  # study user attribute: what the race cost
@@ -112,7 +114,7 @@ def choose_entrants(cfg: SearchConfig, study: optuna.Study) -> list[str]:
 
 def _items(cfg: SearchConfig, study: optuna.Study, keys: list[str]) -> dict[str, Verified]:
     """The race's networks as verify items (spec, parameters, recipe, search reading)."""
-    from budgetnas.search.verify import _choose
+    from budgetnas.search.choose import _choose
 
     trials = [int(k.removeprefix("trial-")) for k in keys if k.startswith("trial-")]
     zoo = [k.removeprefix("zoo-") for k in keys if k.startswith("zoo-")]
@@ -397,6 +399,8 @@ def run_race(
     show, show_failed = printers(quiet)
     helpers = []
     if cfg.workers > 1:
+        from budgetnas.search.cache import helper_env
+
         env = helper_env(cache, threads=threads or 1)
         argument = json.dumps({"run": str(run), "quiet": quiet})
         command = [sys.executable, "-m", "budgetnas.search.racing", argument]

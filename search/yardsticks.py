@@ -34,9 +34,9 @@ import optuna
 import torch
 
 from budgetnas.search.cache import ResultCache, trial_threads
+from budgetnas.search.choose import verify_seeds
 from budgetnas.search.config import SearchConfig
 from budgetnas.search.errors import SearchError
-from budgetnas.search.verify import verify_seeds
 from budgetnas.space.sample import Rejected, sample_spec
 from budgetnas.space.spec import ArchSpec
 from budgetnas.trainers.bench import seconds_per_image

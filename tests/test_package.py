@@ -44,8 +44,8 @@ def test_one_import_package_and_no_generic_top_level_names(tmp_path):
 
 
 def test_reading_and_reporting_a_run_does_not_import_training(tmp_path, synthetic_root):
-    run = tmp_path / "run"
-    run_search(quick_config(synthetic_root, run, trials=2), quiet=True)
+    run = tmp_path / "run"  # with a race at its end: its answer and verdict are read too
+    run_search(quick_config(synthetic_root, run, trials=2, verify_seeds=1), quiet=True)
     out = _python(
         f"""
         import json, sys
@@ -55,6 +55,8 @@ def test_reading_and_reporting_a_run_does_not_import_training(tmp_path, syntheti
         cfg, study = open_run({str(run)!r})
         write_run_reports(cfg, study)
         pick_trial(study.trials, None, cap=cfg.budget)
+        from budgetnas.search.racing import race_lines
+        assert race_lines(cfg, study), "no race read"
         heavy = ["budgetnas.trainers.train", "budgetnas.search.objective",
                  "budgetnas.search.driver", "budgetnas.search.verify", "torchvision"]
         print(json.dumps([m for m in heavy if m in sys.modules]))
