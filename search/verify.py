@@ -35,6 +35,7 @@ from budgetnas.search.config import (
 from budgetnas.search.errors import SearchError
 from budgetnas.search.export import pick_trial
 from budgetnas.search.runs import WEIGHTS_DIR, accuracy, open_run, trial_spec
+from budgetnas.search.teacher import attach_teacher
 from budgetnas.search.verified import (
     FailedSeed,
     Fidelity,
@@ -244,7 +245,7 @@ class Verifier:
             train_subset=train_subset,
             data_dir=str(data_dir) if data_dir is not None else self.cfg.data.data_dir,
         )
-        self.data = data_cfg.load(self.device)
+        self.data = attach_teacher(data_cfg.load(self.device), self.cfg.recipe, self.run)
         self.test = data_cfg.load_test(self.device)
 
     def fitted(self, item: Verified) -> tuple[TrainConfig, Verified]:
