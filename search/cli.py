@@ -261,6 +261,17 @@ def search(
         "[default: no-search-recipe].",
         "--search-recipe/--no-search-recipe",
     ),
+    teacher: str | None = _opt(
+        "Distil from a teacher: auto (a network of 102,826 parameters trained once on the "
+        "training split with the run's recipe, at least 5 epochs, kept in the results cache), "
+        "or a module written by budgetnas export (its .py, with the .pt beside it); every "
+        "training of the search then learns from its soft targets too. none: no teacher "
+        "[default: none]."
+    ),
+    distill: float | None = _opt(
+        "With --teacher: the weight of the teacher's soft targets in the loss, in (0, 1] "
+        "(temperature 4) [default: 0.5]."
+    ),
     workers: int | None = _opt(
         "Trial processes on this machine sharing the study [default: one per core on a CPU "
         f"(at most {MAX_CPU_WORKERS}, the cores shared among them); 1 on a GPU]."

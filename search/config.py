@@ -141,6 +141,11 @@ class SearchConfig:
     # new seeds they are verified with (None: verify_seeds)
     reference_rungs: str = "all"
     reference_seeds: int | None = None
+    # --teacher: auto (search.teacher.TEACHER trained on the run's data) or an exported
+    # module's path; the search starts by resolving it into the recipe (distill, and the
+    # teacher's identity, which the fingerprint holds); --distill: the soft term's weight
+    teacher: str | None = None
+    distill: float | None = None
 
     def __post_init__(self) -> None:
         if self.rungs is None:
@@ -194,6 +199,13 @@ class SearchConfig:
                 f"--pruner {self.pruner} works only with a single-objective sampler (tpe, "
                 f"random); with --sampler {self.sampler} use banded or none"
             )
+        if self.distill is not None and self.teacher is None:
+            raise SearchError(
+                "--distill is the weight of a teacher's soft targets: give --teacher auto or "
+                "the path of an exported module"
+            )
+        if self.distill is not None and not 0 < self.distill <= 1:
+            raise SearchError(f"--distill must be in (0, 1], got {self.distill:g}")
         object.__setattr__(self, "references", parse_references(self.references))
         self.schedule  # noqa: B018 - plans the rungs; SearchError when they do not fit
         info = self.data.info
@@ -396,6 +408,9 @@ class SearchConfig:
         d["data"] = asdict(self.data)
         d["recipe"] = self.recipe.to_dict()
         d["space"] = self.space_config.to_dict()
+        for name in ("teacher", "distill"):  # runs without a teacher keep their config.json
+            if d[name] is None:
+                del d[name]
         return d
 
     def to_json(self) -> str:
@@ -495,6 +510,10 @@ def new_config(*, out: str | Path, caps: tuple[int, ...], **options: Any) -> Sea
     device = resolve_device(given.get("device"))
     recipe.update(recipe_settings(given.pop("precision", "auto"), device))
     space_file = given.pop("space_file", None)
+    if "teacher" in given:
+        from budgetnas.search.teacher import parse_teacher
+
+        given["teacher"] = parse_teacher(given["teacher"])
     unknown = sorted(set(given) - {f.name for f in fields(SearchConfig)})
     if unknown:
         raise TypeError(f"unknown search option(s): {', '.join(unknown)}")

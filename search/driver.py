@@ -59,6 +59,7 @@ from budgetnas.search.schedule import (
     rung_steps,
 )
 from budgetnas.search.storage import fail_orphans, is_rdb, open_storage, requeue_lost
+from budgetnas.search.teacher import attach_teacher, start_teacher
 from budgetnas.search.verified import failure_message, stored_results
 from budgetnas.search.yardsticks import (
     check_budget_fits,
@@ -393,6 +394,8 @@ def _run_search(
         raise _refuse_existing(cfg, attrs)
     loading = time.time()
     device, data = _prepare(cfg)
+    if not resume:  # --teacher: trained or loaded once, named in the recipe (fingerprinted)
+        cfg, data = start_teacher(cfg, data, device=device, cache=cache, quiet=quiet)
     # what follows the trials: the race's helpers start and load the data, then the reports
     overhead = round(max(startup, 1.0) + (time.time() - loading) + END_MARGIN_S, 3)
     notes, weight, pending, rates = [], None, 1.0, None
@@ -714,7 +717,7 @@ def _running(study: optuna.Study) -> list[FrozenTrial]:
 
 def _prepare(cfg: SearchConfig) -> tuple[torch.device, TrainVal]:
     device = resolve_device(cfg.device)
-    return device, cfg.data.load(device)
+    return device, attach_teacher(cfg.data.load(device), cfg.recipe, cfg.out)
 
 
 def _drive(

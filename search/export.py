@@ -398,23 +398,29 @@ def _training_images(cfg: SearchConfig, shipped: Weights, device) -> TrainVal:
     training split or, at a lower rung, the first ``train_images`` of it (``TrainVal.first``);
     ``verify``'s are the full training split, or the subset ``verify --train-subset`` carves
     from it (``DataConfig.train_subset``, whatever subset the search itself used)."""
+    from budgetnas.search.teacher import attach_teacher
+
     data, images = cfg.data, shipped.train_images
-    if shipped.source == "search":
-        return data.load(device).first(images)
+    recipe = TrainConfig.from_dict(shipped.recipe or cfg.recipe.to_dict())
+    if shipped.source == "search":  # with its rows of the teacher's soft targets, if any
+        return attach_teacher(data.load(device), recipe, cfg.out).first(images)
     full = data.info.train_size - data.val_images
-    return replace(data, train_subset=None if images >= full else images).load(device)
+    loaded = replace(data, train_subset=None if images >= full else images).load(device)
+    return attach_teacher(loaded, recipe, cfg.out)
 
 
 def _refit(cfg: SearchConfig, spec, shipped: Weights, device) -> tuple[dict, int]:
     """``spec`` trained again as ``shipped`` was (its recipe, seed and training images) on
     those images and the validation split together; returns the weights and the image
     count. Nothing is left to validate it on: the test set only reports."""
+    from budgetnas.search.teacher import refit_targets
     from budgetnas.trainers.train import train
 
     data = _training_images(cfg, shipped, device)
     both = Split(torch.cat([data.train.x, data.val.x]), torch.cat([data.train.y, data.val.y]))
     recipe = TrainConfig.from_dict(shipped.recipe or cfg.recipe.to_dict())
-    result = train(spec, TrainVal(data.info, both, data.val), recipe, device=device)
+    soft = refit_targets(data, recipe, cfg.out)  # a distilled recipe: the teacher's on both
+    result = train(spec, TrainVal(data.info, both, data.val, soft=soft), recipe, device=device)
     state = {k: v.cpu() for k, v in result.model.state_dict().items()}
     return state, len(both)
 

@@ -32,6 +32,7 @@ from budgetnas.search.choose import (
 from budgetnas.search.config import RECIPE_OPTIONS
 from budgetnas.search.errors import SearchError
 from budgetnas.search.runs import WEIGHTS_DIR, open_run
+from budgetnas.search.teacher import attach_teacher
 from budgetnas.search.verified import (
     FailedSeed,
     Fidelity,
@@ -136,7 +137,7 @@ class Verifier:
             train_subset=train_subset,
             data_dir=str(data_dir) if data_dir is not None else self.cfg.data.data_dir,
         )
-        self.data = data_cfg.load(self.device)
+        self.data = attach_teacher(data_cfg.load(self.device), self.cfg.recipe, self.run)
         self.test = data_cfg.load_test(self.device)
 
     def fitted(self, item: Verified) -> tuple[TrainConfig, Verified]:

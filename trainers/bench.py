@@ -228,7 +228,10 @@ def seconds_per_image(
     n = min(len(data.train), batch * steps)
     val = Split(data.val.x[:1], data.val.y[:1])
     probe = replace(cfg, epochs=1)
-    warm = TrainVal(data.info, Split(data.train.x[:batch], data.train.y[:batch]), val)
-    train(spec, warm, probe, device=device)
-    timed = TrainVal(data.info, Split(data.train.x[:n], data.train.y[:n]), val)
-    return train(spec, timed, probe, device=device).train_time_s / n
+
+    def first(k: int) -> TrainVal:  # with their rows of a teacher's soft targets, if any
+        soft = None if data.soft is None else data.soft.take(torch.arange(k))
+        return TrainVal(data.info, Split(data.train.x[:k], data.train.y[:k]), val, soft=soft)
+
+    train(spec, first(batch), probe, device=device)
+    return train(spec, first(n), probe, device=device).train_time_s / n

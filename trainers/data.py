@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from budgetnas.trainers.sources import (
     read_source,
     resize_images,
 )
+
+if TYPE_CHECKING:
+    from budgetnas.trainers.distill import SoftTargets
 
 
 class DataError(Exception):
@@ -118,6 +121,8 @@ class TrainVal:
     train: Split
     val: Split
     digest: str = ""  # ``splits_digest`` of both splits, as loaded ("": not computed yet)
+    # a teacher's logits, one row per training image, for a recipe that distils from it
+    soft: SoftTargets | None = None
 
     def first(self, n: int) -> TrainVal:
         """The first ``n`` training images of a fixed permutation of the training split (in
@@ -128,7 +133,10 @@ class TrainVal:
         gen = torch.Generator().manual_seed(SUBSET_SEED)
         keep = torch.randperm(len(self.train), generator=gen)[:n].sort().values
         keep = keep.to(self.train.x.device)
-        return TrainVal(self.info, Split(self.train.x[keep], self.train.y[keep]), self.val)
+        soft = None if self.soft is None else self.soft.take(keep)
+        return TrainVal(
+            self.info, Split(self.train.x[keep], self.train.y[keep]), self.val, soft=soft
+        )
 
     def data_digest(self) -> str:
         """``splits_digest(train, val)``: exactly the images and labels trained and validated

@@ -14,8 +14,17 @@ SCHEDULES = ("onecycle", "constant")
 PRECISIONS = ("fp32", "bf16")  # bf16: the forward pass and loss under bf16 autocast
 # Settings added after results were first stored: kept out of a recipe's dict while at their
 # default, so the results, cache keys and study fingerprints of earlier versions stay valid.
-LATER_DEFAULTS: dict[str, Any] = {"precision": "fp32", "channels_last": False}
+LATER_DEFAULTS: dict[str, Any] = {
+    "precision": "fp32",
+    "channels_last": False,
+    "ema": 0.0,
+    "beta1": 0.9,
+    "distill": 0.0,
+    "temperature": 4.0,
+    "teacher": None,
+}
 MAX_AUGMENT_STRENGTH = 3.0
+ADAMW_BETA1 = 0.9  # torch's default: a recipe at it trains as before the setting existed
 
 
 class ConfigError(ValueError):
@@ -74,6 +83,17 @@ class TrainConfig:
     seed: int = 0
     precision: str = "fp32"
     channels_last: bool = False  # the network and its batches in NHWC memory order
+    # the weights returned (validated, cached, verified, exported) are an exponential moving
+    # average of the trained ones with this decay per optimizer step (trainers.ema); 0: off
+    ema: float = 0.0
+    beta1: float = ADAMW_BETA1  # AdamW's first-moment decay (its momentum); AdamW only
+    # distillation (trainers.distill): the loss is (1 - distill) x cross-entropy + distill x
+    # temperature^2 x KL(teacher || student), both softened by the temperature; 0: off
+    distill: float = 0.0
+    temperature: float = 4.0
+    # the teacher's identity: the sha256 of its soft targets on the training images
+    # (trainers.distill.targets_id), so that another teacher is another result
+    teacher: str | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -96,6 +116,60 @@ class TrainConfig:
             raise ConfigError(f"augment must be an AugmentConfig, got {self.augment!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}")
+        self._check_later_settings()
+
+    def _check_later_settings(self) -> None:
+        """EMA, AdamW's beta1 and distillation: each a number in its range, and nothing set
+        that the rest of the recipe would ignore."""
+        for name, low, high, closed in (
+            ("ema", 0.0, 1.0, False),
+            ("beta1", 0.0, 1.0, False),
+            ("distill", 0.0, 1.0, True),
+        ):
+            value = getattr(self, name)
+            inside = isinstance(value, (int, float)) and not isinstance(value, bool)
+            inside = inside and low <= value and (value <= high if closed else value < high)
+            if not inside:
+                bracket = "]" if closed else ")"
+                raise ConfigError(
+                    f"{name} must be a number in [{low:g}, {high:g}{bracket}, got {value!r}"
+                )
+        if self.optimizer != "adamw" and self.beta1 != ADAMW_BETA1:
+            raise ConfigError(
+                f"beta1 is AdamW's (--optimizer adamw); {self.optimizer} has its momentum "
+                "(--momentum): use one or the other"
+            )
+        if isinstance(self.temperature, bool) or not (
+            isinstance(self.temperature, (int, float)) and self.temperature > 0
+        ):
+            raise ConfigError(
+                f"distillation temperature must be positive, got {self.temperature!r}"
+            )
+        teacher = self.teacher
+        if teacher is not None and (
+            not isinstance(teacher, str)
+            or len(teacher) != 64
+            or any(c not in "0123456789abcdef" for c in teacher)
+        ):
+            raise ConfigError(
+                f"teacher must be the sha256 (64 hex digits) of a teacher's soft targets, got "
+                f"{teacher!r}"
+            )
+        if self.distill > 0 and teacher is None:
+            raise ConfigError(
+                "distillation (distill > 0) needs a teacher: give its identity (budgetnas "
+                "search --teacher auto or PATH), or set distill to 0"
+            )
+        if self.distill == 0 and self.temperature != LATER_DEFAULTS["temperature"]:
+            raise ConfigError(
+                "a distillation temperature is used only with distill > 0: set distill, or "
+                "leave the temperature at its default"
+            )
+        if teacher is not None and self.distill == 0:
+            raise ConfigError(
+                "a teacher is learned from only with distill > 0: set its weight, or leave the "
+                "teacher out"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

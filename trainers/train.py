@@ -23,6 +23,8 @@ from budgetnas.space.build import build
 from budgetnas.space.spec import ArchSpec
 from budgetnas.trainers.augment import random_affine
 from budgetnas.trainers.data import TrainVal
+from budgetnas.trainers.distill import check_targets, distill_loss
+from budgetnas.trainers.ema import WeightAverage
 from budgetnas.trainers.evaluate import device_name, evaluate
 from budgetnas.trainers.recipe import TrainConfig
 
@@ -48,7 +50,12 @@ class TrainResult:
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(
+            model.parameters(),
+            lr=cfg.lr,
+            betas=(cfg.beta1, 0.999),
+            weight_decay=cfg.weight_decay,
+        )
     return torch.optim.SGD(
         model.parameters(),
         lr=cfg.lr,
@@ -100,6 +107,9 @@ def train(
 ) -> TrainResult:
     """Train ``spec`` on ``data.train``, validating after every epoch.
 
+    With ``cfg.ema`` the network returned and validated is the weights' moving average
+    (``trainers.ema``); with ``cfg.distill`` the loss learns from ``data.soft``, the soft
+    targets of the recipe's teacher (``trainers.distill``).
     ``on_epoch(epoch, val_acc, train_loss)`` is called after each epoch (0-based); an exception
     it raises stops training and propagates (how a pruner ends a trial).
     """
@@ -119,6 +129,12 @@ def _train(
     model = build(spec).to(device)  # initialised from the seeded CPU generator
     layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(memory_format=layout)
+    soft = None
+    if cfg.distill:
+        check_targets(cfg, data.soft, data.train, spec.num_classes)
+        soft = data.soft.logits.to(device)  # (N, classes): row i for training image i
+    average = WeightAverage(model, cfg.ema) if cfg.ema else None
+    trained = model if average is None else average.model  # what is validated and returned
     train_x, train_y = data.train.x.to(device), data.train.y.to(device)
     val = data.val.to(device)
     n = len(train_y)
@@ -146,23 +162,28 @@ def _train(
             x = random_affine(x, cfg.augment, gen).contiguous(memory_format=layout)
             with autocast(cfg, device):
                 out = model(x)
-                loss = F.cross_entropy(out, train_y[idx], label_smoothing=cfg.label_smoothing)
+                if soft is None:
+                    loss = F.cross_entropy(out, train_y[idx], label_smoothing=cfg.label_smoothing)
+                else:
+                    loss = distill_loss(out, train_y[idx], soft[idx], cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if average is not None:
+                average.update(model)
             if sched is not None:
                 sched.step()
             loss_sum += loss.detach()
         mean_loss = loss_sum.item() / steps
         if not math.isfinite(mean_loss):
             raise TrainingError(f"training loss became {mean_loss} in epoch {epoch + 1}")
-        acc = evaluate(model, val, batch_size=cfg.eval_batch_size)
+        acc = evaluate(trained, val, batch_size=cfg.eval_batch_size)
         val_curve.append(acc)
         loss_curve.append(mean_loss)
         if on_epoch is not None:
             on_epoch(epoch, acc, mean_loss)
     return TrainResult(
-        model=model,
+        model=trained,
         val_curve=val_curve,
         loss_curve=loss_curve,
         train_time_s=time.perf_counter() - start,
