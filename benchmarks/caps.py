@@ -16,7 +16,7 @@ import statistics
 
 import optuna
 
-from budgetnas.search.budget import parse_count
+from budgetnas.search.units import parse_count
 from budgetnas.space.count import analyze
 from budgetnas.space.memory import activation_memory
 from budgetnas.space.sample import Rejected, sample_spec

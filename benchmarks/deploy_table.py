@@ -16,10 +16,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from budgetnas.reports.frame import trials_frame
-from budgetnas.reports.pareto import best_row
-from budgetnas.search.export import export_trial
-from budgetnas.search.runs import open_run
+from budgetnas.reports.front.frame import trials_frame
+from budgetnas.reports.front.pareto import best_row
+from budgetnas.search.handback.export import export_trial
+from budgetnas.search.study.runs import open_run
 from budgetnas.space.memory import FLOAT32, INT8, activation_memory
 from budgetnas.space.spec import ArchSpec
 

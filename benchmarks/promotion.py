@@ -45,8 +45,8 @@ REMEASURE_SEEDS = (1001, 1002)
 
 
 def _config(args, strategy: str, seed: int, out: Path):
-    from budgetnas.search.config import new_config
-    from budgetnas.search.schedule import plan_rungs
+    from budgetnas.search.schedule.promotion import plan_rungs
+    from budgetnas.search.study.config import new_config
 
     common = dict(
         out=out,
@@ -102,14 +102,14 @@ def run_one(args, strategy: str, seed: int) -> dict:
     """One search and the re-measurement of its answer; returns the figures."""
     import pandas as pd
 
-    from budgetnas.reports.frame import trials_frame
-    from budgetnas.reports.pareto import hypervolume, pareto_front
-    from budgetnas.search.driver import run_search
-    from budgetnas.search.racing import front_to_verify
-    from budgetnas.search.runs import open_run, trial_spec
-    from budgetnas.search.schedule import rung_of, trained_image_epochs
-    from budgetnas.search.verified import stored_results
-    from budgetnas.search.verify import verify_run
+    from budgetnas.reports.front.frame import trials_frame
+    from budgetnas.reports.front.pareto import hypervolume, pareto_front
+    from budgetnas.search.schedule.promotion import rung_of, trained_image_epochs
+    from budgetnas.search.study.driver import run_search
+    from budgetnas.search.study.runs import open_run, trial_spec
+    from budgetnas.search.verification.racing import front_to_verify
+    from budgetnas.search.verification.records import stored_results
+    from budgetnas.search.verification.retrain import verify_run
     from budgetnas.trainers.data import load_train_val
     from budgetnas.trainers.recipe import default_recipe
     from budgetnas.trainers.train import train

@@ -15,8 +15,8 @@ from dataclasses import replace
 
 import torch
 
-from budgetnas.search.runs import open_run, trial_spec
-from budgetnas.search.schedule import rung_of
+from budgetnas.search.schedule.promotion import rung_of
+from budgetnas.search.study.runs import open_run, trial_spec
 from budgetnas.trainers.recipe import TrainConfig
 from budgetnas.trainers.train import train
 

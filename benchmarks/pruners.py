@@ -16,10 +16,10 @@ from pathlib import Path
 
 from common import reduced_search
 
-from budgetnas.reports.frame import trials_frame
-from budgetnas.reports.pareto import pareto_front
-from budgetnas.search.driver import run_search
-from budgetnas.search.runs import summary_counts
+from budgetnas.reports.front.frame import trials_frame
+from budgetnas.reports.front.pareto import pareto_front
+from budgetnas.search.study.driver import run_search
+from budgetnas.search.study.runs import summary_counts
 
 
 def main() -> None:

@@ -147,8 +147,8 @@ def run_teacher(args: argparse.Namespace, dataset: str, epochs: int) -> dict:
     kept for the distillation tasks."""
     import torch
 
-    from budgetnas.search.cache import ResultCache
-    from budgetnas.search.teacher import TEACHER_EPOCHS, auto_teacher
+    from budgetnas.search.cache.store import ResultCache
+    from budgetnas.search.study.teacher import TEACHER_EPOCHS, auto_teacher
     from budgetnas.trainers.distill import SoftTargets, soft_targets
 
     data = load_data(args, dataset)

@@ -48,11 +48,11 @@ from pathlib import Path
 
 import numpy as np
 
-from budgetnas.reports.frame import trials_frame
-from budgetnas.reports.sizes import sampled_params, size_bands
-from budgetnas.search.reporting import spent_table
-from budgetnas.search.runs import open_run
-from budgetnas.search.verified import Verified, best_verified, stored_results
+from budgetnas.reports.front.frame import trials_frame
+from budgetnas.reports.front.sizes import sampled_params, size_bands
+from budgetnas.reports.page.run import spent_table
+from budgetnas.search.study.runs import open_run
+from budgetnas.search.verification.records import Verified, best_verified, stored_results
 
 STRATEGIES = ("old", "new")
 YARDSTICKS = ("001", "002")

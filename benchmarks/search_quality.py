@@ -29,11 +29,11 @@ from pathlib import Path
 import pandas as pd
 from common import reduced_search
 
-from budgetnas.reports.frame import trials_frame
-from budgetnas.reports.pareto import hypervolume, pareto_front
-from budgetnas.search.config import CONFIG_FILE
-from budgetnas.search.driver import run_search
-from budgetnas.search.runs import finished, open_run
+from budgetnas.reports.front.frame import trials_frame
+from budgetnas.reports.front.pareto import hypervolume, pareto_front
+from budgetnas.search.study.config import CONFIG_FILE
+from budgetnas.search.study.driver import run_search
+from budgetnas.search.study.runs import finished, open_run
 
 # name -> (sampler, pruner, references); "tpe" is the default before this benchmark existed
 STRATEGIES = {

@@ -26,11 +26,11 @@ SPACES = ("default", "rich")
 
 
 def run_one(args, space: str, seed: int) -> dict:
-    from budgetnas.reports.frame import trials_frame
-    from budgetnas.reports.pareto import hypervolume, pareto_front
-    from budgetnas.search.driver import run_search
-    from budgetnas.search.runs import open_run, summary_counts
-    from budgetnas.search.schedule import trained_image_epochs
+    from budgetnas.reports.front.frame import trials_frame
+    from budgetnas.reports.front.pareto import hypervolume, pareto_front
+    from budgetnas.search.schedule.promotion import trained_image_epochs
+    from budgetnas.search.study.driver import run_search
+    from budgetnas.search.study.runs import open_run, summary_counts
 
     out = Path(args.out) / space / f"seed{seed}"
     cfg = reduced_search(

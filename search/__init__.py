@@ -1,10 +1,10 @@
 """The Optuna search: config, study, objective, driver, verification, export, and the CLI."""
 
-from budgetnas.search.budget import format_params, parse_budget, parse_ladder
-from budgetnas.search.config import SearchConfig, new_config
 from budgetnas.search.errors import SearchError
-from budgetnas.search.export import ExportResult, export_trial
-from budgetnas.search.runs import open_run, read_config, summary_counts, trial_spec
+from budgetnas.search.handback.export import ExportResult, export_trial
+from budgetnas.search.study.config import SearchConfig, new_config
+from budgetnas.search.study.runs import open_run, read_config, summary_counts, trial_spec
+from budgetnas.search.units import format_params, parse_budget, parse_ladder
 
 __all__ = [
     "ExportResult",
@@ -29,11 +29,11 @@ def __getattr__(name: str):
     """``run_search``, ``run_worker`` and ``verify_run`` import the training stack: on use only,
     so that reading a run (reports, export) does not."""
     if name in ("run_search", "run_worker"):
-        from budgetnas.search import driver
+        from budgetnas.search.study import driver
 
         return getattr(driver, name)
     if name == "verify_run":
-        from budgetnas.search.verify import verify_run
+        from budgetnas.search.verification.retrain import verify_run
 
         return verify_run
     raise AttributeError(f"module 'budgetnas.search' has no attribute {name!r}")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-from budgetnas.search.driver import run_search
+from budgetnas.search.study.driver import run_search
 from tests.helpers import quick_config
 
 
@@ -49,16 +49,17 @@ def test_reading_and_reporting_a_run_does_not_import_training(tmp_path, syntheti
     out = _python(
         f"""
         import json, sys
-        from budgetnas.search.reporting import write_run_reports
-        from budgetnas.search.runs import open_run
-        from budgetnas.search.export import pick_trial
+        from budgetnas.reports.page.run import write_run_reports
+        from budgetnas.search.study.runs import open_run
+        from budgetnas.search.handback.export import pick_trial
         cfg, study = open_run({str(run)!r})
         write_run_reports(cfg, study)
         pick_trial(study.trials, None, cap=cfg.budget)
-        from budgetnas.search.racing import race_lines
+        from budgetnas.search.verification.racing import race_lines
         assert race_lines(cfg, study), "no race read"
-        heavy = ["budgetnas.trainers.train", "budgetnas.search.objective",
-                 "budgetnas.search.driver", "budgetnas.search.verify", "torchvision"]
+        heavy = ["budgetnas.trainers.train", "budgetnas.search.sampling.objective",
+                 "budgetnas.search.study.driver", "budgetnas.search.verification.retrain",
+                 "torchvision"]
         print(json.dumps([m for m in heavy if m in sys.modules]))
         """,
         cwd=tmp_path,

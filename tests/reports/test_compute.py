@@ -9,10 +9,10 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from budgetnas.reports.compute import TOTAL, VerifyTraining, compute_line, compute_table
-from budgetnas.reports.html import write_reports
-from budgetnas.search.reporting import spent_table, verify_trainings
-from budgetnas.search.verified import FailedSeed, Fidelity, SeedRun, Verified, store
+from budgetnas.reports.front.compute import TOTAL, VerifyTraining, compute_line, compute_table
+from budgetnas.reports.page.html import write_reports
+from budgetnas.reports.page.run import spent_table, verify_trainings
+from budgetnas.search.verification.records import FailedSeed, Fidelity, SeedRun, Verified, store
 from budgetnas.space.count import analyze
 from budgetnas.space.memory import activation_memory
 from budgetnas.space.zoo import ZOO
@@ -178,7 +178,7 @@ def test_the_total_says_not_known_when_no_reused_trainings_time_is():
 
     from optuna.trial import TrialState, create_trial
 
-    from budgetnas.reports.compute import TOTAL, compute_table
+    from budgetnas.reports.front.compute import TOTAL, compute_table
 
     hit = create_trial(
         state=TrialState.PRUNED,

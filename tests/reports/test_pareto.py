@@ -3,7 +3,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from budgetnas.reports.pareto import best_row, hypervolume, pareto_front
+from budgetnas.reports.front.pareto import best_row, hypervolume, pareto_front
 
 
 def _frame(rows):

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from budgetnas.search.budget import format_params, parse_budget
 from budgetnas.search.errors import SearchError
+from budgetnas.search.units import format_params, parse_budget
 
 
 @pytest.mark.parametrize(

@@ -14,10 +14,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from budgetnas.search import cache as cache_module
-from budgetnas.search import objective
-from budgetnas.search import verify as verify_module
-from budgetnas.search.cache import (
+from budgetnas.search.cache.store import (
     ResultCache,
     cached_train,
     cpu_kind,
@@ -26,10 +23,13 @@ from budgetnas.search.cache import (
     open_cache,
     result_key,
 )
+from budgetnas.search.cache import store as cache_module
 from budgetnas.search.cli import app
 from budgetnas.search.errors import SearchError
-from budgetnas.search.runs import open_run
-from budgetnas.search.verified import stored_results
+from budgetnas.search.sampling import objective
+from budgetnas.search.study.runs import open_run
+from budgetnas.search.verification import retrain as verify_module
+from budgetnas.search.verification.records import stored_results
 from budgetnas.space.spec import ArchSpec, Conv, Head, Transition
 from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.augment import NO_AUGMENT
@@ -393,9 +393,9 @@ def test_a_reused_trial_says_so_on_its_line_and_in_the_report(tmp_path):
 
     from optuna.trial import TrialState, create_trial
 
-    from budgetnas.reports.frame import trials_frame
-    from budgetnas.reports.html import _table
-    from budgetnas.search.progress import Progress
+    from budgetnas.reports.front.frame import trials_frame
+    from budgetnas.reports.page.html import _table
+    from budgetnas.search.study.progress import Progress
 
     study = optuna.create_study(directions=["maximize"])
     attrs = {"params": 1234, "val_curve": [0.5], "summary": "s", "macs": 1, "activation": 1}
@@ -420,7 +420,7 @@ def test_a_reused_trial_says_so_on_its_line_and_in_the_report(tmp_path):
 
 
 def test_helper_processes_share_the_cache(tmp_path, synthetic_root, monkeypatch):
-    from budgetnas.search import driver
+    from budgetnas.search.study import driver
     from tests.helpers import quick_config
 
     seen = []
@@ -635,7 +635,7 @@ def test_two_trial_processes_fill_the_cache_and_a_second_search_reuses_it(synthe
 def _interrupt_the_fourth_training(monkeypatch) -> None:
     """The search's 4th training (a reference network, then candidates 1, 2, 3) is stopped
     by Ctrl-C at the end of its last epoch, before its result is written anywhere."""
-    from budgetnas.search import objective
+    from budgetnas.search.sampling import objective
 
     real, calls = objective.train, []
 
@@ -662,9 +662,9 @@ def _small(root, out):
 def test_an_interrupted_search_resumed_with_its_cache_ends_as_an_uninterrupted_one(
     synthetic_root, tmp_path, monkeypatch
 ):
-    from budgetnas.search import objective
-    from budgetnas.search.driver import run_search
-    from budgetnas.search.runs import read_config
+    from budgetnas.search.sampling import objective
+    from budgetnas.search.study.driver import run_search
+    from budgetnas.search.study.runs import read_config
 
     whole, broken = tmp_path / "whole-cache", tmp_path / "broken-cache"
     run_search(_small(synthetic_root, tmp_path / "a"), quiet=True, cache=ResultCache(whole))
@@ -687,9 +687,9 @@ def test_a_resumed_search_takes_what_the_cache_holds(synthetic_root, tmp_path, m
     """Interrupted without a cache, resumed with one that holds the same search's trainings:
     the resume trains nothing (the interrupted candidate, the verification: all reused) and
     ends with the uninterrupted search's results."""
-    from budgetnas.search import objective
-    from budgetnas.search.driver import run_search
-    from budgetnas.search.runs import read_config
+    from budgetnas.search.sampling import objective
+    from budgetnas.search.study.driver import run_search
+    from budgetnas.search.study.runs import read_config
 
     cache = tmp_path / "cache"
     run_search(_small(synthetic_root, tmp_path / "a"), quiet=True, cache=ResultCache(cache))
@@ -726,8 +726,8 @@ def test_a_search_looks_its_references_up_at_the_threads_its_processes_train_wit
     """With 2 trial processes on 4 cores each trains at 2 threads (and so does the search's
     verification): the time budget's lookup of what the cache holds keys by 2 threads, so a
     second search finds its first's reference trainings, and none trained at 1 thread."""
-    from budgetnas.search import cache as cache_mod
-    from budgetnas.search.yardsticks import held_by_cache
+    from budgetnas.search.cache import store as cache_mod
+    from budgetnas.search.schedule.yardsticks import held_by_cache
     from tests.helpers import quick_config
 
     monkeypatch.setattr(cache_mod, "usable_cores", lambda: 4)

@@ -12,8 +12,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from budgetnas.search import cache as cache_module
-from budgetnas.search.cache import ResultCache
+from budgetnas.search.cache.store import ResultCache
+from budgetnas.search.cache import store as cache_module
 from budgetnas.search.cli import app
 from tests.helpers import cli_error
 
@@ -89,7 +89,7 @@ def test_the_listing_counts_entries_by_age_and_ignores_unfinished_writes(filled)
 
 
 def cache_module_size(n: int) -> str:
-    from budgetnas.search.cache_admin import format_size
+    from budgetnas.search.cache.admin import format_size
 
     return format_size(n)
 
@@ -151,7 +151,7 @@ def test_bad_values_are_one_line(filled, args, message):
 
 
 def test_sizes_and_ages_as_users_write_them():
-    from budgetnas.search.cache_admin import format_size, parse_age, parse_size
+    from budgetnas.search.cache.admin import format_size, parse_age, parse_size
 
     assert parse_size("500M") == 500 * 2**20 and parse_size("1.5g") == int(1.5 * 2**30)
     assert parse_size("200k") == 200 * 1024 and parse_size("2GB") == 2 * 2**30

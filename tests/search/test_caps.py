@@ -8,10 +8,10 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from budgetnas.search import objective
 from budgetnas.search.cli import app
-from budgetnas.search.driver import run_search
-from budgetnas.search.runs import open_run, summary_counts
+from budgetnas.search.sampling import objective
+from budgetnas.search.study.driver import run_search
+from budgetnas.search.study.runs import open_run, summary_counts
 from budgetnas.space.count import analyze
 from budgetnas.space.memory import activation_memory
 from budgetnas.space.sample import Rejected, sample_spec
@@ -84,8 +84,8 @@ def test_a_candidate_over_a_cap_is_rejected_not_trained(
     tmp_path, synthetic_root, monkeypatch, caps, by, reason
 ):
     assert analyze(OVER).macs > 100_000 and activation_memory(OVER).peak > 10_240
-    from budgetnas.search import driver
     from budgetnas.search.errors import SearchError
+    from budgetnas.search.study import driver
 
     monkeypatch.setattr(objective, "sample_spec", lambda *a, **k: OVER)
     monkeypatch.setattr(driver, "REJECTIONS_IN_A_ROW", 2)
@@ -164,7 +164,7 @@ def test_rejected_candidates_do_not_use_up_the_trial_count(tmp_path, synthetic_r
 
 
 def test_rejections_that_keep_coming_stop_the_search(tmp_path, synthetic_root, monkeypatch):
-    from budgetnas.search import driver
+    from budgetnas.search.study import driver
 
     monkeypatch.setattr(driver, "REJECTIONS_IN_A_ROW", 7)
     monkeypatch.setattr(objective, "sample_spec", lambda *a, **k: OVER)

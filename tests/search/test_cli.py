@@ -97,7 +97,7 @@ def test_console_script_exit_code_and_one_line(tmp_path):
 
 def test_help_shows_the_library_defaults():
     """Defaults live in the library; --help must still show them (not swallow "[...]")."""
-    from budgetnas.search.config import SearchConfig
+    from budgetnas.search.study.config import SearchConfig
     from budgetnas.trainers.recipe import TrainConfig
 
     result = runner.invoke(app, ["search", "--help"], terminal_width=200)

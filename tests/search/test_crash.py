@@ -14,7 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from budgetnas.search.runs import open_run
+from budgetnas.search.study.runs import open_run
 from tests.helpers import cli_module, search_args
 
 
@@ -181,9 +181,9 @@ def test_ctrl_c_during_a_promotion_then_resume(tmp_path, synthetic_root, monkeyp
     """Interrupted (KeyboardInterrupt, as Ctrl-C raises it) while a promoted candidate trains
     at rung 1: the trial is not a failure of the candidate, which the resume trains at rung 1
     once, and the promotion holds one slot: the rung's quota still moves up in full."""
-    from budgetnas.search import objective
-    from budgetnas.search.driver import run_search
-    from budgetnas.search.runs import read_config
+    from budgetnas.search.sampling import objective
+    from budgetnas.search.study.driver import run_search
+    from budgetnas.search.study.runs import read_config
     from tests.helpers import quick_config
 
     real = objective.train
@@ -282,7 +282,7 @@ def _two_process_search(root: Path, run: Path, *extra: str) -> subprocess.Popen:
 
 def _wait_until(proc: subprocess.Popen, run: Path, found, deadline_s: float = 240.0):
     """Poll the run's journal until ``found(trials)`` returns a trial; returns it."""
-    from budgetnas.search.storage import journal_url, open_storage
+    from budgetnas.search.study.storage import journal_url, open_storage
 
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
@@ -318,7 +318,7 @@ def test_kill_9_of_a_two_process_search_ends_its_helper_then_resume_trains_each_
     """kill -9 of the first process of a --workers 2 search while rung 1 trains: its helper
     ends within seconds (it does not go on sampling and training beside the resume), and the
     resume trains every candidate and every promotion once."""
-    from budgetnas.search.schedule import is_searched, lineage, promoted_from, rung_of
+    from budgetnas.search.schedule.promotion import is_searched, lineage, promoted_from, rung_of
 
     run = tmp_path / "run"
     proc = _two_process_search(synthetic_root, run, "--quiet")

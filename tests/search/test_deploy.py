@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
-from budgetnas.search.driver import run_search
+from budgetnas.search.study.driver import run_search
 from budgetnas.space.build import build
 from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.data import DataConfig
@@ -58,7 +58,7 @@ def test_bad_export_options_are_one_line(run, tmp_path, args, message):
 ort = pytest.importorskip(
     "onnxruntime", reason="the deploy extra (onnx, onnxruntime) is not installed"
 )
-from budgetnas.search.deploy import export_onnx, onnx_logits, quantize_int8  # noqa: E402
+from budgetnas.search.handback.deploy import export_onnx, onnx_logits, quantize_int8  # noqa: E402
 
 
 @pytest.mark.parametrize("key", sorted(ZOO))
@@ -106,8 +106,8 @@ def test_int8_accuracy_of_seed_001_trained_on_mnist(mnist_root):
     import tempfile
     from pathlib import Path
 
-    from budgetnas.search.deploy import deploy
-    from budgetnas.search.export import calibration_images
+    from budgetnas.search.handback.deploy import deploy
+    from budgetnas.search.handback.export import calibration_images
 
     with tempfile.TemporaryDirectory() as tmp:
         report = deploy(

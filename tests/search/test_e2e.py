@@ -15,11 +15,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from budgetnas.reports.pareto import pareto_front
+from budgetnas.reports.front.pareto import pareto_front
 from budgetnas.search.cli import app
-from budgetnas.search.driver import run_search
-from budgetnas.search.export import export_trial
-from budgetnas.search.runs import open_run
+from budgetnas.search.handback.export import export_trial
+from budgetnas.search.study.driver import run_search
+from budgetnas.search.study.runs import open_run
 from budgetnas.trainers import data as data_module
 from tests.helpers import quick_config, search_args
 
@@ -227,7 +227,7 @@ def test_real_mnist_search_and_export(tmp_path, mnist_root):
     assert res.val_acc == res.shipped.val_acc
     assert res.val_acc >= max(search_val, best["verified_val_mean"] - 1e-9)
     # the reported test accuracy is that of the written module on the 10,000 test images
-    from budgetnas.search.export import import_module_from
+    from budgetnas.search.handback.export import import_module_from
     from budgetnas.trainers.data import load_test
 
     net = import_module_from(tmp_path / "best.py").load()
@@ -244,7 +244,7 @@ def test_a_search_reads_the_test_split_only_to_report_at_the_end(
     """No candidate, promotion or pruning decision can see the test split: it is read only
     once every trial of the schedule has finished, by the final verification (which chooses
     nothing: export picks by validation). Without the verification it is never read."""
-    from budgetnas.search.driver import ScheduleGuard
+    from budgetnas.search.study.driver import ScheduleGuard
 
     read = data_module._torchvision_split
     reads = []

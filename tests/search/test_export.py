@@ -14,10 +14,10 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
-from budgetnas.search.driver import run_search
-from budgetnas.search.runs import open_run
-from budgetnas.search.schedule import promoted_from, rung_of
-from budgetnas.search.verified import stored_results
+from budgetnas.search.schedule.promotion import promoted_from, rung_of
+from budgetnas.search.study.driver import run_search
+from budgetnas.search.study.runs import open_run
+from budgetnas.search.verification.records import stored_results
 from tests.helpers import quick_config
 
 runner = CliRunner()
@@ -50,8 +50,8 @@ def verified(promoted, tmp_path_factory):
     """A copy of ``promoted`` whose promotion was verified with one seed at 3 ep on 70 of the
     search's 100 training images (``--train-subset 70``): (run, rung-0 trial, promotion, the
     images verify trained that seed on, and the validation images)."""
-    from budgetnas.search import verify as verify_module
-    from budgetnas.search.verify import verify_run
+    from budgetnas.search.verification import retrain as verify_module
+    from budgetnas.search.verification.retrain import verify_run
 
     original, source, up = promoted
     run = tmp_path_factory.mktemp("export-verified") / "run"
@@ -183,8 +183,8 @@ def test_refit_of_verify_weights_on_the_full_split_with_the_default_validation_s
     """A search on a subset without ``--val-size`` (5,000 validation images, MNIST's default),
     verified on the full training split: the refit trains on all of it and the validation
     split (it stopped with a TypeError before)."""
-    from budgetnas.search.export import export_trial
-    from budgetnas.search.verify import verify_run
+    from budgetnas.search.handback.export import export_trial
+    from budgetnas.search.verification.retrain import verify_run
     from budgetnas.trainers import train as train_module
     from tests.helpers import write_synthetic_mnist
 

@@ -8,11 +8,11 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from budgetnas.search import objective
 from budgetnas.search.cli import app
-from budgetnas.search.driver import FAILURES_IN_A_ROW, run_search
-from budgetnas.search.objective import assign_cap
-from budgetnas.search.runs import open_run
+from budgetnas.search.sampling import objective
+from budgetnas.search.sampling.objective import assign_cap
+from budgetnas.search.study.driver import FAILURES_IN_A_ROW, run_search
+from budgetnas.search.study.runs import open_run
 from budgetnas.space.count import count_params
 from budgetnas.space.spec import ArchSpec, Conv, Head, Transition
 from budgetnas.trainers.train import TrainingError
@@ -137,7 +137,7 @@ def test_exporting_a_failed_trial_says_it_failed():
     from optuna.trial import create_trial
 
     from budgetnas.search.errors import SearchError
-    from budgetnas.search.export import pick_trial
+    from budgetnas.search.handback.export import pick_trial
 
     trials = []
     for number, state in enumerate([TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING]):

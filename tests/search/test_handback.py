@@ -11,10 +11,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from budgetnas.reports.frame import trials_frame
+from budgetnas.reports.front.frame import trials_frame
 from budgetnas.search.cli import app
-from budgetnas.search.runs import open_run
-from budgetnas.search.verified import stored_results
+from budgetnas.search.study.runs import open_run
+from budgetnas.search.verification.records import stored_results
 from tests.helpers import search_args
 
 runner = CliRunner()
@@ -78,7 +78,7 @@ def test_best_lines_rows_and_top_k_are_searched_networks(ref_on_top):
     page = (run / "report.html").read_text()
     assert f"best searched network: trial {best}</b>" in page
     assert "Seed networks trained in this study" in page and ">seed 002<" in page
-    from budgetnas.search import verify as verify_module
+    from budgetnas.search.verification import retrain as verify_module
 
     cfg, study = open_run(run)
     chosen = verify_module._choose(cfg, study, trials=None, top=2, zoo=None)

@@ -10,8 +10,8 @@ import torch
 from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
-from budgetnas.search.export import export_trial, import_module_from
-from budgetnas.search.runs import open_run
+from budgetnas.search.handback.export import export_trial, import_module_from
+from budgetnas.search.study.runs import open_run
 from budgetnas.space.spec import ArchSpec, Conv, Head, Transition
 from budgetnas.trainers.data import DataConfig, DataError
 from budgetnas.trainers.recipe import TrainConfig
@@ -64,7 +64,7 @@ def test_a_search_runs_on_three_channel_images_and_exports(shapes, tmp_path, kin
         assert net(images).shape == (8, 5)
     assert 0 <= res.test_acc <= 1
     pytest.importorskip("onnxruntime", reason="the deploy extra is not installed")
-    from budgetnas.search.deploy import onnx_logits
+    from budgetnas.search.handback.deploy import onnx_logits
 
     onnx = export_trial(run, out=tmp_path / "net.onnx", format="onnx", int8=True)
     assert onnx.onnx.max_abs_diff < 1e-4

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from budgetnas.reports.frame import trials_frame
-from budgetnas.reports.pareto import pareto_front
+from budgetnas.reports.front.frame import trials_frame
+from budgetnas.reports.front.pareto import pareto_front
 from tests.helpers import SHARED_SEARCH, cli_module, search_args
 
 

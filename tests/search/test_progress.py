@@ -8,7 +8,7 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from budgetnas.search.progress import Progress
+from budgetnas.search.study.progress import Progress
 
 
 def _add(study: optuna.Study, params: int, acc: float, state=TrialState.COMPLETE, **attrs):

@@ -5,7 +5,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from budgetnas.search.pruners import BandedMedianPruner, make_pruner
+from budgetnas.search.sampling.pruners import BandedMedianPruner, make_pruner
 
 
 def _study(rows):

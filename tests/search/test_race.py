@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from budgetnas.search.race import (
+from budgetnas.search.verification.race import (
     MAX_REACH,
     Entrant,
     Race,

@@ -13,8 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
-from budgetnas.search.driver import run_search
-from budgetnas.search.racing import (
+from budgetnas.search.study.driver import run_search
+from budgetnas.search.study.runs import open_run
+from budgetnas.search.verification.racing import (
     ACCOUNT_ATTR,
     CLAIMS_FILE,
     DEADLINE_ATTR,
@@ -25,8 +26,7 @@ from budgetnas.search.racing import (
     race_process,
     target_fidelity,
 )
-from budgetnas.search.runs import open_run
-from budgetnas.search.verified import Fidelity, SeedRun, Verified, store, stored_results
+from budgetnas.search.verification.records import Fidelity, SeedRun, Verified, store, stored_results
 from tests.helpers import quick_config
 
 runner = CliRunner()
@@ -167,7 +167,7 @@ def test_a_resumed_race_trains_only_the_seeds_it_lacks(raced, tmp_path, monkeypa
     nothing more when run again."""
     import shutil
 
-    from budgetnas.search import verify as verify_module
+    from budgetnas.search.verification import retrain as verify_module
 
     run = tmp_path / "again"
     shutil.copytree(raced, run)

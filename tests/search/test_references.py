@@ -10,14 +10,14 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from budgetnas.search import objective
 from budgetnas.search.cli import app
-from budgetnas.search.config import parse_references
-from budgetnas.search.driver import run_search
 from budgetnas.search.errors import SearchError
-from budgetnas.search.pruners import BandedMedianPruner
-from budgetnas.search.runs import finished, open_run
-from budgetnas.search.verified import Verified, stored_results
+from budgetnas.search.sampling import objective
+from budgetnas.search.sampling.pruners import BandedMedianPruner
+from budgetnas.search.study.config import parse_references
+from budgetnas.search.study.driver import run_search
+from budgetnas.search.study.runs import finished, open_run
+from budgetnas.search.verification.records import Verified, stored_results
 from budgetnas.space.count import count_params
 from budgetnas.space.spec import ArchSpec, Conv, Head, Transition
 from budgetnas.space.zoo import ZOO
@@ -54,9 +54,9 @@ def test_zoo_networks_under_the_cap_are_trained_in_the_study(ref_run):
 
 def test_report_draws_references_at_their_measured_accuracy(ref_run):
     """Computed, then drawn: the yardstick trace holds exactly the measured points."""
-    from budgetnas.reports.frame import trials_frame
-    from budgetnas.reports.html import pareto_figure
-    from budgetnas.reports.pareto import pareto_front
+    from budgetnas.reports.front.frame import trials_frame
+    from budgetnas.reports.front.pareto import pareto_front
+    from budgetnas.reports.page.html import pareto_figure
 
     run, _ = ref_run
     _, study = open_run(run)

@@ -11,10 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
-from budgetnas.search.config import differences
-from budgetnas.search.driver import run_search
-from budgetnas.search.objective import candidate_key
-from budgetnas.search.runs import CONFIG_ATTR, FINGERPRINT_ATTR, open_run
+from budgetnas.search.sampling.objective import candidate_key
+from budgetnas.search.study.config import differences
+from budgetnas.search.study.driver import run_search
+from budgetnas.search.study.runs import CONFIG_ATTR, FINGERPRINT_ATTR, open_run
 from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.recipe import TrainConfig
 from tests.helpers import cli_error, quick_config, search_args, write_synthetic_mnist
@@ -205,7 +205,7 @@ def test_resuming_on_other_data_names_the_runs_data_and_the_given_one(tmp_path, 
     or a folder run given an .npz, is one line naming both, and the run is left as it was."""
     import numpy as np
 
-    from budgetnas.search.config import new_config
+    from budgetnas.search.study.config import new_config
     from tests.helpers import shapes_arrays, write_image_folder
 
     npz = tmp_path / "x.npz"
@@ -255,7 +255,7 @@ def test_relative_paths_are_stored_absolute(tmp_path, synthetic_root, monkeypatc
 def _drive_nothing(monkeypatch) -> list:
     """Replace the driver's trial loop: each call records the study's trials as it found
     them, and runs nothing."""
-    from budgetnas.search import driver
+    from budgetnas.search.study import driver
 
     seen = []
     monkeypatch.setattr(
@@ -272,7 +272,7 @@ def test_resume_fails_the_dead_runs_trial_at_once_in_its_own_sqlite_file(
     before the first trial starts, without waiting for the heartbeat to go stale."""
     from optuna.trial import TrialState
 
-    from budgetnas.search.runs import read_config
+    from budgetnas.search.study.runs import read_config
 
     seen = _drive_nothing(monkeypatch)
     run = tmp_path / "run"
@@ -295,8 +295,8 @@ def test_resume_fails_the_dead_runs_trial_at_once_in_its_own_sqlite_file(
 def test_a_new_study_names_its_objectives_and_one_without_names_still_resumes(
     tmp_path, synthetic_root, monkeypatch
 ):
-    from budgetnas.search import driver
-    from budgetnas.search.runs import read_config
+    from budgetnas.search.study import driver
+    from budgetnas.search.study.runs import read_config
 
     _drive_nothing(monkeypatch)
     run = tmp_path / "run"

@@ -11,13 +11,13 @@ import pytest
 from optuna.trial import TrialState, create_trial
 from typer.testing import CliRunner
 
-from budgetnas.reports.frame import trials_frame
-from budgetnas.reports.pareto import pareto_front
+from budgetnas.reports.front.frame import trials_frame
+from budgetnas.reports.front.pareto import pareto_front
 from budgetnas.search.cli import app
-from budgetnas.search.export import best_weights, choose_network, weight_choices
-from budgetnas.search.run_weights import kept_trials
-from budgetnas.search.runs import open_run
-from budgetnas.search.verified import stored_results
+from budgetnas.search.handback.export import best_weights, choose_network, weight_choices
+from budgetnas.search.handback.run_weights import kept_trials
+from budgetnas.search.study.runs import open_run
+from budgetnas.search.verification.records import stored_results
 from tests.helpers import cli_error, search_args
 
 runner = CliRunner()

@@ -8,12 +8,8 @@ from optuna.trial import TrialState, create_trial
 from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
-from budgetnas.search.config import DEFAULT_RUNGS, auto_rungs, new_config
-from budgetnas.search.driver import run_search
 from budgetnas.search.errors import SearchError
-from budgetnas.search.racing import front_to_verify
-from budgetnas.search.runs import open_run
-from budgetnas.search.schedule import (
+from budgetnas.search.schedule.promotion import (
     MIN_RUNG_STEPS,
     Schedule,
     band_ranks,
@@ -23,7 +19,11 @@ from budgetnas.search.schedule import (
     rung_of,
     rung_steps,
 )
-from budgetnas.search.verified import stored_results
+from budgetnas.search.study.config import DEFAULT_RUNGS, auto_rungs, new_config
+from budgetnas.search.study.driver import run_search
+from budgetnas.search.study.runs import open_run
+from budgetnas.search.verification.racing import front_to_verify
+from budgetnas.search.verification.records import stored_results
 from tests.helpers import quick_config, search_args
 
 runner = CliRunner()
@@ -263,8 +263,8 @@ def test_references_are_trained_at_every_rung(climbed):
 @pytest.mark.slow  # the `climbed` search: 16 s on 2 cores
 def test_the_search_ends_with_the_front_verified_at_the_target(climbed):
     study, cfg = climbed
-    from budgetnas.reports.frame import trials_frame
-    from budgetnas.reports.pareto import pareto_front
+    from budgetnas.reports.front.frame import trials_frame
+    from budgetnas.reports.front.pareto import pareto_front
 
     _, study = open_run(cfg.out)
     front = pareto_front(trials_frame(study.trials), cap=cfg.budget, rung=2)
@@ -281,7 +281,7 @@ def test_the_search_ends_with_the_front_verified_at_the_target(climbed):
 def test_report_and_pareto_csv_show_the_rungs_and_the_verified_front(climbed):
     import pandas as pd
 
-    from budgetnas.search.reporting import write_run_reports
+    from budgetnas.reports.page.run import write_run_reports
 
     study, cfg = climbed
     write_run_reports(cfg, study)
@@ -300,8 +300,8 @@ def test_report_and_pareto_csv_show_the_rungs_and_the_verified_front(climbed):
     assert "fidelity rungs: 1 ep x 500 img -&gt; 1 ep x 1,000 img -&gt; 3 ep x 1,000 img" in page
     assert "Verified at the target fidelity (3 ep x 1,000 img)" in page
     assert "Candidates at each rung" in page
-    from budgetnas.reports.html import counts_text
-    from budgetnas.search.runs import summary_counts
+    from budgetnas.reports.page.html import counts_text
+    from budgetnas.search.study.runs import summary_counts
 
     assert f"; {counts_text(summary_counts(study), rungs=3)}</p>" in page  # every rung counted
 
@@ -310,7 +310,7 @@ def test_an_epoch_budget_counts_every_training_the_search_commits_to(tmp_path, s
     """--budget-epochs 8 at one rung with 1 verify seed: each candidate costs one training
     and commits the search to verifying it (up to 5 front members) once more: 4 + 4 fit
     in 8, a fifth (5 + 5) would not; and what was trained does fit."""
-    from budgetnas.search.schedule import trained_image_epochs
+    from budgetnas.search.schedule.promotion import trained_image_epochs
 
     cfg = quick_config(
         synthetic_root,
@@ -337,7 +337,7 @@ def test_a_time_budget_stops_sampling_when_the_next_candidate_would_not_fit(
     overrun, so sampling stops after one."""
     from typer.testing import CliRunner
 
-    import budgetnas.search.driver as driver
+    import budgetnas.search.study.driver as driver
     from budgetnas.search.cli import app
     from tests.helpers import search_args
 
@@ -376,7 +376,7 @@ def test_a_promotion_that_failed_is_not_tried_again_and_the_quota_is_never_excee
 
 
 def test_a_lost_claim_leaves_a_plain_sampled_candidate():
-    from budgetnas.search.schedule import is_sampled, lineage, rung0_used
+    from budgetnas.search.schedule.promotion import is_sampled, lineage, rung0_used
 
     lost = _trial(3, 4000, 0.9, rung=0, promoted_from=None, candidate=None)
     assert is_sampled(lost) and rung0_used(lost) and lineage(lost) == 3
@@ -386,7 +386,7 @@ def test_a_lost_claim_leaves_a_plain_sampled_candidate():
 
 @pytest.mark.slow  # trains for more than ten seconds on 2 cores
 def test_an_epoch_budget_holds_with_rungs(tmp_path, synthetic_root):
-    from budgetnas.search.schedule import trained_image_epochs
+    from budgetnas.search.schedule.promotion import trained_image_epochs
 
     cfg = quick_config(
         synthetic_root,
@@ -412,8 +412,8 @@ def test_an_epoch_budget_holds_with_rungs(tmp_path, synthetic_root):
 def test_export_ships_the_verified_winner_of_a_search_with_rungs(climbed, synthetic_root, tmp_path):
     """One search command ends with the front verified at the target; export's default is the
     best verified searched network, with its best verified weights, at that fidelity."""
-    from budgetnas.search.export import export_trial
-    from budgetnas.search.verified import best_verified
+    from budgetnas.search.handback.export import export_trial
+    from budgetnas.search.verification.records import best_verified
 
     study, cfg = climbed
     _, study = open_run(cfg.out)
@@ -457,13 +457,13 @@ def test_a_promotion_whose_process_died_takes_one_slot_with_its_retried_copy():
     assert (job.kind, job.rung, job.source.number) == ("promote", 1, 5)
     trials.append(_trial(8, 2900, 0.97, rung=1, promoted_from=5, candidate=5))
     assert schedule.next_job(trials, trials_wanted=10).kind == "sample"  # both slots used
-    from budgetnas.search.schedule import claims
+    from budgetnas.search.schedule.promotion import claims
 
     assert claims(trials) == {1: 1, 5: 1}
 
 
 def test_trained_image_epochs_counts_pruned_and_failed_trials():
-    from budgetnas.search.schedule import trained_image_epochs
+    from budgetnas.search.schedule.promotion import trained_image_epochs
 
     rungs = plan_rungs(epochs=3, images=3000, rungs=2, eta=3)  # 1 ep x 3,000, 3 ep x 3,000
     trials = [
@@ -479,7 +479,7 @@ def test_trained_image_epochs_counts_pruned_and_failed_trials():
 
 def test_a_result_reused_from_the_results_cache_spends_no_epoch_budget():
     """A cache hit replays its curve (the pruner decides on it) but trains nothing here."""
-    from budgetnas.search.schedule import trained_image_epochs
+    from budgetnas.search.schedule.promotion import trained_image_epochs
 
     trials = [
         _trial(0, 3000, 0.9, val_curve=[0.9], train_images=1000),
@@ -491,8 +491,8 @@ def test_a_result_reused_from_the_results_cache_spends_no_epoch_budget():
 def test_a_pruned_trial_says_what_it_trained_on(tmp_path, synthetic_root, monkeypatch):
     """Every epoch of a pruned trial is counted by an epoch budget: the trial stores its
     training images before its first epoch, not only when it finishes."""
-    from budgetnas.search.objective import Objective
-    from budgetnas.search.schedule import trained_image_epochs
+    from budgetnas.search.sampling.objective import Objective
+    from budgetnas.search.schedule.promotion import trained_image_epochs
 
     monkeypatch.setattr(Objective, "_prune", lambda self, trial, epoch, acc: True)
     cfg = quick_config(
@@ -512,7 +512,7 @@ def test_waiting_for_other_processes_prints_no_experimental_warning(
 
     import optuna
 
-    from budgetnas.search.driver import ScheduleGuard
+    from budgetnas.search.study.driver import ScheduleGuard
 
     cfg = quick_config(synthetic_root, tmp_path / "run", trials=1, references="none")
     study = optuna.create_study()
@@ -554,7 +554,7 @@ def test_a_small_data_set_gets_the_rungs_that_rank(synthetic_root, tmp_path):
     """--rungs not given: 3 rungs on 1,293 images would leave rung 0 at 10 steps (and 3
     rungs of 40 steps or more do not fit under 10 epochs): 2 rungs, and the note says why;
     --rungs 3 given on the same data is honoured with a note on its 10-step rung 0."""
-    from budgetnas.search.driver import _notes
+    from budgetnas.search.study.driver import _notes
 
     assert auto_rungs(epochs=10, images=1293, eta=3, pruner="banded", batch=128) == (
         2,
@@ -591,7 +591,7 @@ def test_a_small_data_set_gets_the_rungs_that_rank(synthetic_root, tmp_path):
 def test_a_promotion_is_never_cut_by_the_pruner(tmp_path, synthetic_root, monkeypatch):
     """A pruner that would cut every trial after its first epoch: the promotions to the
     two-epoch target still train to the end (rung 0, of one epoch, has nothing to cut)."""
-    from budgetnas.search.objective import Objective
+    from budgetnas.search.sampling.objective import Objective
 
     monkeypatch.setattr(Objective, "_prune", lambda self, trial, epoch, acc: True)
     cfg = quick_config(
@@ -614,7 +614,7 @@ def test_the_pruner_waits_until_candidates_leave_chance(tmp_path, synthetic_root
     """An epoch of 6 optimizer steps (300 images, batch 50): with --rungs left to the search
     (here one rung fits), a pruner that would cut every trial cuts none before 40 steps
     (epoch 7); with --rungs given, it cuts after the first epoch, as the user chose."""
-    from budgetnas.search.objective import Objective
+    from budgetnas.search.sampling.objective import Objective
 
     monkeypatch.setattr(Objective, "_prune", lambda self, trial, epoch, acc: True)
 

@@ -11,13 +11,11 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from budgetnas.reports.sizes import band_edges, size_bands, size_table, sizes_line
+from budgetnas.reports.front.sizes import band_edges, size_bands, size_table, sizes_line
 from budgetnas.search.cli import app
-from budgetnas.search.config import SearchConfig
 from budgetnas.search.errors import SearchError
-from budgetnas.search.runs import open_run
-from budgetnas.search.samplers import make_sampler
-from budgetnas.search.sizing import (
+from budgetnas.search.sampling.samplers import make_sampler
+from budgetnas.search.sampling.sizing import (
     BLOCK,
     FRACTION_ATTR,
     SLOT_ATTR,
@@ -26,6 +24,8 @@ from budgetnas.search.sizing import (
     size_fraction,
     strata,
 )
+from budgetnas.search.study.config import SearchConfig
+from budgetnas.search.study.runs import open_run
 from tests.helpers import search_args
 
 runner = CliRunner()
@@ -110,7 +110,7 @@ def test_two_trials_that_both_found_the_same_free_slot_end_with_distinct_slots(m
     barrier holds each first write of a slot until both have read the study)."""
     import threading
 
-    from budgetnas.search import sizing
+    from budgetnas.search.sampling import sizing
 
     monkeypatch.setattr(sizing, "SETTLE_S", 0.05, raising=False)
     study = optuna.create_study()

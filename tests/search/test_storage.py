@@ -7,7 +7,7 @@ import multiprocessing as mp
 
 import optuna
 
-from budgetnas.search.storage import open_storage
+from budgetnas.search.study.storage import open_storage
 
 
 def _open(url: str, barrier, results) -> None:
@@ -58,8 +58,8 @@ def _study_with(*trials):
 def test_an_interrupted_promotion_is_queued_again_once_on_resume():
     from optuna.trial import TrialState
 
-    from budgetnas.search.schedule import Schedule, plan_rungs
-    from budgetnas.search.storage import requeue_lost
+    from budgetnas.search.schedule.promotion import Schedule, plan_rungs
+    from budgetnas.search.study.storage import requeue_lost
 
     C, F = TrialState.COMPLETE, TrialState.FAIL
     promotion = {"rung": 1, "promoted_from": 0, "candidate": 0, "cap": 5000, "params": 4000}
@@ -84,7 +84,7 @@ def test_an_interrupted_promotion_is_queued_again_once_on_resume():
 def test_a_retried_trial_is_not_queued_again():
     from optuna.trial import TrialState
 
-    from budgetnas.search.storage import requeue_lost
+    from budgetnas.search.study.storage import requeue_lost
 
     study = _study_with((TrialState.FAIL, {"rung": 0, "cap": 5000}))  # the heartbeat failed it
     study.add_trial(

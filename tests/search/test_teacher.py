@@ -11,10 +11,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from budgetnas.search.cache import ResultCache
+from budgetnas.search.cache.store import ResultCache
 from budgetnas.search.cli import app
 from budgetnas.search.errors import SearchError
-from budgetnas.search.teacher import (
+from budgetnas.search.study.teacher import (
     DEFAULT_DISTILL,
     TEACHER,
     TEACHER_EPOCHS,
@@ -147,7 +147,7 @@ def test_a_teacher_of_other_classes_is_one_line(synthetic_root, tmp_path):
 
 
 def test_auto_teacher_is_trained_once_through_the_cache(synthetic_root, tmp_path, monkeypatch):
-    import budgetnas.search.teacher as teacher_module
+    import budgetnas.search.study.teacher as teacher_module
 
     reused = []
     real = teacher_module.cached_train
@@ -177,7 +177,7 @@ def test_search_with_auto_teacher_distils_every_training(synthetic_root, tmp_pat
     folder keeps its soft targets, and a resumed search (and verify) find them."""
     import json
 
-    from budgetnas.search.runs import open_run
+    from budgetnas.search.study.runs import open_run
 
     out = tmp_path / "run"
     result = runner.invoke(

@@ -11,7 +11,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from budgetnas.search.schedule import Plan, Schedule, TimeBudget, plan_rungs
+from budgetnas.search.schedule.promotion import Plan, Schedule, TimeBudget, plan_rungs
 from tests.helpers import quick_config
 
 
@@ -66,8 +66,8 @@ def test_the_driver_keeps_each_seed_networks_weight_and_share(
     synthetic_root, tmp_path, monkeypatch
 ):
     """What the start timed is stored per seed network and read back by every process."""
-    import budgetnas.search.driver as driver
-    from budgetnas.search.yardsticks import Costs
+    import budgetnas.search.study.driver as driver
+    from budgetnas.search.schedule.yardsticks import Costs
 
     costs = Costs({"001": 0.01, "002": 0.001}, candidate=0.0001)
     monkeypatch.setattr(driver, "time_costs", lambda *a, **k: costs)
@@ -118,7 +118,7 @@ def test_the_race_is_planned_at_the_rate_of_the_largest_networks():
 def test_the_trials_stop_when_only_the_races_time_is_left(synthetic_root, tmp_path):
     """A deadline closer than the race's planned time: the schedule's guard stops the study
     after the trial that just ended, and the search goes on to its race."""
-    from budgetnas.search.driver import ScheduleGuard
+    from budgetnas.search.study.driver import ScheduleGuard
 
     cfg = quick_config(synthetic_root, tmp_path / "r", caps=(10_000,), references="none")
     plan = Plan(cfg.schedule, verify_seeds=3)
@@ -147,7 +147,7 @@ def test_a_budget_that_cannot_hold_the_least_search_is_one_line_at_the_start(
     synthetic_root, tmp_path
 ):
     from budgetnas.search.errors import SearchError
-    from budgetnas.search.yardsticks import Costs, check_budget_fits
+    from budgetnas.search.schedule.yardsticks import Costs, check_budget_fits
 
     cfg = quick_config(synthetic_root, tmp_path / "r", budget_time=30, references="none")
     # one candidate at the target (one rung of 300 images): 300 x 0.01 s (no verification)

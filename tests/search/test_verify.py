@@ -6,12 +6,12 @@ import optuna
 import pytest
 from typer.testing import CliRunner
 
-from budgetnas.search import verify as verify_module
 from budgetnas.search.cli import app
-from budgetnas.search.driver import run_search
-from budgetnas.search.runs import open_run
-from budgetnas.search.verified import ladder_rows, stored_results
-from budgetnas.search.verify import verify_run, verify_seeds
+from budgetnas.search.study.driver import run_search
+from budgetnas.search.study.runs import open_run
+from budgetnas.search.verification import retrain as verify_module
+from budgetnas.search.verification.records import ladder_rows, stored_results
+from budgetnas.search.verification.retrain import verify_run, verify_seeds
 from tests.helpers import quick_config
 
 runner = CliRunner()
@@ -83,7 +83,7 @@ def test_verify_stores_results_and_fills_the_ladder(ladder_run, synthetic_root):
 
 
 def _record(key, params, vals, *, epochs=1, images=100):
-    from budgetnas.search.verified import Fidelity, SeedRun, Verified
+    from budgetnas.search.verification.records import Fidelity, SeedRun, Verified
 
     runs = [SeedRun(i, v, v, epochs, 1.0, "cpu") for i, v in enumerate(vals)]
     fid = Fidelity(epochs, images, {"optimizer": "sgd", "lr": 0.1, "batch_size": 50})
@@ -92,7 +92,7 @@ def _record(key, params, vals, *, epochs=1, images=100):
 
 def test_ladder_and_best_verified_compare_like_with_like():
     """Searched networks only; the most seeds at a fidelity; the highest fidelity first."""
-    from budgetnas.search.verified import best_verified
+    from budgetnas.search.verification.records import best_verified
 
     records = [
         _record("zoo-001", 900, [0.99, 0.99, 0.99]),  # a yardstick: never chosen
@@ -223,7 +223,7 @@ def test_zoo_networks_are_verified_with_the_runs_normalisation(ladder_run, tmp_p
     references inside the study do; MNIST's mean and std would not be like for like."""
     from dataclasses import replace
 
-    from budgetnas.search.config import SearchConfig
+    from budgetnas.search.study.config import SearchConfig
     from budgetnas.space.spec import ArchSpec
     from budgetnas.trainers.data import DataConfig
 
@@ -240,7 +240,7 @@ def test_zoo_networks_are_verified_with_the_runs_normalisation(ladder_run, tmp_p
 def test_a_fidelity_names_bf16_and_reads_a_missing_precision_as_fp32():
     """Recipes store precision and channels_last only when set: a label says bf16, and a
     record of fp32 compared with a bf16 target says exactly that."""
-    from budgetnas.search.verified import Fidelity
+    from budgetnas.search.verification.records import Fidelity
 
     plain = Fidelity(3, 100, {"optimizer": "sgd", "lr": 0.05, "batch_size": 128})
     half = Fidelity(3, 100, {**plain.recipe, "precision": "bf16", "channels_last": True})

@@ -12,12 +12,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from budgetnas.search import verify as verify_module
 from budgetnas.search.cli import app
-from budgetnas.search.driver import run_search
-from budgetnas.search.runs import open_run
-from budgetnas.search.verified import stored_results
-from budgetnas.search.verify import verify_run
+from budgetnas.search.study.driver import run_search
+from budgetnas.search.study.runs import open_run
+from budgetnas.search.verification import retrain as verify_module
+from budgetnas.search.verification.records import stored_results
+from budgetnas.search.verification.retrain import verify_run
 from budgetnas.trainers.train import TrainingError
 from tests.helpers import quick_config
 
@@ -132,9 +132,9 @@ def test_a_seed_that_diverged_before_fails_no_later_verify(searched, monkeypatch
 def test_only_the_searchs_own_recipe_counts_as_the_target(searched):
     """A verify with another --lr at the target's epochs and images is shown labelled with what
     differs, not as the target (neither in the report's target table nor in pareto.csv)."""
-    from budgetnas.reports.frame import trials_frame
-    from budgetnas.reports.pareto import pareto_front
-    from budgetnas.search.reporting import at_target, write_run_reports
+    from budgetnas.reports.front.frame import trials_frame
+    from budgetnas.reports.front.pareto import pareto_front
+    from budgetnas.reports.page.run import at_target, write_run_reports
 
     cfg, study = open_run(searched)
     front = pareto_front(trials_frame(study.get_trials()), cap=cfg.budget)  # pareto.csv's
@@ -168,7 +168,7 @@ def test_a_search_whose_verification_fails_keeps_its_reports(searched, monkeypat
     """The search is done when its verification starts (here: a finished search resumed with
     --verify-seeds, the same path as a new one's end): a seed that fails there is recorded,
     the reports are written, and the command ends with one line on the failed seeds."""
-    from budgetnas.search.reporting import vs_target
+    from budgetnas.reports.page.run import vs_target
 
     _failing(monkeypatch, {2})  # every network: seed 1 verified, seed 2 fails
     for name in ("report.html", "trials.csv", "pareto.csv"):
@@ -205,8 +205,8 @@ def test_a_search_whose_verification_fails_keeps_its_reports(searched, monkeypat
     [([0.9712], "97.12% (1 seed)"), ([0.97, 0.98], "97.50% ± 0.71%"), ([], "-")],
 )
 def test_one_seed_has_no_spread(values, text):
-    from budgetnas.reports.html import mean_std_text
-    from budgetnas.search.verified import mean_spread
+    from budgetnas.reports.page.html import mean_std_text
+    from budgetnas.search.verification.records import mean_spread
 
     assert mean_spread(values) == text
     std = statistics.stdev(values) if len(values) > 1 else None

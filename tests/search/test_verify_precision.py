@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from budgetnas.search import verify as verify_module
 from budgetnas.search.cli import app
-from budgetnas.search.driver import run_search
-from budgetnas.search.runs import open_run
-from budgetnas.search.verified import stored_results
+from budgetnas.search.study.driver import run_search
+from budgetnas.search.study.runs import open_run
+from budgetnas.search.verification import retrain as verify_module
+from budgetnas.search.verification.records import stored_results
 from budgetnas.trainers import precision as precision_module
 from tests.helpers import cli_error, quick_config
 

@@ -19,12 +19,12 @@ from optuna.trial import TrialState, create_trial
 from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
-from budgetnas.search.config import CONFIG_FILE
-from budgetnas.search.driver import run_search
 from budgetnas.search.errors import SearchError
-from budgetnas.search.run_weights import kept_trials
-from budgetnas.search.runs import CONFIG_ATTR, open_run
-from budgetnas.search.storage import fail_orphans, journal_url, open_storage
+from budgetnas.search.handback.run_weights import kept_trials
+from budgetnas.search.study.config import CONFIG_FILE
+from budgetnas.search.study.driver import run_search
+from budgetnas.search.study.runs import CONFIG_ATTR, open_run
+from budgetnas.search.study.storage import fail_orphans, journal_url, open_storage
 from tests.helpers import SHARED_SEARCH, cli_error, cli_module, quick_config, search_args
 
 runner = CliRunner()
@@ -95,7 +95,7 @@ def test_a_cpu_search_runs_one_trial_process_per_core_by_default(
 ):
     """--workers not given: one process per core on a CPU (at most MAX_CPU_WORKERS), which
     a journal file then holds; given, it is what the user said."""
-    import budgetnas.search.config as config
+    import budgetnas.search.study.config as config
 
     for cores, expected in ((1, 1), (2, 2), (64, config.MAX_CPU_WORKERS)):
         monkeypatch.setattr(config, "usable_cores", lambda cores=cores: cores)
@@ -136,7 +136,7 @@ def test_two_workers_verify_the_front_and_the_references_in_two_processes(tmp_pa
     )
     result = subprocess.run(cli_module(*args), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    from budgetnas.search.verified import stored_results
+    from budgetnas.search.verification.records import stored_results
 
     _, study = open_run(run)
     records = {v.key: v for v in stored_results(study).values()}
@@ -161,7 +161,7 @@ def _holder(run, *, code: str = "") -> subprocess.Popen:
     """A process that holds ``run``'s lock (as a search does) until it is killed."""
     script = (
         "import sys, time\n"
-        "from budgetnas.search.processes import RunLock\n"
+        "from budgetnas.search.study.processes import RunLock\n"
         f"RunLock({str(run)!r}).acquire()\n"
         "print('held', flush=True)\n"
         f"{code}\n"
@@ -191,7 +191,7 @@ def test_a_resume_is_refused_while_a_search_holds_the_run(tmp_path, synthetic_ro
     finally:
         holder.kill()
         holder.wait()
-    from budgetnas.search.processes import RunLock
+    from budgetnas.search.study.processes import RunLock
 
     lock = RunLock(run)
     lock.acquire()  # the holder died: its lock went with it
@@ -202,12 +202,12 @@ def test_a_resume_is_refused_while_a_search_holds_the_run(tmp_path, synthetic_ro
 def test_the_helpers_of_a_dead_search_hold_its_run_until_they_end(tmp_path, monkeypatch):
     """A search's helpers hold its lock: killed with them still running (here one that does
     not watch its parent), the run stays refused, with a line that says so, until they end."""
-    import budgetnas.search.processes as processes
+    import budgetnas.search.study.processes as processes
 
     run = tmp_path / "run"
     run.mkdir()
     code = (
-        "from budgetnas.search.processes import start_helper\n"
+        "from budgetnas.search.study.processes import start_helper\n"
         "p = start_helper([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
         "print(p.pid, flush=True)"
     )
@@ -251,11 +251,11 @@ def test_a_helper_ends_when_the_process_that_started_it_is_killed():
     their parent's kill -9: one by Linux's parent-death signal and the pipe on its stdin, one
     by the pipe alone (how it works where there is no prctl)."""
     child = (
-        "import time; from budgetnas.search.processes import watch_parent; "
+        "import time; from budgetnas.search.study.processes import watch_parent; "
         "watch_parent(deathsig={}); print('watching', flush=True); time.sleep(120)"
     )
     parent = (
-        "import sys, time; from budgetnas.search.processes import start_helper; "
+        "import sys, time; from budgetnas.search.study.processes import start_helper; "
         f"ps = [start_helper([sys.executable, '-c', {child.format(True)!r}]), "
         f"start_helper([sys.executable, '-c', {child.format(False)!r}])]; "
         "print(*(p.pid for p in ps), flush=True); time.sleep(120)"
@@ -279,7 +279,7 @@ def test_a_helper_ends_when_the_process_that_started_it_is_killed():
 
 
 def test_each_helper_samples_with_a_seed_of_the_run_seed_and_its_index():
-    from budgetnas.search.driver import helper_seed, sampler_seed
+    from budgetnas.search.study.driver import helper_seed, sampler_seed
 
     seeds = {helper_seed(3, k) for k in (1, 2, 3)}
     assert len(seeds) == 3 and sampler_seed(3, 0) not in seeds  # the first process has 3
@@ -294,8 +294,8 @@ def test_a_search_starts_its_helpers_with_their_index_and_they_seed_from_it(
     """The command line a search gives its helpers carries each one's index (and the trials
     the study held when it started); the `worker` command passes them on, and the helper's
     sampler is seeded with ``helper_seed`` of them: nothing of the host or the pid."""
-    import budgetnas.search.driver as driver
-    import budgetnas.search.processes as processes
+    import budgetnas.search.study.driver as driver
+    import budgetnas.search.study.processes as processes
 
     commands = []
     monkeypatch.setattr(processes.subprocess, "Popen", lambda cmd, **kw: commands.append(cmd))

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from budgetnas.search.driver import run_search
 from budgetnas.search.errors import SearchError
-from budgetnas.search.runs import open_run
-from budgetnas.search.schedule import rung_of
-from budgetnas.search.verified import stored_results
-from budgetnas.search.yardsticks import (
+from budgetnas.search.schedule.promotion import rung_of
+from budgetnas.search.schedule.yardsticks import (
     Costs,
     Level,
     empty_front_line,
@@ -20,6 +17,9 @@ from budgetnas.search.yardsticks import (
     plan_yardsticks,
     yardstick_seconds,
 )
+from budgetnas.search.study.driver import run_search
+from budgetnas.search.study.runs import open_run
+from budgetnas.search.verification.records import stored_results
 from budgetnas.space.count import count_params
 from tests.helpers import quick_config
 
@@ -87,7 +87,7 @@ def test_a_budget_that_holds_no_candidate_beside_its_yardsticks_is_one_line(
 def test_the_search_stops_before_it_trains_or_writes_anything(
     synthetic_root, tmp_path, monkeypatch
 ):
-    import budgetnas.search.driver as driver
+    import budgetnas.search.study.driver as driver
 
     monkeypatch.setattr(driver, "time_costs", lambda *a, **k: Costs({"002": 10.0}, candidate=0.01))
     cfg = _cfg(synthetic_root, tmp_path / "run", references="002")
@@ -102,7 +102,7 @@ def test_trimmed_yardsticks_train_at_the_target_and_verify_with_their_seeds(
 ):
     """Trimmed to the target with 1 seed: seed 002 is trained at rung 1 only and verified
     with 1 seed; the front with its 2; the run keeps the trim on --resume (its config)."""
-    import budgetnas.search.driver as driver
+    import budgetnas.search.study.driver as driver
 
     monkeypatch.setattr(driver, "time_costs", lambda *a, **k: Costs({"002": 0.25}, candidate=0.001))
     cfg = _cfg(synthetic_root, tmp_path / "run", references="002", trials=3)
@@ -120,7 +120,7 @@ def test_trimmed_yardsticks_train_at_the_target_and_verify_with_their_seeds(
 
 
 def test_timing_draws_candidates_without_a_word_from_optuna(synthetic_root, tmp_path, capfd):
-    from budgetnas.search.yardsticks import probe_candidates
+    from budgetnas.search.schedule.yardsticks import probe_candidates
 
     cfg = _cfg(synthetic_root, tmp_path / "r", references="002")
     specs = probe_candidates(cfg)
@@ -174,7 +174,7 @@ def test_the_time_budget_keeps_no_time_for_a_verification_the_cache_holds(synthe
     the references' verification is still to train; all of it cached, none. The plan of one
     more candidate: 667 + 2,000 image-epochs, its verification 2 x 2,000, and the references'
     2 x 1 seed x 2,000 x their weight (100) x that share."""
-    from budgetnas.search.driver import plan
+    from budgetnas.search.study.driver import plan
 
     cfg = _cfg(synthetic_root, tmp_path / "r", references="001,002", reference_seeds=1)
     rates, held = {"001": 1.0, "002": 0.5}, frozenset({("seed", 1)})
@@ -194,8 +194,8 @@ def test_the_search_keeps_the_share_on_its_study_and_weighs_it_again_on_resume(
     """A new search stores the share its start found (here: the cache holds every
     verification, 0) and the time budget of every process reads it; a resume looks again,
     with its own cache (here none: all of it is to train, 1)."""
-    import budgetnas.search.driver as driver
-    from budgetnas.search.runs import read_config
+    import budgetnas.search.study.driver as driver
+    from budgetnas.search.study.runs import read_config
 
     held = frozenset({("rung", 0), ("rung", 1), ("seed", 1), ("seed", 2)})
     costs = Costs({"002": 0.01}, candidate=0.001, cached={"002": held})

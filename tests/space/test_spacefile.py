@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
-from budgetnas.search.driver import run_search
+from budgetnas.search.study.driver import run_search
 from budgetnas.space.sample import Rejected, SpaceConfig, sample_spec
 from budgetnas.space.spacefile import dump, parse, read, shipped_text, space_config
 from tests.helpers import cli_error, quick_config, search_args
@@ -82,7 +82,7 @@ def test_a_search_uses_the_space_file_and_fingerprints_its_content(tmp_path, syn
     run = tmp_path / "run"
     result = runner.invoke(app, search_args(synthetic_root, run, "--space", str(path)))
     assert result.exit_code == 0, result.stderr
-    from budgetnas.search.runs import open_run
+    from budgetnas.search.study.runs import open_run
 
     cfg, study = open_run(run)
     assert cfg.space_config.se == (True,) and study.user_attrs["fingerprint"]["space"]["se"] == [

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import budgetnas.trainers.train as trainer
-from budgetnas.search.cache import ResultCache
+from budgetnas.search.cache.store import ResultCache
 from budgetnas.space.build import build
 from budgetnas.space.spec import ArchSpec, Conv, Head, Transition
 from budgetnas.trainers.augment import random_affine

@@ -10,8 +10,8 @@ from typing import TextIO
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from budgetnas.search.runs import finished
-from budgetnas.search.schedule import is_searched, rung_of
+from budgetnas.search.schedule.promotion import is_searched, rung_of
+from budgetnas.search.study.runs import finished
 
 
 def _clock(seconds: float) -> str:

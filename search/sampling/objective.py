@@ -23,14 +23,12 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from budgetnas.search.cache import ResultCache, cached_train
-from budgetnas.search.config import SearchConfig
-from budgetnas.search.progress import Progress
-from budgetnas.search.pruners import BandedMedianPruner
-from budgetnas.search.recipe import sample_recipe
-from budgetnas.search.runs import FINISHED, WEIGHTS_DIR, trial_spec
-from budgetnas.search.samplers import flat_space, is_multi_objective
-from budgetnas.search.schedule import (
+from budgetnas.search.cache.store import ResultCache, cached_train
+from budgetnas.search.sampling.pruners import BandedMedianPruner
+from budgetnas.search.sampling.recipe import sample_recipe
+from budgetnas.search.sampling.samplers import flat_space, is_multi_objective
+from budgetnas.search.sampling.sizing import assign_size
+from budgetnas.search.schedule.promotion import (
     Rung,
     is_lost,
     lineage,
@@ -38,7 +36,9 @@ from budgetnas.search.schedule import (
     rung_of,
     rung_steps,
 )
-from budgetnas.search.sizing import assign_size
+from budgetnas.search.study.config import SearchConfig
+from budgetnas.search.study.progress import Progress
+from budgetnas.search.study.runs import FINISHED, WEIGHTS_DIR, trial_spec
 from budgetnas.space.count import analyze
 from budgetnas.space.memory import activation_memory
 from budgetnas.space.sample import Rejected, sample_spec

@@ -22,34 +22,19 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from budgetnas.reports.frame import trials_frame
-from budgetnas.reports.pareto import pareto_front
-from budgetnas.search.budget import format_params
-from budgetnas.search.cache import ResultCache, helper_env
-from budgetnas.search.config import (
-    CONFIG_FILE,
-    UNLIMITED,
-    SearchConfig,
-    auto_rungs,
-    differences,
-    usable_cores,
-)
+from budgetnas.reports.front.frame import trials_frame
+from budgetnas.reports.front.pareto import pareto_front
+from budgetnas.search.cache.store import ResultCache, helper_env
 from budgetnas.search.errors import SearchError, SearchStopped, VerifyFailed
-from budgetnas.search.objective import Objective
-from budgetnas.search.processes import RunLock, start_helper, supervised
-from budgetnas.search.progress import Progress
-from budgetnas.search.pruners import make_pruner
-from budgetnas.search.racing import END_MARGIN_S, run_race
-from budgetnas.search.runs import (
-    CONFIG_ATTR,
-    DIGEST_ATTR,
-    FINGERPRINT_ATTR,
-    FINISHED,
-    finished,
-    is_rejected,
+from budgetnas.search.sampling.objective import Objective
+from budgetnas.search.sampling.pruners import make_pruner
+from budgetnas.search.sampling.samplers import (
+    directions,
+    is_multi_objective,
+    make_sampler,
+    metric_names,
 )
-from budgetnas.search.samplers import directions, is_multi_objective, make_sampler, metric_names
-from budgetnas.search.schedule import (
+from budgetnas.search.schedule.promotion import (
     MIN_RUNG_STEPS,
     EpochBudget,
     Plan,
@@ -58,10 +43,7 @@ from budgetnas.search.schedule import (
     rung_of,
     rung_steps,
 )
-from budgetnas.search.storage import fail_orphans, is_rdb, open_storage, requeue_lost
-from budgetnas.search.teacher import attach_teacher, start_teacher
-from budgetnas.search.verified import failure_message, stored_results
-from budgetnas.search.yardsticks import (
+from budgetnas.search.schedule.yardsticks import (
     check_budget_fits,
     empty_front_line,
     held_by_cache,
@@ -70,6 +52,29 @@ from budgetnas.search.yardsticks import (
     reference_weights,
     time_costs,
 )
+from budgetnas.search.study.config import (
+    CONFIG_FILE,
+    UNLIMITED,
+    SearchConfig,
+    auto_rungs,
+    differences,
+    usable_cores,
+)
+from budgetnas.search.study.processes import RunLock, start_helper, supervised
+from budgetnas.search.study.progress import Progress
+from budgetnas.search.study.runs import (
+    CONFIG_ATTR,
+    DIGEST_ATTR,
+    FINGERPRINT_ATTR,
+    FINISHED,
+    finished,
+    is_rejected,
+)
+from budgetnas.search.study.storage import fail_orphans, is_rdb, open_storage, requeue_lost
+from budgetnas.search.study.teacher import attach_teacher, start_teacher
+from budgetnas.search.units import format_params
+from budgetnas.search.verification.racing import END_MARGIN_S, run_race
+from budgetnas.search.verification.records import failure_message, stored_results
 from budgetnas.trainers.data import TrainVal
 from budgetnas.trainers.evaluate import resolve_device
 

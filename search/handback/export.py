@@ -23,13 +23,18 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from budgetnas.reports.frame import trials_frame
-from budgetnas.reports.pareto import best_row
-from budgetnas.search.config import SearchConfig
+from budgetnas.reports.front.frame import trials_frame
+from budgetnas.reports.front.pareto import best_row
 from budgetnas.search.errors import SearchError
-from budgetnas.search.runs import accuracy, open_run, trial_spec
-from budgetnas.search.schedule import lineage, rung_of
-from budgetnas.search.verified import Fidelity, best_verified, network_label, stored_results
+from budgetnas.search.schedule.promotion import lineage, rung_of
+from budgetnas.search.study.config import SearchConfig
+from budgetnas.search.study.runs import accuracy, open_run, trial_spec
+from budgetnas.search.verification.records import (
+    Fidelity,
+    best_verified,
+    network_label,
+    stored_results,
+)
 from budgetnas.space.render import render
 from budgetnas.space.spec import ArchSpec, SpecError
 from budgetnas.trainers.data import Split, TrainVal
@@ -37,7 +42,7 @@ from budgetnas.trainers.evaluate import evaluate, resolve_device
 from budgetnas.trainers.recipe import TrainConfig
 
 if TYPE_CHECKING:
-    from budgetnas.search.deploy import OnnxReport
+    from budgetnas.search.handback.deploy import OnnxReport
 
 
 @dataclass(frozen=True)
@@ -127,7 +132,7 @@ def choose_network(cfg: SearchConfig, study: optuna.Study, number: int | None):
     """(trial, why): trial ``number``, or the network a user should take: the best verified
     searched network (``best_verified``), else the searched trial with the best validation
     accuracy under the cap."""
-    from budgetnas.search.racing import ENTRANTS_ATTR, race_of
+    from budgetnas.search.verification.racing import ENTRANTS_ATTR, race_of
 
     trials = study.get_trials(deepcopy=False)
     if number is not None:
@@ -282,7 +287,7 @@ def export_trial(
     if out.suffix != f".{format}":
         raise SearchError(f"--out must name a .{format} file, got {out}")
     if format == "onnx":
-        from budgetnas.search.deploy import need_deploy
+        from budgetnas.search.handback.deploy import need_deploy
 
         need_deploy()  # before anything is read or written
     cfg, study = open_run(run)
@@ -370,7 +375,7 @@ def export_trial(
 def network_verdict(cfg: SearchConfig, study: optuna.Study, trial: FrozenTrial) -> str | None:
     """How ``trial``'s network stands against each seed network under the cap on the race's
     seeds, in one line (None: it was not raced, or no seed network was)."""
-    from budgetnas.search.racing import ENTRANTS_ATTR, race_of
+    from budgetnas.search.verification.racing import ENTRANTS_ATTR, race_of
 
     if not study.user_attrs.get(ENTRANTS_ATTR):
         return None
@@ -398,7 +403,7 @@ def _training_images(cfg: SearchConfig, shipped: Weights, device) -> TrainVal:
     training split or, at a lower rung, the first ``train_images`` of it (``TrainVal.first``);
     ``verify``'s are the full training split, or the subset ``verify --train-subset`` carves
     from it (``DataConfig.train_subset``, whatever subset the search itself used)."""
-    from budgetnas.search.teacher import attach_teacher
+    from budgetnas.search.study.teacher import attach_teacher
 
     data, images = cfg.data, shipped.train_images
     recipe = TrainConfig.from_dict(shipped.recipe or cfg.recipe.to_dict())
@@ -413,7 +418,7 @@ def _refit(cfg: SearchConfig, spec, shipped: Weights, device) -> tuple[dict, int
     """``spec`` trained again as ``shipped`` was (its recipe, seed and training images) on
     those images and the validation split together; returns the weights and the image
     count. Nothing is left to validate it on: the test set only reports."""
-    from budgetnas.search.teacher import refit_targets
+    from budgetnas.search.study.teacher import refit_targets
     from budgetnas.trainers.train import train
 
     data = _training_images(cfg, shipped, device)
@@ -432,7 +437,7 @@ def calibration_images(train: Split, n: int, *, seed: int = 0) -> torch.Tensor:
 
 
 def _onnx(result: ExportResult, spec, state, data, test, *, int8: bool) -> ExportResult:
-    from budgetnas.search.deploy import CALIBRATION_IMAGES, deploy
+    from budgetnas.search.handback.deploy import CALIBRATION_IMAGES, deploy
     from budgetnas.space.build import build
 
     net = build(spec)

@@ -33,10 +33,10 @@ from dataclasses import dataclass, field, replace
 import optuna
 import torch
 
-from budgetnas.search.cache import ResultCache, trial_threads
-from budgetnas.search.choose import verify_seeds
-from budgetnas.search.config import SearchConfig
+from budgetnas.search.cache.store import ResultCache, trial_threads
 from budgetnas.search.errors import SearchError
+from budgetnas.search.study.config import SearchConfig
+from budgetnas.search.verification.choose import verify_seeds
 from budgetnas.space.sample import Rejected, sample_spec
 from budgetnas.space.spec import ArchSpec
 from budgetnas.trainers.bench import seconds_per_image

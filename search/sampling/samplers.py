@@ -34,8 +34,8 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from budgetnas.search.schedule import is_reference, is_sampled
-from budgetnas.search.sizing import FRACTION_ATTR, SIZE_PARAM
+from budgetnas.search.sampling.sizing import FRACTION_ATTR, SIZE_PARAM
+from budgetnas.search.schedule.promotion import is_reference, is_sampled
 
 SAMPLERS = ("motpe", "tpe", "nsga2", "random")
 MULTI_OBJECTIVE = ("motpe", "nsga2")

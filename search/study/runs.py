@@ -15,10 +15,10 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from budgetnas.search.config import CONFIG_FILE, JOURNAL_FILE, STUDY_FILE, SearchConfig
 from budgetnas.search.errors import SearchError
-from budgetnas.search.schedule import is_idle, is_lost, is_sampled, rung_of
-from budgetnas.search.storage import open_storage
+from budgetnas.search.schedule.promotion import is_idle, is_lost, is_sampled, rung_of
+from budgetnas.search.study.config import CONFIG_FILE, JOURNAL_FILE, STUDY_FILE, SearchConfig
+from budgetnas.search.study.storage import open_storage
 from budgetnas.space.spec import ArchSpec, SpecError
 from budgetnas.trainers.data import DataError
 from budgetnas.trainers.recipe import ConfigError

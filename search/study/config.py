@@ -20,11 +20,11 @@ from typing import Any
 from optuna.trial import FrozenTrial
 
 from budgetnas.search.errors import SearchError
-from budgetnas.search.pruners import PRUNERS, SINGLE_OBJECTIVE_PRUNERS
-from budgetnas.search.samplers import SAMPLERS, is_multi_objective
-from budgetnas.search.schedule import MIN_RUNG_STEPS, Schedule, plan_rungs
-from budgetnas.search.sizing import SIZINGS
-from budgetnas.search.storage import journal_url
+from budgetnas.search.sampling.pruners import PRUNERS, SINGLE_OBJECTIVE_PRUNERS
+from budgetnas.search.sampling.samplers import SAMPLERS, is_multi_objective
+from budgetnas.search.sampling.sizing import SIZINGS
+from budgetnas.search.schedule.promotion import MIN_RUNG_STEPS, Schedule, plan_rungs
+from budgetnas.search.study.storage import journal_url
 from budgetnas.space.count import count_params
 from budgetnas.space.sample import Limits, SpaceConfig, smallest_costs
 from budgetnas.space.spacefile import SHIPPED, space_config
@@ -511,7 +511,7 @@ def new_config(*, out: str | Path, caps: tuple[int, ...], **options: Any) -> Sea
     recipe.update(recipe_settings(given.pop("precision", "auto"), device))
     space_file = given.pop("space_file", None)
     if "teacher" in given:
-        from budgetnas.search.teacher import parse_teacher
+        from budgetnas.search.study.teacher import parse_teacher
 
         given["teacher"] = parse_teacher(given["teacher"])
     unknown = sorted(set(given) - {f.name for f in fields(SearchConfig)})

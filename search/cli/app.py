@@ -15,8 +15,11 @@ from typing import Any
 
 import typer
 
-from budgetnas.search.budget import parse_count, parse_duration, parse_ladder
-from budgetnas.search.config import (
+from budgetnas.search.errors import SearchError, SearchStopped, VerifyFailed
+from budgetnas.search.sampling.pruners import PRUNERS
+from budgetnas.search.sampling.samplers import SAMPLERS
+from budgetnas.search.sampling.sizing import SIZINGS
+from budgetnas.search.study.config import (
     DEFAULT_RUNGS,
     MAX_CPU_WORKERS,
     RESUMABLE,
@@ -24,10 +27,7 @@ from budgetnas.search.config import (
     flag,
     new_config,
 )
-from budgetnas.search.errors import SearchError, SearchStopped, VerifyFailed
-from budgetnas.search.pruners import PRUNERS
-from budgetnas.search.samplers import SAMPLERS
-from budgetnas.search.sizing import SIZINGS
+from budgetnas.search.units import parse_count, parse_duration, parse_ladder
 from budgetnas.space.spec import SpecError
 from budgetnas.trainers.data import DATASETS, DataConfig, DataError
 from budgetnas.trainers.recipe import ONE_EPOCH_DEFAULTS, ConfigError, TrainConfig
@@ -63,11 +63,11 @@ def _user_errors() -> Iterator[None]:
 
 
 def _write_reports(cfg: SearchConfig, study) -> None:
-    from budgetnas.reports.compute import compute_line
-    from budgetnas.reports.html import counts_text
-    from budgetnas.reports.sizes import sizes_line
-    from budgetnas.search.racing import race_lines
-    from budgetnas.search.reporting import sizes_table, spent_table, write_run_reports
+    from budgetnas.reports.front.compute import compute_line
+    from budgetnas.reports.front.sizes import sizes_line
+    from budgetnas.reports.page.html import counts_text
+    from budgetnas.reports.page.run import sizes_table, spent_table, write_run_reports
+    from budgetnas.search.verification.racing import race_lines
 
     files, counts = write_run_reports(cfg, study)
     typer.echo(counts_text(counts, rungs=cfg.rungs), err=True)
@@ -309,7 +309,7 @@ def search(
         if budget_time is not None:
             given["budget_time"] = parse_duration(budget_time)
         if resume is not None:
-            from budgetnas.search.runs import read_config
+            from budgetnas.search.study.runs import read_config
 
             cfg = read_config(resume).resumed(**given)
         else:
@@ -321,8 +321,8 @@ def search(
             if max_macs is not None:
                 given["max_macs"] = parse_count(max_macs, what="--max-macs", unit="MAC")
             cfg = new_config(out=out, caps=parse_ladder(budget), **given)
-        from budgetnas.search.cache import open_cache
-        from budgetnas.search.driver import run_search
+        from budgetnas.search.cache.store import open_cache
+        from budgetnas.search.study.driver import run_search
 
         results = open_cache(cache, enabled=not no_cache)
         try:
@@ -331,14 +331,14 @@ def search(
             _interrupted(cfg)
             raise typer.Exit(130) from None
         except VerifyFailed:  # the search is done: its reports, then the line on the seeds
-            from budgetnas.search.runs import open_run
+            from budgetnas.search.study.runs import open_run
 
             _write_reports(*open_run(cfg.out))
             _trim_weights(*open_run(cfg.out))
             raise
         except SearchStopped:  # what finished is reported (quietly) beside the one-line error
-            from budgetnas.search.reporting import write_run_reports
-            from budgetnas.search.runs import open_run
+            from budgetnas.reports.page.run import write_run_reports
+            from budgetnas.search.study.runs import open_run
 
             write_run_reports(*open_run(cfg.out))
             raise
@@ -349,13 +349,13 @@ def search(
 def _trim_weights(cfg: SearchConfig, study) -> None:
     """The end of a search: drop the weights no one can be handed any more
     (``search.run_weights``), and say what is kept."""
-    from budgetnas.search.run_weights import trim_weights, weights_line
+    from budgetnas.search.handback.run_weights import trim_weights, weights_line
 
     typer.echo(weights_line(trim_weights(cfg, study)), err=True)
 
 
 def _interrupted(cfg: SearchConfig) -> None:
-    from budgetnas.search.runs import open_run
+    from budgetnas.search.study.runs import open_run
 
     typer.echo("\ninterrupted: finished trials are kept in the study", err=True)
     try:
@@ -387,11 +387,11 @@ def worker(
     """Join a search started elsewhere (shared storage) and train its candidates here."""
     try:
         if helper_index is not None:
-            from budgetnas.search import processes
+            from budgetnas.search.study import processes
 
             processes.watch_parent()
-        from budgetnas.search import driver
-        from budgetnas.search.cache import open_cache
+        from budgetnas.search.cache.store import open_cache
+        from budgetnas.search.study import driver
 
         with _user_errors():
             driver.run_worker(
@@ -416,7 +416,7 @@ def report(
     run: Path = typer.Argument(..., help="A run folder made by `budgetnas search`."),
 ) -> None:
     """(Re)write report.html, trials.csv and pareto.csv of a run from its study."""
-    from budgetnas.search.runs import open_run
+    from budgetnas.search.study.runs import open_run
 
     with _user_errors():
         _write_reports(*open_run(run))
@@ -461,7 +461,7 @@ def export(
     """Write a trained network as a standalone module + weights (or ONNX, optionally int8);
     print which network and which weights (the highest fidelity it was trained at, by the
     search or by verify, the best validation seed there) and its test accuracy."""
-    from budgetnas.search.export import export_trial
+    from budgetnas.search.handback.export import export_trial
 
     with _user_errors():
         res = export_trial(
@@ -556,9 +556,9 @@ def verify(
     test accuracy mean ± std. Each seed's result is stored in the run as soon as it is known
     (with the fidelity it was trained at), so an interrupted verify continues where it stopped.
     """
-    from budgetnas.search.runs import open_run
-    from budgetnas.search.verified import Verified, failure_message, mean_spread
-    from budgetnas.search.verify import verify_run
+    from budgetnas.search.study.runs import open_run
+    from budgetnas.search.verification.records import Verified, failure_message, mean_spread
+    from budgetnas.search.verification.retrain import verify_run
 
     def show(item: Verified, r) -> None:
         typer.echo(
@@ -586,7 +586,7 @@ def verify(
         "label_smoothing": label_smoothing,
     }
     with _user_errors():
-        from budgetnas.search.cache import open_cache
+        from budgetnas.search.cache.store import open_cache
 
         results = verify_run(
             run,
@@ -647,9 +647,9 @@ def cache_command(
 ) -> None:
     """The results cache: its folder, entries and size by age; --prune trims it. Removing
     entries is always safe: a training whose entry is gone is trained again when needed."""
-    from budgetnas.search.cache import CACHE_ENV, open_cache
-    from budgetnas.search.cache_admin import format_size, listing, parse_age, parse_size, scan
-    from budgetnas.search.cache_admin import prune as prune_cache
+    from budgetnas.search.cache.admin import format_size, listing, parse_age, parse_size, scan
+    from budgetnas.search.cache.admin import prune as prune_cache
+    from budgetnas.search.cache.store import CACHE_ENV, open_cache
 
     with _user_errors():
         if not prune and (older_than is not None or max_size is not None):
@@ -822,7 +822,7 @@ def _process_start() -> float:
 def main() -> None:
     import os
 
-    from budgetnas.search.driver import STARTED_ENV
+    from budgetnas.search.study.driver import STARTED_ENV
 
     # a time budget counts from the command's start, its imports included
     os.environ[STARTED_ENV] = f"{_process_start():.3f}"

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from budgetnas.search.cache import ResultCache, cached_train
+from budgetnas.search.cache.store import ResultCache, cached_train
 from budgetnas.search.errors import SearchError
 from budgetnas.space.build import build
 from budgetnas.space.count import count_params
@@ -40,7 +40,7 @@ from budgetnas.trainers.recipe import LATER_DEFAULTS, TrainConfig
 from budgetnas.trainers.train import TrainResult
 
 if TYPE_CHECKING:
-    from budgetnas.search.config import SearchConfig
+    from budgetnas.search.study.config import SearchConfig
 
 __all__ = [
     "DEFAULT_DISTILL",

@@ -8,14 +8,14 @@ from dataclasses import replace
 import optuna
 import pandas as pd
 
-from budgetnas.reports.compute import VerifyTraining, compute_table
-from budgetnas.reports.frame import trials_frame
-from budgetnas.reports.html import ReportFiles, write_reports
-from budgetnas.reports.sizes import size_table
-from budgetnas.search.config import SearchConfig
-from budgetnas.search.racing import race_lines
-from budgetnas.search.runs import summary_counts
-from budgetnas.search.verified import (
+from budgetnas.reports.front.compute import VerifyTraining, compute_table
+from budgetnas.reports.front.frame import trials_frame
+from budgetnas.reports.front.sizes import size_table
+from budgetnas.reports.page.html import ReportFiles, write_reports
+from budgetnas.search.study.config import SearchConfig
+from budgetnas.search.study.runs import summary_counts
+from budgetnas.search.verification.racing import race_lines
+from budgetnas.search.verification.records import (
     Fidelity,
     Verified,
     best_verified,
@@ -132,7 +132,7 @@ def at_target(cfg: SearchConfig, study: optuna.Study) -> pd.DataFrame:
 def _answer(cfg: SearchConfig, study: optuna.Study) -> str | None:
     """One line on the network ``budgetnas export`` ships by default, once one is verified:
     the race's answer under the cap, else the best verified searched network."""
-    from budgetnas.search.racing import race_answer
+    from budgetnas.search.verification.racing import race_answer
 
     raced = race_answer(cfg, study)
     if raced is not None:

@@ -42,8 +42,8 @@ from typing import Any
 
 import torch
 
-from budgetnas.search.config import usable_cores
 from budgetnas.search.errors import SearchError
+from budgetnas.search.study.config import usable_cores
 from budgetnas.space.spec import ArchSpec
 from budgetnas.trainers.data import TrainVal
 from budgetnas.trainers.recipe import TrainConfig
@@ -143,7 +143,7 @@ def device_kind(device: torch.device | str) -> str:
 
 
 def _versions() -> dict[str, str]:
-    from budgetnas.search.config import FINGERPRINT_VERSION
+    from budgetnas.search.study.config import FINGERPRINT_VERSION
 
     try:
         package = metadata.version("budgetnas")

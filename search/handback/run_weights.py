@@ -28,11 +28,11 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from budgetnas.reports.frame import trials_frame
-from budgetnas.reports.pareto import pareto_front
-from budgetnas.search.config import SearchConfig
-from budgetnas.search.runs import WEIGHTS_DIR
-from budgetnas.search.verified import stored_results
+from budgetnas.reports.front.frame import trials_frame
+from budgetnas.reports.front.pareto import pareto_front
+from budgetnas.search.study.config import SearchConfig
+from budgetnas.search.study.runs import WEIGHTS_DIR
+from budgetnas.search.verification.records import stored_results
 
 __all__ = ["Trimmed", "kept_trials", "trim_weights", "weights_line"]
 
@@ -109,7 +109,7 @@ def trim_weights(cfg: SearchConfig, study: optuna.Study) -> Trimmed:
 
 def weights_line(trimmed: Trimmed) -> str:
     """The search's last line on its weights: what is kept, where, and what was removed."""
-    from budgetnas.search.cache_admin import format_size
+    from budgetnas.search.cache.admin import format_size
 
     t = trimmed
     line = (

@@ -21,19 +21,19 @@ from typing import Any
 
 import torch
 
-from budgetnas.search.cache import ResultCache, cached_train
-from budgetnas.search.choose import (
+from budgetnas.search.cache.store import ResultCache, cached_train
+from budgetnas.search.errors import SearchError
+from budgetnas.search.study.config import RECIPE_OPTIONS
+from budgetnas.search.study.runs import WEIGHTS_DIR, open_run
+from budgetnas.search.study.teacher import attach_teacher
+from budgetnas.search.verification.choose import (
     _check_record,
     _check_zoo_trials,
     _choose,
     verify_recipe,
     verify_seeds,
 )
-from budgetnas.search.config import RECIPE_OPTIONS
-from budgetnas.search.errors import SearchError
-from budgetnas.search.runs import WEIGHTS_DIR, open_run
-from budgetnas.search.teacher import attach_teacher
-from budgetnas.search.verified import (
+from budgetnas.search.verification.records import (
     FailedSeed,
     Fidelity,
     SeedRun,

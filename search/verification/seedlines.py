@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from budgetnas.search.verified import FailedSeed, SeedRun, Verified
+from budgetnas.search.verification.records import FailedSeed, SeedRun, Verified
 
 
 def line(item: Verified, run: SeedRun) -> str:

@@ -34,19 +34,19 @@ from typing import TYPE_CHECKING, Any
 import optuna
 import torch
 
-from budgetnas.reports.frame import trials_frame
-from budgetnas.reports.pareto import pareto_front
-from budgetnas.search.config import SearchConfig
-from budgetnas.search.processes import start_helper, supervised, watch_parent
-from budgetnas.search.race import Entrant, Race, RaceRules, Standing, pick_entrants
-from budgetnas.search.runs import read_config
-from budgetnas.search.schedule import MAX_VERIFIED, rung_of
-from budgetnas.search.seedlines import OnFailed, OnResult, printers
-from budgetnas.search.verified import Fidelity, Verified, stored_results
+from budgetnas.reports.front.frame import trials_frame
+from budgetnas.reports.front.pareto import pareto_front
+from budgetnas.search.schedule.promotion import MAX_VERIFIED, rung_of
+from budgetnas.search.study.config import SearchConfig
+from budgetnas.search.study.processes import start_helper, supervised, watch_parent
+from budgetnas.search.study.runs import read_config
+from budgetnas.search.verification.race import Entrant, Race, RaceRules, Standing, pick_entrants
+from budgetnas.search.verification.records import Fidelity, Verified, stored_results
+from budgetnas.search.verification.seedlines import OnFailed, OnResult, printers
 from budgetnas.trainers.recipe import TrainConfig
 
 if TYPE_CHECKING:
-    from budgetnas.search.cache import ResultCache
+    from budgetnas.search.cache.store import ResultCache
 
 ENTRANTS_ATTR = "race:entrants"  # study user attribute: the race's networks, once chosen
 ACCOUNT_ATTR = "race:account"  # study user attribute: what the race cost
@@ -114,7 +114,7 @@ def choose_entrants(cfg: SearchConfig, study: optuna.Study) -> list[str]:
 
 def _items(cfg: SearchConfig, study: optuna.Study, keys: list[str]) -> dict[str, Verified]:
     """The race's networks as verify items (spec, parameters, recipe, search reading)."""
-    from budgetnas.search.choose import _choose
+    from budgetnas.search.verification.choose import _choose
 
     trials = [int(k.removeprefix("trial-")) for k in keys if k.startswith("trial-")]
     zoo = [k.removeprefix("zoo-") for k in keys if k.startswith("zoo-")]
@@ -277,7 +277,7 @@ def race_process(
     """Train the race's seeds in this process until the race is over or the deadline leaves
     no time for the next one; returns this process's account (seeds trained, their seconds,
     seeds from the cache, whether the deadline stopped it)."""
-    from budgetnas.search.verify import Verifier
+    from budgetnas.search.verification.retrain import Verifier
 
     run = Path(run)
     cfg = read_config(run)
@@ -354,7 +354,7 @@ def _within_epochs(
     """``--budget-epochs``: one more seed at the target fits when what the search trained,
     what verification trained so far (a seed from the cache trained nothing), the seeds in
     flight and this one stay within the budget (and ``fits`` holds too)."""
-    from budgetnas.search.schedule import trained_image_epochs
+    from budgetnas.search.schedule.promotion import trained_image_epochs
 
     target = cfg.schedule.target.image_epochs
     limit = cfg.budget_epochs * target
@@ -399,11 +399,11 @@ def run_race(
     show, show_failed = printers(quiet)
     helpers = []
     if cfg.workers > 1:
-        from budgetnas.search.cache import helper_env
+        from budgetnas.search.cache.store import helper_env
 
         env = helper_env(cache, threads=threads or 1)
         argument = json.dumps({"run": str(run), "quiet": quiet})
-        command = [sys.executable, "-m", "budgetnas.search.racing", argument]
+        command = [sys.executable, "-m", "budgetnas.search.verification.racing", argument]
         helpers = [start_helper(command, env=env) for _ in range(cfg.workers - 1)]
     before = torch.get_num_threads()
     if threads:
@@ -486,7 +486,7 @@ def _read_account(run: Path, pid: int) -> dict[str, Any]:
 def main(argument: str) -> None:
     """A helper process of the race: race in the run ``argument`` (JSON) names; it ends with
     the process that started it (``search.processes.watch_parent``)."""
-    from budgetnas.search.cache import open_cache
+    from budgetnas.search.cache.store import open_cache
 
     watch_parent()
     args = json.loads(argument)
@@ -510,7 +510,7 @@ if __name__ == "__main__":
 def answer_text(view: RaceView, standing: Standing) -> str:
     """``trial 72 (9,863 params): validation 87.43% ± 0.20%, test 87.36% ± 0.16% (8
     seeds)``: the answer under a cap on the race's seeds."""
-    from budgetnas.search.verified import mean_spread
+    from budgetnas.search.verification.records import mean_spread
 
     a = standing.answer
     record = view.records.get(a.key)
@@ -550,7 +550,7 @@ def race_lines(cfg: SearchConfig, study: optuna.Study) -> list[str]:
 def account_text(account: dict[str, Any]) -> str:
     """``race: 23 seeds trained, 12.3 process-min (3 more from the results cache); a fixed 3
     seeds of the front and the seed networks: 15.0 process-min``, and a cut if there was one."""
-    from budgetnas.search.reporting import duration
+    from budgetnas.reports.page.run import duration
 
     n, cached = account.get("trained", 0), account.get("cached", 0)
     text = f"race: {n} seed{'s' * (n != 1)} trained, {duration(account.get('seconds', 0.0))}"

@@ -13,8 +13,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial
 
-from budgetnas.reports.frame import trials_frame
-from budgetnas.reports.pareto import best_row, pareto_front, top_rung
+from budgetnas.reports.front.frame import trials_frame
+from budgetnas.reports.front.pareto import best_row, pareto_front, top_rung
 from budgetnas.space.count import analyze
 from budgetnas.space.memory import activation_memory
 from budgetnas.space.spec import ArchSpec

@@ -10,13 +10,13 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from budgetnas.reports.frame import trials_frame
-from budgetnas.reports.pareto import pareto_front, top_rung
-from budgetnas.search.config import SearchConfig, changed_reference, same_network
+from budgetnas.reports.front.frame import trials_frame
+from budgetnas.reports.front.pareto import pareto_front, top_rung
 from budgetnas.search.errors import SearchError
-from budgetnas.search.export import pick_trial
-from budgetnas.search.runs import accuracy, trial_spec
-from budgetnas.search.verified import Verified
+from budgetnas.search.handback.export import pick_trial
+from budgetnas.search.study.config import SearchConfig, changed_reference, same_network
+from budgetnas.search.study.runs import accuracy, trial_spec
+from budgetnas.search.verification.records import Verified
 from budgetnas.space.count import count_params
 from budgetnas.space.spec import ArchSpec
 from budgetnas.space.zoo import ZOO

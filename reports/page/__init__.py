@@ -1,0 +1,1 @@
+"""The report drawn: report.html (plotly), trials.csv and pareto.csv of a run."""

@@ -1,0 +1,3 @@
+from budgetnas.search.cli.app import main
+
+main()
