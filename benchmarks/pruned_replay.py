@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import torch
 
-from budgetnas.search.schedule.promotion import rung_of
+from budgetnas.search.schedule.trials import rung_of
 from budgetnas.search.study.runs import open_run, trial_spec
 from budgetnas.trainers.recipe import TrainConfig
 from budgetnas.trainers.train import train

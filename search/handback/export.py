@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 from budgetnas.reports.front.frame import trials_frame
 from budgetnas.reports.front.pareto import best_row
 from budgetnas.search.errors import SearchError
-from budgetnas.search.schedule.promotion import lineage, rung_of
+from budgetnas.search.schedule.trials import lineage, rung_of
 from budgetnas.search.study.config import SearchConfig
 from budgetnas.search.study.runs import accuracy, open_run, trial_spec
 from budgetnas.search.verification.records import (

@@ -28,14 +28,8 @@ from budgetnas.search.sampling.pruners import BandedMedianPruner
 from budgetnas.search.sampling.recipe import sample_recipe
 from budgetnas.search.sampling.samplers import flat_space, is_multi_objective
 from budgetnas.search.sampling.sizing import assign_size
-from budgetnas.search.schedule.promotion import (
-    Rung,
-    is_lost,
-    lineage,
-    promoted_from,
-    rung_of,
-    rung_steps,
-)
+from budgetnas.search.schedule.rungs import Rung, rung_steps
+from budgetnas.search.schedule.trials import is_lost, lineage, promoted_from, rung_of
 from budgetnas.search.study.config import SearchConfig
 from budgetnas.search.study.progress import Progress
 from budgetnas.search.study.runs import FINISHED, WEIGHTS_DIR, trial_spec

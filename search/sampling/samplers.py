@@ -35,7 +35,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from budgetnas.search.sampling.sizing import FRACTION_ATTR, SIZE_PARAM
-from budgetnas.search.schedule.promotion import is_reference, is_sampled
+from budgetnas.search.schedule.trials import is_reference, is_sampled
 
 SAMPLERS = ("motpe", "tpe", "nsga2", "random")
 MULTI_OBJECTIVE = ("motpe", "nsga2")

@@ -23,7 +23,8 @@ from budgetnas.search.errors import SearchError
 from budgetnas.search.sampling.pruners import PRUNERS, SINGLE_OBJECTIVE_PRUNERS
 from budgetnas.search.sampling.samplers import SAMPLERS, is_multi_objective
 from budgetnas.search.sampling.sizing import SIZINGS
-from budgetnas.search.schedule.promotion import MIN_RUNG_STEPS, Schedule, plan_rungs
+from budgetnas.search.schedule.promotion import Schedule
+from budgetnas.search.schedule.rungs import MIN_RUNG_STEPS, plan_rungs
 from budgetnas.search.study.storage import journal_url
 from budgetnas.space.count import count_params
 from budgetnas.space.sample import Limits, SpaceConfig, smallest_costs

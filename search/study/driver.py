@@ -34,15 +34,9 @@ from budgetnas.search.sampling.samplers import (
     make_sampler,
     metric_names,
 )
-from budgetnas.search.schedule.promotion import (
-    MIN_RUNG_STEPS,
-    EpochBudget,
-    Plan,
-    TimeBudget,
-    rung0_used,
-    rung_of,
-    rung_steps,
-)
+from budgetnas.search.schedule.budgets import EpochBudget, Plan, TimeBudget
+from budgetnas.search.schedule.rungs import MIN_RUNG_STEPS, rung_steps
+from budgetnas.search.schedule.trials import rung0_used, rung_of
 from budgetnas.search.schedule.yardsticks import (
     check_budget_fits,
     empty_front_line,

@@ -10,7 +10,7 @@ from typing import TextIO
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from budgetnas.search.schedule.promotion import is_searched, rung_of
+from budgetnas.search.schedule.trials import is_searched, rung_of
 from budgetnas.search.study.runs import finished
 
 

@@ -16,7 +16,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from budgetnas.search.errors import SearchError
-from budgetnas.search.schedule.promotion import is_idle, is_lost, is_sampled, rung_of
+from budgetnas.search.schedule.trials import is_idle, is_lost, is_sampled, rung_of
 from budgetnas.search.study.config import CONFIG_FILE, JOURNAL_FILE, STUDY_FILE, SearchConfig
 from budgetnas.search.study.storage import open_storage
 from budgetnas.space.spec import ArchSpec, SpecError

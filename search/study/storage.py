@@ -125,7 +125,7 @@ def requeue_lost(study: optuna.Study) -> list[int]:
     or their process died) and that nothing trains again yet: no queued copy retries them,
     and, for a promotion, no other trial holds it. Returns their numbers. A trial that failed
     on its own is not retried; reference networks are queued again by the driver."""
-    from budgetnas.search.schedule.promotion import claims, is_lost, is_searched, promoted_from
+    from budgetnas.search.schedule.trials import claims, is_lost, is_searched, promoted_from
 
     trials = study.get_trials(deepcopy=False)
     retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}

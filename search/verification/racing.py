@@ -36,7 +36,8 @@ import torch
 
 from budgetnas.reports.front.frame import trials_frame
 from budgetnas.reports.front.pareto import pareto_front
-from budgetnas.search.schedule.promotion import MAX_VERIFIED, rung_of
+from budgetnas.search.schedule.budgets import MAX_VERIFIED
+from budgetnas.search.schedule.trials import rung_of
 from budgetnas.search.study.config import SearchConfig
 from budgetnas.search.study.processes import start_helper, supervised, watch_parent
 from budgetnas.search.study.runs import read_config
@@ -354,7 +355,7 @@ def _within_epochs(
     """``--budget-epochs``: one more seed at the target fits when what the search trained,
     what verification trained so far (a seed from the cache trained nothing), the seeds in
     flight and this one stay within the budget (and ``fits`` holds too)."""
-    from budgetnas.search.schedule.promotion import trained_image_epochs
+    from budgetnas.search.schedule.budgets import trained_image_epochs
 
     target = cfg.schedule.target.image_epochs
     limit = cfg.budget_epochs * target

@@ -14,6 +14,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from budgetnas.search.cache import store as cache_module
 from budgetnas.search.cache.store import (
     ResultCache,
     cached_train,
@@ -23,7 +24,6 @@ from budgetnas.search.cache.store import (
     open_cache,
     result_key,
 )
-from budgetnas.search.cache import store as cache_module
 from budgetnas.search.cli import app
 from budgetnas.search.errors import SearchError
 from budgetnas.search.sampling import objective

@@ -12,8 +12,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from budgetnas.search.cache.store import ResultCache
 from budgetnas.search.cache import store as cache_module
+from budgetnas.search.cache.store import ResultCache
 from budgetnas.search.cli import app
 from tests.helpers import cli_error
 

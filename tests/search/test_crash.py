@@ -318,7 +318,7 @@ def test_kill_9_of_a_two_process_search_ends_its_helper_then_resume_trains_each_
     """kill -9 of the first process of a --workers 2 search while rung 1 trains: its helper
     ends within seconds (it does not go on sampling and training beside the resume), and the
     resume trains every candidate and every promotion once."""
-    from budgetnas.search.schedule.promotion import is_searched, lineage, promoted_from, rung_of
+    from budgetnas.search.schedule.trials import is_searched, lineage, promoted_from, rung_of
 
     run = tmp_path / "run"
     proc = _two_process_search(synthetic_root, run, "--quiet")

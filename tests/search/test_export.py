@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
-from budgetnas.search.schedule.promotion import promoted_from, rung_of
+from budgetnas.search.schedule.trials import promoted_from, rung_of
 from budgetnas.search.study.driver import run_search
 from budgetnas.search.study.runs import open_run
 from budgetnas.search.verification.records import stored_results

@@ -9,16 +9,9 @@ from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
 from budgetnas.search.errors import SearchError
-from budgetnas.search.schedule.promotion import (
-    MIN_RUNG_STEPS,
-    Schedule,
-    band_ranks,
-    plan_rungs,
-    promotion_order,
-    quota,
-    rung_of,
-    rung_steps,
-)
+from budgetnas.search.schedule.promotion import Schedule, band_ranks, promotion_order, quota
+from budgetnas.search.schedule.rungs import MIN_RUNG_STEPS, plan_rungs, rung_steps
+from budgetnas.search.schedule.trials import rung_of
 from budgetnas.search.study.config import DEFAULT_RUNGS, auto_rungs, new_config
 from budgetnas.search.study.driver import run_search
 from budgetnas.search.study.runs import open_run
@@ -310,7 +303,7 @@ def test_an_epoch_budget_counts_every_training_the_search_commits_to(tmp_path, s
     """--budget-epochs 8 at one rung with 1 verify seed: each candidate costs one training
     and commits the search to verifying it (up to 5 front members) once more: 4 + 4 fit
     in 8, a fifth (5 + 5) would not; and what was trained does fit."""
-    from budgetnas.search.schedule.promotion import trained_image_epochs
+    from budgetnas.search.schedule.budgets import trained_image_epochs
 
     cfg = quick_config(
         synthetic_root,
@@ -376,7 +369,7 @@ def test_a_promotion_that_failed_is_not_tried_again_and_the_quota_is_never_excee
 
 
 def test_a_lost_claim_leaves_a_plain_sampled_candidate():
-    from budgetnas.search.schedule.promotion import is_sampled, lineage, rung0_used
+    from budgetnas.search.schedule.trials import is_sampled, lineage, rung0_used
 
     lost = _trial(3, 4000, 0.9, rung=0, promoted_from=None, candidate=None)
     assert is_sampled(lost) and rung0_used(lost) and lineage(lost) == 3
@@ -386,7 +379,7 @@ def test_a_lost_claim_leaves_a_plain_sampled_candidate():
 
 @pytest.mark.slow  # trains for more than ten seconds on 2 cores
 def test_an_epoch_budget_holds_with_rungs(tmp_path, synthetic_root):
-    from budgetnas.search.schedule.promotion import trained_image_epochs
+    from budgetnas.search.schedule.budgets import trained_image_epochs
 
     cfg = quick_config(
         synthetic_root,
@@ -457,13 +450,13 @@ def test_a_promotion_whose_process_died_takes_one_slot_with_its_retried_copy():
     assert (job.kind, job.rung, job.source.number) == ("promote", 1, 5)
     trials.append(_trial(8, 2900, 0.97, rung=1, promoted_from=5, candidate=5))
     assert schedule.next_job(trials, trials_wanted=10).kind == "sample"  # both slots used
-    from budgetnas.search.schedule.promotion import claims
+    from budgetnas.search.schedule.trials import claims
 
     assert claims(trials) == {1: 1, 5: 1}
 
 
 def test_trained_image_epochs_counts_pruned_and_failed_trials():
-    from budgetnas.search.schedule.promotion import trained_image_epochs
+    from budgetnas.search.schedule.budgets import trained_image_epochs
 
     rungs = plan_rungs(epochs=3, images=3000, rungs=2, eta=3)  # 1 ep x 3,000, 3 ep x 3,000
     trials = [
@@ -479,7 +472,7 @@ def test_trained_image_epochs_counts_pruned_and_failed_trials():
 
 def test_a_result_reused_from_the_results_cache_spends_no_epoch_budget():
     """A cache hit replays its curve (the pruner decides on it) but trains nothing here."""
-    from budgetnas.search.schedule.promotion import trained_image_epochs
+    from budgetnas.search.schedule.budgets import trained_image_epochs
 
     trials = [
         _trial(0, 3000, 0.9, val_curve=[0.9], train_images=1000),
@@ -492,7 +485,7 @@ def test_a_pruned_trial_says_what_it_trained_on(tmp_path, synthetic_root, monkey
     """Every epoch of a pruned trial is counted by an epoch budget: the trial stores its
     training images before its first epoch, not only when it finishes."""
     from budgetnas.search.sampling.objective import Objective
-    from budgetnas.search.schedule.promotion import trained_image_epochs
+    from budgetnas.search.schedule.budgets import trained_image_epochs
 
     monkeypatch.setattr(Objective, "_prune", lambda self, trial, epoch, acc: True)
     cfg = quick_config(

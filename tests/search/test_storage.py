@@ -58,7 +58,8 @@ def _study_with(*trials):
 def test_an_interrupted_promotion_is_queued_again_once_on_resume():
     from optuna.trial import TrialState
 
-    from budgetnas.search.schedule.promotion import Schedule, plan_rungs
+    from budgetnas.search.schedule.promotion import Schedule
+    from budgetnas.search.schedule.rungs import plan_rungs
     from budgetnas.search.study.storage import requeue_lost
 
     C, F = TrialState.COMPLETE, TrialState.FAIL

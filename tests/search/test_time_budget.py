@@ -11,7 +11,9 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from budgetnas.search.schedule.promotion import Plan, Schedule, TimeBudget, plan_rungs
+from budgetnas.search.schedule.budgets import Plan, TimeBudget
+from budgetnas.search.schedule.promotion import Schedule
+from budgetnas.search.schedule.rungs import plan_rungs
 from tests.helpers import quick_config
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from budgetnas.search.errors import SearchError
-from budgetnas.search.schedule.promotion import rung_of
+from budgetnas.search.schedule.trials import rung_of
 from budgetnas.search.schedule.yardsticks import (
     Costs,
     Level,

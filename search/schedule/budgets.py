@@ -1,0 +1,220 @@
+"""Compute budgets: ``--budget-time`` (wall time) and ``--budget-epochs`` (trainings at the
+target), planned as the work a search is committed to: its candidates, their expected
+promotions and the race at the end (``Plan``)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from optuna.trial import FrozenTrial, TrialState
+
+from budgetnas.search.schedule.promotion import Schedule
+from budgetnas.search.schedule.rungs import Rung
+from budgetnas.search.schedule.trials import (
+    FINISHED,
+    is_reference,
+    is_searched,
+    rung0_used,
+    rung_of,
+)
+
+MAX_VERIFIED = 5  # front members verified with new seeds at the end of a search
+
+
+def trained_image_epochs(trials: Sequence[FrozenTrial], rungs: Sequence[Rung] | None = None) -> int:
+    """Image-epochs the study's ended trials trained: every epoch a trial reported, whether
+    it completed, was pruned (up to its cut) or failed midway; a reused result (from an
+    identical trial or from the results cache) trained nothing. ``rungs``: the images of a
+    trial's rung where it does not say how many it trained on (a pruned trial of a study
+    made before they said)."""
+    total = 0
+    for t in trials:
+        if (
+            t.state not in (*FINISHED, TrialState.FAIL)
+            or t.user_attrs.get("duplicate_of") is not None
+            or t.user_attrs.get("cached")  # reused from the results cache: trained elsewhere
+        ):
+            continue
+        curve, images = t.user_attrs.get("val_curve") or [], t.user_attrs.get("train_images")
+        if not images and curve and rungs is not None and rung_of(t) < len(rungs):
+            images = rungs[rung_of(t)].images
+        if images:
+            total += len(curve) * int(images)
+    return total
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The work a search is committed to, in image-epochs: what sampling ``extra`` more
+    candidates adds (themselves at rung 0, their expected promotions: a share ``1 / eta ** r``
+    of rung 0 reaches rung r), plus the promotions its candidates are still expected to make
+    and the race at the end: the front (at most ``MAX_VERIFIED``) with ``verify_seeds``
+    seeds (weighed by ``front_weight`` in ``work``: a front member's image-epoch in a
+    candidate's) and the reference networks at the target with ``reference_seeds`` (each
+    weighed by its ``reference_weight`` and its ``reference_pending``: the share not in the
+    results cache)."""
+
+    schedule: Schedule
+    verify_seeds: int = 3
+    references_at_target: int = 0
+    reference_seeds: int | None = None  # None: verify_seeds
+    # the cost of a reference network's image-epoch in a candidate's (seed networks train
+    # slower than candidates of their size; ``search.yardsticks`` times them): one for all,
+    # or per reference network (zoo key -> weight)
+    reference_weight: float | Mapping[str, float] = 1.0
+    # the share of the references' verification still to train (the rest the results cache
+    # holds: it costs nothing): one for all, or per reference network
+    reference_pending: float | Mapping[str, float] = 1.0
+
+    def weight_of(self, key: str | None) -> float:
+        """A reference network's image-epoch in a candidate's (``key``: its zoo key)."""
+        w = self.reference_weight
+        if isinstance(w, Mapping):
+            return float(w.get(key, statistics.fmean(w.values()) if w else 1.0))
+        return float(w)
+
+    def references_cost(self) -> float:
+        """The references' verification per seed, in target trainings of a candidate."""
+        w, p = self.reference_weight, self.reference_pending
+        if not isinstance(w, Mapping):
+            pending = statistics.fmean(p.values()) if isinstance(p, Mapping) and p else p
+            return self.references_at_target * float(w) * float(pending)
+        return sum(
+            float(weight) * float(p.get(key, 1.0) if isinstance(p, Mapping) else p)
+            for key, weight in w.items()
+        )
+
+    def work(
+        self, trials: Sequence[FrozenTrial], *, extra: int = 0, front_weight: float = 1.0
+    ) -> int:
+        return self.search_work(trials, extra=extra) + self.race_work(
+            trials, extra=extra, front_weight=front_weight
+        )
+
+    def search_work(self, trials: Sequence[FrozenTrial], *, extra: int = 0) -> int:
+        """``extra`` more candidates at rung 0 and the promotions still expected."""
+        searched = [t for t in trials if is_searched(t) and t.state != TrialState.FAIL]
+        n0 = sum(1 for t in searched if rung0_used(t)) + extra
+        eta, rungs = self.schedule.eta, self.schedule.rungs
+        work = extra * rungs[0].image_epochs
+        for rung in rungs[1:]:
+            expected = math.ceil(n0 / eta**rung.index) if n0 else 0
+            started = sum(1 for t in searched if rung_of(t) == rung.index)
+            work += max(0, expected - started) * rung.image_epochs
+        return work
+
+    def race_work(
+        self, trials: Sequence[FrozenTrial], *, extra: int = 0, front_weight: float = 1.0
+    ) -> int:
+        """The race at the end, as a fixed verification of the front and the references."""
+        searched = [t for t in trials if is_searched(t) and t.state != TrialState.FAIL]
+        n0 = sum(1 for t in searched if rung0_used(t)) + extra
+        rungs = self.schedule.rungs
+        top = math.ceil(n0 / self.schedule.eta ** (len(rungs) - 1)) if n0 else 0
+        seeds = self.verify_seeds if self.reference_seeds is None else self.reference_seeds
+        verified = min(MAX_VERIFIED, top) * self.verify_seeds * front_weight
+        verified += seeds * self.references_cost()
+        return round(verified * self.schedule.target.image_epochs)
+
+
+def _rate(trials: Iterable[FrozenTrial], weight: Callable[[FrozenTrial], float]) -> float | None:
+    """Seconds per image-epoch over the finished, timed trials of ``trials`` (each trial's
+    image-epochs weighed by ``weight``); None when none was timed."""
+    seconds = image_epochs = 0.0
+    for t in trials:
+        curve, wall = t.user_attrs.get("val_curve") or [], t.user_attrs.get("wall_time_s")
+        images = t.user_attrs.get("train_images")
+        cached = t.user_attrs.get("cached")  # took no time here: no measure of the rate
+        if t.state in FINISHED and wall and images and curve and not cached:
+            seconds += float(wall)
+            image_epochs += len(curve) * int(images) * weight(t)
+    return seconds / image_epochs if image_epochs else None
+
+
+@dataclass(frozen=True)
+class TimeBudget:
+    """``--budget-time``: sample new candidates while the work they commit the search to
+    (``Plan``) fits before ``deadline`` (seconds since the epoch, shared by every process
+    through the study), timed at the seconds per image-epoch the study's finished trials
+    took, shared over ``workers`` processes, with ``overhead_s`` more for what follows the
+    trials (the race's processes starting, the reports). The race's networks are weighed as
+    the largest trained so far (``front_weight``): a network near the cap trains slower than
+    the mean candidate."""
+
+    deadline: float
+    plan: Plan
+    workers: int = 1
+    overhead_s: float = 0.0
+
+    def seconds_per_image_epoch(self, trials: Sequence[FrozenTrial]) -> float | None:
+        """Seconds per candidate image-epoch, over the study's timed trials: a reference
+        network's image-epoch counts as its ``plan.weight_of`` of a candidate's (the plan
+        weighs the references' verification so), so that the rate is a candidate's from the
+        first reference on."""
+
+        def weight(t: FrozenTrial) -> float:
+            return self.plan.weight_of(t.user_attrs.get("reference")) if is_reference(t) else 1.0
+
+        return _rate(trials, weight)
+
+    def front_weight(self, trials: Sequence[FrozenTrial]) -> float:
+        """A race network's image-epoch in a candidate's: the rate of the searched networks
+        at the highest rung reached (the front comes from there), else of the largest third
+        of the candidates, over the rate of every candidate (at least 1)."""
+        searched = [t for t in trials if is_searched(t) and not t.user_attrs.get("rejected")]
+        every = _rate(searched, lambda t: 1.0)
+        if not searched or every is None:
+            return 1.0
+        top = max(rung_of(t) for t in searched)
+        high = [t for t in searched if rung_of(t) == top]
+        if top == 0:
+            sizes = sorted(int(t.user_attrs.get("params") or 0) for t in searched)
+            third = sizes[(2 * len(sizes)) // 3]
+            high = [t for t in searched if int(t.user_attrs.get("params") or 0) >= third]
+        theirs = _rate(high, lambda t: 1.0)
+        return max(1.0, theirs / every) if theirs else 1.0
+
+    def remaining(self, trials: Sequence[FrozenTrial], *, extra: int = 0) -> float | None:
+        """Seconds of work left (over the workers) if ``extra`` more candidates are sampled;
+        None before any trial has been timed."""
+        rate = self.seconds_per_image_epoch(trials)
+        if rate is None:
+            return None
+        work = self.plan.work(trials, extra=extra, front_weight=self.front_weight(trials))
+        return rate * work / self.workers + self.overhead_s
+
+    def race_seconds(self, trials: Sequence[FrozenTrial]) -> float | None:
+        """Seconds the race at the end is planned to take (over the workers), with the
+        overhead; None before any trial has been timed."""
+        rate = self.seconds_per_image_epoch(trials)
+        if rate is None:
+            return None
+        work = self.plan.race_work(trials, front_weight=self.front_weight(trials))
+        return rate * work / self.workers + self.overhead_s
+
+    def race_due(self, trials: Sequence[FrozenTrial], now: float) -> bool:
+        """Whether the race must start now to fit before the deadline: no more trials."""
+        left = self.race_seconds(trials)
+        return left is not None and now + left >= self.deadline
+
+    def sampling_open(self, trials: Sequence[FrozenTrial], now: float) -> bool:
+        left = self.remaining(trials, extra=1)
+        return left is None or now + left <= self.deadline
+
+
+@dataclass(frozen=True)
+class EpochBudget:
+    """``--budget-epochs N``: compute counted in trainings at the target fidelity (``N`` x the
+    target's image-epochs, the search's own trials and the final verification together);
+    new candidates are sampled while what is trained plus what they commit to fits. Counted,
+    not timed: the same on every machine."""
+
+    limit: int  # image-epochs
+    plan: Plan
+
+    def sampling_open(self, trials: Sequence[FrozenTrial]) -> bool:
+        spent = trained_image_epochs(trials, self.plan.schedule.rungs)
+        return spent + self.plan.work(trials, extra=1) <= self.limit
