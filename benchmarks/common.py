@@ -13,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from budgetnas.search.study.config import SearchConfig, new_config
+from budgetnas.search.study.config import SearchConfig
+from budgetnas.search.study.options import new_config
 
 
 def reduced_search(args: argparse.Namespace, out: Path, **settings: Any) -> SearchConfig:

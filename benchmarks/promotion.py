@@ -46,7 +46,7 @@ REMEASURE_SEEDS = (1001, 1002)
 
 def _config(args, strategy: str, seed: int, out: Path):
     from budgetnas.search.schedule.rungs import plan_rungs
-    from budgetnas.search.study.config import new_config
+    from budgetnas.search.study.options import new_config
 
     common = dict(
         out=out,
@@ -104,9 +104,9 @@ def run_one(args, strategy: str, seed: int) -> dict:
 
     from budgetnas.reports.front.frame import trials_frame
     from budgetnas.reports.front.pareto import hypervolume, pareto_front
+    from budgetnas.search.pipeline import run_search
     from budgetnas.search.schedule.budgets import trained_image_epochs
     from budgetnas.search.schedule.trials import rung_of
-    from budgetnas.search.study.driver import run_search
     from budgetnas.search.study.runs import open_run, trial_spec
     from budgetnas.search.verification.racing import front_to_verify
     from budgetnas.search.verification.records import stored_results

@@ -18,7 +18,7 @@ from common import reduced_search
 
 from budgetnas.reports.front.frame import trials_frame
 from budgetnas.reports.front.pareto import pareto_front
-from budgetnas.search.study.driver import run_search
+from budgetnas.search.pipeline import run_search
 from budgetnas.search.study.runs import summary_counts
 
 

@@ -31,8 +31,8 @@ from common import reduced_search
 
 from budgetnas.reports.front.frame import trials_frame
 from budgetnas.reports.front.pareto import hypervolume, pareto_front
+from budgetnas.search.pipeline import run_search
 from budgetnas.search.study.config import CONFIG_FILE
-from budgetnas.search.study.driver import run_search
 from budgetnas.search.study.runs import finished, open_run
 
 # name -> (sampler, pruner, references); "tpe" is the default before this benchmark existed

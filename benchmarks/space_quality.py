@@ -28,8 +28,8 @@ SPACES = ("default", "rich")
 def run_one(args, space: str, seed: int) -> dict:
     from budgetnas.reports.front.frame import trials_frame
     from budgetnas.reports.front.pareto import hypervolume, pareto_front
+    from budgetnas.search.pipeline import run_search
     from budgetnas.search.schedule.budgets import trained_image_epochs
-    from budgetnas.search.study.driver import run_search
     from budgetnas.search.study.runs import open_run, summary_counts
 
     out = Path(args.out) / space / f"seed{seed}"

@@ -1,8 +1,12 @@
-"""The Optuna search: config, study, objective, driver, verification, export, and the CLI."""
+"""budgetnas's search, by stage: ``study`` (config, storage, processes, the driver),
+``sampling``, ``schedule``, ``cache``, then ``verification`` (the race), ``handback``
+(export), and ``cli`` on top; ``pipeline`` runs a search from start to end. The public API is
+re-exported here."""
 
 from budgetnas.search.errors import SearchError
 from budgetnas.search.handback.export import ExportResult, export_trial
-from budgetnas.search.study.config import SearchConfig, new_config
+from budgetnas.search.study.config import SearchConfig
+from budgetnas.search.study.options import new_config
 from budgetnas.search.study.runs import open_run, read_config, summary_counts, trial_spec
 from budgetnas.search.units import format_params, parse_budget, parse_ladder
 
@@ -28,10 +32,14 @@ __all__ = [
 def __getattr__(name: str):
     """``run_search``, ``run_worker`` and ``verify_run`` import the training stack: on use only,
     so that reading a run (reports, export) does not."""
-    if name in ("run_search", "run_worker"):
-        from budgetnas.search.study import driver
+    if name == "run_search":
+        from budgetnas.search.pipeline import run_search
 
-        return getattr(driver, name)
+        return run_search
+    if name == "run_worker":
+        from budgetnas.search.study.driver import run_worker
+
+        return run_worker
     if name == "verify_run":
         from budgetnas.search.verification.retrain import verify_run
 

@@ -172,7 +172,7 @@ def quick_config(root: Path, out: Path, **overrides):
     cap 5K, 4 trials of 1 epoch on 300 images, batch 50, no pruning, no final verification,
     one process, on the CPU.
     ``overrides`` are search options as ``budgetnas search`` takes them (``caps`` too)."""
-    from budgetnas.search.study.config import new_config
+    from budgetnas.search.study.options import new_config
 
     options = {"trials": 4, "pruner": "none", "device": "cpu", **QUICK, **overrides}
     caps = tuple(options.pop("caps", (5000,)))

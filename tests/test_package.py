@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-from budgetnas.search.study.driver import run_search
+from budgetnas.search.pipeline import run_search
 from tests.helpers import quick_config
 
 

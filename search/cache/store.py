@@ -43,7 +43,7 @@ from typing import Any
 import torch
 
 from budgetnas.search.errors import SearchError
-from budgetnas.search.study.config import usable_cores
+from budgetnas.search.study.processes import usable_cores
 from budgetnas.space.spec import ArchSpec
 from budgetnas.trainers.data import TrainVal
 from budgetnas.trainers.recipe import TrainConfig

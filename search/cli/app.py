@@ -19,14 +19,10 @@ from budgetnas.search.errors import SearchError, SearchStopped, VerifyFailed
 from budgetnas.search.sampling.pruners import PRUNERS
 from budgetnas.search.sampling.samplers import SAMPLERS
 from budgetnas.search.sampling.sizing import SIZINGS
-from budgetnas.search.study.config import (
-    DEFAULT_RUNGS,
-    MAX_CPU_WORKERS,
-    RESUMABLE,
-    SearchConfig,
-    flag,
-    new_config,
-)
+from budgetnas.search.schedule.rungs import DEFAULT_RUNGS
+from budgetnas.search.study.config import RESUMABLE, SearchConfig, flag
+from budgetnas.search.study.options import new_config
+from budgetnas.search.study.processes import MAX_CPU_WORKERS
 from budgetnas.search.units import parse_count, parse_duration, parse_ladder
 from budgetnas.space.spec import SpecError
 from budgetnas.trainers.data import DATASETS, DataConfig, DataError
@@ -322,7 +318,7 @@ def search(
                 given["max_macs"] = parse_count(max_macs, what="--max-macs", unit="MAC")
             cfg = new_config(out=out, caps=parse_ladder(budget), **given)
         from budgetnas.search.cache.store import open_cache
-        from budgetnas.search.study.driver import run_search
+        from budgetnas.search.pipeline import run_search
 
         results = open_cache(cache, enabled=not no_cache)
         try:
@@ -822,7 +818,7 @@ def _process_start() -> float:
 def main() -> None:
     import os
 
-    from budgetnas.search.study.driver import STARTED_ENV
+    from budgetnas.search.study.timing import STARTED_ENV
 
     # a time budget counts from the command's start, its imports included
     os.environ[STARTED_ENV] = f"{_process_start():.3f}"

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 
 from budgetnas.search.errors import SearchError
+from budgetnas.search.sampling.pruners import SINGLE_OBJECTIVE_PRUNERS
 
 MIN_IMAGES = 500  # the smallest training subset a rung uses
 
@@ -76,3 +77,39 @@ def plan_rungs(
                 f"{low.label()}, rung {high.index} {high.label()}; use fewer rungs"
             )
     return tuple(out)
+
+
+# fidelity rungs when --rungs is not given: promotion beat single-fidelity search at equal
+# compute (docs/benchmarks.md#promotion-across-fidelities)
+DEFAULT_RUNGS = 3
+
+
+def auto_rungs(
+    *, epochs: int, images: int, eta: int, pruner: str, batch: int | None = None
+) -> tuple[int, str | None]:
+    """The rungs a search gets when ``--rungs`` is not given, and why when fewer than
+    ``DEFAULT_RUNGS``: one with a pruner that compares trials across fidelities, else as many
+    up to ``DEFAULT_RUNGS`` as the target leaves room for below it, each rung at most half
+    the cost of the next (a rung nearly as dear as the next ranks nothing cheaply) and, with
+    ``batch``, of at least ``MIN_RUNG_STEPS`` optimizer steps (fewer leave candidates at
+    chance)."""
+    if pruner in SINGLE_OBJECTIVE_PRUNERS:
+        return 1, f"--pruner {pruner} compares trials across fidelities"
+    floor = {"min_steps": MIN_RUNG_STEPS, "batch": batch} if batch else {}
+    for rungs in range(DEFAULT_RUNGS, 1, -1):
+        try:
+            plan = plan_rungs(epochs=epochs, images=images, rungs=rungs, eta=eta, **floor)
+        except SearchError:
+            continue
+        steps = zip(plan, plan[1:], strict=False)
+        if all(2 * low.image_epochs <= high.image_epochs for low, high in steps):
+            break
+    else:
+        rungs = 1
+    if rungs == DEFAULT_RUNGS:
+        return rungs, None
+    room = "no room for a cheaper rung" if rungs == 1 else f"room for {rungs - 1} cheaper rung"
+    steps = f" and of {MIN_RUNG_STEPS} optimizer steps or more" if batch else ""
+    return rungs, (
+        f"the target ({epochs} ep x {images:,} img) leaves {room} at half its cost{steps}"
+    )

@@ -11,7 +11,6 @@ defines a trial's result. Nothing joins or resumes a study whose fingerprint dif
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -24,18 +23,14 @@ from budgetnas.search.sampling.pruners import PRUNERS, SINGLE_OBJECTIVE_PRUNERS
 from budgetnas.search.sampling.samplers import SAMPLERS, is_multi_objective
 from budgetnas.search.sampling.sizing import SIZINGS
 from budgetnas.search.schedule.promotion import Schedule
-from budgetnas.search.schedule.rungs import MIN_RUNG_STEPS, plan_rungs
+from budgetnas.search.schedule.rungs import MIN_RUNG_STEPS, auto_rungs, plan_rungs
 from budgetnas.search.study.storage import journal_url
 from budgetnas.space.count import count_params
 from budgetnas.space.sample import Limits, SpaceConfig, smallest_costs
-from budgetnas.space.spacefile import SHIPPED, space_config
-from budgetnas.space.spacefile import read as read_space
 from budgetnas.space.spec import ArchSpec
 from budgetnas.space.zoo import ZOO
-from budgetnas.trainers.data import DataConfig, default_data_dir
-from budgetnas.trainers.evaluate import resolve_device
-from budgetnas.trainers.precision import recipe_settings
-from budgetnas.trainers.recipe import AugmentConfig, TrainConfig, default_recipe
+from budgetnas.trainers.data import DataConfig
+from budgetnas.trainers.recipe import AugmentConfig, TrainConfig
 
 CONFIG_FILE = "config.json"
 STUDY_FILE = "study.db"
@@ -43,15 +38,7 @@ JOURNAL_FILE = "study.journal"
 # 2: momentum constant under OneCycle (it cycled 0.85-0.95 before); sampler, pruner and
 # references in the fingerprint
 FINGERPRINT_VERSION = 2
-# fidelity rungs when --rungs is not given: promotion beat single-fidelity search at equal
-# compute (docs/benchmarks.md#promotion-across-fidelities)
-DEFAULT_RUNGS = 3
 UNLIMITED = 1_000_000  # --trials when a --budget-time decides
-# --workers when it is not given, on a CPU: one single-threaded trial process per core, at
-# most this many. Two processes of one thread each trained 1.48-1.50x as many epochs per
-# second in total as one process of two threads on a 2-core CPU (docs/benchmarks.md#speed);
-# on a GPU one process until a measurement there says otherwise.
-MAX_CPU_WORKERS = 8
 
 # Settings a resumed run may change: they decide how much work is done and where, never what
 # a trial's result is (the data digest guards a moved data folder).
@@ -66,29 +53,6 @@ RESUMABLE = (
     "path",
     "verify_seeds",
     "race_seeds",
-)
-
-
-# How a search's options divide among the parts of its config (the rest are the search's own).
-DATA_OPTIONS = (
-    "dataset",
-    "val_size",
-    "split_seed",
-    "train_subset",
-    "data_dir",
-    "download",
-    "path",
-    "resize",
-)
-RECIPE_OPTIONS = (
-    "epochs",
-    "batch_size",
-    "lr",
-    "optimizer",
-    "momentum",
-    "weight_decay",
-    "label_smoothing",
-    "augment",
 )
 
 
@@ -439,107 +403,6 @@ class SearchConfig:
         return cls.from_dict(json.loads(text))
 
 
-def auto_rungs(
-    *, epochs: int, images: int, eta: int, pruner: str, batch: int | None = None
-) -> tuple[int, str | None]:
-    """The rungs a search gets when ``--rungs`` is not given, and why when fewer than
-    ``DEFAULT_RUNGS``: one with a pruner that compares trials across fidelities, else as many
-    up to ``DEFAULT_RUNGS`` as the target leaves room for below it, each rung at most half
-    the cost of the next (a rung nearly as dear as the next ranks nothing cheaply) and, with
-    ``batch``, of at least ``MIN_RUNG_STEPS`` optimizer steps (fewer leave candidates at
-    chance)."""
-    if pruner in SINGLE_OBJECTIVE_PRUNERS:
-        return 1, f"--pruner {pruner} compares trials across fidelities"
-    floor = {"min_steps": MIN_RUNG_STEPS, "batch": batch} if batch else {}
-    for rungs in range(DEFAULT_RUNGS, 1, -1):
-        try:
-            plan = plan_rungs(epochs=epochs, images=images, rungs=rungs, eta=eta, **floor)
-        except SearchError:
-            continue
-        steps = zip(plan, plan[1:], strict=False)
-        if all(2 * low.image_epochs <= high.image_epochs for low, high in steps):
-            break
-    else:
-        rungs = 1
-    if rungs == DEFAULT_RUNGS:
-        return rungs, None
-    room = "no room for a cheaper rung" if rungs == 1 else f"room for {rungs - 1} cheaper rung"
-    steps = f" and of {MIN_RUNG_STEPS} optimizer steps or more" if batch else ""
-    return rungs, (
-        f"the target ({epochs} ep x {images:,} img) leaves {room} at half its cost{steps}"
-    )
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity, where the OS says), not every
-    core of the machine."""
-    affinity = getattr(os, "sched_getaffinity", None)
-    return len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
-
-
-def default_workers(device: str | None) -> int:
-    """``--workers`` when it is not given: one trial process per usable core on a CPU (at
-    most ``MAX_CPU_WORKERS``), one on a GPU."""
-    if resolve_device(device).type != "cpu":
-        return 1
-    return max(1, min(MAX_CPU_WORKERS, usable_cores()))
-
-
-def new_config(*, out: str | Path, caps: tuple[int, ...], **options: Any) -> SearchConfig:
-    """A new search's config from the options a user gave (``None``: not given).
-
-    Options not given take the library's defaults: the data's, the recipe's for the epoch
-    budget (one epoch has its own), the search's. ``augment`` is a strength (see
-    ``AugmentConfig.scaled``); ``seed`` seeds both the sampler and the training runs;
-    ``space_file``: a space file, or the name of a shipped one (``default``, ``rich``);
-    ``precision``: auto (the device's fastest measured, ``trainers.precision``), fp32 or bf16.
-    """
-    given = {k: v for k, v in options.items() if v is not None}
-    if "workers" not in given:
-        given["workers"] = default_workers(given.get("device"))
-    if ("budget_time" in given or "budget_epochs" in given) and "trials" not in given:
-        given["trials"] = UNLIMITED  # the time budget decides how many candidates
-    data = {k: given.pop(k) for k in DATA_OPTIONS if k in given}
-    data["data_dir"] = str(Path(data.get("data_dir") or default_data_dir()).resolve())
-    if data.get("path") is not None:
-        data["path"] = str(Path(data["path"]).resolve())
-    recipe = {k: given.pop(k) for k in RECIPE_OPTIONS if k in given}
-    if "augment" in recipe:
-        recipe["augment"] = AugmentConfig.scaled(float(recipe["augment"]))
-    if "seed" in given:
-        recipe["seed"] = given["seed"]
-    device = resolve_device(given.get("device"))
-    recipe.update(recipe_settings(given.pop("precision", "auto"), device))
-    space_file = given.pop("space_file", None)
-    if "teacher" in given:
-        from budgetnas.search.study.teacher import parse_teacher
-
-        given["teacher"] = parse_teacher(given["teacher"])
-    unknown = sorted(set(given) - {f.name for f in fields(SearchConfig)})
-    if unknown:
-        raise TypeError(f"unknown search option(s): {', '.join(unknown)}")
-    data_cfg = DataConfig(**data)
-    if space_file is not None:
-        info = data_cfg.info
-        images = {
-            "in_channels": info.in_channels,
-            "input_size": info.image_size,
-            "num_classes": info.num_classes,
-            "norm": (info.mean, info.std),
-        }
-        name = (
-            f"the {space_file} space" if str(space_file) in SHIPPED else f"space file {space_file}"
-        )
-        given["space"] = space_config(read_space(space_file), images, name=name)
-    return SearchConfig(
-        out=str(Path(out).resolve()),
-        caps=tuple(caps),
-        data=data_cfg,
-        recipe=default_recipe(**recipe),
-        **given,
-    )
-
-
 def _from_flat(d: dict[str, Any]) -> dict[str, Any]:
     """A config.json of the first, flat layout, in today's composed one."""
     data_keys = ("dataset", "val_size", "split_seed", "train_subset", "data_dir", "download")
@@ -552,23 +415,6 @@ def _from_flat(d: dict[str, Any]) -> dict[str, Any]:
     recipe["seed"] = d.get("seed", 0)
     out["recipe"] = recipe
     return out
-
-
-def parse_references(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """``all``, ``none`` or ``001,004`` (or a sequence of zoo keys) -> zoo keys."""
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text == "all":
-            return tuple(ZOO)
-        keys = () if text in ("none", "") else tuple(k.strip() for k in text.split(","))
-    else:
-        keys = tuple(value)
-    unknown = [k for k in keys if k not in ZOO]
-    if unknown:
-        raise SearchError(
-            f"--references: no zoo entry {unknown[0]!r}; use all, none or keys of {', '.join(ZOO)}"
-        )
-    return tuple(dict.fromkeys(keys))
 
 
 def same_network(stored: str | None, spec: ArchSpec) -> bool:
@@ -615,3 +461,20 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[key] = tuple(v) if isinstance(v, list) else v
     return flat
+
+
+def parse_references(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """``all``, ``none`` or ``001,004`` (or a sequence of zoo keys) -> zoo keys."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "all":
+            return tuple(ZOO)
+        keys = () if text in ("none", "") else tuple(k.strip() for k in text.split(","))
+    else:
+        keys = tuple(value)
+    unknown = [k for k in keys if k not in ZOO]
+    if unknown:
+        raise SearchError(
+            f"--references: no zoo entry {unknown[0]!r}; use all, none or keys of {', '.join(ZOO)}"
+        )
+    return tuple(dict.fromkeys(keys))

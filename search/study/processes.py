@@ -29,9 +29,14 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from budgetnas.search.errors import SearchError
+from budgetnas.trainers.evaluate import resolve_device
+
+if TYPE_CHECKING:
+    from budgetnas.search.cache.store import ResultCache
+    from budgetnas.search.study.config import SearchConfig
 
 try:
     import fcntl
@@ -278,3 +283,69 @@ def _close_pipes(procs: Sequence[subprocess.Popen]) -> None:
         if p.stdin is not None and not p.stdin.closed:
             with suppress(OSError):
                 p.stdin.close()
+
+
+# --workers when it is not given, on a CPU: one single-threaded trial process per core, at
+# most this many. Two processes of one thread each trained 1.48-1.50x as many epochs per
+# second in total as one process of two threads on a 2-core CPU (docs/benchmarks.md#speed);
+# on a GPU one process until a measurement there says otherwise.
+MAX_CPU_WORKERS = 8
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the OS says), not every
+    core of the machine."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
+
+
+def default_workers(device: str | None) -> int:
+    """``--workers`` when it is not given: one trial process per usable core on a CPU (at
+    most ``MAX_CPU_WORKERS``), one on a GPU."""
+    if resolve_device(device).type != "cpu":
+        return 1
+    return max(1, min(MAX_CPU_WORKERS, usable_cores()))
+
+
+def threads_per_worker(workers: int) -> int:
+    return max(1, usable_cores() // workers)
+
+
+def spawn_workers(
+    cfg: SearchConfig, cache: ResultCache | None = None, *, trials_so_far: int = 0
+) -> list[subprocess.Popen]:
+    """cfg.workers - 1 more processes working on the same study (this one is the first),
+    sharing its results cache: helpers (``search.processes``) that end with this process,
+    each told its index and the trials the study held at the start, which seed its sampler
+    (``helper_seed``)."""
+    import torch
+
+    from budgetnas.search.cache.store import helper_env
+
+    threads = threads_per_worker(cfg.workers)
+    torch.set_num_threads(threads)
+    env = helper_env(cache, threads=threads)
+    cmd = [
+        sys.executable,
+        "-m",
+        "budgetnas.search.cli",
+        "worker",
+        "--storage",
+        cfg.storage_url(),
+        "--study",
+        cfg.study_name,
+        "--out",
+        str(cfg.out),
+        "--device",
+        cfg.device,
+        "--quiet",
+    ]
+    if cfg.data.data_dir:
+        cmd += ["--data-dir", cfg.data.data_dir]
+    return [
+        start_helper(
+            [*cmd, "--helper-index", str(k), "--helper-trials-before", str(trials_so_far)],
+            env=env,
+        )
+        for k in range(1, cfg.workers)
+    ]

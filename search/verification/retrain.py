@@ -23,7 +23,7 @@ import torch
 
 from budgetnas.search.cache.store import ResultCache, cached_train
 from budgetnas.search.errors import SearchError
-from budgetnas.search.study.config import RECIPE_OPTIONS
+from budgetnas.search.study.options import RECIPE_OPTIONS
 from budgetnas.search.study.runs import WEIGHTS_DIR, open_run
 from budgetnas.search.study.teacher import attach_teacher
 from budgetnas.search.verification.choose import (

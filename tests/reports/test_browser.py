@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from budgetnas.reports.page.run import write_run_reports
-from budgetnas.search.study.driver import run_search
+from budgetnas.search.pipeline import run_search
 from tests.helpers import quick_config
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -14,7 +14,7 @@ from optuna.trial import TrialState, create_trial
 from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
-from budgetnas.search.study.driver import run_search
+from budgetnas.search.pipeline import run_search
 from budgetnas.search.study.runs import open_run
 from tests.helpers import cli_error, quick_config, write_synthetic_mnist
 

@@ -420,17 +420,19 @@ def test_a_reused_trial_says_so_on_its_line_and_in_the_report(tmp_path):
 
 
 def test_helper_processes_share_the_cache(tmp_path, synthetic_root, monkeypatch):
-    from budgetnas.search.study import driver
+    import torch
+
+    from budgetnas.search.study import processes
     from tests.helpers import quick_config
 
     seen = []
-    monkeypatch.setattr(driver.torch, "set_num_threads", lambda n: None)  # this process's own
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # this process's own
     monkeypatch.setattr(
-        driver.subprocess, "Popen", lambda cmd, env, **kw: seen.append(env["BUDGETNAS_CACHE"])
+        processes.subprocess, "Popen", lambda cmd, env, **kw: seen.append(env["BUDGETNAS_CACHE"])
     )
     cfg = quick_config(synthetic_root, tmp_path / "run", workers=2)
-    driver._spawn_workers(cfg, ResultCache(tmp_path / "c"))
-    driver._spawn_workers(cfg, None)
+    processes.spawn_workers(cfg, ResultCache(tmp_path / "c"))
+    processes.spawn_workers(cfg, None)
     assert seen == [str((tmp_path / "c").resolve()), "off"]
 
 
@@ -662,8 +664,8 @@ def _small(root, out):
 def test_an_interrupted_search_resumed_with_its_cache_ends_as_an_uninterrupted_one(
     synthetic_root, tmp_path, monkeypatch
 ):
+    from budgetnas.search.pipeline import run_search
     from budgetnas.search.sampling import objective
-    from budgetnas.search.study.driver import run_search
     from budgetnas.search.study.runs import read_config
 
     whole, broken = tmp_path / "whole-cache", tmp_path / "broken-cache"
@@ -687,8 +689,8 @@ def test_a_resumed_search_takes_what_the_cache_holds(synthetic_root, tmp_path, m
     """Interrupted without a cache, resumed with one that holds the same search's trainings:
     the resume trains nothing (the interrupted candidate, the verification: all reused) and
     ends with the uninterrupted search's results."""
+    from budgetnas.search.pipeline import run_search
     from budgetnas.search.sampling import objective
-    from budgetnas.search.study.driver import run_search
     from budgetnas.search.study.runs import read_config
 
     cache = tmp_path / "cache"

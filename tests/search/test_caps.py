@@ -9,8 +9,8 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
+from budgetnas.search.pipeline import run_search
 from budgetnas.search.sampling import objective
-from budgetnas.search.study.driver import run_search
 from budgetnas.search.study.runs import open_run, summary_counts
 from budgetnas.space.count import analyze
 from budgetnas.space.memory import activation_memory

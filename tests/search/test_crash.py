@@ -181,8 +181,8 @@ def test_ctrl_c_during_a_promotion_then_resume(tmp_path, synthetic_root, monkeyp
     """Interrupted (KeyboardInterrupt, as Ctrl-C raises it) while a promoted candidate trains
     at rung 1: the trial is not a failure of the candidate, which the resume trains at rung 1
     once, and the promotion holds one slot: the rung's quota still moves up in full."""
+    from budgetnas.search.pipeline import run_search
     from budgetnas.search.sampling import objective
-    from budgetnas.search.study.driver import run_search
     from budgetnas.search.study.runs import read_config
     from tests.helpers import quick_config
 

@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
-from budgetnas.search.study.driver import run_search
+from budgetnas.search.pipeline import run_search
 from budgetnas.space.build import build
 from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.data import DataConfig

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from budgetnas.reports.front.pareto import pareto_front
 from budgetnas.search.cli import app
 from budgetnas.search.handback.export import export_trial
-from budgetnas.search.study.driver import run_search
+from budgetnas.search.pipeline import run_search
 from budgetnas.search.study.runs import open_run
 from budgetnas.trainers import data as data_module
 from tests.helpers import quick_config, search_args
@@ -244,7 +244,7 @@ def test_a_search_reads_the_test_split_only_to_report_at_the_end(
     """No candidate, promotion or pruning decision can see the test split: it is read only
     once every trial of the schedule has finished, by the final verification (which chooses
     nothing: export picks by validation). Without the verification it is never read."""
-    from budgetnas.search.study.driver import ScheduleGuard
+    from budgetnas.search.study.guards import ScheduleGuard
 
     read = data_module._torchvision_split
     reads = []

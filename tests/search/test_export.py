@@ -14,8 +14,8 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
+from budgetnas.search.pipeline import run_search
 from budgetnas.search.schedule.trials import promoted_from, rung_of
-from budgetnas.search.study.driver import run_search
 from budgetnas.search.study.runs import open_run
 from budgetnas.search.verification.records import stored_results
 from tests.helpers import quick_config

@@ -9,9 +9,10 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
+from budgetnas.search.pipeline import run_search
 from budgetnas.search.sampling import objective
 from budgetnas.search.sampling.objective import assign_cap
-from budgetnas.search.study.driver import FAILURES_IN_A_ROW, run_search
+from budgetnas.search.study.guards import FAILURES_IN_A_ROW
 from budgetnas.search.study.runs import open_run
 from budgetnas.space.count import count_params
 from budgetnas.space.spec import ArchSpec, Conv, Head, Transition

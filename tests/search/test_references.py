@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
 from budgetnas.search.errors import SearchError
+from budgetnas.search.pipeline import run_search
 from budgetnas.search.sampling import objective
 from budgetnas.search.sampling.pruners import BandedMedianPruner
 from budgetnas.search.study.config import parse_references
-from budgetnas.search.study.driver import run_search
 from budgetnas.search.study.runs import finished, open_run
 from budgetnas.search.verification.records import Verified, stored_results
 from budgetnas.space.count import count_params

@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
+from budgetnas.search.pipeline import run_search
 from budgetnas.search.sampling.objective import candidate_key
 from budgetnas.search.study.config import differences
-from budgetnas.search.study.driver import run_search
 from budgetnas.search.study.runs import CONFIG_ATTR, FINGERPRINT_ATTR, open_run
 from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.recipe import TrainConfig
@@ -205,7 +205,7 @@ def test_resuming_on_other_data_names_the_runs_data_and_the_given_one(tmp_path, 
     or a folder run given an .npz, is one line naming both, and the run is left as it was."""
     import numpy as np
 
-    from budgetnas.search.study.config import new_config
+    from budgetnas.search.study.options import new_config
     from tests.helpers import shapes_arrays, write_image_folder
 
     npz = tmp_path / "x.npz"
@@ -306,7 +306,7 @@ def test_a_new_study_names_its_objectives_and_one_without_names_still_resumes(
     run_search(quick_config(synthetic_root, single, sampler="tpe", references="none"), quiet=True)
     assert open_run(single)[1].metric_names == ["validation accuracy"]
     # a study made before its objectives were named resumes as it is
-    monkeypatch.setattr(driver, "_name_metrics", lambda study, sampler: None)
+    monkeypatch.setattr(driver, "name_metrics", lambda study, sampler: None)
     unnamed = tmp_path / "unnamed"
     run_search(quick_config(synthetic_root, unnamed, references="none"), quiet=True)
     monkeypatch.undo()

@@ -9,11 +9,17 @@ from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
 from budgetnas.search.errors import SearchError
+from budgetnas.search.pipeline import run_search
 from budgetnas.search.schedule.promotion import Schedule, band_ranks, promotion_order, quota
-from budgetnas.search.schedule.rungs import MIN_RUNG_STEPS, plan_rungs, rung_steps
+from budgetnas.search.schedule.rungs import (
+    DEFAULT_RUNGS,
+    MIN_RUNG_STEPS,
+    auto_rungs,
+    plan_rungs,
+    rung_steps,
+)
 from budgetnas.search.schedule.trials import rung_of
-from budgetnas.search.study.config import DEFAULT_RUNGS, auto_rungs, new_config
-from budgetnas.search.study.driver import run_search
+from budgetnas.search.study.options import new_config
 from budgetnas.search.study.runs import open_run
 from budgetnas.search.verification.racing import front_to_verify
 from budgetnas.search.verification.records import stored_results
@@ -505,7 +511,7 @@ def test_waiting_for_other_processes_prints_no_experimental_warning(
 
     import optuna
 
-    from budgetnas.search.study.driver import ScheduleGuard
+    from budgetnas.search.study.guards import ScheduleGuard
 
     cfg = quick_config(synthetic_root, tmp_path / "run", trials=1, references="none")
     study = optuna.create_study()

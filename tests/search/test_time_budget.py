@@ -69,6 +69,7 @@ def test_the_driver_keeps_each_seed_networks_weight_and_share(
 ):
     """What the start timed is stored per seed network and read back by every process."""
     import budgetnas.search.study.driver as driver
+    from budgetnas.search.pipeline import run_search
     from budgetnas.search.schedule.yardsticks import Costs
 
     costs = Costs({"001": 0.01, "002": 0.001}, candidate=0.0001)
@@ -79,7 +80,7 @@ def test_the_driver_keeps_each_seed_networks_weight_and_share(
         pass
 
     def drive(cfg, study, *a, **k):
-        seen.append(driver._time_budget(cfg, study))
+        seen.append(driver.time_budget(cfg, study))
         raise Stop
 
     monkeypatch.setattr(driver, "_drive", drive)
@@ -95,7 +96,7 @@ def test_the_driver_keeps_each_seed_networks_weight_and_share(
         references="001,002",
     )
     with pytest.raises(Stop):
-        driver.run_search(cfg, quiet=True)
+        run_search(cfg, quiet=True)
     (budget,) = seen
     assert budget.plan.weight_of("001") == pytest.approx(100.0)
     assert budget.plan.weight_of("002") == pytest.approx(10.0)
@@ -120,7 +121,7 @@ def test_the_race_is_planned_at_the_rate_of_the_largest_networks():
 def test_the_trials_stop_when_only_the_races_time_is_left(synthetic_root, tmp_path):
     """A deadline closer than the race's planned time: the schedule's guard stops the study
     after the trial that just ended, and the search goes on to its race."""
-    from budgetnas.search.study.driver import ScheduleGuard
+    from budgetnas.search.study.guards import ScheduleGuard
 
     cfg = quick_config(synthetic_root, tmp_path / "r", caps=(10_000,), references="none")
     plan = Plan(cfg.schedule, verify_seeds=3)

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
-from budgetnas.search.study.driver import run_search
+from budgetnas.search.pipeline import run_search
 from budgetnas.search.study.runs import open_run
 from budgetnas.search.verification import retrain as verify_module
 from budgetnas.search.verification.records import ladder_rows, stored_results

@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 from budgetnas.search.cli import app
 from budgetnas.search.errors import SearchError
 from budgetnas.search.handback.run_weights import kept_trials
+from budgetnas.search.pipeline import run_search
 from budgetnas.search.study.config import CONFIG_FILE
-from budgetnas.search.study.driver import run_search
 from budgetnas.search.study.runs import CONFIG_ATTR, open_run
 from budgetnas.search.study.storage import fail_orphans, journal_url, open_storage
 from tests.helpers import SHARED_SEARCH, cli_error, cli_module, quick_config, search_args
@@ -95,16 +95,17 @@ def test_a_cpu_search_runs_one_trial_process_per_core_by_default(
 ):
     """--workers not given: one process per core on a CPU (at most MAX_CPU_WORKERS), which
     a journal file then holds; given, it is what the user said."""
-    import budgetnas.search.study.config as config
+    import budgetnas.search.study.options as options
+    import budgetnas.search.study.processes as processes
 
-    for cores, expected in ((1, 1), (2, 2), (64, config.MAX_CPU_WORKERS)):
-        monkeypatch.setattr(config, "usable_cores", lambda cores=cores: cores)
-        cfg = config.new_config(
+    for cores, expected in ((1, 1), (2, 2), (64, processes.MAX_CPU_WORKERS)):
+        monkeypatch.setattr(processes, "usable_cores", lambda cores=cores: cores)
+        cfg = options.new_config(
             out=tmp_path / "r", caps=(5000,), data_dir=synthetic_root, device="cpu"
         )
         assert cfg.workers == expected
     assert cfg.storage_url().startswith("journal:")
-    cfg = config.new_config(
+    cfg = options.new_config(
         out=tmp_path / "r", caps=(5000,), data_dir=synthetic_root, device="cpu", workers=1
     )
     assert cfg.workers == 1 and cfg.storage_url().startswith("sqlite:")
@@ -279,7 +280,7 @@ def test_a_helper_ends_when_the_process_that_started_it_is_killed():
 
 
 def test_each_helper_samples_with_a_seed_of_the_run_seed_and_its_index():
-    from budgetnas.search.study.driver import helper_seed, sampler_seed
+    from budgetnas.search.study.opening import helper_seed, sampler_seed
 
     seeds = {helper_seed(3, k) for k in (1, 2, 3)}
     assert len(seeds) == 3 and sampler_seed(3, 0) not in seeds  # the first process has 3
@@ -295,6 +296,7 @@ def test_a_search_starts_its_helpers_with_their_index_and_they_seed_from_it(
     the study held when it started); the `worker` command passes them on, and the helper's
     sampler is seeded with ``helper_seed`` of them: nothing of the host or the pid."""
     import budgetnas.search.study.driver as driver
+    import budgetnas.search.study.opening as opening
     import budgetnas.search.study.processes as processes
 
     commands = []
@@ -302,7 +304,7 @@ def test_a_search_starts_its_helpers_with_their_index_and_they_seed_from_it(
     cfg = quick_config(synthetic_root, tmp_path / "run", workers=3, seed=7)
     threads = torch.get_num_threads()
     try:
-        driver._spawn_workers(cfg, None, trials_so_far=5)
+        processes.spawn_workers(cfg, None, trials_so_far=5)
     finally:
         torch.set_num_threads(threads)  # as the search sets it for its share of the cores
     assert len(commands) == 2
@@ -328,12 +330,12 @@ def test_a_search_starts_its_helpers_with_their_index_and_they_seed_from_it(
         seeds.append(seed)
         raise KeyboardInterrupt  # enough: nothing is trained
 
-    monkeypatch.setattr(driver, "_load", load)
+    monkeypatch.setattr(driver, "load_study", load)
     with pytest.raises(KeyboardInterrupt):
         driver.run_worker(
             cfg.storage_url(), cfg.study_name, out=cfg.out, helper_index=2, trials_before=5
         )
-    assert seeds == [driver.helper_seed(7, 2, trials_so_far=5)]
+    assert seeds == [opening.helper_seed(7, 2, trials_so_far=5)]
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from budgetnas.search.errors import SearchError
+from budgetnas.search.pipeline import run_search
 from budgetnas.search.schedule.trials import rung_of
 from budgetnas.search.schedule.yardsticks import (
     Costs,
@@ -17,7 +18,6 @@ from budgetnas.search.schedule.yardsticks import (
     plan_yardsticks,
     yardstick_seconds,
 )
-from budgetnas.search.study.driver import run_search
 from budgetnas.search.study.runs import open_run
 from budgetnas.search.verification.records import stored_results
 from budgetnas.space.count import count_params
@@ -174,7 +174,7 @@ def test_the_time_budget_keeps_no_time_for_a_verification_the_cache_holds(synthe
     the references' verification is still to train; all of it cached, none. The plan of one
     more candidate: 667 + 2,000 image-epochs, its verification 2 x 2,000, and the references'
     2 x 1 seed x 2,000 x their weight (100) x that share."""
-    from budgetnas.search.study.driver import plan
+    from budgetnas.search.study.timing import plan
 
     cfg = _cfg(synthetic_root, tmp_path / "r", references="001,002", reference_seeds=1)
     rates, held = {"001": 1.0, "002": 0.5}, frozenset({("seed", 1)})
@@ -206,7 +206,7 @@ def test_the_search_keeps_the_share_on_its_study_and_weighs_it_again_on_resume(
         pass
 
     def drive(cfg, study, *a, **k):
-        seen.append(driver._time_budget(cfg, study).plan.reference_pending)
+        seen.append(driver.time_budget(cfg, study).plan.reference_pending)
         raise Stop
 
     monkeypatch.setattr(driver, "_drive", drive)

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
-from budgetnas.search.study.driver import run_search
+from budgetnas.search.pipeline import run_search
 from budgetnas.space.sample import Rejected, SpaceConfig, sample_spec
 from budgetnas.space.spacefile import dump, parse, read, shipped_text, space_config
 from tests.helpers import cli_error, quick_config, search_args

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import budgetnas.trainers.precision as precision
-from budgetnas.search.study.config import new_config
+from budgetnas.search.study.options import new_config
 from budgetnas.trainers.precision import recipe_settings
 from budgetnas.trainers.recipe import ConfigError
 
@@ -57,7 +57,7 @@ def test_a_new_search_stores_the_precision_it_resolved(monkeypatch, tmp_path, na
 
 
 def test_a_search_in_bf16_trains_stores_and_says_it(tmp_path, synthetic_root, capsys):
-    from budgetnas.search.study.driver import run_search
+    from budgetnas.search.pipeline import run_search
     from budgetnas.search.study.runs import read_config
     from tests.helpers import quick_config
 
