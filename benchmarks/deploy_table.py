@@ -32,7 +32,7 @@ def main() -> None:
     df = trials_frame(study.trials)
     refs = df[(df["state"] == "complete") & df["reference"].notna()]
     chosen = [(f"seed {r.reference}", int(r.number)) for r in refs.itertuples()]
-    best = best_row(df[df["reference"].isna()], cap=cfg.budget)
+    best = best_row(df[df["reference"].isna()], cap=cfg.cap)
     if best is not None:
         chosen.append((f"searched (trial {int(best['number'])})", int(best["number"])))
     print(

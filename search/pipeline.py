@@ -19,7 +19,7 @@ from budgetnas.search.schedule.yardsticks import empty_front_line
 from budgetnas.search.study.config import SearchConfig
 from budgetnas.search.study.driver import search_trials
 from budgetnas.search.study.processes import RunLock, threads_per_worker
-from budgetnas.search.study.runs import finished
+from budgetnas.search.study.runs import candidates_trained
 from budgetnas.search.verification.racing import run_race
 from budgetnas.search.verification.records import failure_message, stored_results
 
@@ -76,10 +76,10 @@ def race_front(
         return []
     target = cfg.schedule.target.index
     df = trials_frame(study.get_trials(deepcopy=False))
-    front = pareto_front(df, cap=cfg.budget, rung=target)
+    front = pareto_front(df, cap=cfg.cap, rung=target)
     if front.empty:
         if not quiet:
-            print(empty_front_line(cfg, finished(study)), file=sys.stderr)
+            print(empty_front_line(cfg, candidates_trained(study)), file=sys.stderr)
         return []
     # a seed that diverged in an earlier verification (a resumed search) is a kept result
     earlier = {k: {f.seed for f in v.failed} for k, v in stored_results(study).items()}

@@ -54,7 +54,7 @@ def test_reading_and_reporting_a_run_does_not_import_training(tmp_path, syntheti
         from budgetnas.search.handback.export import pick_trial
         cfg, study = open_run({str(run)!r})
         write_run_reports(cfg, study)
-        pick_trial(study.trials, None, cap=cfg.budget)
+        pick_trial(study.trials, None, cap=cfg.cap)
         from budgetnas.search.verification.racing import race_lines
         assert race_lines(cfg, study), "no race read"
         heavy = ["budgetnas.trainers.train", "budgetnas.search.sampling.objective",

@@ -137,7 +137,7 @@ def _answer(cfg: SearchConfig, study: optuna.Study) -> str | None:
     raced = race_answer(cfg, study)
     if raced is not None:
         return raced
-    best = best_verified(stored_results(study), cfg.budget)
+    best = best_verified(stored_results(study), cfg.cap)
     if best is None:
         return None
     n = len(best.runs)
@@ -157,7 +157,7 @@ def write_run_reports(cfg: SearchConfig, study: optuna.Study) -> tuple[ReportFil
     files = write_reports(
         study.get_trials(deepcopy=False),
         cfg.out,
-        cap=cfg.budget,
+        cap=cfg.cap,
         dataset=cfg.data.info.name,
         title=f"budgetnas: {cfg.data.info.name} under {caps} parameters",
         counts=counts,

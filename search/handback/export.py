@@ -136,9 +136,9 @@ def choose_network(cfg: SearchConfig, study: optuna.Study, number: int | None):
 
     trials = study.get_trials(deepcopy=False)
     if number is not None:
-        return pick_trial(trials, number, cap=cfg.budget), "asked for with --trial"
+        return pick_trial(trials, number, cap=cfg.cap), "asked for with --trial"
     if study.user_attrs.get(ENTRANTS_ATTR):
-        answer = race_of(cfg, study).race.standing(cfg.budget).answer
+        answer = race_of(cfg, study).race.standing(cfg.cap).answer
         if answer is not None:
             n = len(answer.vals)
             why = (
@@ -147,7 +147,7 @@ def choose_network(cfg: SearchConfig, study: optuna.Study, number: int | None):
             )
             by_number = {t.number: t for t in trials}
             return by_number[int(answer.key.removeprefix("trial-"))], why
-    best = best_verified(stored_results(study), cfg.budget)
+    best = best_verified(stored_results(study), cfg.cap)
     if best is not None:
         by_number = {t.number: t for t in trials}
         n = len(best.runs)
@@ -156,7 +156,7 @@ def choose_network(cfg: SearchConfig, study: optuna.Study, number: int | None):
             f"among the searched networks verified at {best.fidelity_label}"
         )
         return by_number[int(best.key.removeprefix("trial-"))], why
-    trial = pick_trial(trials, None, cap=cfg.budget)
+    trial = pick_trial(trials, None, cap=cfg.cap)
     return trial, "best validation accuracy of the search under the cap (not verified yet)"
 
 
@@ -358,7 +358,7 @@ def export_trial(
         else shipped.describe((label, f"trial {chosen.number}"))
     )
     doc = (
-        f"{name} of a budgetnas search on {cfg.data.dataset} (cap {cfg.budget:,} "
+        f"{name} of a budgetnas search on {cfg.data.dataset} (cap {cfg.cap:,} "
         f"parameters).\nWeights: {weights}."
     )
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -379,7 +379,7 @@ def network_verdict(cfg: SearchConfig, study: optuna.Study, trial: FrozenTrial) 
 
     if not study.user_attrs.get(ENTRANTS_ATTR):
         return None
-    verdicts = race_of(cfg, study).race.verdicts_for(network_key(trial), cfg.budget)
+    verdicts = race_of(cfg, study).race.verdicts_for(network_key(trial), cfg.cap)
     return "; ".join(v.text() for v in verdicts) or None
 
 

@@ -82,7 +82,7 @@ def trim_weights(cfg: SearchConfig, study: optuna.Study) -> Trimmed:
     folder = (run / WEIGHTS_DIR).resolve()
     trials = study.get_trials(deepcopy=False)
     verified = {v.key for v in stored_results(study).values()}
-    keep = kept_trials(trials, cap=cfg.budget, verified=verified)
+    keep = kept_trials(trials, cap=cfg.cap, verified=verified)
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("weights")]
     kept_paths = {(run / t.user_attrs["weights"]).resolve() for t in done if t.number in keep}
     dropped_paths = {(run / t.user_attrs["weights"]).resolve() for t in done} - kept_paths

@@ -54,8 +54,8 @@ def candidate_key(spec: ArchSpec, recipe: TrainConfig, data: dict) -> str:
 
 
 def assign_cap(trial: optuna.Trial, caps: tuple[int, ...]) -> int:
-    """The rung this trial answers: the one stored on it when it was queued (a retried or
-    requeued trial keeps its rung), else the rung with the fewest trials so far."""
+    """The cap of the ladder this trial answers: the one stored on it when it was queued (a
+    retried or requeued trial keeps its cap), else the cap with the fewest trials so far."""
     stored = trial.user_attrs.get("cap")
     if stored in caps:
         return int(stored)

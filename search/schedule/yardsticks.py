@@ -6,7 +6,7 @@ networks train slower than candidates of their size (more layers, dropout), and 
 verified with three seeds at the target can take all of a ``--budget-time``: a search that
 samples nothing. So before a new search with a time budget trains anything, each reference
 network and a few candidates drawn from the space are timed for a few optimizer steps
-(``trainers.bench.seconds_per_image``), and the yardsticks get at most ``SHARE`` of the
+(``trainers.bench.seconds_per_image``), and the yardsticks get at most ``YARDSTICK_SHARE`` of the
 budget, trimmed in this order until they fit:
 
 1. every rung, and as many verify seeds as the front (nothing trimmed);
@@ -44,7 +44,9 @@ from budgetnas.trainers.data import TrainVal
 from budgetnas.trainers.evaluate import resolve_device
 from budgetnas.trainers.train import TrainingError
 
-SHARE = 1 / 3  # of a time budget, at most, for the yardsticks when it cannot hold all of them
+YARDSTICK_SHARE = (
+    1 / 3
+)  # of a time budget, at most, for the yardsticks when it cannot hold all of them
 PROBE_CANDIDATES = 3  # candidates drawn from the space (a fixed seed) to time a candidate
 # a probe's few steps that fail so (a loss that is not finite, out of device memory) leave
 # the plan untrimmed; the search then meets the failure as a trial's own
@@ -55,12 +57,12 @@ EXPECTED_FAILURES = (TrainingError, torch.cuda.OutOfMemoryError)
 class Costs:
     """Seconds of training per image (one process, as a trial process runs) of each
     reference network and of a candidate (the mean of ``PROBE_CANDIDATES`` drawn ones);
-    ``cached``: per reference, its trainings the results cache holds already (``("rung", r)``,
+    ``held``: per reference, its trainings the results cache holds already (``("rung", r)``,
     ``("seed", s)``), which cost nothing."""
 
     references: dict[str, float]
     candidate: float
-    cached: dict[str, frozenset[tuple[str, int]]] = field(default_factory=dict)
+    held: dict[str, frozenset[tuple[str, int]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def yardstick_seconds(cfg: SearchConfig, costs: Costs, level: Level, keys=None) 
         rate * image_epochs
         for key, rate in chosen.items()
         for what, image_epochs in planned(cfg, level)
-        if what not in costs.cached.get(key, frozenset())
+        if what not in costs.held.get(key, frozenset())
     )
 
 
@@ -165,9 +167,10 @@ def plan_yardsticks(cfg: SearchConfig, costs: Costs) -> tuple[SearchConfig, str 
     # the level is chosen as if nothing were cached, so that the same command plans the same
     # trainings again (and a second run reuses them all); what the cache holds counts where
     # the least level would not fit otherwise, and where it holds a richer level whole
-    bare = replace(costs, cached={})
+    bare = replace(costs, held={})
     chosen = next(
-        (lv for lv in options if yardstick_seconds(cfg, bare, lv) <= SHARE * capacity), None
+        (lv for lv in options if yardstick_seconds(cfg, bare, lv) <= YARDSTICK_SHARE * capacity),
+        None,
     )
     if chosen is None and yardstick_seconds(cfg, costs, options[-1]) + least <= capacity:
         chosen = options[-1]
@@ -195,7 +198,7 @@ def plan_yardsticks(cfg: SearchConfig, costs: Costs) -> tuple[SearchConfig, str 
         f"note: the {n} seed network{'s' * (n > 1)} trained {options[0].label()} would take "
         f"{full / capacity:.0%} of --budget-time {_budget(cfg.budget_time)} "
         f"(about {_minutes(full / k)}): each is trained {chosen.label()} {cost}; all of it "
-        f"with --budget-time {_budget(full / SHARE / k)}"
+        f"with --budget-time {_budget(full / YARDSTICK_SHARE / k)}"
     )
     return trimmed, note
 
@@ -255,7 +258,7 @@ def probe_candidates(cfg: SearchConfig, n: int = PROBE_CANDIDATES) -> list[ArchS
             break
         trial = study.ask()
         with contextlib.suppress(Rejected):  # over a cap: draw again
-            out.append(sample_spec(trial, budget=cfg.budget, cfg=cfg.space_config))
+            out.append(sample_spec(trial, budget=cfg.cap, cfg=cfg.space_config))
         study.tell(trial, 0.0)
     return out
 
@@ -324,7 +327,7 @@ def pending_verification(
 ) -> float:
     """The share (by time, at each reference network's seconds per image ``rates``) of the
     references' verification at ``cfg``'s level that the results cache does not hold
-    (``cached``, as ``Costs.cached``): what the time budget must still keep for it (1.0 with
+    (``cached``, as ``Costs.held``): what the time budget must still keep for it (1.0 with
     nothing cached, 0.0 when a second run of the same command finds all of it there)."""
     level = Level(cfg.reference_rungs, cfg.seeds_of_references)
     seeds = [(what, ie) for what, ie in planned(cfg, level) if what[0] == "seed"]

@@ -11,12 +11,9 @@ defines a trial's result. Nothing joins or resumes a study whose fingerprint dif
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-
-from optuna.trial import FrozenTrial
 
 from budgetnas.search.errors import SearchError
 from budgetnas.search.sampling.pruners import PRUNERS, SINGLE_OBJECTIVE_PRUNERS
@@ -204,15 +201,15 @@ class SearchConfig:
                 raise SearchError(
                     f"--max-activation-kb must be positive, got {self.max_activation_kb}"
                 )
-            if self.limits(self.budget).activation < activation:
+            if self.limits(self.cap).activation < activation:
                 raise SearchError(
                     f"--max-activation-kb {self.max_activation_kb:g} is below the smallest "
                     f"network the space can build ({activation / 1024:.2f} KB at int8)"
                 )
 
     @property
-    def budget(self) -> int:
-        """The hard cap: the largest cap of the ladder."""
+    def cap(self) -> int:
+        """The hard cap: the largest cap of the ladder (``--budget``, the user's word)."""
         return self.caps[-1]
 
     def limits(self, cap: int) -> Limits:
@@ -253,8 +250,8 @@ class SearchConfig:
 
     def reference_specs(self) -> dict[str, tuple[ArchSpec, int]]:
         """The reference networks of this search: zoo key -> (spec for this data set, the
-        rung it answers: the smallest cap that holds it). Networks over every cap, or for
-        other image shapes, are left out."""
+        cap it answers: the smallest cap of the ladder that holds it). Networks over every
+        cap, or for other image shapes, are left out."""
         space = self.space_config
         out: dict[str, tuple[ArchSpec, int]] = {}
         for key in self.references:
@@ -263,25 +260,10 @@ class SearchConfig:
             if shape != (space.in_channels, space.input_size, space.num_classes):
                 continue
             spec = replace(spec, norm=space.norm)
-            rungs = [cap for cap in self.caps if count_params(spec) <= cap]
-            if rungs:
-                out[key] = (spec, rungs[0])
+            holding = [cap for cap in self.caps if count_params(spec) <= cap]
+            if holding:
+                out[key] = (spec, holding[0])
         return out
-
-    def check_references(self, trials: Iterable[FrozenTrial]) -> None:
-        """Refuse, in one line, a study whose reference trials hold another network under a
-        zoo key than the zoo holds there now (a seed network changed since the run trained
-        it): resumed, the run would train the new network under the old one's name and mix
-        the two in one yardstick."""
-        for key, (spec, _) in self.reference_specs().items():
-            trial = changed_reference(trials, key, spec)
-            if trial is not None:
-                raise SearchError(
-                    f"seed {key} has changed since this run trained it: trial {trial.number} "
-                    f"holds another network under that key than seed {key} is now, and the "
-                    "two cannot be mixed in one yardstick; start a new search, or continue "
-                    "this one with the budgetnas version that made it"
-                )
 
     # ---- what defines a result ---------------------------------------------------------
 
@@ -415,52 +397,6 @@ def _from_flat(d: dict[str, Any]) -> dict[str, Any]:
     recipe["seed"] = d.get("seed", 0)
     out["recipe"] = recipe
     return out
-
-
-def same_network(stored: str | None, spec: ArchSpec) -> bool:
-    """Whether the spec JSON ``stored`` (on a trial, or on a verify record) is the network
-    ``spec``: the same architecture, whatever input normalisation each carries. A zoo
-    network's identity is its spec, not its key: an entry that changes keeps its key."""
-    if stored is None:
-        return False
-    try:
-        other = ArchSpec.from_json(stored)
-    except (ValueError, TypeError, KeyError):  # SpecError is a ValueError
-        return False
-    return replace(other, norm=spec.norm) == spec
-
-
-def changed_reference(
-    trials: Iterable[FrozenTrial], key: str, spec: ArchSpec
-) -> FrozenTrial | None:
-    """The first trial that holds zoo network ``key`` as a reference but stores another
-    network than ``spec`` (None: every one holds ``spec``, or none trained it yet)."""
-    for t in trials:
-        stored = t.user_attrs.get("spec")
-        if t.user_attrs.get("reference") == key and stored and not same_network(stored, spec):
-            return t
-    return None
-
-
-def differences(stored: dict[str, Any], ours: dict[str, Any]) -> list[str]:
-    """'recipe.epochs: 15 there, 3 here' for every leaf that differs between two fingerprints."""
-    a, b = _flatten(stored), _flatten(ours)  # a setting one side lacks reads as None
-    return [
-        f"{key}: {a.get(key)} there, {b.get(key)} here"
-        for key in sorted(set(a) | set(b))
-        if a.get(key) != b.get(key)
-    ]
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            flat.update(_flatten(v, key + "."))
-        else:
-            flat[key] = tuple(v) if isinstance(v, list) else v
-    return flat
 
 
 def parse_references(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:

@@ -48,6 +48,7 @@ from budgetnas.search.study.guards import (
 from budgetnas.search.study.opening import (
     check_digest,
     check_fingerprint,
+    check_references,
     helper_seed,
     load_study,
     name_metrics,
@@ -69,7 +70,7 @@ from budgetnas.search.study.runs import (
     CONFIG_ATTR,
     DIGEST_ATTR,
     FINGERPRINT_ATTR,
-    finished,
+    candidates_trained,
 )
 from budgetnas.search.study.storage import open_storage
 from budgetnas.search.study.teacher import attach_teacher, start_teacher
@@ -134,7 +135,7 @@ def search_trials(
             cfg, note = plan_yardsticks(cfg, costs)
             notes += [note] if note else []
             weight = reference_weights(costs)
-            pending = pending_by_reference(cfg, costs.references, costs.cached)
+            pending = pending_by_reference(cfg, costs.references, costs.held)
             rates = costs.references
     out.mkdir(parents=True, exist_ok=True)
     lock.acquire()
@@ -149,7 +150,7 @@ def search_trials(
         check_digest(cfg, attrs, data)
         so_far = len(optuna.load_study(study_name=cfg.study_name, storage=storage).trials)
         study = load_study(cfg, storage, sampler_seed(cfg.seed, so_far))
-        cfg.check_references(study.get_trials(deepcopy=False))  # a seed network changed
+        check_references(cfg, study.get_trials(deepcopy=False))  # a seed network changed
         # the cache (or the device, or the verify seeds) may differ from the first run's
         rates = study.user_attrs.get(REFERENCE_RATES_ATTR)
         if rates:  # a search that timed its yardsticks (a time budget) has them
@@ -241,7 +242,7 @@ def run_worker(
         so_far = len(optuna.load_study(study_name=study_name, storage=store).trials)
         seed = sampler_seed(cfg.seed, so_far, f"{socket.gethostname()}:{os.getpid()}")
     study = load_study(cfg, store, seed)
-    cfg.check_references(study.get_trials(deepcopy=False))
+    check_references(cfg, study.get_trials(deepcopy=False))
     _drive(cfg, study, device_, data, quiet=quiet, cache=cache)
     return study
 
@@ -303,7 +304,7 @@ def _drive(
 ) -> Progress | None:
     """Run this process's trials until the schedule is done; returns its progress display
     (None when there was nothing left to do)."""
-    done = finished(study)
+    done = candidates_trained(study)
     budget = time_budget(cfg, study)
     planner = budget or TimeBudget(math.inf, plan(cfg), workers=cfg.workers)
 
@@ -335,7 +336,7 @@ def _drive(
     info = cfg.data.info
     shape = f"{info.in_channels}x{info.image_size}x{info.image_size}, {info.num_classes} classes"
     progress.header(
-        f"budgetnas: cap {cfg.budget:,} params ({format_params(cfg.budget)}), "
+        f"budgetnas: cap {cfg.cap:,} params ({format_params(cfg.cap)}), "
         f"{info.name} ({shape}; {len(data.train):,} train / {len(data.val):,} val), "
         f"{amount}, {cfg.schedule.label()}, on {device}"
         + (f" in {cfg.recipe.precision}" if cfg.recipe.precision != "fp32" else "")

@@ -12,9 +12,12 @@ from __future__ import annotations
 import hashlib
 import sys
 import warnings
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from budgetnas.search.errors import SearchError
 from budgetnas.search.sampling.pruners import make_pruner
@@ -25,12 +28,13 @@ from budgetnas.search.sampling.samplers import (
     metric_names,
 )
 from budgetnas.search.schedule.trials import rung_of
-from budgetnas.search.study.config import SearchConfig, differences
+from budgetnas.search.study.config import SearchConfig
 from budgetnas.search.study.runs import (
     DIGEST_ATTR,
     FINGERPRINT_ATTR,
 )
 from budgetnas.search.study.storage import fail_orphans, is_rdb, requeue_lost
+from budgetnas.space.spec import ArchSpec
 from budgetnas.trainers.data import TrainVal
 
 
@@ -172,3 +176,65 @@ def take_back(cfg: SearchConfig, study: optuna.Study, *, quiet: bool) -> None:
     lost = requeue_lost(study)
     if lost and not quiet:
         print(f"trials {lost} were interrupted: queued again", file=sys.stderr)
+
+
+def same_network(stored: str | None, spec: ArchSpec) -> bool:
+    """Whether the spec JSON ``stored`` (on a trial, or on a verify record) is the network
+    ``spec``: the same architecture, whatever input normalisation each carries. A zoo
+    network's identity is its spec, not its key: an entry that changes keeps its key."""
+    if stored is None:
+        return False
+    try:
+        other = ArchSpec.from_json(stored)
+    except (ValueError, TypeError, KeyError):  # SpecError is a ValueError
+        return False
+    return replace(other, norm=spec.norm) == spec
+
+
+def changed_reference(
+    trials: Iterable[FrozenTrial], key: str, spec: ArchSpec
+) -> FrozenTrial | None:
+    """The first trial that holds zoo network ``key`` as a reference but stores another
+    network than ``spec`` (None: every one holds ``spec``, or none trained it yet)."""
+    for t in trials:
+        stored = t.user_attrs.get("spec")
+        if t.user_attrs.get("reference") == key and stored and not same_network(stored, spec):
+            return t
+    return None
+
+
+def differences(stored: dict[str, Any], ours: dict[str, Any]) -> list[str]:
+    """'recipe.epochs: 15 there, 3 here' for every leaf that differs between two fingerprints."""
+    a, b = _flatten(stored), _flatten(ours)  # a setting one side lacks reads as None
+    return [
+        f"{key}: {a.get(key)} there, {b.get(key)} here"
+        for key in sorted(set(a) | set(b))
+        if a.get(key) != b.get(key)
+    ]
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            flat.update(_flatten(v, key + "."))
+        else:
+            flat[key] = tuple(v) if isinstance(v, list) else v
+    return flat
+
+
+def check_references(cfg: SearchConfig, trials: Iterable[FrozenTrial]) -> None:
+    """Refuse, in one line, a study whose reference trials hold another network under a
+    zoo key than the zoo holds there now (a seed network changed since the run trained
+    it): resumed, the run would train the new network under the old one's name and mix
+    the two in one yardstick."""
+    for key, (spec, _) in cfg.reference_specs().items():
+        trial = changed_reference(trials, key, spec)
+        if trial is not None:
+            raise SearchError(
+                f"seed {key} has changed since this run trained it: trial {trial.number} "
+                f"holds another network under that key than seed {key} is now, and the "
+                "two cannot be mixed in one yardstick; start a new search, or continue "
+                "this one with the budgetnas version that made it"
+            )

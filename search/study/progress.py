@@ -11,7 +11,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from budgetnas.search.schedule.trials import is_searched, rung_of
-from budgetnas.search.study.runs import finished
+from budgetnas.search.study.runs import candidates_trained
 
 
 def _clock(seconds: float) -> str:
@@ -105,7 +105,7 @@ class Progress:
         if trial.user_attrs.get("idle"):
             return
         trials = study.get_trials(deepcopy=False)
-        self.done = finished(study)  # all workers; references do not count
+        self.done = candidates_trained(study)  # all workers; references do not count
         if not trial.user_attrs.get("rejected"):
             self.trained_here += 1
         self._show(trials, mine=trial)
@@ -113,7 +113,7 @@ class Progress:
     def flush(self, study: optuna.Study) -> None:
         """Print the trials other processes finished after this one's last line."""
         trials = study.get_trials(deepcopy=False)
-        self.done = finished(study)
+        self.done = candidates_trained(study)
         self._show(trials)
 
     def _show(self, trials: list[FrozenTrial], mine: FrozenTrial | None = None) -> None:

@@ -62,7 +62,7 @@ def open_run(run: Path | str) -> tuple[SearchConfig, optuna.Study]:
     return cfg, study
 
 
-def finished(study: optuna.Study) -> int:
+def candidates_trained(study: optuna.Study) -> int:
     """Trials that count towards ``--trials``: sampled candidates that were trained at rung 0,
     to the end or until pruned. A failed trial is retried; a candidate rejected before
     training (over a cap), a promotion to a higher rung and the reference networks do not

@@ -26,7 +26,7 @@ JOURNAL_PREFIX = "journal:///"
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
 SCHEMA_RACE_RETRIES = 5  # attempts after a lost race to create a new SQLite study
 # What a queued copy of a trial whose process died keeps (the heartbeat retry keeps every
-# attribute): its rung of the ladder, its reference network, its fidelity rung, the
+# attribute): its cap of the ladder, its reference network, its fidelity rung, the
 # promotion it is and its assigned size (search.sizing)
 QUEUED_ATTRS = (
     "cap",

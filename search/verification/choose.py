@@ -14,7 +14,8 @@ from budgetnas.reports.front.frame import trials_frame
 from budgetnas.reports.front.pareto import pareto_front, top_rung
 from budgetnas.search.errors import SearchError
 from budgetnas.search.handback.export import pick_trial
-from budgetnas.search.study.config import SearchConfig, changed_reference, same_network
+from budgetnas.search.study.config import SearchConfig
+from budgetnas.search.study.opening import changed_reference, same_network
 from budgetnas.search.study.runs import accuracy, trial_spec
 from budgetnas.search.verification.records import Verified
 from budgetnas.space.count import count_params
@@ -52,7 +53,7 @@ def _choose(
         return zoo_items
     all_trials = study.get_trials(deepcopy=False)
     if trials:
-        chosen = [pick_trial(all_trials, n, cap=cfg.budget) for n in trials]
+        chosen = [pick_trial(all_trials, n, cap=cfg.cap) for n in trials]
     else:
         df = trials_frame(all_trials)
         if top:
@@ -63,7 +64,7 @@ def _choose(
             rows = done.sort_values(["val_acc", "params", "number"], ascending=[False, True, True])
             numbers = rows["number"].head(top).tolist()
         else:
-            numbers = pareto_front(df, cap=cfg.budget)["number"].tolist()
+            numbers = pareto_front(df, cap=cfg.cap)["number"].tolist()
         if not numbers:
             raise SearchError("the run has no completed trial to verify yet")
         by_number = {t.number: t for t in all_trials}

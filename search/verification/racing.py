@@ -91,14 +91,14 @@ def choose_entrants(cfg: SearchConfig, study: optuna.Study) -> list[str]:
     the seed networks under a cap (when they are verified at all)."""
     target = cfg.schedule.target.index
     df = trials_frame(study.get_trials(deepcopy=False))
-    front = pareto_front(df, cap=cfg.budget, rung=target)
+    front = pareto_front(df, cap=cfg.cap, rung=target)
     numbers = front_to_verify(front) if not front.empty else []
     rows = df[
         (df["state"] == "complete")
         & df["reference"].isna()
         & (df["rung"] == target)
         & df["duplicate_of"].isna()
-        & (df["params"] <= cfg.budget)
+        & (df["params"] <= cfg.cap)
     ]
     readings = [(f"trial-{r.number}", int(r.params), float(r.val_acc)) for r in rows.itertuples()]
     by_key = {k: (k, p, a) for k, p, a in readings}
@@ -463,7 +463,7 @@ def fixed_cost(cfg: SearchConfig, study: optuna.Study, view: RaceView) -> float:
     with ``--verify-seeds`` seeds and the seed networks with theirs, each seed timed as the
     race times it (``seed_seconds``)."""
     df = trials_frame(study.get_trials(deepcopy=False))
-    front = pareto_front(df, cap=cfg.budget, rung=cfg.schedule.target.index)
+    front = pareto_front(df, cap=cfg.cap, rung=cfg.schedule.target.index)
     numbers = front_to_verify(front) if not front.empty else []
     total = sum(cfg.verify_seeds * seed_seconds(view, study, f"trial-{n}") for n in numbers)
     refs = [f"zoo-{k}" for k in cfg.reference_specs()]
@@ -574,7 +574,7 @@ def race_answer(cfg: SearchConfig, study: optuna.Study) -> str | None:
     if not study.user_attrs.get(ENTRANTS_ATTR):
         return None
     view = race_of(cfg, study)
-    standing = view.race.standing(cfg.budget)
+    standing = view.race.standing(cfg.cap)
     if standing.answer is None:
         return None
     return f"{answer_text(view, standing)} at {cfg.schedule.target.label()}, the race's answer"

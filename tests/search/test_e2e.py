@@ -56,7 +56,7 @@ def test_run_folder_holds_study_reports_and_weights(synthetic_run):
     for name in ("config.json", "study.db", "trials.csv", "pareto.csv", "report.html"):
         assert (synthetic_run / name).is_file(), name
     cfg, study = open_run(synthetic_run)
-    assert cfg.budget == 5000
+    assert cfg.cap == 5000
     finished = [t for t in study.trials if t.state != optuna.trial.TrialState.FAIL]
     assert len(finished) == 6
     trials = pd.read_csv(synthetic_run / "trials.csv")

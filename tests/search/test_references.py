@@ -16,7 +16,7 @@ from budgetnas.search.pipeline import run_search
 from budgetnas.search.sampling import objective
 from budgetnas.search.sampling.pruners import BandedMedianPruner
 from budgetnas.search.study.config import parse_references
-from budgetnas.search.study.runs import finished, open_run
+from budgetnas.search.study.runs import candidates_trained, open_run
 from budgetnas.search.verification.records import Verified, stored_results
 from budgetnas.space.count import count_params
 from budgetnas.space.spec import ArchSpec, Conv, Head, Transition
@@ -46,7 +46,7 @@ def test_zoo_networks_under_the_cap_are_trained_in_the_study(ref_run):
         assert t.user_attrs["recipe"] == cfg.recipe.to_dict()  # the run's recipe and seed
         assert len(t.user_attrs["val_curve"]) == cfg.recipe.epochs
         assert f"reference: seed network {key}" in stderr
-    assert finished(study) == 3  # references do not count towards --trials
+    assert candidates_trained(study) == 3  # references do not count towards --trials
     assert len(study.trials) == 5
     table = pd.read_csv(run / "trials.csv", dtype={"reference": str})
     assert sorted(table["reference"].dropna()) == ["001", "002"]
@@ -151,7 +151,7 @@ def test_every_sampler_runs_a_search_with_references(tmp_path, synthetic_root, s
         synthetic_root, tmp_path / sampler, caps=(10_000,), trials=3, sampler=sampler
     )
     study = run_search(cfg, quiet=True)
-    assert finished(study) == 3
+    assert candidates_trained(study) == 3
     refs = [t for t in study.trials if t.user_attrs.get("reference")]
     assert sorted(t.user_attrs["reference"] for t in refs) == ["001", "002"]
     assert all(t.state == TrialState.COMPLETE and not t.params for t in refs)
@@ -167,7 +167,7 @@ def test_a_run_from_before_samplers_resumes_single_objective(tmp_path, synthetic
     result = runner.invoke(app, ["search", "--resume", str(run), "--trials", "3"])
     assert result.exit_code == 0, result.stderr
     cfg, study = open_run(run)
-    assert cfg.sampler == "tpe" and len(study.directions) == 1 and finished(study) == 3
+    assert cfg.sampler == "tpe" and len(study.directions) == 1 and candidates_trained(study) == 3
 
 
 def test_reference_trials_use_the_objective_not_the_sampler(monkeypatch, tmp_path, synthetic_root):

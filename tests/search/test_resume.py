@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from budgetnas.search.cli import app
 from budgetnas.search.pipeline import run_search
 from budgetnas.search.sampling.objective import candidate_key
-from budgetnas.search.study.config import differences
+from budgetnas.search.study.opening import differences
 from budgetnas.search.study.runs import CONFIG_ATTR, FINGERPRINT_ATTR, open_run
 from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.recipe import TrainConfig

@@ -82,7 +82,7 @@ def test_a_search_keeps_only_the_weights_it_can_hand_back(searched):
     df = trials_frame(trials)
     fronts = set()
     for rung in sorted(set(df["rung"].dropna())):
-        fronts |= set(pareto_front(df, cap=cfg.budget, rung=int(rung))["number"])
+        fronts |= set(pareto_front(df, cap=cfg.cap, rung=int(rung))["number"])
     refs = {t.number for t in trials if t.user_attrs.get("reference")}
     verified = {
         int(v.key.removeprefix("trial-")) for v in stored_results(study).values() if v.searched
@@ -108,7 +108,7 @@ def test_export_ships_the_answer_and_every_front_member_as_before(searched, tmp_
     cfg, study = open_run(run)
     df = trials_frame(study.get_trials(deepcopy=False))
     target = cfg.schedule.target.index
-    front = [int(n) for n in pareto_front(df, cap=cfg.budget, rung=target)["number"]]
+    front = [int(n) for n in pareto_front(df, cap=cfg.cap, rung=target)["number"]]
     assert front
     for number in [None, *front]:
         chosen, _ = choose_network(cfg, study, number)

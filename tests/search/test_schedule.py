@@ -266,7 +266,7 @@ def test_the_search_ends_with_the_front_verified_at_the_target(climbed):
     from budgetnas.reports.front.pareto import pareto_front
 
     _, study = open_run(cfg.out)
-    front = pareto_front(trials_frame(study.trials), cap=cfg.budget, rung=2)
+    front = pareto_front(trials_frame(study.trials), cap=cfg.cap, rung=2)
     results = stored_results(study)
     verified = {v.key: v for v in results.values()}
     for n in front["number"]:
@@ -416,7 +416,7 @@ def test_export_ships_the_verified_winner_of_a_search_with_rungs(climbed, synthe
 
     study, cfg = climbed
     _, study = open_run(cfg.out)
-    best = best_verified(stored_results(study), cfg.budget)
+    best = best_verified(stored_results(study), cfg.cap)
     res = export_trial(cfg.out, out=tmp_path / "net.py", data_dir=synthetic_root)
     assert f"trial-{res.trial}" == best.key and rung_of(study.trials[res.trial]) == 2
     # the best validation at the target among the network's weights: its verify seeds and

@@ -137,7 +137,7 @@ def test_only_the_searchs_own_recipe_counts_as_the_target(searched):
     from budgetnas.reports.page.run import at_target, write_run_reports
 
     cfg, study = open_run(searched)
-    front = pareto_front(trials_frame(study.get_trials()), cap=cfg.budget)  # pareto.csv's
+    front = pareto_front(trials_frame(study.get_trials()), cap=cfg.cap)  # pareto.csv's
     number = int(front["number"].iloc[0])
     target = cfg.schedule.target
     args = dict(trials=[number], seeds=1, device="cpu", train_subset=cfg.data.train_subset)

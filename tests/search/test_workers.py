@@ -44,7 +44,7 @@ def test_two_workers_on_cpu(tmp_path, synthetic_root):
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert 12 <= len(finished) <= 13
     assert len({t.user_attrs["worker"] for t in trials}) == 2
-    kept = kept_trials(trials, cap=cfg.budget, verified=())  # the weights the search keeps
+    kept = kept_trials(trials, cap=cfg.cap, verified=())  # the weights the search keeps
     for t in trials:
         if t.state == TrialState.COMPLETE:
             assert (run / t.user_attrs["weights"]).is_file() or t.number not in kept

@@ -134,7 +134,7 @@ def test_cached_trainings_cost_nothing_but_do_not_change_the_plan(synthetic_root
     the one the same command planned without the cache (so it reuses every training)."""
     cfg = _cfg(synthetic_root, tmp_path / "r", references="001,002")
     held = frozenset({("rung", 1), ("seed", 1)})  # what the least level trains
-    costs = Costs({"001": 1.0, "002": 0.5}, candidate=0.01, cached={"001": held, "002": held})
+    costs = Costs({"001": 1.0, "002": 0.5}, candidate=0.01, held={"001": held, "002": held})
     assert yardstick_seconds(cfg, costs, Level("target", 1)) == 0.0
     assert yardstick_seconds(cfg, costs, Level("target", 2)) == pytest.approx(1.5 * 2000)
     trimmed, note = plan_yardsticks(cfg, costs)
@@ -161,7 +161,7 @@ def test_a_richer_level_the_cache_holds_whole_is_taken(synthetic_root, tmp_path)
     costs nothing, so the yardsticks are verified with 2 seeds."""
     cfg = _cfg(synthetic_root, tmp_path / "r", references="001,002")
     held = frozenset({("rung", 1), ("seed", 1), ("seed", 2)})
-    costs = Costs({"001": 1.0, "002": 0.5}, candidate=0.01, cached={"001": held, "002": held})
+    costs = Costs({"001": 1.0, "002": 0.5}, candidate=0.01, held={"001": held, "002": held})
     trimmed, note = plan_yardsticks(cfg, costs)
     assert (trimmed.reference_rungs, trimmed.seeds_of_references) == ("target", 2)
     assert (
@@ -198,7 +198,7 @@ def test_the_search_keeps_the_share_on_its_study_and_weighs_it_again_on_resume(
     from budgetnas.search.study.runs import read_config
 
     held = frozenset({("rung", 0), ("rung", 1), ("seed", 1), ("seed", 2)})
-    costs = Costs({"002": 0.01}, candidate=0.001, cached={"002": held})
+    costs = Costs({"002": 0.01}, candidate=0.001, held={"002": held})
     monkeypatch.setattr(driver, "time_costs", lambda *a, **k: costs)
     seen = []
 
