@@ -44,9 +44,8 @@ from budgetnas.trainers.data import TrainVal
 from budgetnas.trainers.evaluate import resolve_device
 from budgetnas.trainers.train import TrainingError
 
-YARDSTICK_SHARE = (
-    1 / 3
-)  # of a time budget, at most, for the yardsticks when it cannot hold all of them
+# of a time budget, at most, for the yardsticks when it cannot hold all of them
+YARDSTICK_SHARE = 1 / 3
 PROBE_CANDIDATES = 3  # candidates drawn from the space (a fixed seed) to time a candidate
 # a probe's few steps that fail so (a loss that is not finite, out of device memory) leave
 # the plan untrimmed; the search then meets the failure as a trial's own
