@@ -108,9 +108,9 @@ def run_one(args, strategy: str, seed: int) -> dict:
     from budgetnas.search.schedule.budgets import trained_image_epochs
     from budgetnas.search.schedule.trials import rung_of
     from budgetnas.search.study.runs import open_run, trial_spec
-    from budgetnas.search.verification.racing import front_to_verify
     from budgetnas.search.verification.records import stored_results
     from budgetnas.search.verification.retrain import verify_run
+    from budgetnas.search.verification.standing import front_to_verify
     from budgetnas.trainers.data import load_train_val
     from budgetnas.trainers.recipe import default_recipe
     from budgetnas.trainers.train import train

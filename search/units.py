@@ -69,3 +69,12 @@ def parse_duration(text: str, *, what: str = "--budget-time") -> float:
     if seconds <= 0:
         raise SearchError(f"bad {what} {text!r}: it must be more than 0 seconds")
     return seconds
+
+
+def duration(seconds: float) -> str:
+    """``24 s``, ``3.5 min``, ``1.2 h``: seconds under a minute stay seconds."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -14,7 +14,7 @@ from budgetnas.reports.front.sizes import size_table
 from budgetnas.reports.page.html import ReportFiles, write_reports
 from budgetnas.search.study.config import SearchConfig
 from budgetnas.search.study.runs import summary_counts
-from budgetnas.search.verification.racing import race_lines
+from budgetnas.search.units import duration
 from budgetnas.search.verification.records import (
     Fidelity,
     Verified,
@@ -23,16 +23,8 @@ from budgetnas.search.verification.records import (
     mean_spread,
     stored_results,
 )
+from budgetnas.search.verification.standing import race_lines
 from budgetnas.trainers.recipe import TrainConfig
-
-
-def duration(seconds: float) -> str:
-    """``24 s``, ``3.5 min``, ``1.2 h``: seconds under a minute stay seconds."""
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def target_fidelity(cfg: SearchConfig, v: Verified) -> Fidelity:
@@ -132,7 +124,7 @@ def at_target(cfg: SearchConfig, study: optuna.Study) -> pd.DataFrame:
 def _answer(cfg: SearchConfig, study: optuna.Study) -> str | None:
     """One line on the network ``budgetnas export`` ships by default, once one is verified:
     the race's answer under the cap, else the best verified searched network."""
-    from budgetnas.search.verification.racing import race_answer
+    from budgetnas.search.verification.standing import race_answer
 
     raced = race_answer(cfg, study)
     if raced is not None:

@@ -63,7 +63,7 @@ def _write_reports(cfg: SearchConfig, study) -> None:
     from budgetnas.reports.front.sizes import sizes_line
     from budgetnas.reports.page.html import counts_text
     from budgetnas.reports.page.run import sizes_table, spent_table, write_run_reports
-    from budgetnas.search.verification.racing import race_lines
+    from budgetnas.search.verification.standing import race_lines
 
     files, counts = write_run_reports(cfg, study)
     typer.echo(counts_text(counts, rungs=cfg.rungs), err=True)

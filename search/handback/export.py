@@ -132,7 +132,7 @@ def choose_network(cfg: SearchConfig, study: optuna.Study, number: int | None):
     """(trial, why): trial ``number``, or the network a user should take: the best verified
     searched network (``best_verified``), else the searched trial with the best validation
     accuracy under the cap."""
-    from budgetnas.search.verification.racing import ENTRANTS_ATTR, race_of
+    from budgetnas.search.verification.standing import ENTRANTS_ATTR, race_of
 
     trials = study.get_trials(deepcopy=False)
     if number is not None:
@@ -375,7 +375,7 @@ def export_trial(
 def network_verdict(cfg: SearchConfig, study: optuna.Study, trial: FrozenTrial) -> str | None:
     """How ``trial``'s network stands against each seed network under the cap on the race's
     seeds, in one line (None: it was not raced, or no seed network was)."""
-    from budgetnas.search.verification.racing import ENTRANTS_ATTR, race_of
+    from budgetnas.search.verification.standing import ENTRANTS_ATTR, race_of
 
     if not study.user_attrs.get(ENTRANTS_ATTR):
         return None

@@ -23,166 +23,42 @@ import contextlib
 import json
 import os
 import socket
-import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
 
-from budgetnas.reports.front.frame import trials_frame
-from budgetnas.reports.front.pareto import pareto_front
-from budgetnas.search.schedule.budgets import MAX_VERIFIED
-from budgetnas.search.schedule.trials import rung_of
 from budgetnas.search.study.config import SearchConfig
 from budgetnas.search.study.processes import start_helper, supervised, watch_parent
 from budgetnas.search.study.runs import read_config
-from budgetnas.search.verification.race import Entrant, Race, RaceRules, Standing, pick_entrants
-from budgetnas.search.verification.records import Fidelity, Verified, stored_results
+from budgetnas.search.study.timing import DEADLINE_ATTR
+from budgetnas.search.verification.records import stored_results
 from budgetnas.search.verification.seedlines import OnFailed, OnResult, printers
-from budgetnas.trainers.recipe import TrainConfig
+from budgetnas.search.verification.standing import (
+    ACCOUNT_ATTR,
+    ENTRANTS_ATTR,
+    RaceView,
+    budget_word,
+    choose_entrants,
+    fixed_cost,
+    race_header,
+    race_of,
+    seed_seconds,
+)
 
 if TYPE_CHECKING:
     from budgetnas.search.cache.store import ResultCache
 
-ENTRANTS_ATTR = "race:entrants"  # study user attribute: the race's networks, once chosen
-ACCOUNT_ATTR = "race:account"  # study user attribute: what the race cost
-DEADLINE_ATTR = "deadline"  # study user attribute: --budget-time's end, seconds since the epoch
 LOCK_FILE, CLAIMS_FILE = "race.lock", "race-claims.json"
 # seconds kept before a deadline for what follows the race: reading every record back and
 # writing the reports (measured: under 3 s for a study of 1,600 trials on a 2-core CPU)
 END_MARGIN_S = 5.0
 SAFETY = 1.1  # a seed is timed at this much of the time it took before
 POLL_S = 1.0  # how often a process with nothing to start looks again while others train
-
-
-def rules_of(cfg: SearchConfig) -> RaceRules:
-    """The race's rules from a search's settings: ``--verify-seeds`` the verdict's least
-    seeds (``reference_seeds`` for the seed networks, where a time budget trimmed them), two
-    to start with, ``--race-seeds`` the most."""
-    least = cfg.verify_seeds
-    return RaceRules(
-        start=min(2, least),
-        least=least,
-        most=max(cfg.race_seeds, least),
-        yardstick_least=cfg.seeds_of_references,
-    )
-
-
-def front_to_verify(front, k: int = MAX_VERIFIED) -> list[int]:
-    """Trial numbers of at most ``k`` members of a front (sorted by parameters): all of them
-    when they are few, else the smallest, the most accurate, and the rest spread evenly over
-    the sizes between."""
-    numbers = [int(n) for n in front["number"]]
-    if len(numbers) <= k:
-        return numbers
-    picks = {0, len(numbers) - 1}
-    picks.update(round(i * (len(numbers) - 1) / (k - 1)) for i in range(1, k - 1))
-    return [numbers[i] for i in sorted(picks)][:k]
-
-
-def choose_entrants(cfg: SearchConfig, study: optuna.Study) -> list[str]:
-    """The race's networks: the front at the target (``front_to_verify``), the searched
-    networks within reach of the best reading under each cap (``race.pick_entrants``), and
-    the seed networks under a cap (when they are verified at all)."""
-    target = cfg.schedule.target.index
-    df = trials_frame(study.get_trials(deepcopy=False))
-    front = pareto_front(df, cap=cfg.cap, rung=target)
-    numbers = front_to_verify(front) if not front.empty else []
-    rows = df[
-        (df["state"] == "complete")
-        & df["reference"].isna()
-        & (df["rung"] == target)
-        & df["duplicate_of"].isna()
-        & (df["params"] <= cfg.cap)
-    ]
-    readings = [(f"trial-{r.number}", int(r.params), float(r.val_acc)) for r in rows.itertuples()]
-    by_key = {k: (k, p, a) for k, p, a in readings}
-    keys = pick_entrants(
-        [by_key[f"trial-{n}"] for n in numbers],
-        readings,
-        caps=cfg.caps,
-        val_images=cfg.data.val_images,
-    )
-    if cfg.seeds_of_references:
-        keys += [f"zoo-{k}" for k in cfg.reference_specs()]
-    return keys
-
-
-def _items(cfg: SearchConfig, study: optuna.Study, keys: list[str]) -> dict[str, Verified]:
-    """The race's networks as verify items (spec, parameters, recipe, search reading)."""
-    from budgetnas.search.verification.choose import _choose
-
-    trials = [int(k.removeprefix("trial-")) for k in keys if k.startswith("trial-")]
-    zoo = [k.removeprefix("zoo-") for k in keys if k.startswith("zoo-")]
-    items = _choose(cfg, study, trials=trials or None, top=None, zoo=zoo or None) if keys else []
-    by_key = {v.key: v for v in items}
-    return {k: by_key[k] for k in keys if k in by_key}
-
-
-def target_fidelity(cfg: SearchConfig, recipe: dict) -> Fidelity:
-    """The search's target fidelity for a network searched with ``recipe``: the recipe (its
-    seed aside) at the last rung's epochs, on the last rung's images."""
-    target = cfg.schedule.target
-    fitted = TrainConfig.from_dict({**recipe, "epochs": target.epochs}).to_dict()
-    return Fidelity(target.epochs, target.images, {k: v for k, v in fitted.items() if k != "seed"})
-
-
-def readings(study: optuna.Study, cfg: SearchConfig) -> dict[str, float]:
-    """Each network's own reading at the target (the searched trial's, a seed network's
-    trial there)."""
-    target = cfg.schedule.target.index
-    out: dict[str, float] = {}
-    for t in study.get_trials(deepcopy=False):
-        if t.state == optuna.trial.TrialState.COMPLETE and rung_of(t) == target and t.values:
-            ref = t.user_attrs.get("reference")
-            out[f"zoo-{ref}" if ref else f"trial-{t.number}"] = float(t.values[0])
-    return out
-
-
-@dataclass
-class RaceView:
-    """A race as the study holds it: the rules, every entrant's seeds at the target, and the
-    records they come from."""
-
-    race: Race
-    records: dict[str, Verified]  # entrant key -> its record at the target (None: no seed yet)
-    items: dict[str, Verified]
-
-    def standings(self) -> list[Standing]:
-        return self.race.standings()
-
-
-def race_of(cfg: SearchConfig, study: optuna.Study, keys: list[str] | None = None) -> RaceView:
-    """The race of a run, from its stored entrants (or ``keys``) and seeds."""
-    if keys is None:
-        keys = list(study.user_attrs.get(ENTRANTS_ATTR) or [])
-    items = _items(cfg, study, keys)
-    stored = stored_results(study)
-    read = readings(study, cfg)
-    entrants, records = {}, {}
-    for key, item in items.items():
-        record = stored.get(_store_key(key, target_fidelity(cfg, item.recipe)))
-        records[key] = record
-        runs = record.runs if record else []
-        entrants[key] = Entrant(
-            key,
-            item.params,
-            read.get(key),
-            yardstick=not item.searched,
-            vals=tuple(r.val_acc for r in runs),
-            failed=len(record.failed) if record else 0,
-        )
-    race = Race(entrants, cfg.caps, rules_of(cfg), val_images=cfg.data.val_images)
-    return RaceView(race, records, items)
-
-
-def _store_key(key: str, fidelity: Fidelity) -> str:
-    return Verified(key, 0, "", {}, None, fidelity).store_key
 
 
 # ---- claims: which network each process is training ------------------------------------
@@ -245,25 +121,6 @@ def _write_claims(run: Path, claims: dict[str, dict[str, Any]]) -> None:
 
 
 # ---- one process of the race -----------------------------------------------------------
-
-
-def seed_seconds(view: RaceView, study: optuna.Study, key: str) -> float:
-    """What one more seed of ``key`` is expected to take: the mean of its seeds trained so
-    far (not those from the cache), else its own training at the target."""
-    record = view.records.get(key)
-    trained = [r.train_time_s for r in (record.runs if record else []) if not r.cached]
-    if trained:
-        return statistics.fmean(trained)
-    kind, _, name = key.partition("-")
-    for t in study.get_trials(deepcopy=False):
-        same = (
-            t.user_attrs.get("reference") == name
-            if kind == "zoo"
-            else t.number == int(name) and not t.user_attrs.get("reference")
-        )
-        if same and t.user_attrs.get("wall_time_s"):
-            return float(t.user_attrs["wall_time_s"])
-    return 0.0
 
 
 def race_process(
@@ -421,7 +278,7 @@ def run_race(
         "trained": sum(a.get("trained", 0) for a in accounts),
         "seconds": round(sum(a.get("seconds", 0.0) for a in accounts), 3),
         "cached": sum(a.get("cached", 0) for a in accounts),
-        "cut": _budget_word(cfg)
+        "cut": budget_word(cfg)
         if any(a.get("cut") for a in accounts) and not view.race.finished()
         else "",
         "fixed_seeds": cfg.verify_seeds,
@@ -429,45 +286,6 @@ def run_race(
     }
     study.set_user_attr(ACCOUNT_ATTR, account)
     return view
-
-
-def race_header(cfg: SearchConfig, keys: list[str]) -> str:
-    """What the race is about to do, in one line."""
-    rules = rules_of(cfg)
-    searched = sum(k.startswith("trial-") for k in keys)
-    yard = len(keys) - searched
-    who = f"{searched} searched network{'s' * (searched != 1)}"
-    if yard:
-        who += f" and {yard} seed network{'s' * (yard != 1)}"
-    return (
-        f"race at the target ({cfg.schedule.target.label()}): {who} (the front and the "
-        f"readings within reach of its best), {rules.start} new seed"
-        f"{'s' * (rules.start != 1)} each, more up to {rules.most} while one is level with "
-        f"the leader; the answer and the strongest seed network under each cap end with "
-        f"{rules.least} or more"
-    )
-
-
-def _budget_word(cfg: SearchConfig) -> str:
-    """The option whose budget cut a race short."""
-    given = [
-        o
-        for o, v in (("--budget-time", cfg.budget_time), ("--budget-epochs", cfg.budget_epochs))
-        if v
-    ]
-    return " and ".join(given) or "the compute budget"
-
-
-def fixed_cost(cfg: SearchConfig, study: optuna.Study, view: RaceView) -> float:
-    """Process-seconds a fixed verification would have taken: the front's verified members
-    with ``--verify-seeds`` seeds and the seed networks with theirs, each seed timed as the
-    race times it (``seed_seconds``)."""
-    df = trials_frame(study.get_trials(deepcopy=False))
-    front = pareto_front(df, cap=cfg.cap, rung=cfg.schedule.target.index)
-    numbers = front_to_verify(front) if not front.empty else []
-    total = sum(cfg.verify_seeds * seed_seconds(view, study, f"trial-{n}") for n in numbers)
-    refs = [f"zoo-{k}" for k in cfg.reference_specs()]
-    return total + sum(cfg.seeds_of_references * seed_seconds(view, study, k) for k in refs)
 
 
 def _account_file(run: Path, pid: int) -> Path:
@@ -506,75 +324,3 @@ if __name__ == "__main__":
 
 
 # ---- what the race says -----------------------------------------------------------------
-
-
-def answer_text(view: RaceView, standing: Standing) -> str:
-    """``trial 72 (9,863 params): validation 87.43% ± 0.20%, test 87.36% ± 0.16% (8
-    seeds)``: the answer under a cap on the race's seeds."""
-    from budgetnas.search.verification.records import mean_spread
-
-    a = standing.answer
-    record = view.records.get(a.key)
-    runs = record.runs if record else []
-    n = len(runs)
-    val = mean_spread([r.val_acc for r in runs]).replace(" (1 seed)", "")
-    test = mean_spread([r.test_acc for r in runs]).replace(" (1 seed)", "")
-    return (
-        f"{a.label} ({a.params:,} params): validation {val}, test {test} ({n} seed{'s' * (n != 1)})"
-    )
-
-
-def race_lines(cfg: SearchConfig, study: optuna.Study) -> list[str]:
-    """The race's last lines: per cap, the answer and how it stands against each seed network
-    under the cap; then what the race cost against a fixed verification, and whether the
-    time budget cut it. Empty when the run has no race."""
-    if not study.user_attrs.get(ENTRANTS_ATTR):
-        return []
-    view = race_of(cfg, study)
-    lines = []
-    for s in view.standings():
-        under = f"under {s.cap:,}"
-        if s.answer is None:
-            lines.append(f"answer {under}: none (no searched network finished its seeds)")
-            continue
-        lines.append(f"answer {under}: {answer_text(view, s)}")
-        for v in s.verdicts:
-            lines.append(f"verdict {under}: {v.text()}")
-        if not s.verdicts:
-            lines.append(f"verdict {under}: no seed network under the cap to compare with")
-    account = study.user_attrs.get(ACCOUNT_ATTR)
-    if account:
-        lines.append(account_text(account))
-    return lines
-
-
-def account_text(account: dict[str, Any]) -> str:
-    """``race: 23 seeds trained, 12.3 process-min (3 more from the results cache); a fixed 3
-    seeds of the front and the seed networks: 15.0 process-min``, and a cut if there was one."""
-    from budgetnas.reports.page.run import duration
-
-    n, cached = account.get("trained", 0), account.get("cached", 0)
-    text = f"race: {n} seed{'s' * (n != 1)} trained, {duration(account.get('seconds', 0.0))}"
-    if cached:
-        text += f" ({cached} more from the results cache)"
-    fixed = account.get("fixed_seconds")
-    if fixed:
-        text += (
-            f"; a fixed {account.get('fixed_seeds')} seeds of the front and the seed networks: "
-            f"{duration(fixed)} (each seed timed as the race times it)"
-        )
-    if account.get("cut"):
-        cut = account["cut"] if isinstance(account["cut"], str) else "--budget-time"
-        text += f"; cut short by {cut}: some networks could not be told apart"
-    return text
-
-
-def race_answer(cfg: SearchConfig, study: optuna.Study) -> str | None:
-    """The race's answer under the hard cap in one line (None: no race, or no answer)."""
-    if not study.user_attrs.get(ENTRANTS_ATTR):
-        return None
-    view = race_of(cfg, study)
-    standing = view.race.standing(cfg.cap)
-    if standing.answer is None:
-        return None
-    return f"{answer_text(view, standing)} at {cfg.schedule.target.label()}, the race's answer"

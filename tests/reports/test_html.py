@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from budgetnas.reports.page.html import ERROR_FLOOR, error_range, pareto_figure
-from budgetnas.reports.page.run import _row, duration
+from budgetnas.reports.page.run import _row
+from budgetnas.search.units import duration
 from budgetnas.search.verification.records import Fidelity, SeedRun, Verified
 
 

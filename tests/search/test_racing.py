@@ -15,18 +15,15 @@ from typer.testing import CliRunner
 from budgetnas.search.cli import app
 from budgetnas.search.pipeline import run_search
 from budgetnas.search.study.runs import open_run
-from budgetnas.search.verification.racing import (
+from budgetnas.search.verification.racing import CLAIMS_FILE, DEADLINE_ATTR, _claims, race_process
+from budgetnas.search.verification.records import Fidelity, SeedRun, Verified, store, stored_results
+from budgetnas.search.verification.standing import (
     ACCOUNT_ATTR,
-    CLAIMS_FILE,
-    DEADLINE_ATTR,
     ENTRANTS_ATTR,
-    _claims,
     race_lines,
     race_of,
-    race_process,
     target_fidelity,
 )
-from budgetnas.search.verification.records import Fidelity, SeedRun, Verified, store, stored_results
 from tests.helpers import quick_config
 
 runner = CliRunner()

@@ -21,8 +21,8 @@ from budgetnas.search.schedule.rungs import (
 from budgetnas.search.schedule.trials import rung_of
 from budgetnas.search.study.options import new_config
 from budgetnas.search.study.runs import open_run
-from budgetnas.search.verification.racing import front_to_verify
 from budgetnas.search.verification.records import stored_results
+from budgetnas.search.verification.standing import front_to_verify
 from tests.helpers import quick_config, search_args
 
 runner = CliRunner()
