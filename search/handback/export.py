@@ -19,59 +19,30 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-import optuna
 import torch
-from optuna.trial import FrozenTrial, TrialState
 
-from budgetnas.reports.front.frame import trials_frame
-from budgetnas.reports.front.pareto import best_row
 from budgetnas.search.errors import SearchError
-from budgetnas.search.schedule.trials import lineage, rung_of
+from budgetnas.search.handback.weights import (
+    Weights,
+    best_weights,
+    choose_network,
+    network_key,
+    network_verdict,
+    relation,
+    weight_choices,
+)
 from budgetnas.search.study.config import SearchConfig
-from budgetnas.search.study.runs import accuracy, open_run, trial_spec
+from budgetnas.search.study.runs import open_run, trial_spec
 from budgetnas.search.verification.records import (
-    Fidelity,
-    best_verified,
     network_label,
-    stored_results,
 )
 from budgetnas.space.render import render
-from budgetnas.space.spec import ArchSpec, SpecError
 from budgetnas.trainers.data import Split, TrainVal
 from budgetnas.trainers.evaluate import evaluate, resolve_device
 from budgetnas.trainers.recipe import TrainConfig
 
 if TYPE_CHECKING:
     from budgetnas.search.handback.deploy import OnnxReport
-
-
-@dataclass(frozen=True)
-class Weights:
-    """One set of trained weights of a network: where they come from and how good they are."""
-
-    source: str  # "search" (the trial's own training) or "verify"
-    seed: int
-    epochs: int
-    train_images: int
-    fidelity: str  # "15 ep x 55,000 img, sgd lr 0.05 b128 aug 1"
-    val_acc: float
-    test_acc: float | None  # recorded by verify; the search never reads the test set
-    path: str  # relative to the run folder
-    recipe: dict | None = None  # the recipe they were trained with, their seed included
-    of: str = ""  # whose they are: "trial 8" (its own training or its verify record), "seed 002"
-
-    @property
-    def image_epochs(self) -> int:
-        return self.epochs * self.train_images
-
-    def name(self, exported: tuple[str, ...] = ()) -> str:
-        """``verify seed 0``, with ``of trial 8`` when they belong to another trial than
-        ``exported`` (the labels of the network exported)."""
-        whose = f" of {self.of}" if self.of and self.of not in exported else ""
-        return f"{self.source} seed {self.seed}{whose}"
-
-    def describe(self, exported: tuple[str, ...] = ()) -> str:
-        return f"{self.name(exported)}, {self.fidelity}, validation {self.val_acc:.2%}"
 
 
 @dataclass(frozen=True)
@@ -94,154 +65,6 @@ class ExportResult:
     def weights_name(self) -> str:
         """The shipped weights as a user reads them: ``verify seed 0 of trial 8``."""
         return self.shipped.name((self.label, f"trial {self.trial}"))
-
-
-def network_key(trial: FrozenTrial) -> str:
-    """The key verify stores a trial's results under: ``trial-12``, or ``zoo-001``."""
-    reference = trial.user_attrs.get("reference")
-    return f"zoo-{reference}" if reference else f"trial-{trial.number}"
-
-
-def pick_trial(trials: list[FrozenTrial], number: int | None, *, cap: int) -> FrozenTrial:
-    """Trial ``number``, or the best completed searched one under the cap (never a reference
-    network); ``SearchError`` if unusable."""
-    by_number = {t.number: t for t in trials}
-    if number is None:
-        best = best_row(trials_frame(trials), cap=cap)
-        if best is None:
-            raise SearchError("the run has no completed searched trial to export yet")
-        return by_number[int(best["number"])]
-    if number not in by_number:
-        last = max(by_number) if by_number else None
-        have = f"trials 0..{last}" if last is not None else "no trials"
-        raise SearchError(f"trial {number} does not exist (the study has {have})")
-    trial = by_number[number]
-    if trial.state != TrialState.COMPLETE:
-        state = {
-            TrialState.FAIL: "failed",
-            TrialState.RUNNING: "is still running",
-            TrialState.WAITING: "is waiting to run",
-        }.get(trial.state, f"was {trial.state.name.lower()}")
-        if trial.user_attrs.get("rejected"):
-            state = "was rejected before training"
-        raise SearchError(f"trial {number} {state}; only completed trials have weights")
-    return trial
-
-
-def choose_network(cfg: SearchConfig, study: optuna.Study, number: int | None):
-    """(trial, why): trial ``number``, or the network a user should take: the best verified
-    searched network (``best_verified``), else the searched trial with the best validation
-    accuracy under the cap."""
-    from budgetnas.search.verification.standing import ENTRANTS_ATTR, race_of
-
-    trials = study.get_trials(deepcopy=False)
-    if number is not None:
-        return pick_trial(trials, number, cap=cfg.cap), "asked for with --trial"
-    if study.user_attrs.get(ENTRANTS_ATTR):
-        answer = race_of(cfg, study).race.standing(cfg.cap).answer
-        if answer is not None:
-            n = len(answer.vals)
-            why = (
-                f"the race's answer under the cap: best mean validation accuracy "
-                f"({answer.mean:.2%}, {n} seed{'s' * (n != 1)}) at the target"
-            )
-            by_number = {t.number: t for t in trials}
-            return by_number[int(answer.key.removeprefix("trial-"))], why
-    best = best_verified(stored_results(study), cfg.cap)
-    if best is not None:
-        by_number = {t.number: t for t in trials}
-        n = len(best.runs)
-        why = (
-            f"best mean validation accuracy ({best.val_mean:.2%}, {n} seed{'s' * (n > 1)}) "
-            f"among the searched networks verified at {best.fidelity_label}"
-        )
-        return by_number[int(best.key.removeprefix("trial-"))], why
-    trial = pick_trial(trials, None, cap=cfg.cap)
-    return trial, "best validation accuracy of the search under the cap (not verified yet)"
-
-
-def network_trials(trials: list[FrozenTrial], trial: FrozenTrial) -> list[FrozenTrial]:
-    """The completed trials that hold ``trial``'s network (the same spec), ``trial`` first:
-    the same candidate at every rung it was promoted to, and any reused result of it."""
-    spec = trial_spec(trial)
-    same = [
-        t
-        for t in trials
-        if t.number != trial.number
-        and t.state == TrialState.COMPLETE
-        and t.user_attrs.get("spec") is not None
-        and _same_spec(t.user_attrs["spec"], spec)
-    ]
-    return [trial, *same]
-
-
-def _same_spec(text: str, spec: ArchSpec) -> bool:
-    try:
-        return ArchSpec.from_json(text) == spec
-    except SpecError:
-        return False
-
-
-def _search_weights(cfg: SearchConfig, trial: FrozenTrial) -> Weights | None:
-    """The weights a trial's own training left, if it kept them."""
-    if not trial.user_attrs.get("weights"):
-        return None
-    recipe = TrainConfig.from_dict(trial.user_attrs.get("recipe") or cfg.recipe.to_dict())
-    images = int(trial.user_attrs.get("train_images") or cfg.data.train_images)
-    fidelity = Fidelity(
-        recipe.epochs, images, {k: v for k, v in recipe.to_dict().items() if k != "seed"}
-    )
-    return Weights(
-        "search",
-        recipe.seed,
-        recipe.epochs,
-        images,
-        fidelity.label(),
-        float(accuracy(trial)),
-        None,
-        trial.user_attrs["weights"],
-        recipe.to_dict(),
-        of=f"trial {trial.number}",
-    )
-
-
-def weight_choices(cfg: SearchConfig, study: optuna.Study, trial: FrozenTrial) -> list[Weights]:
-    """Every set of weights of ``trial``'s network kept in the run, wherever it is: the
-    search's own training of each trial holding the network (``network_trials``: a candidate
-    promoted to higher rungs is trained again there) and each seed ``verify`` trained for any
-    of them, at any fidelity."""
-    holders = network_trials(study.get_trials(deepcopy=False), trial)
-    choices = [w for w in (_search_weights(cfg, t) for t in holders) if w is not None]
-    keys = {network_key(t) for t in holders}
-    spec = trial_spec(trial)
-    for record in stored_results(study).values():
-        if record.fidelity is None:
-            continue
-        if record.key not in keys and not _same_spec(record.spec, spec):
-            continue
-        for r in record.runs:
-            if r.weights:
-                choices.append(
-                    Weights(
-                        "verify",
-                        r.seed,
-                        record.fidelity.epochs,
-                        record.fidelity.train_images,
-                        record.fidelity_label,
-                        r.val_acc,
-                        r.test_acc,
-                        r.weights,
-                        {**record.fidelity.recipe, "seed": r.seed},
-                        of=record.label,
-                    )
-                )
-    return choices
-
-
-def best_weights(choices: list[Weights]) -> Weights:
-    """The weights to ship: from the highest fidelity trained (epochs x images), the best
-    validation accuracy among those (ties: the search's own, then the lowest seed)."""
-    return max(choices, key=lambda w: (w.image_epochs, w.val_acc, w.source == "search", -w.seed))
 
 
 def import_module_from(path: Path) -> ModuleType:
@@ -324,7 +147,7 @@ def export_trial(
     note = None
     if shipped.of not in (label, f"trial {chosen.number}"):
         note = (
-            f"{_relation(study, chosen, shipped.of)}, the same network; export takes the best "
+            f"{relation(study, chosen, shipped.of)}, the same network; export takes the best "
             "weights the network has in the run (the highest fidelity it was trained at, then "
             "validation)"
         )
@@ -370,32 +193,6 @@ def export_trial(
     if sum(p.numel() for p in net.parameters()) != module.NUM_PARAMS:
         raise SearchError(f"{out}: NUM_PARAMS does not match the module")  # pragma: no cover
     return replace(result, test_acc=evaluate(net, test))
-
-
-def network_verdict(cfg: SearchConfig, study: optuna.Study, trial: FrozenTrial) -> str | None:
-    """How ``trial``'s network stands against each seed network under the cap on the race's
-    seeds, in one line (None: it was not raced, or no seed network was)."""
-    from budgetnas.search.verification.standing import ENTRANTS_ATTR, race_of
-
-    if not study.user_attrs.get(ENTRANTS_ATTR):
-        return None
-    verdicts = race_of(cfg, study).race.verdicts_for(network_key(trial), cfg.cap)
-    return "; ".join(v.text() for v in verdicts) or None
-
-
-def _relation(study: optuna.Study, chosen: FrozenTrial, of: str) -> str:
-    """How ``of`` (``trial 8``), which holds the weights shipped, relates to the trial
-    exported: ``trial 8 is trial 5 promoted to rung 2``."""
-    label = network_label(network_key(chosen))
-    number = of.removeprefix("trial ")
-    if not number.isdigit():
-        return f"{of} holds the same network as {label}"
-    other = study.get_trials(deepcopy=False)[int(number)]
-    if lineage(other) == lineage(chosen) and rung_of(other) > rung_of(chosen):
-        return f"{of} is {label} promoted to rung {rung_of(other)}"
-    if lineage(other) == lineage(chosen) and rung_of(other) < rung_of(chosen):
-        return f"{of} is {label} at rung {rung_of(other)}, before its promotion"
-    return f"{of} holds the same network as {label}"
 
 
 def _training_images(cfg: SearchConfig, shipped: Weights, device) -> TrainVal:

@@ -15,6 +15,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from budgetnas.reports.front.frame import trials_frame
+from budgetnas.reports.front.pareto import best_row
 from budgetnas.search.errors import SearchError
 from budgetnas.search.schedule.trials import is_idle, is_lost, is_sampled, rung_of
 from budgetnas.search.study.config import CONFIG_FILE, JOURNAL_FILE, STUDY_FILE, SearchConfig
@@ -157,3 +159,29 @@ def summary_counts(study: optuna.Study) -> dict[str, Any]:
         )
     counts["rungs"] = rows
     return counts
+
+
+def pick_trial(trials: list[FrozenTrial], number: int | None, *, cap: int) -> FrozenTrial:
+    """Trial ``number``, or the best completed searched one under the cap (never a reference
+    network); ``SearchError`` if unusable."""
+    by_number = {t.number: t for t in trials}
+    if number is None:
+        best = best_row(trials_frame(trials), cap=cap)
+        if best is None:
+            raise SearchError("the run has no completed searched trial to export yet")
+        return by_number[int(best["number"])]
+    if number not in by_number:
+        last = max(by_number) if by_number else None
+        have = f"trials 0..{last}" if last is not None else "no trials"
+        raise SearchError(f"trial {number} does not exist (the study has {have})")
+    trial = by_number[number]
+    if trial.state != TrialState.COMPLETE:
+        state = {
+            TrialState.FAIL: "failed",
+            TrialState.RUNNING: "is still running",
+            TrialState.WAITING: "is waiting to run",
+        }.get(trial.state, f"was {trial.state.name.lower()}")
+        if trial.user_attrs.get("rejected"):
+            state = "was rejected before training"
+        raise SearchError(f"trial {number} {state}; only completed trials have weights")
+    return trial

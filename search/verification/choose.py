@@ -13,10 +13,9 @@ from optuna.trial import TrialState
 from budgetnas.reports.front.frame import trials_frame
 from budgetnas.reports.front.pareto import pareto_front, top_rung
 from budgetnas.search.errors import SearchError
-from budgetnas.search.handback.export import pick_trial
 from budgetnas.search.study.config import SearchConfig
 from budgetnas.search.study.opening import changed_reference, same_network
-from budgetnas.search.study.runs import accuracy, trial_spec
+from budgetnas.search.study.runs import accuracy, pick_trial, trial_spec
 from budgetnas.search.verification.records import Verified
 from budgetnas.space.count import count_params
 from budgetnas.space.spec import ArchSpec

@@ -138,7 +138,7 @@ def test_exporting_a_failed_trial_says_it_failed():
     from optuna.trial import create_trial
 
     from budgetnas.search.errors import SearchError
-    from budgetnas.search.handback.export import pick_trial
+    from budgetnas.search.study.runs import pick_trial
 
     trials = []
     for number, state in enumerate([TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING]):

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from budgetnas.reports.front.frame import trials_frame
 from budgetnas.reports.front.pareto import pareto_front
 from budgetnas.search.cli import app
-from budgetnas.search.handback.export import best_weights, choose_network, weight_choices
 from budgetnas.search.handback.run_weights import kept_trials
+from budgetnas.search.handback.weights import best_weights, choose_network, weight_choices
 from budgetnas.search.study.runs import open_run
 from budgetnas.search.verification.records import stored_results
 from tests.helpers import cli_error, search_args
