@@ -23,7 +23,8 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from budgetnas.search.cache.store import ResultCache, cached_train
+from budgetnas.search.cache.reuse import cached_train
+from budgetnas.search.cache.store import ResultCache
 from budgetnas.search.sampling.pruners import BandedMedianPruner
 from budgetnas.search.sampling.recipe import sample_recipe
 from budgetnas.search.sampling.samplers import flat_space, is_multi_objective

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field, replace
 import optuna
 import torch
 
-from budgetnas.search.cache.store import ResultCache, trial_threads
+from budgetnas.search.cache.keys import trial_threads
+from budgetnas.search.cache.store import ResultCache
 from budgetnas.search.errors import SearchError
 from budgetnas.search.study.config import SearchConfig
 from budgetnas.search.verification.choose import verify_seeds

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from budgetnas.search.cache.store import ResultCache, cached_train
+from budgetnas.search.cache.reuse import cached_train
+from budgetnas.search.cache.store import ResultCache
 from budgetnas.search.errors import SearchError
 from budgetnas.space.build import build
 from budgetnas.space.count import count_params

@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-from budgetnas.search.cache.store import ResultCache, cached_train
+from budgetnas.search.cache.reuse import cached_train
+from budgetnas.search.cache.store import ResultCache
 from budgetnas.search.errors import SearchError
 from budgetnas.search.study.options import RECIPE_OPTIONS
 from budgetnas.search.study.runs import WEIGHTS_DIR, open_run

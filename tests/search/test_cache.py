@@ -15,15 +15,9 @@ import torch
 from typer.testing import CliRunner
 
 from budgetnas.search.cache import store as cache_module
-from budgetnas.search.cache.store import (
-    ResultCache,
-    cached_train,
-    cpu_kind,
-    default_cache_dir,
-    identity,
-    open_cache,
-    result_key,
-)
+from budgetnas.search.cache.keys import cpu_kind, identity, result_key
+from budgetnas.search.cache.reuse import cached_train
+from budgetnas.search.cache.store import ResultCache, default_cache_dir, open_cache
 from budgetnas.search.cli import app
 from budgetnas.search.errors import SearchError
 from budgetnas.search.sampling import objective
@@ -546,8 +540,8 @@ def test_the_training_code_is_the_one_the_cache_constant_was_recorded_for():
     code's. Its digest is recorded next to it, so a change that forgets it fails here."""
     digest = cache_module.training_code_digest()
     assert digest == cache_module.TRAINING_CODE, (
-        "training code changed: bump cache.TRAINING and record the new digest "
-        f'(TRAINING_CODE = "{digest}") in search/cache.py; where the change cannot change a '
+        "training code changed: bump keys.TRAINING and record the new digest "
+        f'(TRAINING_CODE = "{digest}") in search/cache/keys.py; where the change cannot change a '
         "training's result (a message, a renamed local), record the digest alone"
     )
 
