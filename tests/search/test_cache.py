@@ -14,6 +14,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from budgetnas.search.cache import keys as cache_keys
 from budgetnas.search.cache import store as cache_module
 from budgetnas.search.cache.keys import cpu_kind, identity, result_key
 from budgetnas.search.cache.reuse import cached_train
@@ -538,8 +539,8 @@ def test_the_training_code_is_the_one_the_cache_constant_was_recorded_for():
     """An entry's key holds ``cache.TRAINING``; a change to the code that trains (what
     ``TRAINING_SOURCES`` names) must raise it, or entries of the old code are served as this
     code's. Its digest is recorded next to it, so a change that forgets it fails here."""
-    digest = cache_module.training_code_digest()
-    assert digest == cache_module.TRAINING_CODE, (
+    digest = cache_keys.training_code_digest()
+    assert digest == cache_keys.TRAINING_CODE, (
         "training code changed: bump keys.TRAINING and record the new digest "
         f'(TRAINING_CODE = "{digest}") in search/cache/keys.py; where the change cannot change a '
         "training's result (a message, a renamed local), record the digest alone"
@@ -550,10 +551,10 @@ def test_the_training_code_digest_ignores_formatting_and_docs_but_not_code():
     plain = 'def f(x):\n    """Twice x."""\n    return x * 2\n'
     formatted = 'def f( x ):\n    """Two times x."""\n\n    # doubled\n    return (x * 2)\n'
     changed = 'def f(x):\n    """Twice x."""\n    return x * 3\n'
-    assert cache_module.source_digest([plain]) == cache_module.source_digest([formatted])
-    assert cache_module.source_digest([plain]) != cache_module.source_digest([changed])
+    assert cache_keys.source_digest([plain]) == cache_keys.source_digest([formatted])
+    assert cache_keys.source_digest([plain]) != cache_keys.source_digest([changed])
     # every module the digest covers is found and read
-    assert len(cache_module.training_sources()) == len(cache_module.TRAINING_SOURCES)
+    assert len(cache_keys.training_sources()) == len(cache_keys.TRAINING_SOURCES)
 
 
 # ---- the cache with several processes, an interrupt and --resume ----------------------------
@@ -722,7 +723,7 @@ def test_a_search_looks_its_references_up_at_the_threads_its_processes_train_wit
     """With 2 trial processes on 4 cores each trains at 2 threads (and so does the search's
     verification): the time budget's lookup of what the cache holds keys by 2 threads, so a
     second search finds its first's reference trainings, and none trained at 1 thread."""
-    from budgetnas.search.cache import store as cache_mod
+    from budgetnas.search.cache import keys as cache_mod
     from budgetnas.search.schedule.yardsticks import held_by_cache
     from tests.helpers import quick_config
 
