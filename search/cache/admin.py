@@ -212,3 +212,36 @@ def prune(
         with contextlib.suppress(OSError):  # not empty: an entry or a write in progress
             folder.rmdir()
     return Pruned(entries, entry_bytes, stale, stale_bytes, scan(root, now=now))
+
+
+def prune_limits(
+    *, prune: bool, older_than: str | None, max_size: str | None
+) -> tuple[float | None, int | None]:
+    """``budgetnas cache``'s limits as given: (age in seconds, size in bytes); ``SearchError``
+    for a limit without ``--prune``, ``--prune`` without one, or a value that is not one."""
+    if not prune and (older_than is not None or max_size is not None):
+        raise SearchError("--older-than and --max-size go with --prune")
+    age = parse_age(older_than) if older_than is not None else None
+    size = parse_size(max_size) if max_size is not None else None
+    if prune and age is None and size is None:
+        raise SearchError(
+            "--prune needs --older-than AGE or --max-size SIZE (e.g. --older-than 30d)"
+        )
+    return age, size
+
+
+def pruned_line(root: Path | str, done: Pruned) -> str:
+    """``pruned DIR: removed 2 entries (78.2 KB); left: 5 entries, 148.5 KB``, and the
+    unfinished writes removed, where there were any."""
+    n, left = done.entries, done.left
+    stale = (
+        f" and {done.stale} unfinished write{'s' * (done.stale > 1)} "
+        f"({format_size(done.stale_bytes)})"
+        if done.stale
+        else ""
+    )
+    return (
+        f"pruned {root}: removed {n} entr{'y' if n == 1 else 'ies'} "
+        f"({format_size(done.entry_bytes)}){stale}; left: {len(left.entries)} "
+        f"entr{'y' if len(left.entries) == 1 else 'ies'}, {format_size(left.size)}"
+    )

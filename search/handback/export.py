@@ -66,6 +66,42 @@ class ExportResult:
         """The shipped weights as a user reads them: ``verify seed 0 of trial 8``."""
         return self.shipped.name((self.label, f"trial {self.trial}"))
 
+    def lines(self) -> list[str]:
+        """What ``budgetnas export`` prints: which network and why, which weights with their
+        validation and test accuracy (or the refit), the verdict, and what was written."""
+        w = self.shipped
+        out = [f"{self.label}: {self.params:,} parameters; chosen: {self.why}"]
+        if self.refit_images:
+            out.append(
+                f"weights: refit on {self.refit_images:,} training + validation images as "
+                f"{self.weights_name} was trained ({w.fidelity}): the same "
+                f"{w.train_images:,} training images and the "
+                f"{self.refit_images - w.train_images:,} validation images; validation "
+                f"accuracy {w.val_acc:.2%} before the refit, none after: its images were "
+                f"trained on; test accuracy {self.test_acc:.2%}"
+            )
+        else:
+            out.append(
+                f"weights: {self.weights_name} ({w.fidelity}): validation accuracy "
+                f"{self.val_acc:.2%}, test accuracy {self.test_acc:.2%}"
+            )
+        out += [f"note: {self.note}"] if self.note else []
+        out += [f"verdict: {self.verdict}"] if self.verdict else []
+        r = self.onnx
+        if r is None:
+            return [*out, f"wrote {self.module} and {self.weights}"]
+        out.append(
+            f"onnx: {r.path} ({r.size_bytes / 1024:.1f} KB); max |onnxruntime - torch| over "
+            f"the test set {r.max_abs_diff:.2e}; test accuracy torch {r.torch_acc:.2%}, "
+            f"onnxruntime {r.onnx_acc:.2%}"
+        )
+        if r.int8_path is not None:
+            out.append(
+                f"int8: {r.int8_path} ({r.int8_size_bytes / 1024:.1f} KB); test accuracy int8 "
+                f"{r.int8_acc:.2%}, float {r.onnx_acc:.2%}"
+            )
+        return out
+
 
 def import_module_from(path: Path) -> ModuleType:
     """Import a Python file as a fresh module (not cached under its name)."""

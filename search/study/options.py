@@ -10,6 +10,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from budgetnas.search.errors import SearchError
 from budgetnas.search.study.config import UNLIMITED, SearchConfig
 from budgetnas.search.study.processes import default_workers
 from budgetnas.space.spacefile import SHIPPED, space_config
@@ -97,3 +98,29 @@ def new_config(*, out: str | Path, caps: tuple[int, ...], **options: Any) -> Sea
         recipe=default_recipe(**recipe),
         **given,
     )
+
+
+def config_from_options(given: dict[str, Any], *, resume: Path | str | None) -> SearchConfig:
+    """The config of ``budgetnas search`` from the options given (``None``: not given) as the
+    command names them: a resumed run's stored config with the settings a resume may change,
+    or a new search's (``--budget`` and ``--out`` required; ``--budget 10k,25k`` a ladder,
+    ``--budget-time 30m``, ``--max-macs 2M`` as users write them)."""
+    from budgetnas.search.units import parse_count, parse_duration, parse_ladder
+
+    given = {k: v for k, v in given.items() if v is not None}
+    renames = {"data": "path", "space": "space_file"}  # the command's names, the config's
+    given = {renames.get(k, k): v for k, v in given.items()}
+    if "budget_time" in given:
+        given["budget_time"] = parse_duration(given["budget_time"])
+    if resume is not None:
+        from budgetnas.search.study.runs import read_config
+
+        return read_config(resume).resumed(**given)
+    budget, out = given.pop("budget", None), given.pop("out", None)
+    if budget is None:
+        raise SearchError("--budget is required (for example --budget 10k)")
+    if out is None:
+        raise SearchError("--out is required: the run folder to create")
+    if "max_macs" in given:
+        given["max_macs"] = parse_count(given["max_macs"], what="--max-macs", unit="MAC")
+    return new_config(out=out, caps=parse_ladder(budget), **given)

@@ -41,3 +41,41 @@ def printers(quiet: bool) -> tuple[OnResult | None, OnFailed | None]:
         lambda item, run: print(line(item, run), file=sys.stderr, flush=True),
         lambda item, failed: print(failed_line(item, failed), file=sys.stderr, flush=True),
     )
+
+
+def verify_line(item: Verified, run: SeedRun) -> str:
+    """One seed's line as ``budgetnas verify`` prints it: validation and test accuracy."""
+    return (
+        f"{item.label:<12} {item.params:>7,}  seed {run.seed}  val {run.val_acc:.2%}  "
+        f"test {run.test_acc:.2%}  ({run.train_time_s:.0f} s on {run.device}; "
+        f"{item.fidelity_label})" + ("  reused from cache" if run.cached else "")
+    )
+
+
+def verify_failed_line(item: Verified, failed: FailedSeed) -> str:
+    """One failed seed's line as ``budgetnas verify`` prints it."""
+    when = "failed" if failed.seed in item.failed_now else "failed earlier"
+    return (
+        f"{item.label:<12} {item.params:>7,}  seed {failed.seed}  {when}: {failed.error}  "
+        f"({failed.device}; {item.fidelity_label})"
+    )
+
+
+def verified_table(results: list[Verified]) -> list[str]:
+    """``budgetnas verify``'s table: per network its validation mean, test mean ± std and
+    minimum over the seeds, the fidelity, and the seeds that failed."""
+    from budgetnas.search.verification.records import mean_spread
+
+    lines = [
+        f"{'network':<12} {'params':>7}  {'val mean':>8}  {'test mean ± std':>17}  {'min':>6}"
+        "  fidelity"
+    ]
+    for v in results:
+        ok = bool(v.runs)
+        lines.append(
+            f"{v.label:<12} {v.params:>7,}  {f'{v.val_mean:.2%}' if ok else '-':>8}  "
+            f"{mean_spread([r.test_acc for r in v.runs]):>17}  "
+            f"{f'{v.test_min:.2%}' if ok else '-':>6}  {v.fidelity_label}"
+            + (f"  {v.failed_label}" if v.failed else "")
+        )
+    return lines
