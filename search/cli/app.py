@@ -56,8 +56,8 @@ def user_errors() -> Iterator[None]:
 def write_reports(cfg: SearchConfig, study) -> None:
     from budgetnas.reports.front.compute import compute_line
     from budgetnas.reports.front.sizes import sizes_line
-    from budgetnas.reports.page.html import counts_text
     from budgetnas.reports.page.run import sizes_table, spent_table, write_run_reports
+    from budgetnas.search.study.runs import counts_text
     from budgetnas.search.verification.standing import race_lines
 
     files, counts = write_run_reports(cfg, study)

@@ -185,3 +185,57 @@ def pick_trial(trials: list[FrozenTrial], number: int | None, *, cap: int) -> Fr
             state = "was rejected before training"
         raise SearchError(f"trial {number} {state}; only completed trials have weights")
     return trial
+
+
+def counts_text(counts: dict, *, rungs: int = 1) -> str:
+    """How the trials of a search ended, in one line (``search.runs.summary_counts``): the
+    candidates sampled at rung 0, those promoted to each rung above and how each rung's
+    ended (complete, pruned: cut by the pruner), rejections, failures (per rung when there
+    are rungs) and reference runs."""
+    rows = {row["rung"]: row for row in counts.get("rungs") or []}
+
+    def row(r: int) -> dict:
+        return rows.get(r) or {"trained": 0, "complete": 0, "pruned": 0, "reused": 0, "failed": 0}
+
+    def ended(r: int, reused: bool) -> str:
+        x = row(r)
+        more = f"; {x['reused']} reused" if reused or x["reused"] else ""
+        return f"({x['complete']} complete, {x['pruned']} pruned{more})"
+
+    rejected = "".join(
+        f"; {n} over the {cap} cap" for cap, n in sorted(counts["rejected_by"].items())
+    )
+    text = (
+        f"candidates: {row(0)['trained']} sampled {ended(0, True)}, {counts['rejected']} "
+        f"rejected before training ({counts['rejected_fraction']:.1%} of the candidates "
+        f"sampled{rejected})"
+    )
+    if rungs > 1:
+        climbs = [
+            f"{row(r)['trained']} to rung {r} {ended(r, False)}"
+            for r in range(1, rungs)
+            if row(r)["trained"]
+        ]
+        text += f"; promoted: {', '.join(climbs) if climbs else 'none'}"
+    text += f"; {counts['failed']} failed"
+    where = [f"{row(r)['failed']} at rung {r}" for r in range(rungs) if row(r)["failed"]]
+    if rungs > 1 and where:
+        text += f" ({', '.join(where)})"
+    if counts.get("interrupted"):
+        text += f"; {counts['interrupted']} interrupted"
+    refs = counts["references"]
+    text += f"; {refs} reference network runs"
+    at = counts.get("reference_rungs") or {}
+    if rungs > 1 and refs and at:
+        if len(at) == rungs and len(set(at.values())) == 1:
+            text += f" ({refs // rungs} at each of {rungs} rungs)"
+        else:
+            text += (
+                " ("
+                + ", ".join(
+                    f"{n} at rung {r}" + (", the target" if r == rungs - 1 else "")
+                    for r, n in sorted(at.items())
+                )
+                + ")"
+            )
+    return text

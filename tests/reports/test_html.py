@@ -7,7 +7,7 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-from budgetnas.reports.page.html import ERROR_FLOOR, error_range, pareto_figure
+from budgetnas.reports.page.figures import ERROR_FLOOR, error_range, pareto_figure
 from budgetnas.reports.page.run import _row
 from budgetnas.search.units import duration
 from budgetnas.search.verification.records import Fidelity, SeedRun, Verified
@@ -116,8 +116,7 @@ def test_the_counts_include_every_rung_and_say_how_each_ended():
     promotion cut at the target rung is a pruned trial there, and failures are per rung."""
     from optuna.trial import TrialState
 
-    from budgetnas.reports.page.html import counts_text
-    from budgetnas.search.study.runs import summary_counts
+    from budgetnas.search.study.runs import counts_text, summary_counts
 
     C, P, F = TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL
     nan = {"error": "TrainingError: loss became nan"}
@@ -162,8 +161,7 @@ def test_reference_runs_are_counted_at_the_rungs_they_ran_at():
     runs at the target, not one at each of three rungs."""
     from optuna.trial import TrialState
 
-    from budgetnas.reports.page.html import counts_text
-    from budgetnas.search.study.runs import summary_counts
+    from budgetnas.search.study.runs import counts_text, summary_counts
 
     C = TrialState.COMPLETE
     at_target = summary_counts(_study(*[(C, {"rung": 2, "reference": k}) for k in "abc"]))

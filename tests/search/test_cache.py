@@ -389,7 +389,7 @@ def test_a_reused_trial_says_so_on_its_line_and_in_the_report(tmp_path):
     from optuna.trial import TrialState, create_trial
 
     from budgetnas.reports.front.frame import trials_frame
-    from budgetnas.reports.page.html import _table
+    from budgetnas.reports.page.tables import table
     from budgetnas.search.study.progress import Progress
 
     study = optuna.create_study(directions=["maximize"])
@@ -410,8 +410,8 @@ def test_a_reused_trial_says_so_on_its_line_and_in_the_report(tmp_path):
     assert "reused from cache" not in lines[0] and lines[1].endswith("  reused from cache")
     df = trials_frame(study.trials)
     assert df["cached"].tolist() == [False, True]
-    assert "<th>reused</th>" in _table(df) and "<td>from cache</td>" in _table(df)
-    assert "<th>reused</th>" not in _table(df[~df["cached"]])
+    assert "<th>reused</th>" in table(df) and "<td>from cache</td>" in table(df)
+    assert "<th>reused</th>" not in table(df[~df["cached"]])
 
 
 def test_helper_processes_share_the_cache(tmp_path, synthetic_root, monkeypatch):

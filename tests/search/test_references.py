@@ -56,7 +56,7 @@ def test_report_draws_references_at_their_measured_accuracy(ref_run):
     """Computed, then drawn: the yardstick trace holds exactly the measured points."""
     from budgetnas.reports.front.frame import trials_frame
     from budgetnas.reports.front.pareto import pareto_front
-    from budgetnas.reports.page.html import pareto_figure
+    from budgetnas.reports.page.figures import pareto_figure
 
     run, _ = ref_run
     _, study = open_run(run)

@@ -299,8 +299,7 @@ def test_report_and_pareto_csv_show_the_rungs_and_the_verified_front(climbed):
     assert "fidelity rungs: 1 ep x 500 img -&gt; 1 ep x 1,000 img -&gt; 3 ep x 1,000 img" in page
     assert "Verified at the target fidelity (3 ep x 1,000 img)" in page
     assert "Candidates at each rung" in page
-    from budgetnas.reports.page.html import counts_text
-    from budgetnas.search.study.runs import summary_counts
+    from budgetnas.search.study.runs import counts_text, summary_counts
 
     assert f"; {counts_text(summary_counts(study), rungs=3)}</p>" in page  # every rung counted
 

@@ -205,7 +205,7 @@ def test_a_search_whose_verification_fails_keeps_its_reports(searched, monkeypat
     [([0.9712], "97.12% (1 seed)"), ([0.97, 0.98], "97.50% ± 0.71%"), ([], "-")],
 )
 def test_one_seed_has_no_spread(values, text):
-    from budgetnas.reports.page.html import mean_std_text
+    from budgetnas.reports.page.tables import mean_std_text
     from budgetnas.search.verification.records import mean_spread
 
     assert mean_spread(values) == text
