@@ -51,11 +51,11 @@ def test_reading_and_reporting_a_run_does_not_import_training(tmp_path, syntheti
         import json, sys
         from budgetnas.reports.page.run import write_run_reports
         from budgetnas.search.study.runs import open_run
-        from budgetnas.search.handback.export import pick_trial
+        from budgetnas.search.study.runs import pick_trial
         cfg, study = open_run({str(run)!r})
         write_run_reports(cfg, study)
         pick_trial(study.trials, None, cap=cfg.cap)
-        from budgetnas.search.verification.racing import race_lines
+        from budgetnas.search.verification.standing import race_lines
         assert race_lines(cfg, study), "no race read"
         heavy = ["budgetnas.trainers.train", "budgetnas.search.sampling.objective",
                  "budgetnas.search.study.driver", "budgetnas.search.verification.retrain",

@@ -1,7 +1,7 @@
 """Block kinds: each one says its own shape, cost, receptive field and layers.
 
 A block kind is one frozen dataclass implementing ``Block`` and one ``@register_block`` line,
-in the module of its family (as timm keeps a file per model family): ``plain`` (conv, pool,
+in the module of its family (as timm keeps a file per model family): ``basic`` (conv, pool,
 transition), ``residual``, ``mobile`` (depthwise-separable, inverted residual,
 squeeze-excitation, strided conv). Everything else reads a block only through the protocol in
 ``base``: ``ArchSpec`` validation walks ``check_input`` / ``out_size`` / ``out_channels``,
@@ -33,7 +33,7 @@ from budgetnas.space.blocks.base import (
 )
 
 # the families, in the order their kinds register
-from budgetnas.space.blocks.plain import Conv, Pool, Transition
+from budgetnas.space.blocks.basic import Conv, Pool, Transition
 from budgetnas.space.blocks.residual import Residual
 from budgetnas.space.blocks.mobile import MBConv, SepConv, SqueezeExcite, StridedConv
 

@@ -13,7 +13,7 @@ from budgetnas.space.blocks.base import (
     field_names,
     register_block,
 )
-from budgetnas.space.blocks.plain import Conv
+from budgetnas.space.blocks.basic import Conv
 from budgetnas.space.checks import (
     SpecError,
     check_bool,
