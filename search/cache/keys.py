@@ -39,7 +39,7 @@ FORMAT = 2
 TRAINING = 2
 
 
-TRAINING_CODE = "7672f538de22d1eda2384f7a495f6bb1a5e31ece935c5f887b10c639651929d7"
+TRAINING_CODE = "df1eff087e570ca4666020fecd6e623a470ba35ac1275db9d6804698d733ff32"
 
 
 # The modules whose code decides a training's bits for a given key: the loop, augmentation,
@@ -164,12 +164,15 @@ def source_digest(sources: list[str]) -> str:
 
 
 def training_sources() -> list[str]:
-    """The source text of each module of ``TRAINING_SOURCES``."""
+    """The source text of each module of ``TRAINING_SOURCES``; a package counts with every
+    module in it (``space.blocks``: the protocol and each family's file), in name order."""
     out = []
     for name in TRAINING_SOURCES:
         spec = importlib.util.find_spec(name)
         assert spec is not None and spec.origin is not None, name
-        out.append(Path(spec.origin).read_text(encoding="utf-8"))
+        origin = Path(spec.origin)
+        files = sorted(origin.parent.rglob("*.py")) if spec.submodule_search_locations else [origin]
+        out.extend(f.read_text(encoding="utf-8") for f in files)
     return out
 
 

@@ -8,6 +8,7 @@ import hashlib
 import json
 import multiprocessing
 from dataclasses import replace
+from pathlib import Path
 
 import optuna
 import pytest
@@ -548,13 +549,18 @@ def test_the_training_code_is_the_one_the_cache_constant_was_recorded_for():
 
 
 def test_the_training_code_digest_ignores_formatting_and_docs_but_not_code():
+    from budgetnas.space.blocks import basic, mobile, residual
+
     plain = 'def f(x):\n    """Twice x."""\n    return x * 2\n'
     formatted = 'def f( x ):\n    """Two times x."""\n\n    # doubled\n    return (x * 2)\n'
     changed = 'def f(x):\n    """Twice x."""\n    return x * 3\n'
     assert cache_keys.source_digest([plain]) == cache_keys.source_digest([formatted])
     assert cache_keys.source_digest([plain]) != cache_keys.source_digest([changed])
-    # every module the digest covers is found and read
-    assert len(cache_keys.training_sources()) == len(cache_keys.TRAINING_SOURCES)
+    # every module the digest covers is found and read, a package with each module in it
+    sources = cache_keys.training_sources()
+    assert len(sources) > len(cache_keys.TRAINING_SOURCES)
+    for module in (basic, residual, mobile):
+        assert Path(module.__file__).read_text(encoding="utf-8") in sources, module.__name__
 
 
 # ---- the cache with several processes, an interrupt and --resume ----------------------------
