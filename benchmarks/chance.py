@@ -24,8 +24,9 @@ from dataclasses import replace
 import optuna
 import torch
 
+from budgetnas.space.choices import SpaceConfig
 from budgetnas.space.count import count_params
-from budgetnas.space.sample import SpaceConfig, sample_spec
+from budgetnas.space.sample import sample_spec
 from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.data import DataConfig
 from budgetnas.trainers.recipe import default_recipe

@@ -2,6 +2,7 @@
 
 from budgetnas.space.blocks import Block, Layer, register_block
 from budgetnas.space.build import build, plan
+from budgetnas.space.choices import SpaceConfig
 from budgetnas.space.count import (
     Analysis,
     LayerStats,
@@ -11,7 +12,7 @@ from budgetnas.space.count import (
     receptive_field,
 )
 from budgetnas.space.render import render
-from budgetnas.space.sample import Rejected, SpaceConfig, sample_spec, smallest_network
+from budgetnas.space.sample import Rejected, sample_spec, smallest_network
 from budgetnas.space.spec import (
     BLOCK_KINDS,
     ArchSpec,

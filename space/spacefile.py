@@ -1,6 +1,6 @@
 """The search space as a file a user can read, copy, edit and pass back (``--space FILE``).
 
-The file is TOML. It holds the ranges and choices of ``space.sample.SpaceConfig`` (the image
+The file is TOML. It holds the ranges and choices of ``space.choices.SpaceConfig`` (the image
 settings come from the data, not from the file). ``dump(SpaceConfig())`` is the shipped
 ``default.toml``, and ``load`` of it gives ``SpaceConfig()`` back: the default space, which
 samples exactly what the search sampled before the space was a file. ``rich.toml`` adds
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from budgetnas.space.checks import SpecError
-from budgetnas.space.sample import SpaceConfig
+from budgetnas.space.choices import SpaceConfig
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -2,7 +2,7 @@
 search's own settings; its fingerprint; and what may change when a run is resumed.
 
 ``SearchConfig`` is composed, not flat: ``data`` (``trainers.data.DataConfig``), ``recipe``
-(``trainers.recipe.TrainConfig``) and ``space`` (``space.sample.SpaceConfig``) are each defined
+(``trainers.recipe.TrainConfig``) and ``space`` (``space.choices.SpaceConfig``) are each defined
 and validated once, where they belong. The run folder keeps the whole config as
 ``config.json``; the study keeps the same config and its ``fingerprint()``: everything that
 defines a trial's result. Nothing joins or resumes a study whose fingerprint differs.
@@ -22,8 +22,9 @@ from budgetnas.search.sampling.sizing import SIZINGS
 from budgetnas.search.schedule.promotion import Schedule
 from budgetnas.search.schedule.rungs import MIN_RUNG_STEPS, auto_rungs, plan_rungs
 from budgetnas.search.study.storage import journal_url
+from budgetnas.space.choices import SpaceConfig
 from budgetnas.space.count import count_params
-from budgetnas.space.sample import Limits, SpaceConfig, smallest_costs
+from budgetnas.space.sample import Limits, smallest_costs
 from budgetnas.space.spec import ArchSpec
 from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.data import DataConfig

@@ -3,8 +3,9 @@ from __future__ import annotations
 import optuna
 import pytest
 
+from budgetnas.space.choices import SpaceConfig
 from budgetnas.space.count import count_params
-from budgetnas.space.sample import Rejected, SpaceConfig, sample_spec, smallest_network
+from budgetnas.space.sample import Rejected, sample_spec, smallest_network
 
 
 def _specs(budget: int, n: int, seed: int = 0):

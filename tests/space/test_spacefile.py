@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
 from budgetnas.search.pipeline import run_search
-from budgetnas.space.sample import Rejected, SpaceConfig, sample_spec
+from budgetnas.space.choices import SpaceConfig
+from budgetnas.space.sample import Rejected, sample_spec
 from budgetnas.space.spacefile import dump, parse, read, shipped_text, space_config
 from tests.helpers import cli_error, quick_config, search_args
 
