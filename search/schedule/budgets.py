@@ -218,3 +218,8 @@ class EpochBudget:
     def sampling_open(self, trials: Sequence[FrozenTrial]) -> bool:
         spent = trained_image_epochs(trials, self.plan.schedule.rungs)
         return spent + self.plan.work(trials, extra=1) <= self.limit
+
+
+# seconds kept before a deadline for what follows the race: reading every record back and
+# writing the reports (measured: under 3 s for a study of 1,600 trials on a 2-core CPU)
+END_MARGIN_S = 5.0

@@ -84,3 +84,8 @@ def lineage(trial: FrozenTrial) -> int:
     """The rung-0 trial a candidate started as (itself for a sampled one)."""
     candidate = trial.user_attrs.get("candidate")
     return trial.number if candidate is None else int(candidate)
+
+
+def verify_seeds(n: int, used: int) -> list[int]:
+    """The first ``n`` seeds other than ``used``, the one the search trained with."""
+    return [s for s in range(n + 1) if s != used][:n]

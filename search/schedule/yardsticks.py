@@ -36,8 +36,8 @@ import torch
 from budgetnas.search.cache.keys import trial_threads
 from budgetnas.search.cache.store import ResultCache
 from budgetnas.search.errors import SearchError
+from budgetnas.search.schedule.trials import verify_seeds
 from budgetnas.search.study.config import SearchConfig
-from budgetnas.search.verification.choose import verify_seeds
 from budgetnas.space.sample import Rejected, sample_spec
 from budgetnas.space.spec import ArchSpec
 from budgetnas.trainers.bench import seconds_per_image

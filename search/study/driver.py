@@ -27,7 +27,7 @@ from budgetnas.search.sampling.samplers import (
     directions,
     make_sampler,
 )
-from budgetnas.search.schedule.budgets import TimeBudget
+from budgetnas.search.schedule.budgets import END_MARGIN_S, TimeBudget
 from budgetnas.search.schedule.rungs import MIN_RUNG_STEPS, auto_rungs, rung_steps
 from budgetnas.search.schedule.trials import rung0_used
 from budgetnas.search.schedule.yardsticks import (
@@ -85,7 +85,6 @@ from budgetnas.search.study.timing import (
     time_budget,
 )
 from budgetnas.search.units import format_params
-from budgetnas.search.verification.racing import END_MARGIN_S
 from budgetnas.trainers.data import TrainVal
 from budgetnas.trainers.evaluate import resolve_device
 

@@ -23,11 +23,6 @@ from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.recipe import AugmentConfig, TrainConfig
 
 
-def verify_seeds(n: int, used: int) -> list[int]:
-    """The first ``n`` seeds other than ``used``, the one the search trained with."""
-    return [s for s in range(n + 1) if s != used][:n]
-
-
 def _choose(
     cfg: SearchConfig,
     study: optuna.Study,

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 import torch
 
+from budgetnas.search.schedule.budgets import END_MARGIN_S
 from budgetnas.search.study.config import SearchConfig
 from budgetnas.search.study.processes import start_helper, supervised, watch_parent
 from budgetnas.search.study.runs import read_config
@@ -54,9 +55,6 @@ if TYPE_CHECKING:
     from budgetnas.search.cache.store import ResultCache
 
 LOCK_FILE, CLAIMS_FILE = "race.lock", "race-claims.json"
-# seconds kept before a deadline for what follows the race: reading every record back and
-# writing the reports (measured: under 3 s for a study of 1,600 trials on a 2-core CPU)
-END_MARGIN_S = 5.0
 SAFETY = 1.1  # a seed is timed at this much of the time it took before
 POLL_S = 1.0  # how often a process with nothing to start looks again while others train
 

@@ -24,6 +24,7 @@ import torch
 from budgetnas.search.cache.reuse import cached_train
 from budgetnas.search.cache.store import ResultCache
 from budgetnas.search.errors import SearchError
+from budgetnas.search.schedule.trials import verify_seeds
 from budgetnas.search.study.options import RECIPE_OPTIONS
 from budgetnas.search.study.runs import WEIGHTS_DIR, open_run
 from budgetnas.search.study.teacher import attach_teacher
@@ -32,7 +33,6 @@ from budgetnas.search.verification.choose import (
     _check_zoo_trials,
     _choose,
     verify_recipe,
-    verify_seeds,
 )
 from budgetnas.search.verification.records import (
     FailedSeed,

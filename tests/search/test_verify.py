@@ -8,10 +8,11 @@ from typer.testing import CliRunner
 
 from budgetnas.search.cli import app
 from budgetnas.search.pipeline import run_search
+from budgetnas.search.schedule.trials import verify_seeds
 from budgetnas.search.study.runs import open_run
 from budgetnas.search.verification import retrain as verify_module
 from budgetnas.search.verification.records import ladder_rows, stored_results
-from budgetnas.search.verification.retrain import verify_run, verify_seeds
+from budgetnas.search.verification.retrain import verify_run
 from tests.helpers import quick_config
 
 runner = CliRunner()
