@@ -46,6 +46,7 @@ demo: setup data
 lint: setup
 	$(VENV)/bin/ruff check space search trainers reports tests benchmarks
 	$(VENV)/bin/ruff format --check space search trainers reports tests benchmarks
+	$(VENV)/bin/lint-imports  # the layers of the flow ([tool.importlinter] in pyproject.toml)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
