@@ -1,16 +1,12 @@
 """Data on the device, batched augmentation, the recipe, and the training loop."""
 
-from budgetnas.trainers.data import (
+from budgetnas.trainers.data import DataConfig, Split, TrainVal, load_test, load_train_val
+from budgetnas.trainers.datasets import (
     DATASETS,
-    DataConfig,
     DataError,
     DatasetInfo,
-    Split,
-    TrainVal,
     dataset_info,
     default_data_dir,
-    load_test,
-    load_train_val,
 )
 from budgetnas.trainers.evaluate import device_name, evaluate, resolve_device
 from budgetnas.trainers.recipe import (

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.augment import AugmentConfig
-from budgetnas.trainers.data import Split, TrainVal, default_data_dir, load_train_val
+from budgetnas.trainers.data import Split, TrainVal, load_train_val
+from budgetnas.trainers.datasets import default_data_dir
 from budgetnas.trainers.evaluate import device_name, resolve_device
 from budgetnas.trainers.recipe import ConfigError, TrainConfig
 from budgetnas.trainers.train import init_model, train

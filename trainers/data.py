@@ -18,6 +18,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from budgetnas.trainers.datasets import (
+    DATASETS,
+    DataError,
+    DatasetInfo,
+    dataset_info,
+    default_data_dir,
+)
 from budgetnas.trainers.sources import (
     TORCHVISION_OTHERS,
     Arrays,
@@ -31,49 +38,9 @@ if TYPE_CHECKING:
     from budgetnas.trainers.distill import SoftTargets
 
 
-class DataError(Exception):
-    """The data set is missing or unreadable; the message names the folder and the files."""
-
-
 USER_KINDS = ("folder", "npz")
 TEST_FRACTION = 0.1  # of a data set without a test part, held out as its test set
 TEST_SEED = 0
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    torchvision_class: str
-    mean: float
-    std: float
-    num_classes: int = 10
-    in_channels: int = 1
-    image_size: int = 28
-    train_size: int = 60_000  # images in the training set (validation is carved from it)
-
-
-DATASETS: dict[str, DatasetInfo] = {
-    "mnist": DatasetInfo("mnist", "MNIST", 0.1307, 0.3081),
-    "fashion-mnist": DatasetInfo("fashion-mnist", "FashionMNIST", 0.2860, 0.3530),
-    "kmnist": DatasetInfo("kmnist", "KMNIST", 0.1918, 0.3483),
-}
-
-
-def dataset_info(name: str) -> DatasetInfo:
-    key = name.lower().replace("_", "-")
-    if key not in DATASETS:
-        known = ", ".join([*DATASETS, *TORCHVISION_OTHERS])
-        raise DataError(
-            f"unknown dataset {name!r}; choose one of {known}, or --data PATH for your own "
-            "images (a class-per-folder tree or an .npz)"
-        )
-    return DATASETS[key]
-
-
-def default_data_dir() -> Path:
-    """``$BUDGETNAS_DATA`` if set, else ``~/.cache/budgetnas/data``."""
-    env = os.environ.get("BUDGETNAS_DATA")
-    return Path(env) if env else Path.home() / ".cache" / "budgetnas" / "data"
 
 
 def _torchvision_split(info: DatasetInfo, root: Path, *, train: bool, download: bool):

@@ -20,7 +20,7 @@ import typer
 from budgetnas.search.errors import SearchError
 from budgetnas.search.study.config import SearchConfig
 from budgetnas.space.spec import SpecError
-from budgetnas.trainers.data import DataError
+from budgetnas.trainers.datasets import DataError
 from budgetnas.trainers.recipe import ONE_EPOCH_DEFAULTS, ConfigError
 
 USER_ERRORS = (SearchError, SpecError, DataError, ConfigError)

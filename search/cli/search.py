@@ -24,7 +24,8 @@ from budgetnas.search.schedule.rungs import DEFAULT_RUNGS
 from budgetnas.search.study.config import RESUMABLE, SearchConfig, flag
 from budgetnas.search.study.processes import MAX_CPU_WORKERS
 from budgetnas.search.study.runs import open_run
-from budgetnas.trainers.data import DATASETS, DataConfig
+from budgetnas.trainers.data import DataConfig
+from budgetnas.trainers.datasets import DATASETS
 from budgetnas.trainers.recipe import TrainConfig
 from budgetnas.trainers.sources import TORCHVISION_OTHERS
 

@@ -15,7 +15,8 @@ from budgetnas.search.study.config import UNLIMITED, SearchConfig
 from budgetnas.search.study.processes import default_workers
 from budgetnas.space.spacefile import SHIPPED, space_config
 from budgetnas.space.spacefile import read as read_space
-from budgetnas.trainers.data import DataConfig, default_data_dir
+from budgetnas.trainers.data import DataConfig
+from budgetnas.trainers.datasets import default_data_dir
 from budgetnas.trainers.evaluate import resolve_device
 from budgetnas.trainers.precision import recipe_settings
 from budgetnas.trainers.recipe import AugmentConfig, default_recipe

@@ -22,7 +22,7 @@ from budgetnas.search.schedule.trials import is_idle, is_lost, is_sampled, rung_
 from budgetnas.search.study.config import CONFIG_FILE, JOURNAL_FILE, STUDY_FILE, SearchConfig
 from budgetnas.search.study.storage import open_storage
 from budgetnas.space.spec import ArchSpec, SpecError
-from budgetnas.trainers.data import DataError
+from budgetnas.trainers.datasets import DataError
 from budgetnas.trainers.recipe import ConfigError
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

@@ -29,7 +29,8 @@ from budgetnas.search.verification.records import stored_results
 from budgetnas.space.spec import ArchSpec, Conv, Head, Transition
 from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.augment import NO_AUGMENT
-from budgetnas.trainers.data import DataConfig, Split, TrainVal, dataset_info
+from budgetnas.trainers.data import DataConfig, Split, TrainVal
+from budgetnas.trainers.datasets import dataset_info
 from budgetnas.trainers.recipe import TrainConfig
 from budgetnas.trainers.train import train
 from tests.helpers import SHARED_SEARCH, cli_error, search_args, synthetic_images

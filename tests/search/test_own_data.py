@@ -13,7 +13,8 @@ from budgetnas.search.cli import app
 from budgetnas.search.handback.export import export_trial, import_module_from
 from budgetnas.search.study.runs import open_run
 from budgetnas.space.spec import ArchSpec, Conv, Head, Transition
-from budgetnas.trainers.data import DataConfig, DataError
+from budgetnas.trainers.data import DataConfig
+from budgetnas.trainers.datasets import DataError
 from budgetnas.trainers.recipe import TrainConfig
 from budgetnas.trainers.train import train
 from tests.helpers import cli_error, shapes_arrays, write_image_folder, write_synthetic_mnist

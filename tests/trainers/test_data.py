@@ -3,13 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from budgetnas.trainers.data import (
-    DataError,
-    dataset_info,
-    load_test,
-    load_train_val,
-    split_indices,
-)
+from budgetnas.trainers.data import load_test, load_train_val, split_indices
+from budgetnas.trainers.datasets import DataError, dataset_info
 from tests.helpers import write_synthetic_mnist
 
 
