@@ -3,32 +3,40 @@ validation split (the test set is not read).
 
     python benchmarks/recipe.py --data-dir .data --out runs/recipe
 
-Each setting (rows) trains each network with 3 seeds on each data set at each recipe:
+Each setting (rows) trains each network with 3 seeds (1, 2, 3) on each data set at each
+recipe:
 
 - data: MNIST, and MNIST reduced to 14x14 and shown at 28x28 (search_power.py's mnist14at28),
   both carved as a search carves them (``DataConfig``: 55,000 training, 5,000 validation);
 - recipes: ``default_recipe(3)`` and ``default_recipe(1)`` (the defaults of ``--epochs 3`` and
   ``--epochs 1``), in the precision a search takes on this CPU (``--precision auto``);
 - networks: seeds 001 and 002 (``space.zoo``) and two searched networks, their specs in
-  ``benchmarks/recipe_nets/`` (from ``budgetnas search --budget 10k --epochs 3`` and
-  ``--budget 25k --epochs 1``, 20 minutes each, their race answers), each with the data
-  set's normalisation;
+  ``benchmarks/recipe_nets/`` (``budgetnas search --budget 10k --epochs 3 --budget-time 20m``:
+  its best verified network, trial 6, 5,319 parameters; ``--budget 25k --epochs 1
+  --budget-time 20m``: its race answer, trial 28, 23,356 parameters), each with the data set's
+  normalisation; the batch-size rows on one network per recipe (``ONE_NETWORK``), to fit the
+  grid in hours on a 2-core CPU (``--grid matched``: a smaller grid, ``MATCHED``);
 - settings: ``SETTINGS`` (baseline = the default recipe); ``--settings a+b`` combines two.
 
 ``ema``: EMA changes which weights are returned, not the training (tests/trainers/
 test_recipe_settings.py checks that, to the bit), so it is read from the baseline's own
 training: the baseline trains with EMA on and reports its live network, the EMA row the
-average. ``distill``: the teacher (``search.teacher.TEACHER``, 102,826 parameters) is trained
-first, once per data set and recipe (seed 0, through a results cache in OUT/cache), and its
-soft targets (un-augmented training images) are kept in OUT/teachers/.
+average. ``distill``: the teacher (``search.teacher.TEACHER``, 102,826 parameters, the
+recipe for 5 epochs) is trained first, once per data set and recipe (seed 0, through a
+results cache in OUT/cache), and its soft targets (un-augmented training images) are kept in
+OUT/teachers/. ``adamw``: its learning rate, weight decay and beta1 from a pilot on seed 0
+(``--seeds 0 --networks 001,002 --grid matched --datasets mnist --settings
+baseline,adamw,adamw-lr0.003,adamw-lr0.01,adamw-lr0.01-b0.5,adamw-lr0.01-b0.9,
+adamw-lr0.01-wd0.05,adamw-lr0.02``).
 
 Every (setting, data, recipe, network, seed) is a task with its own result file in
 OUT/<setting>.<data>.e<epochs>.<network>/seed<seed>/result.json, skipped when present (stop
-and run again to continue), run --jobs at once, one thread each (``common.run_tasks``).
-Prints a markdown table: per setting and (data, recipe, network), the validation accuracy
-mean ± std over the seeds and the mean difference to the baseline paired by seed; then per
-(data, recipe) the mean paired difference over networks and seeds ± its standard error, and
-whether the setting gains (a positive mean difference) on both data sets at both recipes.
+and run again to continue), run --jobs at once, one thread each (``common.run_tasks``), seed
+by seed. Prints a markdown table: per setting and (data, recipe, network), the validation
+accuracy mean ± std over the seeds and the mean difference to the baseline paired by seed;
+then per (data, recipe) the mean paired difference over networks and seeds ± its standard
+error, and whether the setting gains (a positive mean difference) on both data sets at both
+recipes. ``--table`` prints the tables of what has finished.
 """
 
 from __future__ import annotations
@@ -58,15 +66,22 @@ SETTINGS: dict[str, tuple[str, Any]] = {
     "baseline": ("baseline (default recipe)", {}),
     "ema": (f"EMA {EMA_DECAY:g}", {"ema": EMA_DECAY}),
     "smooth": ("label smoothing 0.1", {"label_smoothing": 0.1}),
+    # AdamW: lr, weight decay and beta1 chosen by a pilot on seed 0 (not a benchmark seed),
+    # MNIST, seed 001 at 3 epochs and seed 002 at 1 epoch (docs/benchmarks.md); the others
+    # are the pilot's
     "adamw": (
+        "AdamW lr 0.03 wd 0.01 beta1 0.7",
+        {"optimizer": "adamw", "lr": 0.03, "weight_decay": 0.01, "beta1": 0.7},
+    ),
+    "adamw-lr0.01": (
         "AdamW lr 0.01 wd 0.01 beta1 0.7",
         {"optimizer": "adamw", "lr": 0.01, "weight_decay": 0.01, "beta1": 0.7},
     ),
-    "adamw-b0.5": (
+    "adamw-lr0.01-b0.5": (
         "AdamW lr 0.01 wd 0.01 beta1 0.5",
         {"optimizer": "adamw", "lr": 0.01, "weight_decay": 0.01, "beta1": 0.5},
     ),
-    "adamw-b0.9": (
+    "adamw-lr0.01-b0.9": (
         "AdamW lr 0.01 wd 0.01 beta1 0.9",
         {"optimizer": "adamw", "lr": 0.01, "weight_decay": 0.01, "beta1": 0.9},
     ),
@@ -74,7 +89,11 @@ SETTINGS: dict[str, tuple[str, Any]] = {
         "AdamW lr 0.003 wd 0.01 beta1 0.7",
         {"optimizer": "adamw", "lr": 0.003, "weight_decay": 0.01, "beta1": 0.7},
     ),
-    "adamw-wd0.05": (
+    "adamw-lr0.02": (
+        "AdamW lr 0.02 wd 0.01 beta1 0.7",
+        {"optimizer": "adamw", "lr": 0.02, "weight_decay": 0.01, "beta1": 0.7},
+    ),
+    "adamw-lr0.01-wd0.05": (
         "AdamW lr 0.01 wd 0.05 beta1 0.7",
         {"optimizer": "adamw", "lr": 0.01, "weight_decay": 0.05, "beta1": 0.7},
     ),
@@ -83,8 +102,12 @@ SETTINGS: dict[str, tuple[str, Any]] = {
     "distill": ("distillation 0.5, T 4", {"distill": 0.5, "temperature": 4.0}),
 }
 DEFAULT_SETTINGS = "baseline,ema,smooth,adamw,batch-half,batch-double,distill"
-# rows trained on these networks only (the grid cut to fit hours on a 2-core CPU)
-ONE_NETWORK = {"batch-half": "001", "batch-double": "001"}
+# the batch-size rows are trained on one network per recipe (the grid cut to fit hours on a
+# 2-core CPU): seed 001 at 3 epochs, seed 002 ("one-epoch target") at 1 epoch
+ONE_NETWORK = {"batch-half": {3: "001", 1: "002"}, "batch-double": {3: "001", 1: "002"}}
+# --grid matched, a smaller grid: each recipe on the two networks made for it (seed 001 and
+# the 3-epoch search's answer at 3 epochs; seed 002 and the one-epoch search's at 1 epoch)
+MATCHED = {3: ("001", "searched-10k-e3"), 1: ("002", "searched-25k-e1")}
 
 
 def label(setting: str) -> str:
@@ -176,18 +199,19 @@ def run_one(args: argparse.Namespace, kind: str, seed: int) -> dict:
     from budgetnas.trainers.ema import WeightAverage
     from budgetnas.trainers.evaluate import evaluate
 
-    setting, dataset, recipe, network = kind.split(".", 3)
+    setting, dataset, recipe, network = kind.rsplit(".", 3)  # a setting may hold dots
     epochs = int(recipe.removeprefix("e"))
     if setting == "teacher":
         return run_teacher(args, dataset, epochs)
     data = load_data(args, dataset)
     spec = network_spec(network, data.info)
     base = base_recipe(epochs, seed)
-    cfg = replace(base, **overrides(setting, base))
-    if cfg.distill:
+    changes = overrides(setting, base)
+    if changes.get("distill"):  # the teacher of this data set and recipe
         held = torch.load(teacher_file(args, dataset, epochs), weights_only=True)
         data = replace(data, soft=SoftTargets(held["logits"], held["id"]))
-        cfg = replace(cfg, teacher=held["id"])
+        changes["teacher"] = held["id"]
+    cfg = replace(base, **changes)
     live: list[torch.nn.Module] = []
     if setting == "baseline":  # trained with EMA on: the live network is the baseline
         cfg = replace(cfg, ema=EMA_DECAY)
@@ -214,18 +238,27 @@ def run_one(args: argparse.Namespace, kind: str, seed: int) -> dict:
     return out
 
 
+def networks_of(args: argparse.Namespace, epochs: int, setting: str = "baseline") -> list[str]:
+    """The networks ``setting`` is trained on at ``epochs``: ``--networks`` (with ``--grid
+    matched``, those of ``MATCHED`` among them), one of them for the ``ONE_NETWORK`` rows."""
+    nets = args.networks.split(",")
+    if args.grid == "matched":
+        nets = [n for n in nets if n in MATCHED.get(epochs, ())]
+    only = ONE_NETWORK.get(setting, {}).get(epochs)
+    return nets if only is None or len(nets) == 1 else [n for n in nets if n == only]
+
+
 def tasks_of(args: argparse.Namespace) -> list[tuple[str, int]]:
     """Every (kind, seed) of the grid, seed by seed (each seed's whole grid before the
-    next), the settings of one cell side by side."""
+    next, so that a stopped run has whole seeds), the settings of one cell side by side."""
     settings = [s for s in args.settings.split(",") if s != "ema"]
     out = []
     for seed in [int(s) for s in args.seeds.split(",")]:
-        for network in args.networks.split(","):
-            for dataset in args.datasets.split(","):
-                for epochs in [int(e) for e in args.recipes.split(",")]:
+        for dataset in args.datasets.split(","):
+            for epochs in [int(e) for e in args.recipes.split(",")]:
+                for network in networks_of(args, epochs):
                     for setting in settings:
-                        only = ONE_NETWORK.get(setting)
-                        if only is None or only == network or len(args.networks.split(",")) == 1:
+                        if network in networks_of(args, epochs, setting.split("+")[0]):
                             out.append((f"{setting}.{dataset}.e{epochs}.{network}", seed))
     return out
 
@@ -244,10 +277,9 @@ def table(args: argparse.Namespace) -> str:
     """The markdown tables of every finished task."""
     out = Path(args.out)
     seeds = [int(s) for s in args.seeds.split(",")]
-    nets, sets = args.networks.split(","), args.datasets.split(",")
-    recipes = [int(e) for e in args.recipes.split(",")]
+    sets, recipes = args.datasets.split(","), [int(e) for e in args.recipes.split(",")]
     groups = [(d, e) for d in sets for e in recipes]
-    cells = [(d, e, n) for d, e in groups for n in nets]
+    cells = [(d, e, n) for d, e in groups for n in networks_of(args, e)]
     settings = args.settings.split(",")
 
     def values(setting: str, cell) -> dict[int, float]:
@@ -280,7 +312,7 @@ def table(args: argparse.Namespace) -> str:
         row, gains = [label(setting)], []
         for d, e in groups:
             diffs = []
-            for n in nets:
+            for n in networks_of(args, e):
                 mine, base = values(setting, (d, e, n)), values("baseline", (d, e, n))
                 diffs += [mine[s] - base[s] for s in mine if s in base]
             if not diffs:
@@ -314,6 +346,13 @@ def main() -> None:
     ap.add_argument("--out", default="runs/recipe")
     ap.add_argument("--seeds", default="1,2,3", help="training seeds")
     ap.add_argument("--networks", default=",".join(NETWORKS))
+    ap.add_argument(
+        "--grid",
+        choices=("matched", "full"),
+        default="full",
+        help="full: every network at every recipe; matched: each recipe on the two networks "
+        "made for it (MATCHED); the batch-size rows on one network per recipe in both",
+    )
     ap.add_argument("--datasets", default=",".join(DATASETS))
     ap.add_argument("--recipes", default=",".join(map(str, RECIPES)), help="epochs")
     ap.add_argument("--settings", default=DEFAULT_SETTINGS, help=f"of {', '.join(SETTINGS)}")

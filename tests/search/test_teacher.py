@@ -196,3 +196,6 @@ def test_search_with_auto_teacher_distils_every_training(synthetic_root, tmp_pat
     assert again.exit_code == 0, again.stderr
     verified = runner.invoke(app, ["verify", str(out), "--top", "1", "--seeds", "1"])
     assert verified.exit_code == 0, verified.stderr
+    # --refit trains on training and validation images: the teacher's soft targets of both
+    refit = runner.invoke(app, ["export", str(out), "--out", str(tmp_path / "net.py"), "--refit"])
+    assert refit.exit_code == 0, refit.stderr
