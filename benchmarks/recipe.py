@@ -61,7 +61,15 @@ NETWORKS = ("001", "002", "searched-10k-e3", "searched-25k-e1")
 DATASETS = ("mnist", "mnist14at28")
 RECIPES = (3, 1)
 EMA_DECAY = 0.99
+
+
 # key -> (row label, the recipe's overrides: a dict, or a function of the base recipe)
+def _adamw(lr: float, weight_decay: float, beta1: float) -> tuple[str, dict[str, Any]]:
+    """An AdamW row: its label and its overrides."""
+    label = f"AdamW lr {lr:g} wd {weight_decay:g} beta1 {beta1:g}"
+    return label, {"optimizer": "adamw", "lr": lr, "weight_decay": weight_decay, "beta1": beta1}
+
+
 SETTINGS: dict[str, tuple[str, Any]] = {
     "baseline": ("baseline (default recipe)", {}),
     "ema": (f"EMA {EMA_DECAY:g}", {"ema": EMA_DECAY}),
@@ -69,34 +77,13 @@ SETTINGS: dict[str, tuple[str, Any]] = {
     # AdamW: lr, weight decay and beta1 chosen by a pilot on seed 0 (not a benchmark seed),
     # MNIST, seed 001 at 3 epochs and seed 002 at 1 epoch (docs/benchmarks.md); the others
     # are the pilot's
-    "adamw": (
-        "AdamW lr 0.03 wd 0.01 beta1 0.7",
-        {"optimizer": "adamw", "lr": 0.03, "weight_decay": 0.01, "beta1": 0.7},
-    ),
-    "adamw-lr0.01": (
-        "AdamW lr 0.01 wd 0.01 beta1 0.7",
-        {"optimizer": "adamw", "lr": 0.01, "weight_decay": 0.01, "beta1": 0.7},
-    ),
-    "adamw-lr0.01-b0.5": (
-        "AdamW lr 0.01 wd 0.01 beta1 0.5",
-        {"optimizer": "adamw", "lr": 0.01, "weight_decay": 0.01, "beta1": 0.5},
-    ),
-    "adamw-lr0.01-b0.9": (
-        "AdamW lr 0.01 wd 0.01 beta1 0.9",
-        {"optimizer": "adamw", "lr": 0.01, "weight_decay": 0.01, "beta1": 0.9},
-    ),
-    "adamw-lr0.003": (
-        "AdamW lr 0.003 wd 0.01 beta1 0.7",
-        {"optimizer": "adamw", "lr": 0.003, "weight_decay": 0.01, "beta1": 0.7},
-    ),
-    "adamw-lr0.02": (
-        "AdamW lr 0.02 wd 0.01 beta1 0.7",
-        {"optimizer": "adamw", "lr": 0.02, "weight_decay": 0.01, "beta1": 0.7},
-    ),
-    "adamw-lr0.01-wd0.05": (
-        "AdamW lr 0.01 wd 0.05 beta1 0.7",
-        {"optimizer": "adamw", "lr": 0.01, "weight_decay": 0.05, "beta1": 0.7},
-    ),
+    "adamw": _adamw(0.03, 0.01, 0.7),
+    "adamw-lr0.01": _adamw(0.01, 0.01, 0.7),
+    "adamw-lr0.01-b0.5": _adamw(0.01, 0.01, 0.5),
+    "adamw-lr0.01-b0.9": _adamw(0.01, 0.01, 0.9),
+    "adamw-lr0.003": _adamw(0.003, 0.01, 0.7),
+    "adamw-lr0.02": _adamw(0.02, 0.01, 0.7),
+    "adamw-lr0.01-wd0.05": _adamw(0.01, 0.05, 0.7),
     "batch-half": ("batch size halved", lambda r: {"batch_size": r.batch_size // 2}),
     "batch-double": ("batch size doubled", lambda r: {"batch_size": r.batch_size * 2}),
     "distill": ("distillation 0.5, T 4", {"distill": 0.5, "temperature": 4.0}),
