@@ -1,4 +1,6 @@
-"""Parameter budgets as users write them: ``10000``, ``10k``, ``10K``, ``12.5k``, ``1.2M``."""
+"""Counts and durations as users write them and read them: parameter caps (``10000``, ``10k``,
+``12.5k``, ``1.2M``, ladders), ``--budget-time`` (``600``, ``90s``, ``45m``, ``1.5h``), and both
+printed back."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Block kinds: each one says its own shape, cost, receptive field and layers.
+"""The block protocol (``Block``), its registry, and what every kind shares (``Layer``
+records, activation orders, dropout kinds, output sizes).
 
 A block kind is one frozen dataclass implementing ``Block`` and one ``@register_block`` line.
 Everything else reads a block only through this protocol: ``ArchSpec`` validation walks
