@@ -76,13 +76,18 @@ MAGIC = b"budgetnas-result 1\n"
 # the digest of the code it was raised for (``training_code_digest``): a test compares them,
 # so a change to that code fails until this is looked at (raised, and the digest recorded).
 TRAINING = 2
-TRAINING_CODE = "7672f538de22d1eda2384f7a495f6bb1a5e31ece935c5f887b10c639651929d7"
-# The modules whose code decides a training's bits for a given key: the loop, augmentation,
-# evaluation, the recipe's defaults, and how a spec becomes a network. (The data module is not
-# among them: the key holds the digest of the very images trained on.)
+TRAINING_CODE = "4bcf9b1ff61e9130d4e728c5e0c86ba72772efaafffc53c20cd8b707100d925d"
+# The modules whose code decides a training's bits for a given key: the loop, its step (and
+# the CUDA graphs of it), augmentation, EMA, distillation, evaluation, the recipe's defaults,
+# and how a spec becomes a network. (The data module is not among them: the key holds the
+# digest of the very images trained on.)
 TRAINING_SOURCES = (
     "budgetnas.trainers.train",
+    "budgetnas.trainers.step",
+    "budgetnas.trainers.graphs",
     "budgetnas.trainers.augment",
+    "budgetnas.trainers.ema",
+    "budgetnas.trainers.distill",
     "budgetnas.trainers.evaluate",
     "budgetnas.trainers.recipe",
     "budgetnas.space.build",
