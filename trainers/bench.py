@@ -1,10 +1,14 @@
-"""Training throughput: budgetnas's trainer against the seeds' DataLoader pipeline.
+"""Training throughput: budgetnas's trainer against the seeds' DataLoader pipeline, and the
+ways budgetnas can fill a device.
 
-Both pipelines train the same network with the same batch size, optimizer and schedule for
+Every pipeline trains the same network with the same batch size, optimizer and schedule for
 the same number of optimizer steps, with the same augmentation (random rotation, as the seed
 write-ups use); the seeds' way reads PIL images through per-sample torchvision transforms and
 a ``DataLoader`` with worker processes, budgetnas's way slices a uint8 tensor already on the
-device and rotates the batch there. Rates are reported as epochs (60,000 images) per second.
+device and rotates the batch there. budgetnas's rows: the loop before the capturable step
+(torch.optim's optimizer and scheduler), the step eagerly, the step as a CUDA graph, K
+trainings at once in one process (``trainers.many``) and N seeds fused into one model
+(``trainers.fused``). Rates are reported as epochs (60,000 images) per second, in total.
 """
 
 from __future__ import annotations
@@ -21,11 +25,14 @@ import torch
 import torch.nn.functional as F
 
 from budgetnas.space.zoo import ZOO
-from budgetnas.trainers.augment import AugmentConfig
+from budgetnas.trainers.augment import AugmentConfig, random_affine
 from budgetnas.trainers.data import Split, TrainVal, default_data_dir, load_train_val
 from budgetnas.trainers.evaluate import device_name, resolve_device
+from budgetnas.trainers.graphs import WARMUP_STEPS
+from budgetnas.trainers.precision import recipe_settings
 from budgetnas.trainers.recipe import ConfigError, TrainConfig
-from budgetnas.trainers.train import init_model, train
+from budgetnas.trainers.step import autocast
+from budgetnas.trainers.train import init_model, seeded, train
 
 EPOCH_IMAGES = 60_000
 ROTATION = 7.0  # degrees, seed 001's augmentation
@@ -155,6 +162,160 @@ def run_concurrent(
     return processes * steps * batch / EPOCH_IMAGES / wall
 
 
+WARM_ROUNDS = WARMUP_STEPS + 2  # steps before a clock starts: past a graph's capture
+AT_ONCE_CUDA = "1,2,4,8,16"
+
+
+def bench_data(data: TrainVal, *, batch: int, steps: int) -> TrainVal:
+    """The first ``batch x steps`` training images (one epoch of ``steps`` steps) and one
+    batch of validation images."""
+    n = batch * steps
+    return TrainVal(
+        data.info,
+        Split(data.train.x[:n], data.train.y[:n]),
+        Split(data.val.x[:batch], data.val.y[:batch]),
+    )
+
+
+def bench_recipe(batch: int, precision: str, device: torch.device) -> TrainConfig:
+    """One epoch of the default recipe at ``batch``, seed 001's rotation as augmentation."""
+    return TrainConfig(
+        epochs=1,
+        batch_size=batch,
+        augment=AugmentConfig(ROTATION, 0.0, 0.0),
+        **recipe_settings(precision, device),
+    )
+
+
+def legacy_step(
+    model: torch.nn.Module,
+    split: Split,
+    cfg: TrainConfig,
+    *,
+    total_steps: int,
+    generator: torch.Generator,
+) -> Callable[[], None]:
+    """One step of the loop before ``trainers.step`` (a baseline to time against): batches
+    sliced from the permutation in Python, ``torch.optim.SGD`` and ``OneCycleLR``."""
+    device = split.x.device
+    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model.to(memory_format=layout)
+    opt = torch.optim.SGD(
+        model.parameters(),
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.momentum > 0,
+        weight_decay=cfg.weight_decay,
+    )
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, total_steps=total_steps, cycle_momentum=False
+    )
+    n, batch = len(split), min(cfg.batch_size, len(split))
+    steps = n // batch
+    state: dict = {"i": 0, "perm": None, "loss": torch.zeros((), device=device)}
+
+    def step() -> None:
+        i = state["i"] % steps
+        if i == 0:
+            state["perm"] = torch.randperm(n, device=device, generator=generator)
+        idx = state["perm"][i * batch : (i + 1) * batch]
+        x = split.x[idx].float().div_(255)
+        x = random_affine(x, cfg.augment, generator).contiguous(memory_format=layout)
+        with autocast(cfg, device):
+            loss = F.cross_entropy(model(x), split.y[idx], label_smoothing=cfg.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        state["loss"] += loss.detach()
+        state["i"] += 1
+
+    return step
+
+
+def _timed(advance: Callable[[], object], *, steps: int, device: torch.device) -> float:
+    """Seconds for ``steps`` calls of ``advance`` after ``WARM_ROUNDS`` untimed ones."""
+    for _ in range(WARM_ROUNDS):
+        advance()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        advance()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def time_legacy(
+    spec_key: str, data: TrainVal, *, batch: int, steps: int, device: torch.device, cfg: TrainConfig
+) -> float:
+    """Seconds for ``steps`` steps of the loop before the capturable step."""
+    total = WARM_ROUNDS + steps
+    sub = bench_data(data, batch=batch, steps=total)
+    with seeded(0, device):
+        model = init_model(ZOO[spec_key].spec, seed=0, device=device)
+        step = legacy_step(
+            model,
+            sub.train.to(device),
+            cfg,
+            total_steps=total,
+            generator=torch.Generator(device=device).manual_seed(0),
+        )
+        return _timed(step, steps=steps, device=device)
+
+
+def time_at_once(
+    spec_key: str,
+    data: TrainVal,
+    *,
+    batch: int,
+    steps: int,
+    trainings: int,
+    device: torch.device,
+    cfg: TrainConfig,
+    graphs: bool,
+) -> float:
+    """Seconds for ``steps`` rounds of ``trainings`` trainings of one network (seeds 0, 1, ...)
+    at once in this process (``trainers.many.AtOnce``; one training: the plain trainer)."""
+    from budgetnas.trainers.many import AtOnce, Job
+
+    sub = bench_data(data, batch=batch, steps=WARM_ROUNDS + steps + 1)
+    jobs = [Job(ZOO[spec_key].spec, sub, replace(cfg, seed=k)) for k in range(trainings)]
+    with seeded(0, device):
+        many = AtOnce(jobs, device=device, graphs=graphs)
+        seconds = _timed(many.round, steps=steps, device=device)
+        while many.round():  # the last step and the validation, untimed
+            pass
+    failed = [r for r in many.results if isinstance(r, Exception)]
+    if failed:
+        raise RuntimeError(f"a benchmark training failed: {failed[0]}")
+    return seconds
+
+
+def time_fused(
+    spec_key: str,
+    data: TrainVal,
+    *,
+    batch: int,
+    steps: int,
+    seeds: int,
+    device: torch.device,
+    cfg: TrainConfig,
+    graphs: bool,
+) -> float:
+    """Seconds for ``steps`` steps of ``seeds`` copies of a network fused into one model."""
+    from budgetnas.trainers.fused import fused_training
+
+    sub = bench_data(data, batch=batch, steps=WARM_ROUNDS + steps + 1)
+    with seeded(0, device):
+        run = fused_training(
+            ZOO[spec_key].spec, sub, cfg, seeds=range(seeds), device=device, graphs=graphs
+        )
+        seconds = _timed(run.advance, steps=steps, device=device)
+        while run.advance():
+            pass
+    return seconds
+
+
 def _csv(text: str, what: str, convert: Callable = str) -> tuple:
     try:
         return tuple(convert(part.strip()) for part in text.split(",") if part.strip())
@@ -171,9 +332,19 @@ def bench_table(
     concurrent: str,
     loader_workers: int,
     data_dir: Path | str | None,
+    at_once: str = "auto",
+    fused_seeds: int = 3,
+    precision: str = "fp32",
+    loader: bool = True,
     echo: Callable[[str], None] = print,
 ) -> None:
-    """``budgetnas bench``: one table row per (net, batch), then the concurrency sweep."""
+    """``budgetnas bench``: per (net, batch) one row per pipeline, side by side in one run
+    (the seeds' DataLoader, the loop before the step, the step eagerly, as a CUDA graph, K
+    trainings at once, N seeds fused), then the sweep of trainer processes at once.
+
+    ``at_once``: the K of "K trainings at once" (auto: 1,2,4,8,16 on CUDA, 2 on a CPU, where
+    they only take turns); ``fused_seeds``: the N of "N seeds fused" (0: none); ``loader``:
+    also time the DataLoader pipeline (it needs torchvision's MNIST files)."""
     dev = resolve_device(device)
     root = str(Path(data_dir or default_data_dir()).resolve())
     net_keys = _csv(nets, "--nets")
@@ -182,27 +353,53 @@ def bench_table(
         raise ConfigError(f"no zoo entry {unknown[0]!r}; entries: {', '.join(ZOO)}")
     sizes = _csv(batches, "--batches", int)
     counts = _csv(concurrent, "--concurrent", int)
-    echo(f"device: {device_name(dev)}, torch {torch.__version__}, {steps} steps per measurement")
-    echo(f"{'net':<4} {'batch':>5} {'DataLoader ep/s':>15} {'budgetnas ep/s':>14} {'ratio':>6}")
-
-    def show(loader: BenchRow, ours: BenchRow) -> None:
-        echo(
-            f"{ours.net:<4} {ours.batch:>5} {loader.epochs_per_s:>15.3f} "
-            f"{ours.epochs_per_s:>14.3f} {ours.epochs_per_s / loader.epochs_per_s:>5.2f}x"
-        )
-
-    data = load_train_val("mnist", data_dir=root, device=dev)
+    if at_once == "auto":
+        at_once = AT_ONCE_CUDA if dev.type == "cuda" else "2"
+    ks = _csv(at_once, "--at-once", int)
+    if any(k < 1 for k in ks) or fused_seeds < 0:
+        raise ConfigError("--at-once and --fused-seeds count trainings: 1 or more (0: none)")
+    cuda = dev.type == "cuda"
+    echo(
+        f"device: {device_name(dev)}, torch {torch.__version__}, {torch.get_num_threads()} "
+        f"thread(s), {steps} steps per measurement, precision {precision}"
+    )
+    echo(f"{'net':<4} {'batch':>5}  {'pipeline':<40} {'epochs/s':>9} {'x eager':>8}")
+    # a few validation images are enough: each measurement validates once, untimed
+    data = load_train_val("mnist", data_dir=root, device=dev, val_size=max(sizes))
     for key in net_keys:
         for batch in sizes:
-            n = max(1, min(steps, len(data.train) // batch))
-            t_loader = time_dataloader(
-                key, root, batch=batch, steps=n, device=dev, workers=loader_workers
+            n = max(1, min(steps, len(data.train) // batch - WARM_ROUNDS - 1))
+            cfg = bench_recipe(batch, precision, dev)
+            rate = BenchRow(key, batch, "", n, 1.0).epochs_per_s  # epochs/s of one second
+            rows: list[tuple[str, float]] = []
+            if loader:
+                t = time_dataloader(
+                    key, root, batch=batch, steps=n, device=dev, workers=loader_workers
+                )
+                rows.append((f"DataLoader ({loader_workers} workers), torch.optim", rate / t))
+            rows.append(
+                (
+                    "loop before the step, torch.optim",
+                    rate / time_legacy(key, data, batch=batch, steps=n, device=dev, cfg=cfg),
+                )
             )
-            t_ours = time_budgetnas(key, data, batch=batch, steps=n, device=dev)
-            show(
-                BenchRow(key, batch, f"DataLoader ({loader_workers} workers)", n, t_loader),
-                BenchRow(key, batch, "budgetnas", n, t_ours),
-            )
+            common = dict(batch=batch, steps=n, device=dev, cfg=cfg)
+            eager = rate / time_at_once(key, data, trainings=1, graphs=False, **common)
+            rows.append(("step, eager", eager))
+            if cuda:
+                graphed = time_at_once(key, data, trainings=1, graphs=True, **common)
+                rows.append(("step, CUDA graph", rate / graphed))
+            for k in ks:
+                t = time_at_once(key, data, trainings=k, graphs=cuda, **common)
+                how = "graphs, streams" if cuda else "taking turns"
+                rows.append((f"{k} at once ({how}), in total", k * rate / t))
+            if fused_seeds:
+                t = time_fused(key, data, seeds=fused_seeds, graphs=cuda, **common)
+                rows.append((f"{fused_seeds} seeds fused, in total", fused_seeds * rate / t))
+            for label, value in rows:
+                echo(f"{key:<4} {batch:>5}  {label:<40} {value:>9.4g} {value / eager:>7.2f}x")
+    if not cuda:
+        echo("CUDA graphs: CUDA only; on a CPU the step runs eagerly")
     for n in counts:
         rate = run_concurrent(
             data_dir=root,
