@@ -75,17 +75,17 @@ def time_budgetnas(
     return train(ZOO[spec_key].spec, subset, cfg, device=device).train_time_s
 
 
-def time_dataloader(
+def dataloader_step(
     spec_key: str,
     data_dir: str,
     *,
     batch: int,
-    steps: int,
+    total_steps: int,
     device: torch.device,
     workers: int = 2,
-) -> float:
-    """Seconds for ``steps`` optimizer steps the seeds' way: PIL + per-sample transforms +
-    DataLoader workers + eager step; timed from a running iterator after 3 warm-up steps."""
+) -> Callable[[], None]:
+    """One optimizer step the seeds' way per call: PIL + per-sample transforms + DataLoader
+    workers + eager step (``total_steps`` of them at most: the schedule's length)."""
     from torchvision import datasets, transforms
 
     tf = transforms.Compose(
@@ -110,13 +110,10 @@ def time_dataloader(
     opt = torch.optim.SGD(
         model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4
     )
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.05, total_steps=steps + 3)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.05, total_steps=total_steps)
     batches = iter(loader)
-    start = 0.0
-    for i in range(steps + 3):
-        if i == 3:
-            _sync(device)
-            start = time.perf_counter()
+
+    def step() -> None:
         x, y = next(batches)
         x = x.to(device, non_blocking=True)
         y = y.to(device, non_blocking=True)
@@ -125,6 +122,30 @@ def time_dataloader(
         loss.backward()
         opt.step()
         sched.step()
+
+    return step
+
+
+def time_dataloader(
+    spec_key: str,
+    data_dir: str,
+    *,
+    batch: int,
+    steps: int,
+    device: torch.device,
+    workers: int = 2,
+) -> float:
+    """Seconds for ``steps`` optimizer steps the seeds' way, timed from a running iterator
+    after 3 warm-up steps."""
+    step = dataloader_step(
+        spec_key, data_dir, batch=batch, total_steps=steps + 3, device=device, workers=workers
+    )
+    for _ in range(3):
+        step()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
     _sync(device)
     return time.perf_counter() - start
 
@@ -233,37 +254,61 @@ def legacy_step(
     return step
 
 
-def _timed(advance: Callable[[], object], *, steps: int, device: torch.device) -> float:
-    """Seconds for ``steps`` calls of ``advance`` after ``WARM_ROUNDS`` untimed ones."""
-    for _ in range(WARM_ROUNDS):
-        advance()
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        advance()
-    _sync(device)
-    return time.perf_counter() - start
+@dataclass
+class Variant:
+    """One pipeline of the table: ``advance()`` takes one step (of every training it holds:
+    ``trainings``, their images counted), ``finish()`` ends it untimed."""
+
+    label: str
+    advance: Callable[[], object]
+    trainings: int = 1
+    finish: Callable[[], object] = lambda: None
 
 
-def time_legacy(
+def interleaved(
+    variants: list[Variant], *, steps: int, device: torch.device, chunks: int = 4
+) -> list[float]:
+    """Seconds each variant takes for ``steps`` steps after ``WARM_ROUNDS`` untimed ones,
+    measured in ``chunks`` turns, the variants' turns interleaved: a machine shared with other
+    work slows them alike."""
+    for v in variants:
+        for _ in range(WARM_ROUNDS):
+            v.advance()
+    seconds = [0.0] * len(variants)
+    sizes = [steps // chunks + (1 if c < steps % chunks else 0) for c in range(chunks)]
+    for size in (s for s in sizes if s):
+        for i, v in enumerate(variants):
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(size):
+                v.advance()
+            _sync(device)
+            seconds[i] += time.perf_counter() - start
+    for v in variants:
+        v.finish()
+    return seconds
+
+
+def legacy_variant(
     spec_key: str, data: TrainVal, *, batch: int, steps: int, device: torch.device, cfg: TrainConfig
-) -> float:
-    """Seconds for ``steps`` steps of the loop before the capturable step."""
+) -> Variant:
+    """The loop before the capturable step."""
     total = WARM_ROUNDS + steps
     sub = bench_data(data, batch=batch, steps=total)
     with seeded(0, device):
         model = init_model(ZOO[spec_key].spec, seed=0, device=device)
-        step = legacy_step(
-            model,
-            sub.train.to(device),
-            cfg,
-            total_steps=total,
-            generator=torch.Generator(device=device).manual_seed(0),
-        )
-        return _timed(step, steps=steps, device=device)
+    step = legacy_step(
+        model,
+        sub.train.to(device),
+        cfg,
+        total_steps=total,
+        generator=torch.Generator(device=device).manual_seed(0),
+    )
+    return Variant("loop before the step, torch.optim", step)
 
 
-def time_at_once(
+def at_once_variant(
+    label: str,
     spec_key: str,
     data: TrainVal,
     *,
@@ -273,25 +318,26 @@ def time_at_once(
     device: torch.device,
     cfg: TrainConfig,
     graphs: bool,
-) -> float:
-    """Seconds for ``steps`` rounds of ``trainings`` trainings of one network (seeds 0, 1, ...)
-    at once in this process (``trainers.many.AtOnce``; one training: the plain trainer)."""
+) -> Variant:
+    """``trainings`` trainings of one network (seeds 0, 1, ...) at once in this process
+    (``trainers.many.AtOnce``; one training: the plain trainer), a round of steps a call."""
     from budgetnas.trainers.many import AtOnce, Job
 
     sub = bench_data(data, batch=batch, steps=WARM_ROUNDS + steps + 1)
     jobs = [Job(ZOO[spec_key].spec, sub, replace(cfg, seed=k)) for k in range(trainings)]
-    with seeded(0, device):
-        many = AtOnce(jobs, device=device, graphs=graphs)
-        seconds = _timed(many.round, steps=steps, device=device)
-        while many.round():  # the last step and the validation, untimed
+    many = AtOnce(jobs, device=device, graphs=graphs)
+
+    def finish() -> None:
+        while many.round():  # the last step and the validation
             pass
-    failed = [r for r in many.results if isinstance(r, Exception)]
-    if failed:
-        raise RuntimeError(f"a benchmark training failed: {failed[0]}")
-    return seconds
+        failed = [r for r in many.results if isinstance(r, Exception)]
+        if failed:
+            raise RuntimeError(f"a benchmark training failed: {failed[0]}")
+
+    return Variant(label, many.round, trainings, finish)
 
 
-def time_fused(
+def fused_variant(
     spec_key: str,
     data: TrainVal,
     *,
@@ -301,19 +347,20 @@ def time_fused(
     device: torch.device,
     cfg: TrainConfig,
     graphs: bool,
-) -> float:
-    """Seconds for ``steps`` steps of ``seeds`` copies of a network fused into one model."""
+) -> Variant:
+    """``seeds`` copies of a network fused into one model (``trainers.fused``)."""
     from budgetnas.trainers.fused import fused_training
 
     sub = bench_data(data, batch=batch, steps=WARM_ROUNDS + steps + 1)
-    with seeded(0, device):
-        run = fused_training(
-            ZOO[spec_key].spec, sub, cfg, seeds=range(seeds), device=device, graphs=graphs
-        )
-        seconds = _timed(run.advance, steps=steps, device=device)
+    run = fused_training(
+        ZOO[spec_key].spec, sub, cfg, seeds=range(seeds), device=device, graphs=graphs
+    )
+
+    def finish() -> None:
         while run.advance():
             pass
-    return seconds
+
+    return Variant(f"{seeds} seeds fused, in total", run.advance, seeds, finish)
 
 
 def _csv(text: str, what: str, convert: Callable = str) -> tuple:
@@ -339,8 +386,9 @@ def bench_table(
     echo: Callable[[str], None] = print,
 ) -> None:
     """``budgetnas bench``: per (net, batch) one row per pipeline, side by side in one run
-    (the seeds' DataLoader, the loop before the step, the step eagerly, as a CUDA graph, K
-    trainings at once, N seeds fused), then the sweep of trainer processes at once.
+    and interleaved (``interleaved``): the seeds' DataLoader, the loop before the step, the
+    step eagerly, as a CUDA graph, K trainings at once, N seeds fused; then the sweep of
+    trainer processes at once.
 
     ``at_once``: the K of "K trainings at once" (auto: 1,2,4,8,16 on CUDA, 2 on a CPU, where
     they only take turns); ``fused_seeds``: the N of "N seeds fused" (0: none); ``loader``:
@@ -364,40 +412,53 @@ def bench_table(
         f"thread(s), {steps} steps per measurement, precision {precision}"
     )
     echo(f"{'net':<4} {'batch':>5}  {'pipeline':<40} {'epochs/s':>9} {'x eager':>8}")
-    # a few validation images are enough: each measurement validates once, untimed
+    # a few validation images are enough: each training validates once, untimed
     data = load_train_val("mnist", data_dir=root, device=dev, val_size=max(sizes))
-    for key in net_keys:
-        for batch in sizes:
-            n = max(1, min(steps, len(data.train) // batch - WARM_ROUNDS - 1))
-            cfg = bench_recipe(batch, precision, dev)
-            rate = BenchRow(key, batch, "", n, 1.0).epochs_per_s  # epochs/s of one second
-            rows: list[tuple[str, float]] = []
-            if loader:
-                t = time_dataloader(
-                    key, root, batch=batch, steps=n, device=dev, workers=loader_workers
+    forked = [dev.index if dev.index is not None else torch.cuda.current_device()] if cuda else []
+    with torch.random.fork_rng(devices=forked):
+        for key in net_keys:
+            for batch in sizes:
+                n = max(1, min(steps, len(data.train) // batch - WARM_ROUNDS - 1))
+                cfg = bench_recipe(batch, precision, dev)
+                common = dict(batch=batch, steps=n, device=dev, cfg=cfg)
+                variants = []
+                if loader:
+                    step = dataloader_step(
+                        key,
+                        root,
+                        batch=batch,
+                        total_steps=WARM_ROUNDS + n,
+                        device=dev,
+                        workers=loader_workers,
+                    )
+                    variants.append(Variant(f"DataLoader ({loader_workers} workers)", step))
+                variants.append(legacy_variant(key, data, **common))
+                eager = at_once_variant(
+                    "step, eager", key, data, trainings=1, graphs=False, **common
                 )
-                rows.append((f"DataLoader ({loader_workers} workers), torch.optim", rate / t))
-            rows.append(
-                (
-                    "loop before the step, torch.optim",
-                    rate / time_legacy(key, data, batch=batch, steps=n, device=dev, cfg=cfg),
-                )
-            )
-            common = dict(batch=batch, steps=n, device=dev, cfg=cfg)
-            eager = rate / time_at_once(key, data, trainings=1, graphs=False, **common)
-            rows.append(("step, eager", eager))
-            if cuda:
-                graphed = time_at_once(key, data, trainings=1, graphs=True, **common)
-                rows.append(("step, CUDA graph", rate / graphed))
-            for k in ks:
-                t = time_at_once(key, data, trainings=k, graphs=cuda, **common)
+                variants.append(eager)
+                if cuda:
+                    variants.append(
+                        at_once_variant(
+                            "step, CUDA graph", key, data, trainings=1, graphs=True, **common
+                        )
+                    )
                 how = "graphs, streams" if cuda else "taking turns"
-                rows.append((f"{k} at once ({how}), in total", k * rate / t))
-            if fused_seeds:
-                t = time_fused(key, data, seeds=fused_seeds, graphs=cuda, **common)
-                rows.append((f"{fused_seeds} seeds fused, in total", fused_seeds * rate / t))
-            for label, value in rows:
-                echo(f"{key:<4} {batch:>5}  {label:<40} {value:>9.4g} {value / eager:>7.2f}x")
+                for k in ks:
+                    label = f"{k} at once ({how}), in total"
+                    variants.append(
+                        at_once_variant(label, key, data, trainings=k, graphs=cuda, **common)
+                    )
+                if fused_seeds:
+                    variants.append(
+                        fused_variant(key, data, seeds=fused_seeds, graphs=cuda, **common)
+                    )
+                seconds = interleaved(variants, steps=n, device=dev)
+                one = BenchRow(key, batch, "", n, 1.0).epochs_per_s  # epochs in one second
+                rates = [v.trainings * one / t for v, t in zip(variants, seconds, strict=True)]
+                base = rates[variants.index(eager)]
+                for v, value in zip(variants, rates, strict=True):
+                    echo(f"{key:<4} {batch:>5}  {v.label:<40} {value:>9.4g} {value / base:>7.2f}x")
     if not cuda:
         echo("CUDA graphs: CUDA only; on a CPU the step runs eagerly")
     for n in counts:

@@ -99,8 +99,9 @@ class GraphedStep:
     """``step`` called eagerly ``warmup`` times, then captured with ``capture`` and replayed.
 
     ``generators``: those ``step`` draws from (registered with the graph); ``stream``: the
-    stream to warm up and capture on (None: a side stream, and torch's capture stream). After a
-    failure, every call is eager."""
+    stream to warm up and capture on (None: a side stream, and torch's capture stream). A
+    failure in a warm-up step, the capture or the first replay runs that step again eagerly
+    (a step's own error then raises as it would without graphs); every call after is eager."""
 
     def __init__(
         self,

@@ -72,7 +72,7 @@ def test_bench_table_prints_every_pipeline_side_by_side(synthetic_root):
     )
     rows = {line[12:52].strip(): line.split() for line in lines if line.startswith("001")}
     assert list(rows) == [
-        "DataLoader (0 workers), torch.optim",
+        "DataLoader (0 workers)",
         "loop before the step, torch.optim",
         "step, eager",
         "2 at once (taking turns), in total",
