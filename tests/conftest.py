@@ -20,12 +20,18 @@ MNIST_FILES = (
 )
 
 
+def needs_cuda(item: pytest.Item) -> bool:
+    """Whether a test is marked ``gpu``: its marker, not its keywords (those hold the names of
+    its folders too, and a checkout in a folder named gpu would skip every test)."""
+    return item.get_closest_marker("gpu") is not None
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs CUDA; no GPU here")
     for item in items:
-        if "gpu" in item.keywords:
+        if needs_cuda(item):
             item.add_marker(skip)
 
 

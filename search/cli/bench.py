@@ -21,9 +21,18 @@ def bench(
     ),
     loader_workers: int = typer.Option(2, help="DataLoader workers of the seeds' pipeline."),
     data_dir: Path | None = typer.Option(None, help="MNIST root (default: $BUDGETNAS_DATA)."),
+    at_once: str = typer.Option(
+        "auto",
+        help="K trainings at once in one process, e.g. 1,2,4 [auto: 1,2,4,8,16 on CUDA, "
+        "2 on a CPU].",
+    ),
+    fused_seeds: int = typer.Option(3, help="N seeds of a net fused into one model (0: none)."),
+    precision: str = typer.Option("fp32", help="auto, fp32 or bf16 (as search --precision)."),
+    loader: bool = typer.Option(True, help="Also time the seeds' DataLoader pipeline."),
 ) -> None:
-    """Epochs per second: the seeds' DataLoader pipeline vs budgetnas's trainer, side by side
-    in one run (same net, batch, optimizer steps and augmentation)."""
+    """Epochs per second: the seeds' DataLoader pipeline vs budgetnas's trainer (the step
+    eagerly, as a CUDA graph, K trainings at once, N seeds fused), side by side in one run
+    (same net, batch, optimizer steps and augmentation)."""
     options = dict(locals())  # every option, as given
     from budgetnas.trainers.bench import bench_table
 

@@ -7,17 +7,26 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from budgetnas.trainers.bench import BenchRow, bench_table, time_budgetnas, time_dataloader
 from budgetnas.trainers.data import load_train_val
 from budgetnas.trainers.recipe import ConfigError
+from budgetnas.trainers.step import Update
 
 
 @pytest.fixture
-def optimizer_steps():
-    """The parameter count of every optimizer step taken while the fixture is alive."""
-    steps: list[tuple[int, int]] = []
+def optimizer_steps(monkeypatch):
+    """The parameter count of every optimizer step taken while the fixture is alive: torch's
+    optimizers' (the DataLoader pipeline) and budgetnas's step's."""
+    steps: list[int] = []
 
     def hook(opt, args, kwargs):
         params = sum(p.numel() for g in opt.param_groups for p in g["params"])
         steps.append(params)
 
+    real_update = Update.__call__
+
+    def counted(self, scalars):
+        real_update(self, scalars)
+        steps.append(sum(p.numel() for p in self.params))
+
+    monkeypatch.setattr(Update, "__call__", counted)
     handle = register_optimizer_step_post_hook(hook)
     yield steps
     handle.remove()
@@ -43,3 +52,44 @@ def test_bench_table_rejects_unknown_nets_and_bad_lists(synthetic_root):
         bench_table(nets="001,999", batches="32", **common)
     with pytest.raises(ConfigError, match="--batches must be a comma-separated list"):
         bench_table(nets="001", batches="32,big", **common)
+
+
+def test_bench_table_prints_every_pipeline_side_by_side(synthetic_root):
+    """Tiny sizes on a CPU: the rows that apply here, each a positive rate, the eager step the
+    yardstick (1.00x); CUDA graphs said to be CUDA only."""
+    lines: list[str] = []
+    bench_table(
+        device="cpu",
+        steps=2,
+        nets="001",
+        batches="16",
+        concurrent="",
+        loader_workers=0,
+        data_dir=synthetic_root,
+        at_once="2",
+        fused_seeds=2,
+        echo=lines.append,
+    )
+    rows = {line[12:52].strip(): line.split() for line in lines if line.startswith("001")}
+    assert list(rows) == [
+        "DataLoader (0 workers)",
+        "loop before the step, torch.optim",
+        "step, eager",
+        "2 at once (taking turns), in total",
+        "2 seeds fused, in total",
+    ]
+    assert all(float(r[-2]) > 0 for r in rows.values())
+    assert rows["step, eager"][-1] == "1.00x"
+    assert any("CUDA graphs: CUDA only" in line for line in lines)
+    with pytest.raises(ConfigError, match="--at-once"):
+        bench_table(
+            device="cpu",
+            steps=1,
+            nets="001",
+            batches="16",
+            concurrent="",
+            loader_workers=0,
+            data_dir=synthetic_root,
+            at_once="0",
+            loader=False,
+        )

@@ -22,6 +22,7 @@ from budgetnas.trainers.distill import SoftTargets, distill_loss, soft_targets, 
 from budgetnas.trainers.ema import ema_decay
 from budgetnas.trainers.evaluate import evaluate
 from budgetnas.trainers.recipe import LATER_DEFAULTS, ConfigError, TrainConfig
+from budgetnas.trainers.step import ADAMW_BETA2, Update
 from budgetnas.trainers.train import seeded, train
 
 SPEC = ArchSpec(blocks=(Conv(8, pad=1, dropout=0.1), Transition(8), Conv(12)), head=Head())
@@ -114,14 +115,14 @@ def test_ema_returns_the_average_of_the_weights_after_each_step(data, monkeypatc
         states.append({k: v.clone() for k, v in net.state_dict().items()})
         return net
 
-    class Recording(torch.optim.SGD):
-        def step(self, closure=None):
-            out = super().step(closure)
-            states.append({k: v.clone() for k, v in live[-1].state_dict().items()})
-            return out
+    real_update = Update.__call__
+
+    def recording(self, scalars):  # the live network's state after each optimizer step
+        real_update(self, scalars)
+        states.append({k: v.clone() for k, v in live[-1].state_dict().items()})
 
     monkeypatch.setattr(trainer, "build", build_and_keep)
-    monkeypatch.setattr(torch.optim, "SGD", Recording)
+    monkeypatch.setattr(Update, "__call__", recording)
     plain = train(SPEC, data, cfg)
     live.clear(), states.clear()
     decay = 0.9
@@ -147,12 +148,13 @@ def test_ema_returns_the_average_of_the_weights_after_each_step(data, monkeypatc
 def test_beta1_reaches_adamw(data, monkeypatch):
     betas = []
 
-    class Watched(torch.optim.AdamW):
-        def __init__(self, params, **kwargs):
-            betas.append(kwargs["betas"])
-            super().__init__(params, **kwargs)
+    real_init = Update.__init__
 
-    monkeypatch.setattr(torch.optim, "AdamW", Watched)
+    def watched(self, params, cfg):
+        real_init(self, params, cfg)
+        betas.append((self.beta1, ADAMW_BETA2))
+
+    monkeypatch.setattr(Update, "__init__", watched)
     cfg = TrainConfig(epochs=1, batch_size=64, optimizer="adamw", lr=0.01, weight_decay=0.01)
     default = train(SPEC, data, cfg)
     low = train(SPEC, data, replace(cfg, beta1=0.5))
