@@ -15,6 +15,7 @@ with a ``GraphFallbackWarning`` naming the error: a run is never lost to a captu
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -44,10 +45,17 @@ class GraphFallbackWarning(UserWarning):
     """A CUDA graph could not be captured or replayed; the training went on eagerly."""
 
 
+# "0" (set by --no-graphs, inherited by a search's helper processes): eager steps on CUDA too
+GRAPHS_ENV = "BUDGETNAS_GRAPHS"
+
+
 def use_graphs(device: torch.device, graphs: bool | None) -> bool:
     """Whether a training on ``device`` captures its step: on CUDA unless ``graphs`` is False
-    (None: the default, on); on other devices never (nothing to capture: the step is eager)."""
-    return device.type == "cuda" and graphs is not False
+    (None: the process's default, on unless ``$BUDGETNAS_GRAPHS`` is 0); on other devices never
+    (nothing to capture: the step is eager)."""
+    if graphs is None:
+        graphs = os.environ.get(GRAPHS_ENV, "1").strip().lower() not in ("0", "off", "no", "false")
+    return device.type == "cuda" and graphs
 
 
 def cuda_capture(

@@ -36,6 +36,7 @@ from budgetnas.search.cache.keys import device_kind, identity, result_key
 from budgetnas.search.errors import SearchError
 from budgetnas.space.spec import ArchSpec
 from budgetnas.trainers.data import TrainVal
+from budgetnas.trainers.graphs import use_graphs
 from budgetnas.trainers.recipe import TrainConfig
 
 __all__ = [
@@ -173,6 +174,9 @@ class ResultCache:
                 val_images=len(data.val),
                 device=device_kind(device),
                 threads=torch.get_num_threads() if threads is None else threads,
+                graphs=use_graphs(dev, None)
+                if (dev := torch.device(device)).type == "cuda"
+                else None,
             )
         )
 
@@ -214,3 +218,8 @@ class ResultCache:
                 print(f"warning: results cache {self.root} not written: {err}", file=sys.stderr)
             return False
         return True
+
+
+def _graphs(device: torch.device) -> bool | None:
+    """On CUDA, whether this process's trainings capture their step (``--no-graphs``)."""
+    return use_graphs(device, None) if device.type == "cuda" else None

@@ -11,6 +11,7 @@ library's defaults.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -84,6 +85,19 @@ CACHE_HELP = (
     "$XDG_CACHE_HOME/budgetnas/results or ~/.cache/budgetnas/results]."
 )
 NO_CACHE_HELP = "Train everything; read and write no results cache [default: the cache is used]."
+GRAPHS_HELP = (
+    "On CUDA, capture each training's step and validation as CUDA graphs after a warm-up (a "
+    "capture that fails goes on eagerly with a one-line note); --no-graphs: eager steps. Its "
+    "helper processes follow it. No effect on a CPU."
+)
+
+
+def eager_steps(graphs: bool) -> None:
+    """``--no-graphs``: this process and the processes it starts train with eager steps."""
+    if not graphs:
+        from budgetnas.trainers.graphs import GRAPHS_ENV
+
+        os.environ[GRAPHS_ENV] = "0"
 
 
 def _process_start() -> float:

@@ -9,9 +9,11 @@ import typer
 
 from budgetnas.search.cli.app import (
     CACHE_HELP,
+    GRAPHS_HELP,
     NO_CACHE_HELP,
     ONE_EPOCH,
     app,
+    eager_steps,
     opt,
     user_errors,
     write_reports,
@@ -222,6 +224,7 @@ def search(
     ),
     cache: Path | None = typer.Option(None, "--cache", help=CACHE_HELP),
     no_cache: bool = typer.Option(False, "--no-cache", help=NO_CACHE_HELP),
+    graphs: bool = typer.Option(True, "--graphs/--no-graphs", help=GRAPHS_HELP),
     quiet: bool = typer.Option(False, help="No progress lines."),
 ) -> None:
     """Search for the most accurate network under --budget; writes the study and reports.
@@ -231,11 +234,13 @@ def search(
     over a cap (rejected before training) and the reference networks do not count. 5
     failures in a row, or 200 rejections in a row, stop the search with one line.
     """
-    given = {k: v for k, v in locals().items() if k not in ("resume", "quiet", "cache", "no_cache")}
+    shell = ("resume", "quiet", "cache", "no_cache", "graphs")
+    given = {k: v for k, v in locals().items() if k not in shell}
     from budgetnas.search.cache.store import open_cache
     from budgetnas.search.pipeline import run_search
     from budgetnas.search.study.options import config_from_options
 
+    eager_steps(graphs)
     with user_errors():
         cfg = config_from_options(given, resume=resume)
         results = open_cache(cache, enabled=not no_cache)

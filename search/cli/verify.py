@@ -7,7 +7,16 @@ from pathlib import Path
 
 import typer
 
-from budgetnas.search.cli.app import CACHE_HELP, NO_CACHE_HELP, app, opt, user_errors, write_reports
+from budgetnas.search.cli.app import (
+    CACHE_HELP,
+    GRAPHS_HELP,
+    NO_CACHE_HELP,
+    app,
+    eager_steps,
+    opt,
+    user_errors,
+    write_reports,
+)
 
 
 @app.command()
@@ -50,6 +59,7 @@ def verify(
     data_dir: Path | None = typer.Option(None, help="Data root [default: the run's]."),
     cache: Path | None = typer.Option(None, "--cache", help=CACHE_HELP),
     no_cache: bool = typer.Option(False, "--no-cache", help=NO_CACHE_HELP),
+    graphs: bool = typer.Option(True, "--graphs/--no-graphs", help=GRAPHS_HELP),
 ) -> None:
     """Retrain the Pareto front (or --top K, --trial N; plus any --zoo KEY) with new seeds, at the
     search's fidelity or another one (search cheap, verify in full: --epochs, --lr, ...); report
@@ -66,6 +76,7 @@ def verify(
         verify_line,
     )
 
+    eager_steps(graphs)
     recipe = dict(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum)
     recipe.update(weight_decay=weight_decay, augment=augment, label_smoothing=label_smoothing)
     with user_errors():

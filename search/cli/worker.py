@@ -7,7 +7,14 @@ from pathlib import Path
 
 import typer
 
-from budgetnas.search.cli.app import CACHE_HELP, NO_CACHE_HELP, app, user_errors
+from budgetnas.search.cli.app import (
+    CACHE_HELP,
+    GRAPHS_HELP,
+    NO_CACHE_HELP,
+    app,
+    eager_steps,
+    user_errors,
+)
 from budgetnas.search.study.config import SearchConfig
 
 
@@ -24,6 +31,7 @@ def worker(
     ),
     cache: Path | None = typer.Option(None, "--cache", help=CACHE_HELP),
     no_cache: bool = typer.Option(False, "--no-cache", help=NO_CACHE_HELP),
+    graphs: bool = typer.Option(True, "--graphs/--no-graphs", help=GRAPHS_HELP),
     quiet: bool = typer.Option(False, help="No progress lines."),
     # a helper process of `search --workers N` (search.processes): its index, which seeds its
     # sampler with the trials the study held at the start; it ends with the search
@@ -39,6 +47,7 @@ def worker(
         from budgetnas.search.cache.store import open_cache
         from budgetnas.search.study import driver
 
+        eager_steps(graphs)
         with user_errors():
             driver.run_worker(
                 storage,
