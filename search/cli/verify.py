@@ -60,6 +60,16 @@ def verify(
     cache: Path | None = typer.Option(None, "--cache", help=CACHE_HELP),
     no_cache: bool = typer.Option(False, "--no-cache", help=NO_CACHE_HELP),
     graphs: bool = typer.Option(True, "--graphs/--no-graphs", help=GRAPHS_HELP),
+    fuse_seeds: bool | None = typer.Option(
+        None,
+        "--fuse-seeds/--no-fuse-seeds",
+        help="Train a network's new seeds at once as one fused model (grouped convolutions, "
+        "one copy per seed, each seeing what it would alone): each seed's result is its "
+        "separate training's up to float rounding, and is not taken from or put in the "
+        "results cache [default: on for CUDA, off on a CPU, where one thread per process "
+        "measured it slower].",
+        show_default=False,
+    ),
 ) -> None:
     """Retrain the Pareto front (or --top K, --trial N; plus any --zoo KEY) with new seeds, at the
     search's fidelity or another one (search cheap, verify in full: --epochs, --lr, ...); report
@@ -89,6 +99,7 @@ def verify(
             seeds=seeds,
             device=device,
             precision=precision,
+            fuse_seeds=fuse_seeds,
             data_dir=data_dir,
             train_subset=train_subset,
             on_result=lambda item, r: typer.echo(verify_line(item, r), err=True),

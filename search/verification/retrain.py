@@ -44,9 +44,10 @@ from budgetnas.search.verification.records import (
 )
 from budgetnas.space.spec import ArchSpec
 from budgetnas.trainers.evaluate import device_name, evaluate, resolve_device
+from budgetnas.trainers.fused import FuseError, check_fusable, fuse_seeds_by_default, train_fused
 from budgetnas.trainers.precision import recipe_settings
 from budgetnas.trainers.recipe import TrainConfig
-from budgetnas.trainers.train import TrainingError, train
+from budgetnas.trainers.train import TrainingError, TrainResult, train
 
 VERIFY_WEIGHTS = f"{WEIGHTS_DIR}/verify"  # in the run folder: one file per network, fidelity, seed
 # a seed's training that fails in one of these ways is recorded as failed, and the rest go on
@@ -67,6 +68,7 @@ def verify_run(
     on_failed: Callable[[Verified, FailedSeed], None] | None = None,
     cache: ResultCache | None = None,
     precision: str | None = None,
+    fuse_seeds: bool | None = None,
     **recipe: Any,
 ) -> list[Verified]:
     """Retrain the chosen architectures with ``seeds`` seeds the search did not use, at the
@@ -85,6 +87,11 @@ def verify_run(
     recorded in the network's ``failed`` (``on_failed`` hears of it), counts in no mean, and
     the other seeds and networks go on. A diverged seed is not trained again at the same
     fidelity (it would diverge again); one that ran out of memory is, by a later verify.
+
+    ``fuse_seeds``: a network's seeds still to train are trained at once as one fused model
+    (``trainers.fused``; None: by the device's default, on for CUDA). Each seed's result is
+    its separate training's up to float rounding, so fused trainings are neither read from
+    nor written to the results cache; a network that cannot be fused trains seed by seed.
     """
     if seeds < 1:
         raise SearchError(f"--seeds must be at least 1, got {seeds}")
@@ -99,6 +106,7 @@ def verify_run(
         precision=precision,
         **recipe,
     )
+    verifier.fuse = fuse_seeds_by_default(verifier.device) if fuse_seeds is None else fuse_seeds
     chosen = _choose(verifier.cfg, verifier.study, trials=trials, top=top, zoo=zoo)
     _check_zoo_trials(verifier.study, chosen)
     stored = stored_results(verifier.study)
@@ -129,6 +137,7 @@ class Verifier:
         if unknown:
             raise TypeError(f"unknown recipe setting(s): {', '.join(sorted(unknown))}")
         self.run, self.recipe, self.cache = Path(run), recipe, cache
+        self.fuse = False  # a network's missing seeds as one fused model (verify --fuse-seeds)
         self.device = resolve_device(device)
         # --precision: before the run is read (a bad value changes nothing)
         self.settings = recipe_settings(precision, self.device) if precision is not None else {}
@@ -171,21 +180,27 @@ class Verifier:
         item.failed = sorted(failed.values(), key=lambda f: f.seed)
         spec = ArchSpec.from_json(item.spec)
         searched_seed = TrainConfig.from_dict(item.recipe).seed
-        for seed in verify_seeds(n, used=searched_seed):
+        wanted = verify_seeds(n, used=searched_seed)
+        todo = [s for s in wanted if s not in runs and (s not in failed or failed[s].retry)]
+        fused = self._fused(spec, fitted, todo) if self.fuse and len(todo) > 1 else {}
+        for seed in wanted:
             if seed in failed and not failed[seed].retry:
                 if on_failed is not None:
                     on_failed(item, failed[seed])
                 continue
             if seed not in runs:
                 try:
-                    result, reused = cached_train(
-                        self.cache,
-                        spec,
-                        self.data,
-                        replace(fitted, seed=seed),
-                        device=dev,
-                        fit=train,
-                    )
+                    if seed in fused:
+                        result, reused = _result(fused[seed]), False
+                    else:
+                        result, reused = cached_train(
+                            self.cache,
+                            spec,
+                            self.data,
+                            replace(fitted, seed=seed),
+                            device=dev,
+                            fit=train,
+                        )
                 except SEED_FAILURES as err:
                     failed[seed] = FailedSeed(
                         seed=seed,
@@ -222,3 +237,23 @@ class Verifier:
         item.runs = sorted(runs.values(), key=lambda r: r.seed)
         item.failed = sorted(failed.values(), key=lambda f: f.seed)
         return item
+
+    def _fused(
+        self, spec: ArchSpec, fitted: TrainConfig, seeds: list[int]
+    ) -> dict[int, TrainResult | TrainingError]:
+        """Per seed, its training as one copy of a fused model (``trainers.fused``); empty
+        where the network cannot be fused or the fused training failed as a whole (out of
+        memory): its seeds then train one by one."""
+        try:
+            check_fusable(spec)
+            results = train_fused(spec, self.data, fitted, seeds=seeds, device=self.device)
+        except (FuseError, *SEED_FAILURES):
+            return {}
+        return dict(zip(seeds, results, strict=True))
+
+
+def _result(outcome: TrainResult | TrainingError) -> TrainResult:
+    """A fused copy's result, or its failure raised as a separate training's would be."""
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome

@@ -250,3 +250,34 @@ def test_a_fidelity_names_bf16_and_reads_a_missing_precision_as_fp32():
         "precision fp32 (target bf16), channels last False (target True)"
     )
     assert plain.differences(plain) == ""
+
+
+@pytest.mark.slow
+def test_fused_seeds_verify_as_the_separate_seeds_do(tmp_path, synthetic_root, monkeypatch):
+    """verify --fuse-seeds trains a network's missing seeds as one fused model: one fused
+    training for the seeds, each seed's accuracies those of its separate training (up to a
+    validation image flipped by float rounding), nothing written to the results cache."""
+    import shutil
+
+    from budgetnas.search.cache.store import ResultCache
+    from budgetnas.search.verification import retrain
+
+    out = tmp_path / "run"
+    run_search(quick_config(synthetic_root, out, caps=(5000,), trials=2), quiet=True)
+    shutil.copytree(out, tmp_path / "copy")
+    fused_calls = []
+    real = retrain.train_fused
+    monkeypatch.setattr(
+        retrain, "train_fused", lambda *a, **k: fused_calls.append(k["seeds"]) or real(*a, **k)
+    )
+    cache = ResultCache(tmp_path / "cache")
+    fused = verify_run(out, top=1, seeds=3, fuse_seeds=True, cache=cache)
+    assert len(fused_calls) == 1 and len(fused_calls[0]) == 3
+    assert not any((tmp_path / "cache").rglob("*.pt*")), "a fused result went into the cache"
+    separate = verify_run(tmp_path / "copy", top=1, seeds=3, fuse_seeds=False)
+    assert len(fused_calls) == 1  # --no-fuse-seeds: seed by seed
+    val_images = open_run(out)[0].data.val_size
+    for a, b in zip(fused[0].runs, separate[0].runs, strict=True):
+        assert a.seed == b.seed and not a.cached
+        assert abs(a.val_acc - b.val_acc) <= 1 / val_images + 1e-9, (a, b)
+        assert abs(a.test_acc - b.test_acc) <= 0.01, (a, b)
