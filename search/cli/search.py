@@ -31,6 +31,9 @@ from budgetnas.trainers.datasets import DATASETS
 from budgetnas.trainers.recipe import TrainConfig
 from budgetnas.trainers.sources import TORCHVISION_OTHERS
 
+# options of the command, not of the search's config
+SHELL_OPTIONS = ("resume", "quiet", "cache", "no_cache", "graphs")
+
 
 @app.command()
 def search(
@@ -234,8 +237,7 @@ def search(
     over a cap (rejected before training) and the reference networks do not count. 5
     failures in a row, or 200 rejections in a row, stop the search with one line.
     """
-    shell = ("resume", "quiet", "cache", "no_cache", "graphs")
-    given = {k: v for k, v in locals().items() if k not in shell}
+    given = {k: v for k, v in locals().items() if k not in SHELL_OPTIONS}
     from budgetnas.search.cache.store import open_cache
     from budgetnas.search.pipeline import run_search
     from budgetnas.search.study.options import config_from_options
