@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from budgetnas.space.build import build
-from budgetnas.space.spec import ArchSpec
+from budgetnas.space.spec import ArchSpec, Conv, Head, Residual, Transition
 from budgetnas.trainers.augment import random_affine
 from budgetnas.trainers.data import TrainVal
 from budgetnas.trainers.distill import check_targets, distill_loss
@@ -19,6 +19,18 @@ from budgetnas.trainers.ema import WeightAverage
 from budgetnas.trainers.evaluate import device_name, evaluate
 from budgetnas.trainers.recipe import TrainConfig
 from budgetnas.trainers.train import TrainingError, TrainResult, seeded
+
+# a small network with every kind of dropout and a residual block, and a short recipe: what
+# the step, fused and K-at-once tests train
+SPEC = ArchSpec(
+    blocks=(
+        Conv(6, pad=1, dropout=0.1),
+        Transition(8),
+        Residual((Conv(8, pad=1, dropout=0.1, dropout_kind="channel"),), proj=False),
+    ),
+    head=Head(hidden=(12,), dropout=0.2),
+)
+BASE = TrainConfig(epochs=2, batch_size=32)
 
 
 def autocast(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 import budgetnas.trainers.fused as fused_module
 from budgetnas.space.blocks import BLOCK_KINDS, Block, Conv, Layer
 from budgetnas.space.build import build
-from budgetnas.space.spec import ArchSpec, Head, Residual, Transition
+from budgetnas.space.spec import ArchSpec, Head
 from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.data import load_train_val
 from budgetnas.trainers.fused import (
@@ -30,18 +30,9 @@ from budgetnas.trainers.fused import (
     split_model,
     train_fused,
 )
-from budgetnas.trainers.recipe import TrainConfig
 from budgetnas.trainers.train import TrainingError, seeded, train
+from tests.trainers.reference import BASE, SPEC
 
-SPEC = ArchSpec(
-    blocks=(
-        Conv(6, pad=1, dropout=0.1),
-        Transition(8),
-        Residual((Conv(8, pad=1, dropout=0.1, dropout_kind="channel"),), proj=False),
-    ),
-    head=Head(hidden=(12,), dropout=0.2),
-)
-BASE = TrainConfig(epochs=2, batch_size=32)
 SEEDS = [0, 1, 2]
 CASES = [
     (f"{kind}-{i}", example)

@@ -15,7 +15,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from budgetnas.space.spec import ArchSpec, Conv, Head, Residual, Transition
+from budgetnas.space.spec import ArchSpec, Conv, Head
 from budgetnas.space.zoo import ZOO
 from budgetnas.trainers import graphs as graph_module
 from budgetnas.trainers.data import load_train_val
@@ -24,18 +24,9 @@ from budgetnas.trainers.ema import WeightAverage
 from budgetnas.trainers.recipe import NO_AUGMENT, TrainConfig
 from budgetnas.trainers.step import EmaUpdate, TrainStep, Update, learning_rates, step_table
 from budgetnas.trainers.train import Training, seeded, train
-from tests.trainers.reference import reference_train
+from tests.trainers.reference import BASE, SPEC, reference_train
 
 # element dropout (drawn in bulk on a CPU), channel dropout, a residual, an fc head with dropout
-SPEC = ArchSpec(
-    blocks=(
-        Conv(6, pad=1, dropout=0.1),
-        Transition(8),
-        Residual((Conv(8, pad=1, dropout=0.1, dropout_kind="channel"),), proj=False),
-    ),
-    head=Head(hidden=(12,), dropout=0.2),
-)
-BASE = TrainConfig(epochs=2, batch_size=32)
 
 
 @pytest.fixture(scope="module")
