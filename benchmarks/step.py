@@ -6,7 +6,7 @@ trainings, on a CPU, side by side in one process (repetitions interleaved: bench
 For each network and thread count, one optimizer step of each variant in turn:
 
 - ``loop before``: the training loop as it was (batches sliced in Python, torch.optim's SGD and
-  OneCycleLR; ``trainers.bench.legacy_step``);
+  OneCycleLR; ``trainers.bench_variants.legacy_step``);
 - ``step``: ``trainers.step.TrainStep`` (what ``train`` runs now);
 - with ``--fused N``: ``N separate``: one step of each of N separate trainings, and ``N fused``:
   one step of the N seeds fused into one model (``trainers.fused``); their times are per net.
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from steps import print_ratios, time_steps  # noqa: E402
 
 from budgetnas.space.zoo import ZOO  # noqa: E402
-from budgetnas.trainers.bench import bench_data, bench_recipe, legacy_step  # noqa: E402
+from budgetnas.trainers.bench_variants import bench_data, bench_recipe, legacy_step
 from budgetnas.trainers.data import default_data_dir, load_train_val  # noqa: E402
 from budgetnas.trainers.fused import fused_training  # noqa: E402
 from budgetnas.trainers.train import Training, init_model, seeded  # noqa: E402

@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from budgetnas.trainers.bench import BenchRow, bench_table, time_budgetnas, time_dataloader
+from budgetnas.trainers.bench import BenchRow, bench_table, time_budgetnas
+from budgetnas.trainers.bench_loader import time_dataloader
 from budgetnas.trainers.data import load_train_val
 from budgetnas.trainers.recipe import ConfigError
 from budgetnas.trainers.step import Update
