@@ -119,7 +119,7 @@ summary() {
   for run in ladder one-epoch; do
     echo
     echo "== $run: $(head -n 1 "$OUT/$run.txt" 2>/dev/null)"
-    [ -d "$OUT/$run" ] && "${BUDGETNAS[@]}" report "$OUT/$run" 2>&1 | tail -n 6
+    [ -d "$OUT/$run" ] && "${BUDGETNAS[@]}" report "$OUT/$run" 2>&1 | grep -E '^(answer|verdict|race)'
   done
   echo
   echo "== bench"

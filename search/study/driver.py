@@ -252,6 +252,13 @@ def _clock(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def _caps_text(caps: tuple[int, ...]) -> str:
+    """``cap 10,000 params (10K)``, or for a ladder ``caps 5K, 10K, 13K, 25K params``."""
+    if len(caps) == 1:
+        return f"cap {caps[0]:,} params ({format_params(caps[0])})"
+    return f"caps {', '.join(format_params(c) for c in caps)} params"
+
+
 def _notes(cfg: SearchConfig) -> list[str]:
     """What a user should know at the start: fewer rungs than the default and why, how the
     test set is chosen, and when no seed network fits the data (no yardsticks then)."""
@@ -335,7 +342,7 @@ def _drive(
     info = cfg.data.info
     shape = f"{info.in_channels}x{info.image_size}x{info.image_size}, {info.num_classes} classes"
     progress.header(
-        f"budgetnas: cap {cfg.cap:,} params ({format_params(cfg.cap)}), "
+        f"budgetnas: {_caps_text(cfg.caps)}, "
         f"{info.name} ({shape}; {len(data.train):,} train / {len(data.val):,} val), "
         f"{amount}, {cfg.schedule.label()}, on {device}"
         + (f" in {cfg.recipe.precision}" if cfg.recipe.precision != "fp32" else "")

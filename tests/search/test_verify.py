@@ -281,3 +281,10 @@ def test_fused_seeds_verify_as_the_separate_seeds_do(tmp_path, synthetic_root, m
         assert a.seed == b.seed and not a.cached
         assert abs(a.val_acc - b.val_acc) <= 1 / val_images + 1e-9, (a, b)
         assert abs(a.test_acc - b.test_acc) <= 0.01, (a, b)
+
+
+def test_the_header_names_every_cap_of_a_ladder():
+    from budgetnas.search.study.driver import _caps_text
+
+    assert _caps_text((10_000,)) == "cap 10,000 params (10K)"
+    assert _caps_text((5_000, 10_000, 13_000, 25_000)) == "caps 5K, 10K, 13K, 25K params"
