@@ -92,6 +92,7 @@ def test_report_is_self_contained(synthetic_run):
     assert (synthetic_run / "report.html").is_file()
 
 
+@pytest.mark.slow
 def test_export_in_a_fresh_interpreter_with_only_torch(synthetic_run, synthetic_root, tmp_path):
     res = export_trial(synthetic_run, out=tmp_path / "mynet.py", data_dir=synthetic_root)
     _, study = open_run(synthetic_run)

@@ -35,6 +35,7 @@ def shapes(tmp_path_factory):
     return folder, npz, x, y
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["folder", "npz"])
 def test_a_search_runs_on_three_channel_images_and_exports(shapes, tmp_path, kind):
     folder, npz, x, y = shapes
@@ -154,6 +155,7 @@ def _png(path, array):
     Image.fromarray(array).save(path)
 
 
+@pytest.mark.slow
 def test_a_train_folder_without_a_test_folder(tmp_path):
     """DATA/train/<class> (and a val/ folder, which is not read): the training images, a
     test part held out, and the start of the search says both."""
@@ -299,6 +301,7 @@ def test_a_one_class_folder(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_mixed_sizes_are_named_and_resize_offered(tmp_path):
     _png(tmp_path / "data" / "a" / "1.png", np.zeros((16, 16), np.uint8))
     _png(tmp_path / "data" / "b" / "2.png", np.zeros((20, 20), np.uint8))

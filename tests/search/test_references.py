@@ -190,7 +190,7 @@ def _searched(root, out, *, sampler, references, trials=14):
 
 @pytest.mark.parametrize(
     "sampler",
-    ["motpe", *(pytest.param(s, marks=pytest.mark.slow) for s in ("tpe", "nsga2", "random"))],
+    ["random", *(pytest.param(s, marks=pytest.mark.slow) for s in ("tpe", "nsga2", "motpe"))],
 )
 def test_references_do_not_change_what_a_sampler_proposes(tmp_path, synthetic_root, sampler):
     """Same seed, no pruning: the same candidates with and without reference networks, past
@@ -261,6 +261,7 @@ def _record_000(run) -> Verified:
     return record
 
 
+@pytest.mark.slow
 def test_a_run_that_trained_an_earlier_seed_000_does_not_mix_it_with_the_new_one(
     tmp_path, synthetic_root
 ):
@@ -290,6 +291,7 @@ def test_a_run_that_trained_an_earlier_seed_000_does_not_mix_it_with_the_new_one
     assert len(record.runs) == 2 and ArchSpec.from_json(record.spec).blocks == _old_000().blocks
 
 
+@pytest.mark.slow
 def test_a_verify_record_of_an_earlier_seed_000_gets_no_seeds_of_the_new_one(
     tmp_path, synthetic_root
 ):

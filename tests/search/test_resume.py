@@ -145,6 +145,7 @@ def test_resume_with_an_edited_config_is_refused(local_run):
     assert len(study.trials) == 2
 
 
+@pytest.mark.slow
 def test_resumed_sampler_proposes_nothing_the_study_holds(tmp_path, synthetic_root):
     run = tmp_path / "run"
     study = run_search(quick_config(synthetic_root, run, trials=3), quiet=True)

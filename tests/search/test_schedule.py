@@ -304,6 +304,7 @@ def test_report_and_pareto_csv_show_the_rungs_and_the_verified_front(climbed):
     assert f"; {counts_text(summary_counts(study), rungs=3)}</p>" in page  # every rung counted
 
 
+@pytest.mark.slow
 def test_an_epoch_budget_counts_every_training_the_search_commits_to(tmp_path, synthetic_root):
     """--budget-epochs 8 at one rung with 1 verify seed: each candidate costs one training
     and commits the search to verifying it (up to 5 front members) once more: 4 + 4 fit
@@ -608,6 +609,7 @@ def test_a_promotion_is_never_cut_by_the_pruner(tmp_path, synthetic_root, monkey
     assert all(len(t.user_attrs["val_curve"]) == 2 for t in promoted)
 
 
+@pytest.mark.slow
 def test_the_pruner_waits_until_candidates_leave_chance(tmp_path, synthetic_root, monkeypatch):
     """An epoch of 6 optimizer steps (300 images, batch 50): with --rungs left to the search
     (here one rung fits), a pruner that would cut every trial cuts none before 40 steps

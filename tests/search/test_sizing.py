@@ -254,6 +254,7 @@ def test_only_sampled_candidates_are_counted_per_cap_of_a_ladder():
     assert sizes_line(one) == "sizes: 3.0-4.4K: 1 · 4.4-6.7K: 0 · 6.7-10K: 2"  # not the 5K one
 
 
+@pytest.mark.slow
 def test_a_search_gives_the_top_band_its_share(tmp_path, synthetic_root):
     """Six candidates (one block): three sized in the top band, their sizes the ones assigned;
     the last lines and the report count them per band."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing as mp
 
 import optuna
+import pytest
 
 from budgetnas.search.study.storage import open_storage
 
@@ -19,6 +20,7 @@ def _open(url: str, barrier, results) -> None:
         results.put(str(err))
 
 
+@pytest.mark.slow
 def test_processes_opening_a_new_sqlite_study_at_once_all_get_it(tmp_path):
     ctx = mp.get_context("fork")
     failures = []

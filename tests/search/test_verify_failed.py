@@ -214,6 +214,7 @@ def test_one_seed_has_no_spread(values, text):
     assert mean_std_text(mean, std, len(values)) == text
 
 
+@pytest.mark.slow
 def test_a_resumed_search_fails_on_no_seed_that_diverged_before(
     tmp_path, synthetic_root, monkeypatch
 ):

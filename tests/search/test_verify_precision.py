@@ -34,6 +34,7 @@ def _records(run) -> dict:
     return {v.store_key: v for v in stored_results(study).values()}
 
 
+@pytest.mark.slow
 def test_verify_takes_the_runs_precision_or_the_one_given(run, monkeypatch):
     recipes = []
     real = verify_module.train

@@ -173,6 +173,7 @@ def _holder(run, *, code: str = "") -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.slow
 def test_a_resume_is_refused_while_a_search_holds_the_run(tmp_path, synthetic_root):
     """A second `search --resume RUN` while a search runs in RUN: one line naming the holder,
     exit code 1, nothing changed; once the holder is gone, the lock is free."""
@@ -199,6 +200,7 @@ def test_a_resume_is_refused_while_a_search_holds_the_run(tmp_path, synthetic_ro
     lock.release()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="kill -9 is POSIX")
 def test_the_helpers_of_a_dead_search_hold_its_run_until_they_end(tmp_path, monkeypatch):
     """A search's helpers hold its lock: killed with them still running (here one that does
@@ -246,6 +248,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="kill -9 is POSIX")
 def test_a_helper_ends_when_the_process_that_started_it_is_killed():
     """Helpers started by ``start_helper`` that run ``watch_parent`` end within seconds of

@@ -33,6 +33,7 @@ def test_the_rich_space_adds_blocks_kernels_se_and_strided_transitions():
     assert shipped_text("rich") == dump(rich)
 
 
+@pytest.mark.slow
 def test_a_search_with_the_shown_file_proposes_what_the_default_does(tmp_path, synthetic_root):
     path = tmp_path / "space.toml"
     path.write_text(runner.invoke(app, ["space", "--show"]).stdout)
