@@ -219,8 +219,10 @@ def test_real_mnist_search_and_export(tmp_path, mnist_root):
     # network (mean validation accuracy, then fewer parameters) ...
     pareto = pd.read_csv(run / "pareto.csv", dtype={"reference": str})
     verified = pareto[(pareto["role"] == "front") & pareto["verified_val_mean"].notna()]
-    assert len(verified) >= 1 and (verified["verified_seeds"] == 3).all()
+    # the race: every entrant 2 new seeds or more, the answer (the best mean) --verify-seeds 3
+    assert len(verified) >= 1 and (verified["verified_seeds"] >= 2).all()
     best = verified.sort_values(["verified_val_mean", "params"], ascending=[False, True]).iloc[0]
+    assert best["verified_seeds"] >= 3
     assert (res.trial, res.label) == (int(best["number"]), f"trial {int(best['number'])}")
     # ... and ships the best validation weights among the search's and the verify seeds' (all
     # trained at the same fidelity here): no worse than the mean, nor than the search's own
