@@ -4,12 +4,13 @@ turns: the loop before the capturable step, K trainings at once, N seeds fused."
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 
+from budgetnas.space.spec import ArchSpec
 from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.augment import AugmentConfig, random_affine
 from budgetnas.trainers.bench_loader import ROTATION, sync_device
@@ -145,7 +146,7 @@ def legacy_variant(
 
 def at_once_variant(
     label: str,
-    spec_key: str,
+    spec_key: str | Sequence[ArchSpec],
     data: TrainVal,
     *,
     batch: int,
@@ -155,12 +156,14 @@ def at_once_variant(
     cfg: TrainConfig,
     graphs: bool,
 ) -> Variant:
-    """``trainings`` trainings of one network (seeds 0, 1, ...) at once in this process
-    (``trainers.many.AtOnce``; one training: the plain trainer), a round of steps a call."""
+    """``trainings`` trainings (seeds 0, 1, ...) at once in this process
+    (``trainers.many.AtOnce``; one training: the plain trainer), a round of steps a call: of
+    the zoo network ``spec_key``, or of the networks given, in turn."""
     from budgetnas.trainers.many import AtOnce, Job
 
+    specs = [ZOO[spec_key].spec] if isinstance(spec_key, str) else list(spec_key)
     sub = bench_data(data, batch=batch, steps=WARM_ROUNDS + steps + 1)
-    jobs = [Job(ZOO[spec_key].spec, sub, replace(cfg, seed=k)) for k in range(trainings)]
+    jobs = [Job(specs[k % len(specs)], sub, replace(cfg, seed=k)) for k in range(trainings)]
     many = AtOnce(jobs, device=device, graphs=graphs)
 
     def finish() -> None:

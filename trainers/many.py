@@ -70,55 +70,76 @@ class AtOnce:
     one's result or error. ``train_many`` runs it to the end; ``trainers.bench`` times rounds."""
 
     def __init__(
-        self, jobs: Sequence[Job], *, device: torch.device, graphs: bool | None = None
+        self, jobs: Sequence[Job] = (), *, device: torch.device, graphs: bool | None = None
     ) -> None:
         self.device = device
-        capture = graph_module.cuda_capture if graph_module.use_graphs(device, graphs) else None
-        self.runs: list[Training] = []
-        self.randomness: list[_Randomness] = []
+        graphed = graph_module.use_graphs(device, graphs)
+        self.capture = graph_module.cuda_capture if graphed else None
+        self.runs: list[Training | None] = []  # None: taken (``take``)
+        self.randomness: list[_Randomness | None] = []
         self.streams: list[torch.cuda.Stream | None] = []
+        self.results: list[TrainResult | Exception | None] = []
+        self.active: list[int] = []
         for job in jobs:
-            stream = torch.cuda.Stream(device) if device.type == "cuda" else None
-            if stream is not None:
-                stream.wait_stream(torch.cuda.current_stream(device))
-            with _on_stream(stream):
-                torch.random.default_generator.manual_seed(job.cfg.seed)  # as train's seeded
-                if device.type == "cuda":
-                    with torch.cuda.device(device):
-                        torch.cuda.manual_seed(job.cfg.seed)
-                model = build(job.spec).to(device)
-                gen = torch.Generator(device=device).manual_seed(job.cfg.seed)
-                self.runs.append(
-                    Training(
-                        model,
-                        job.data,
-                        job.cfg,
-                        generators=[gen],
-                        classes=job.spec.num_classes,
-                        capture=capture,
-                        stream=stream,
-                        on_epoch=_one_copy(job.on_epoch),
-                    )
+            self.add(job)
+
+    def add(self, job: Job) -> int:
+        """Start ``job`` beside the trainings in flight (seeding torch's default generators
+        with its seed, as ``train`` does); returns its index in ``results``."""
+        device = self.device
+        stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        if stream is not None:
+            stream.wait_stream(torch.cuda.current_stream(device))
+        with _on_stream(stream):
+            torch.random.default_generator.manual_seed(job.cfg.seed)  # as train's seeded
+            if device.type == "cuda":
+                with torch.cuda.device(device):
+                    torch.cuda.manual_seed(job.cfg.seed)
+            model = build(job.spec).to(device)
+            gen = torch.Generator(device=device).manual_seed(job.cfg.seed)
+            self.runs.append(
+                Training(
+                    model,
+                    job.data,
+                    job.cfg,
+                    generators=[gen],
+                    classes=job.spec.num_classes,
+                    capture=self.capture,
+                    stream=stream,
+                    on_epoch=_one_copy(job.on_epoch),
                 )
-            self.randomness.append(_Randomness(device))
-            self.streams.append(stream)
-        self.results: list[TrainResult | Exception | None] = [None] * len(self.runs)
-        self.active = list(range(len(self.runs)))
+            )
+        self.randomness.append(_Randomness(device))
+        self.streams.append(stream)
+        self.results.append(None)
+        self.active.append(len(self.runs) - 1)
+        return len(self.runs) - 1
 
     def round(self) -> bool:
         """One step of every training still in flight; False once none is."""
         for k in list(self.active):
             try:
-                with self.randomness[k].active(), _on_stream(self.streams[k]):
-                    more = self.runs[k].advance()
+                run, randomness = self.runs[k], self.randomness[k]
+                assert run is not None and randomness is not None  # in flight: not taken
+                with randomness.active(), _on_stream(self.streams[k]):
+                    more = run.advance()
             except Exception as err:
                 self.results[k] = err
                 self.active.remove(k)
                 continue
             if not more:
-                (self.results[k],) = self.runs[k].results()
+                (self.results[k],) = run.results()
                 self.active.remove(k)
         return bool(self.active)
+
+    def take(self, k: int) -> TrainResult | Exception:
+        """The result of finished training ``k``, its training's buffers, graphs and stream
+        let go (a long search starts thousands)."""
+        result = self.results[k]
+        if result is None:
+            raise ValueError(f"training {k} is still in flight")
+        self.runs[k] = self.randomness[k] = self.streams[k] = None
+        return result
 
 
 def train_many(
