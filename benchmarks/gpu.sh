@@ -14,6 +14,7 @@
 #   gpu-tests   the tests marked gpu (captured vs eager, K at once, fused seeds)
 #                                                                      -> gpu-tests.txt
 #   ladder      budgetnas search --budget 5k,10k,13k,25k --epochs 15 --budget-time 6m, its
+#               candidates K at once (K measured at its start and named in its header), its
 #               race verifying each answer and the seed networks with 3 seeds or more
 #                                                                      -> ladder/, ladder.txt
 #   one-epoch   budgetnas search --budget 25k --epochs 1 --budget-time 2m  -> one-epoch/, .txt
@@ -55,7 +56,9 @@ if [ $TOY = 1 ]; then
   # toy sizes: every stage runs, nothing is a measurement
   BENCH=(--steps 4 --nets 001 --batches 64 --at-once 1,2 --fused-seeds 2 --no-loader)
   SMALL=(--train-subset 600 --val-size 200 --batch-size 64 --trials 3 --rungs 1 --workers 1)
-  LADDER=(--budget 5k,10k,13k,25k --epochs 1 --verify-seeds 3 --race-seeds 3 "${SMALL[@]}")
+  # the ladder trains two candidates at once (on CUDA the search measures how many)
+  LADDER=(--budget 5k,10k,13k,25k --epochs 1 --verify-seeds 3 --race-seeds 3 --concurrent 2
+    "${SMALL[@]}")
   ONE=(--budget 25k --epochs 1 --verify-seeds 3 --race-seeds 3 "${SMALL[@]}")
 else
   BENCH=()
@@ -119,6 +122,7 @@ summary() {
   for run in ladder one-epoch; do
     echo
     echo "== $run: $(head -n 1 "$OUT/$run.txt" 2>/dev/null)"
+    grep -E '^note: .* at once' "$OUT/$run.txt"  # the K each search measured
     [ -d "$OUT/$run" ] && "${BUDGETNAS[@]}" report "$OUT/$run" 2>&1 | grep -E '^(answer|verdict|race)'
   done
   echo

@@ -46,6 +46,7 @@ def test_every_stage_of_the_gpu_script_runs_on_the_cpu_at_toy_sizes(tmp_path, sy
     assert all(line.split("\t")[1] == "0" for line in stages[1:]), stages
     summary = (out / "summary.txt").read_text()
     assert "toy sizes: a rehearsal, not a measurement" in summary
+    assert "(2 candidates at once)" in summary  # the ladder trained two at once
     # both searches ran their race and said how the answer stands against the seed networks
     for run in ("ladder", "one-epoch"):
         assert (out / run / "report.html").is_file()

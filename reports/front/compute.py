@@ -51,16 +51,24 @@ def _kind(trial: FrozenTrial) -> str:
     return SAMPLED
 
 
+def process_seconds(attrs: dict) -> float | None:
+    """Seconds of its process a trial's training took: its wall time (else its train time),
+    shared with the trainings in flight beside it (``at_once``, ``--concurrent``)."""
+    seconds = attrs.get("wall_time_s")
+    if seconds is None:
+        seconds = attrs.get("train_time_s")
+    if seconds is None:
+        return None
+    return float(seconds) / float(attrs.get("at_once") or 1.0)
+
+
 def _trained_s(trial: FrozenTrial) -> float | None:
     """Seconds the trial's own training ran (completed, pruned or failed alike: it used the
     device); None when it trained nothing here (reused, rejected, idle, never started)."""
     attrs = trial.user_attrs
     if attrs.get("cached") or attrs.get("duplicate_of") is not None:
         return None
-    seconds = attrs.get("wall_time_s")
-    if seconds is None:
-        seconds = attrs.get("train_time_s")
-    return None if seconds is None else float(seconds)
+    return process_seconds(attrs)
 
 
 def _original_s(trial: FrozenTrial, by_number: dict[int, FrozenTrial]) -> float | None:
@@ -78,10 +86,7 @@ def _original_s(trial: FrozenTrial, by_number: dict[int, FrozenTrial]) -> float 
     if attrs.get("cached"):
         seconds = attrs.get("train_time_s")
         return None if seconds is None else float(seconds)
-    seconds = attrs.get("wall_time_s")
-    if seconds is None:
-        seconds = attrs.get("train_time_s")
-    return None if seconds is None else float(seconds)
+    return process_seconds(attrs)
 
 
 def compute_table(
@@ -89,7 +94,7 @@ def compute_table(
 ) -> pd.DataFrame:
     """One row per kind of work (``KINDS``) and a last row ``in all``: ``trainings`` run and
     the ``minutes`` they took (pruned and failed trainings too: they used the device; a trial
-    with ``wall_time_s`` counts that, else its ``train_time_s``; a verify seed its
+    counts its ``process_seconds``; a verify seed its
     ``train_time_s``), their ``share`` of all minutes spent (NaN when none were), the trainings
     ``reused`` instead of run and the ``saved_minutes`` they would have cost where known
     (NaN when none of them is known), ``saved_unknown``: the reused ones whose cost is not.

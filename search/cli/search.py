@@ -217,6 +217,12 @@ def search(
         "Trial processes on this machine sharing the study [default: one per core on a CPU "
         f"(at most {MAX_CPU_WORKERS}, the cores shared among them); 1 on a GPU]."
     ),
+    concurrent: str | None = opt(
+        "Candidates each trial process trains at once, their steps in turn: on CUDA their "
+        "kernels overlap and fill the card; on a CPU they take turns (no faster). auto: "
+        "measured at the start on CUDA (a few seconds of 1, 2, 4, 8, 16 at once on the "
+        "search's own candidates, the best named in the header), 1 on a CPU [default: auto]."
+    ),
     storage: str | None = opt("Optuna storage URL [default: a study file in the run folder]."),
     study_name: str | None = opt(
         f"Study name inside the storage [default: {SearchConfig.study_name}].", "--study"

@@ -29,6 +29,10 @@ def worker(
     data_dir: Path | None = typer.Option(
         None, help="Data root on this machine [default: the study's]."
     ),
+    concurrent: str | None = typer.Option(
+        None,
+        help="Candidates trained at once here (as search's --concurrent) [default: the search's].",
+    ),
     cache: Path | None = typer.Option(None, "--cache", help=CACHE_HELP),
     no_cache: bool = typer.Option(False, "--no-cache", help=NO_CACHE_HELP),
     graphs: bool = typer.Option(True, "--graphs/--no-graphs", help=GRAPHS_HELP),
@@ -46,6 +50,7 @@ def worker(
             processes.watch_parent()
         from budgetnas.search.cache.store import open_cache
         from budgetnas.search.study import driver
+        from budgetnas.search.study.concurrency import parse_concurrent
 
         eager_steps(graphs)
         with user_errors():
@@ -57,6 +62,7 @@ def worker(
                 data_dir=str(data_dir.resolve()) if data_dir else None,
                 quiet=quiet,
                 cache=open_cache(cache, enabled=not no_cache),
+                concurrent=parse_concurrent(concurrent) if concurrent is not None else None,
                 helper_index=helper_index,
                 trials_before=helper_trials_before,
             )

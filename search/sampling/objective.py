@@ -9,28 +9,28 @@ raises) is recorded on it as ``error`` and re-raised for the driver, which count
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
-import socket
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from budgetnas.search.cache.reuse import cached_train
+from budgetnas.search.cache.reuse import Lookup, cache_lookup
 from budgetnas.search.cache.store import ResultCache
+from budgetnas.search.sampling.jobs import WORKER, take_job
 from budgetnas.search.sampling.pruners import BandedMedianPruner
 from budgetnas.search.sampling.recipe import sample_recipe
 from budgetnas.search.sampling.samplers import flat_space, is_multi_objective
 from budgetnas.search.sampling.sizing import assign_size
 from budgetnas.search.schedule.rungs import Rung, rung_steps
-from budgetnas.search.schedule.trials import is_lost, lineage, promoted_from, rung_of
+from budgetnas.search.schedule.trials import rung_of
 from budgetnas.search.study.config import SearchConfig
 from budgetnas.search.study.progress import Progress
 from budgetnas.search.study.runs import FINISHED, WEIGHTS_DIR, trial_spec
@@ -39,11 +39,10 @@ from budgetnas.space.memory import activation_memory
 from budgetnas.space.sample import Rejected, sample_spec
 from budgetnas.space.spec import ArchSpec, SpecError
 from budgetnas.trainers.data import TrainVal
+from budgetnas.trainers.many import Job
 from budgetnas.trainers.recipe import TrainConfig
-from budgetnas.trainers.train import TrainingError, train
+from budgetnas.trainers.train import TrainingError, TrainResult, train
 
-WORKER = f"{socket.gethostname()}:{os.getpid()}"
-CLAIM_SETTLE_S = 0.5  # seconds between the two readings of a promotion's claims
 # Failures that belong to the candidate: recorded without a traceback.
 EXPECTED_ERRORS = (TrainingError, SpecError, torch.cuda.OutOfMemoryError)
 
@@ -110,67 +109,35 @@ class Objective:
         return self._rung_data[rung.images]
 
     def _job(self, trial: optuna.Trial) -> FrozenTrial | None:
-        """Decide what this trial is, before anything else: returns the trial it promotes
-        (None for a new candidate or a reference). A queued trial (a reference, or the
-        requeued copy of a trial whose process died) is what it was queued as."""
-        attrs = trial.user_attrs
-        if "rung" in attrs or attrs.get("reference") is not None:
-            source = attrs.get("promoted_from")
-            if source is None:
-                return None
-            return trial.study.get_trials(deepcopy=False)[int(source)]
-        for _ in range(5):  # a promotion another process claimed at once: look again
-            # the study as it stands without this trial, which is nothing yet, and without
-            # the trials other processes started after it (they decide after this one)
-            trials = [
-                t
-                for t in trial.study.get_trials(deepcopy=False)
-                if t.number < trial.number or (t.number > trial.number and not _fresh(t))
-            ]
-            open_ = self.sampling_open(trials) if self.sampling_open is not None else None
-            job = self.schedule.next_job(trials, sampling_open=open_, trials_wanted=self.cfg.trials)
-            if job.kind != "promote":
-                break
-            assert job.source is not None
-            if self._claim(trial, job.source, job.rung):
-                return job.source
-        if job.kind == "sample":
-            trial.set_user_attr("rung", 0)
-            return None
-        trial.set_user_attr("idle", True)  # another process took the last job meanwhile
-        raise optuna.TrialPruned("nothing left to do")
-
-    def _claim(self, trial: optuna.Trial, source: FrozenTrial, rung: int) -> bool:
-        """Claim the promotion of ``source``: written on this trial, then read back; when
-        several processes claimed it at once, the earliest trial keeps it. With other
-        processes at work the claims are read twice, a moment apart, so that one written just
-        after the first reading is seen (storages have no lock: in a rare race two processes
-        may still train the same promotion)."""
-        trial.set_user_attr("promoted_from", source.number)
-        trial.set_user_attr("candidate", lineage(source))
-        trial.set_user_attr("rung", rung)
-
-        def earliest() -> tuple[bool, bool]:
-            trials = trial.study.get_trials(deepcopy=False)
-            claims = [
-                t.number for t in trials if promoted_from(t) == source.number and not is_lost(t)
-            ]
-            others = any(t.state == TrialState.RUNNING and t.number != trial.number for t in trials)
-            return min(claims) == trial.number, others
-
-        first, others = earliest()
-        if first and others:
-            time.sleep(CLAIM_SETTLE_S)
-            first, _ = earliest()
-        if first:
-            return True
-        for name in ("promoted_from", "candidate", "rung"):
-            trial.set_user_attr(name, None)
-        return False
+        """What this trial is (``jobs.take_job``): the trial it promotes, or None."""
+        return take_job(
+            trial, self.schedule, sampling_open=self.sampling_open, trials_wanted=self.cfg.trials
+        )
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        with self.recording(trial):
+            step = self.begin(trial)
+            if not isinstance(step, Pending):
+                return step
+            try:
+                result = train(
+                    step.job.spec,
+                    step.job.data,
+                    step.job.cfg,
+                    device=self.device,
+                    on_epoch=step.job.on_epoch,
+                )
+            except BaseException:
+                self.ended(step)
+                raise
+            return self.finish(step, result)
+
+    @contextlib.contextmanager
+    def recording(self, trial: optuna.Trial) -> Iterator[None]:
+        """Around everything done for ``trial``: its own failure recorded on it (``error``,
+        and a traceback for the unexpected), a Ctrl-C marked as not its failure."""
         try:
-            return self._run(trial)
+            yield
         except optuna.TrialPruned:
             raise
         except KeyboardInterrupt:
@@ -224,7 +191,12 @@ class Objective:
             trial.set_user_attr("params", rej.params)
             raise optuna.TrialPruned(f"rejected: {rej.reason}") from None
 
-    def _run(self, trial: optuna.Trial) -> float | tuple[float, float]:
+    def begin(self, trial: optuna.Trial) -> float | tuple[float, float] | Pending:
+        """Everything before the training of ``trial``: its job, its candidate checked
+        against its cap, a result the study or the cache holds (its values, or its pruning
+        raised); else the training to run (``Pending``: ``finish`` it with its result, or
+        ``ended`` if it raised). Raises ``TrialPruned`` for a rejected candidate, an idle
+        trial or a pruned replay."""
         source = self._job(trial)
         if source is not None and "cap" not in trial.user_attrs:
             trial.set_user_attr("cap", source.user_attrs.get("cap"))
@@ -257,8 +229,7 @@ class Objective:
         # poorly; trained to the end, the two a search cut at its target would have finished
         # at 98.82% and 98.98%, the second above every network it kept (docs/benchmarks.md)
         prunable = not trial.user_attrs.get("reference") and source is None
-        acc = self._train(trial, spec, recipe, data, prunable=prunable)
-        return self.values(acc, stats.params)
+        return self._start(trial, spec, recipe, data, prunable=prunable, params=stats.params)
 
     def _prune(self, trial: optuna.Trial, epoch: int, acc: float) -> bool:
         if self.multi:
@@ -268,7 +239,7 @@ class Objective:
         trial.report(acc, epoch)
         return trial.should_prune()
 
-    def _train(
+    def _start(
         self,
         trial: optuna.Trial,
         spec: ArchSpec,
@@ -276,7 +247,8 @@ class Objective:
         data: TrainVal,
         *,
         prunable: bool,
-    ) -> float:
+        params: int,
+    ) -> float | tuple[float, float] | Pending:
         curve: list[float] = []
         epochs = recipe.epochs
         # below the steps it takes candidates to leave chance (the rungs' floor), a pruner
@@ -297,12 +269,11 @@ class Objective:
         # trained too (the epoch budget counts it); a retried copy's curve is not its own
         trial.set_user_attr("train_images", len(data.train))
         trial.set_user_attr("val_curve", curve)
-        cuda = self.device.type == "cuda"
-        if cuda:
+        if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        start = time.perf_counter()
+        step = Pending(trial, Job(spec, data, recipe, on_epoch), params, time.perf_counter())
         try:
-            result, _ = cached_train(
+            lookup = cache_lookup(
                 self.cache,
                 spec,
                 data,
@@ -310,13 +281,34 @@ class Objective:
                 device=self.device,
                 on_epoch=on_epoch,
                 on_reuse=lambda: trial.set_user_attr("cached", True),
-                fit=train,
             )
-        finally:  # also for pruned trials
-            trial.set_user_attr("wall_time_s", round(time.perf_counter() - start, 3))
-            if cuda:
-                peak = torch.cuda.max_memory_allocated(self.device) / 2**20
-                trial.set_user_attr("peak_gpu_mem_mb", round(peak, 1))
+        except BaseException:  # a replay the pruner stopped
+            self.ended(step)
+            raise
+        step.lookup = lookup
+        if lookup.result is not None:
+            return self.finish(step, lookup.result)
+        return step
+
+    def ended(self, step: Pending) -> None:
+        """What a training's end records, finished, pruned or failed: its wall time (with
+        other trainings at once in this process: theirs too, and how many, ``at_once``) and
+        the device's peak memory."""
+        trial = step.trial
+        trial.set_user_attr("wall_time_s", round(time.perf_counter() - step.started, 3))
+        if step.at_once > 1:
+            trial.set_user_attr("at_once", round(step.at_once, 3))
+        if self.device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(self.device) / 2**20
+            trial.set_user_attr("peak_gpu_mem_mb", round(peak, 1))
+
+    def finish(self, step: Pending, result: TrainResult) -> float | tuple[float, float]:
+        """Record a finished training of ``step`` (written to the cache unless it came from
+        there, its weights saved); the trial's values."""
+        trial = step.trial
+        self.ended(step)
+        if step.lookup is not None and step.lookup.result is None:
+            step.lookup.store(result)
         self.weights_dir.mkdir(parents=True, exist_ok=True)
         path = self.weights_dir / f"trial-{trial.number:05d}.pt"
         torch.save({k: v.cpu() for k, v in result.model.state_dict().items()}, path)
@@ -324,7 +316,21 @@ class Objective:
         trial.set_user_attr("train_time_s", round(result.train_time_s, 3))
         trial.set_user_attr("device", result.device)
         trial.set_user_attr("loss_curve", result.loss_curve)
-        return result.val_acc
+        return self.values(result.val_acc, step.params)
+
+
+@dataclass
+class Pending:
+    """A trial ready to train: ``job`` (what ``train`` takes), its parameter count, when its
+    training started, what the cache holds of it (``lookup``), and the mean number of
+    trainings in flight in this process while it trained (``at_once``)."""
+
+    trial: optuna.Trial
+    job: Job
+    params: int
+    started: float
+    lookup: Lookup | None = None
+    at_once: float = 1.0
 
 
 def _earlier(trial: optuna.Trial, key: str) -> FrozenTrial | None:
@@ -349,11 +355,3 @@ def _reuse(trial: optuna.Trial, earlier: FrozenTrial, multi: bool) -> float | tu
         raise optuna.TrialPruned(f"same candidate as trial {earlier.number}, which was pruned")
     acc = float(earlier.values[0])
     return (acc, float(earlier.user_attrs["params"])) if multi else acc
-
-
-def _fresh(trial: FrozenTrial) -> bool:
-    """A trial another process has just started and not yet said what it is."""
-    attrs = trial.user_attrs
-    return (
-        trial.state == TrialState.RUNNING and "rung" not in attrs and attrs.get("reference") is None
-    )

@@ -121,15 +121,16 @@ class Plan:
 
 
 def _rate(trials: Iterable[FrozenTrial], weight: Callable[[FrozenTrial], float]) -> float | None:
-    """Seconds per image-epoch over the finished, timed trials of ``trials`` (each trial's
-    image-epochs weighed by ``weight``); None when none was timed."""
+    """A process's seconds per image-epoch over the finished, timed trials of ``trials``
+    (each trial's image-epochs weighed by ``weight``; a trial trained beside others in its
+    process, ``at_once``, took its share of its wall time); None when none was timed."""
     seconds = image_epochs = 0.0
     for t in trials:
         curve, wall = t.user_attrs.get("val_curve") or [], t.user_attrs.get("wall_time_s")
         images = t.user_attrs.get("train_images")
         cached = t.user_attrs.get("cached")  # took no time here: no measure of the rate
         if t.state in FINISHED and wall and images and curve and not cached:
-            seconds += float(wall)
+            seconds += float(wall) / float(t.user_attrs.get("at_once") or 1.0)
             image_epochs += len(curve) * int(images) * weight(t)
     return seconds / image_epochs if image_epochs else None
 
@@ -142,12 +143,14 @@ class TimeBudget:
     took, shared over ``workers`` processes, with ``overhead_s`` more for what follows the
     trials (the race's processes starting, the reports). The race's networks are weighed as
     the largest trained so far (``front_weight``): a network near the cap trains slower than
-    the mean candidate."""
+    the mean candidate. ``race_factor``: how much faster the trials ran, several at once in
+    a process (``search.study.concurrency``), than the race's one network at a time."""
 
     deadline: float
     plan: Plan
     workers: int = 1
     overhead_s: float = 0.0
+    race_factor: float = 1.0
 
     def seconds_per_image_epoch(self, trials: Sequence[FrozenTrial]) -> float | None:
         """Seconds per candidate image-epoch, over the study's timed trials: a reference
@@ -193,7 +196,7 @@ class TimeBudget:
         if rate is None:
             return None
         work = self.plan.race_work(trials, front_weight=self.front_weight(trials))
-        return rate * work / self.workers + self.overhead_s
+        return rate * self.race_factor * work / self.workers + self.overhead_s
 
     def race_due(self, trials: Sequence[FrozenTrial], now: float) -> bool:
         """Whether the race must start now to fit before the deadline: no more trials."""

@@ -47,6 +47,7 @@ RESUMABLE = (
     "budget_epochs",
     "device",
     "workers",
+    "concurrent",
     "data_dir",
     "path",
     "verify_seeds",
@@ -85,6 +86,9 @@ class SearchConfig:
     search_recipe: bool = False
     heartbeat: int = 30  # seconds; a trial silent for twice this long is failed and retried
     workers: int = 1  # trial processes on this machine, sharing the study
+    # trainings in flight in each trial process (search.study.at_once); None: measured at the
+    # start on CUDA (search.study.concurrency), 1 on a CPU
+    concurrent: int | None = None
     # fidelities, the last the recipe's (the target); see search.schedule. None: DEFAULT_RUNGS
     # where the target leaves room below it and the pruner allows (see ``auto_rungs``)
     rungs: int | None = None
@@ -130,6 +134,8 @@ class SearchConfig:
         for name in ("trials", "workers", "heartbeat", "rungs"):
             if getattr(self, name) < 1:
                 raise SearchError(f"{flag(name)} must be at least 1, got {getattr(self, name)}")
+        if self.concurrent is not None and self.concurrent < 1:
+            raise SearchError(f"--concurrent must be at least 1 (or auto), got {self.concurrent}")
         if self.timeout is not None and self.timeout <= 0:
             raise SearchError(f"--timeout must be positive, got {self.timeout}")
         if self.budget_time is not None and self.budget_time <= 0:

@@ -28,7 +28,6 @@ from budgetnas.search.sampling.samplers import (
     make_sampler,
 )
 from budgetnas.search.schedule.budgets import END_MARGIN_S, TimeBudget
-from budgetnas.search.schedule.rungs import MIN_RUNG_STEPS, auto_rungs, rung_steps
 from budgetnas.search.schedule.trials import rung0_used
 from budgetnas.search.schedule.yardsticks import (
     check_budget_fits,
@@ -38,13 +37,16 @@ from budgetnas.search.schedule.yardsticks import (
     reference_weights,
     time_costs,
 )
-from budgetnas.search.study.config import CONFIG_FILE, UNLIMITED, SearchConfig
+from budgetnas.search.study.at_once import optimize_at_once
+from budgetnas.search.study.concurrency import joined, settle
+from budgetnas.search.study.config import CONFIG_FILE, SearchConfig
 from budgetnas.search.study.guards import (
     REJECTIONS_IN_A_ROW,
     FailureGuard,
     RejectionGuard,
     ScheduleGuard,
 )
+from budgetnas.search.study.header import header_line, start_notes
 from budgetnas.search.study.opening import (
     check_digest,
     check_fingerprint,
@@ -84,7 +86,6 @@ from budgetnas.search.study.timing import (
     plan,
     time_budget,
 )
-from budgetnas.search.units import format_params
 from budgetnas.trainers.data import TrainVal
 from budgetnas.trainers.evaluate import resolve_device
 
@@ -181,12 +182,23 @@ def search_trials(
     if resume:
         take_back(cfg, study, quiet=quiet)
     queue_references(cfg, study)
+    concurrent, measured = settle(cfg, study, device, data)  # helpers read it from the study
+    notes += measured
     threads = torch.get_num_threads()
     helpers = spawn_workers(cfg, cache, trials_so_far=so_far) if cfg.workers > 1 else []
     try:
         # the helpers end with this process: waited for, or stopped on Ctrl-C or an error
         with supervised(helpers, what="worker", quiet=quiet):
-            progress = _drive(cfg, study, device, data, quiet=quiet, cache=cache, notes=notes)
+            progress = _drive(
+                cfg,
+                study,
+                device,
+                data,
+                quiet=quiet,
+                cache=cache,
+                notes=notes,
+                concurrent=concurrent,
+            )
     finally:
         torch.set_num_threads(threads)  # the verification runs alone: every core again
     if progress is not None and helpers:
@@ -205,6 +217,7 @@ def run_worker(
     data_dir: str | None = None,
     quiet: bool = False,
     cache: ResultCache | None = None,
+    concurrent: int | None = None,
     helper_index: int | None = None,
     trials_before: int = 0,
 ) -> optuna.Study:
@@ -224,9 +237,8 @@ def run_worker(
         raise SearchError(f"study {study_name!r} was not made by budgetnas search (no config)")
     cfg = SearchConfig.from_dict(stored)
     cfg = replace(cfg, out=str(Path(out).resolve()), storage=storage, study_name=study_name)
-    cfg = cfg.resumed(
-        **{k: v for k, v in {"device": device, "data_dir": data_dir}.items() if v is not None}
-    )
+    here = {"device": device, "data_dir": data_dir, "concurrent": concurrent}
+    cfg = cfg.resumed(**{k: v for k, v in here.items() if v is not None})
     check_fingerprint(cfg, attrs, f"this worker's reading of study {study_name!r}")
     device_, data = _prepare(cfg)
     check_digest(cfg, attrs, data)
@@ -242,55 +254,8 @@ def run_worker(
         seed = sampler_seed(cfg.seed, so_far, f"{socket.gethostname()}:{os.getpid()}")
     study = load_study(cfg, store, seed)
     check_references(cfg, study.get_trials(deepcopy=False))
-    _drive(cfg, study, device_, data, quiet=quiet, cache=cache)
+    _drive(cfg, study, device_, data, quiet=quiet, cache=cache, concurrent=joined(cfg, study))
     return study
-
-
-def _clock(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-def _caps_text(caps: tuple[int, ...]) -> str:
-    """``cap 10,000 params (10K)``, or for a ladder ``caps 5K, 10K, 13K, 25K params``."""
-    if len(caps) == 1:
-        return f"cap {caps[0]:,} params ({format_params(caps[0])})"
-    return f"caps {', '.join(format_params(c) for c in caps)} params"
-
-
-def _notes(cfg: SearchConfig) -> list[str]:
-    """What a user should know at the start: fewer rungs than the default and why, how the
-    test set is chosen, and when no seed network fits the data (no yardsticks then)."""
-    notes = []
-    rungs, why = auto_rungs(
-        epochs=cfg.recipe.epochs,
-        images=cfg.data.train_images,
-        eta=cfg.eta,
-        pruner=cfg.pruner,
-        batch=cfg.recipe.batch_size if cfg.min_rung_steps else None,
-    )
-    if why is not None and cfg.rungs == rungs:
-        what = "every candidate at the target" if rungs == 1 else f"{rungs} rungs"
-        notes.append(f"note: {why}: {what} (--rungs {rungs})")
-    low = cfg.schedule.rungs[0]
-    steps = rung_steps(low.epochs, low.images, cfg.recipe.batch_size)
-    if len(cfg.schedule.rungs) > 1 and steps < MIN_RUNG_STEPS:  # --rungs chosen by the user
-        notes.append(
-            f"note: rung 0 ({low.label()}) is {steps} optimizer steps, fewer than the "
-            f"{MIN_RUNG_STEPS} it takes candidates to leave chance: its ranking is a lottery "
-            "(leave --rungs out for rungs that rank)"
-        )
-    if cfg.data.test_note:
-        notes.append(f"note: {cfg.data.test_note}")
-    if cfg.references and not cfg.reference_specs():
-        space = cfg.space_config
-        notes.append(
-            f"note: no seed network takes {space.in_channels}x{space.input_size}x"
-            f"{space.input_size} images with {space.num_classes} classes under the cap: no "
-            "reference networks in this search"
-        )
-    return notes
 
 
 def _prepare(cfg: SearchConfig) -> tuple[torch.device, TrainVal]:
@@ -307,9 +272,10 @@ def _drive(
     quiet: bool,
     cache: ResultCache | None = None,
     notes: list[str] | None = None,
+    concurrent: int = 1,
 ) -> Progress | None:
-    """Run this process's trials until the schedule is done; returns its progress display
-    (None when there was nothing left to do)."""
+    """Run this process's trials, ``concurrent`` trainings at once, until the schedule is
+    done; returns its progress display (None when there was nothing left to do)."""
     done = candidates_trained(study)
     budget = time_budget(cfg, study)
     planner = budget or TimeBudget(math.inf, plan(cfg), workers=cfg.workers)
@@ -331,24 +297,9 @@ def _drive(
         remaining=remaining,
         before=[t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()],
     )
-    amounts = []
-    if cfg.budget_time:
-        amounts.append(f"{_clock(cfg.budget_time)} of search")
-    if cfg.budget_epochs:
-        amounts.append(f"compute of {cfg.budget_epochs:g} trainings at the target")
-    if cfg.trials < UNLIMITED or not amounts:
-        amounts.append(f"{cfg.trials} candidates" + (" at most" if amounts else ""))
-    amount = ", ".join(amounts)
-    info = cfg.data.info
-    shape = f"{info.in_channels}x{info.image_size}x{info.image_size}, {info.num_classes} classes"
     progress.header(
-        f"budgetnas: {_caps_text(cfg.caps)}, "
-        f"{info.name} ({shape}; {len(data.train):,} train / {len(data.val):,} val), "
-        f"{amount}, {cfg.schedule.label()}, on {device}"
-        + (f" in {cfg.recipe.precision}" if cfg.recipe.precision != "fp32" else "")
-        + (f" ({cfg.workers} trial processes)" if cfg.workers > 1 else "")
-        + (f"; resuming after {done} candidates" if done else ""),
-        notes=(_notes(cfg) + list(notes or ())) if not done else [],
+        header_line(cfg, data, device, done=done, concurrent=concurrent),
+        notes=(start_notes(cfg) + list(notes or ())) if not done else [],
     )
     # Trials run until cfg.trials sampled trials have finished (complete or pruned) in the
     # whole study, over every process: a failed trial, a candidate rejected before training or
@@ -357,13 +308,26 @@ def _drive(
     schedule = ScheduleGuard(cfg, budget)
     if schedule.job(study).kind == "done":
         return None
-    study.optimize(
-        Objective(cfg, data, device, progress, sampling_open=schedule.sampling_open, cache=cache),
-        n_trials=None,
-        timeout=cfg.timeout,
-        callbacks=[progress, guard, rejections, schedule],
-        catch=(Exception,),
+    objective = Objective(
+        cfg, data, device, progress, sampling_open=schedule.sampling_open, cache=cache
     )
+    if concurrent > 1:
+        optimize_at_once(
+            study,
+            objective,
+            concurrent=concurrent,
+            callbacks=[progress, guard, rejections, schedule],
+            schedule=schedule,
+            timeout=cfg.timeout,
+        )
+    else:
+        study.optimize(
+            objective,
+            n_trials=None,
+            timeout=cfg.timeout,
+            callbacks=[progress, guard, rejections, schedule],
+            catch=(Exception,),
+        )
     if guard.tripped:
         raise guard.error()
     if schedule.stopped and not quiet:

@@ -64,6 +64,12 @@ class ScheduleGuard:
         )
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.after(study, trial)
+
+    def after(self, study: optuna.Study, trial: FrozenTrial, *, wait: bool = True) -> None:
+        """After ``trial``: stop the study, or wait for other processes' trials (``wait``
+        False: not while this process has trainings in flight, which may be what the
+        schedule waits for; ``search.study.at_once``)."""
         self.idle = self.idle + 1 if trial.user_attrs.get("idle") else 0
         if self.idle >= IDLE_IN_A_ROW:  # the schedule and the objective disagree: do not spin
             self.stopped = "processes kept finding nothing to do"
@@ -77,9 +83,9 @@ class ScheduleGuard:
             return
         job = self.job(study)
         waited = 0.0
-        while job.kind == "wait":
+        while job.kind == "wait" and wait:
             # a trial whose process died stops beating: fail it, and its copy is queued
-            _fail_stale_trials(study)
+            fail_stale_trials(study)
             if waited > self.patience(study):
                 self.stopped = (
                     f"waited {waited:.0f} s for trials other processes run "
@@ -103,7 +109,7 @@ class ScheduleGuard:
         return max(600.0, 3 * longest)
 
 
-def _fail_stale_trials(study: optuna.Study) -> None:
+def fail_stale_trials(study: optuna.Study) -> None:
     """Optuna's ``fail_stale_trials``, without its ExperimentalWarning in the progress table
     (silenced for this call only)."""
     with warnings.catch_warnings():

@@ -113,6 +113,10 @@ def config_from_options(given: dict[str, Any], *, resume: Path | str | None) -> 
     given = {renames.get(k, k): v for k, v in given.items()}
     if "budget_time" in given:
         given["budget_time"] = parse_duration(given["budget_time"])
+    if "concurrent" in given:  # auto: None, kept as given (a resume may go back to auto)
+        from budgetnas.search.study.concurrency import parse_concurrent
+
+        given["concurrent"] = parse_concurrent(given["concurrent"])
     if resume is not None:
         from budgetnas.search.study.runs import read_config
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import optuna
 
 from budgetnas.search.schedule.budgets import Plan, TimeBudget
+from budgetnas.search.study.concurrency import GAIN_ATTR
 from budgetnas.search.study.config import SearchConfig
 
 DEADLINE_ATTR = "deadline"  # study user attribute: --budget-time's end, seconds since the epoch
@@ -48,6 +49,7 @@ def time_budget(cfg: SearchConfig, study: optuna.Study) -> TimeBudget | None:
         plan(cfg, reference_weight=weight, reference_pending=pending),
         workers=cfg.workers,
         overhead_s=float(study.user_attrs.get(OVERHEAD_ATTR) or 0.0),
+        race_factor=float(study.user_attrs.get(GAIN_ATTR) or 1.0),
     )
 
 

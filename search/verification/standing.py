@@ -13,6 +13,7 @@ from typing import Any
 
 import optuna
 
+from budgetnas.reports.front.compute import process_seconds
 from budgetnas.reports.front.frame import trials_frame
 from budgetnas.reports.front.pareto import pareto_front
 from budgetnas.search.schedule.budgets import MAX_VERIFIED
@@ -168,7 +169,7 @@ def seed_seconds(view: RaceView, study: optuna.Study, key: str) -> float:
             else t.number == int(name) and not t.user_attrs.get("reference")
         )
         if same and t.user_attrs.get("wall_time_s"):
-            return float(t.user_attrs["wall_time_s"])
+            return process_seconds(t.user_attrs) or 0.0
     return 0.0
 
 

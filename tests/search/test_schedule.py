@@ -566,7 +566,7 @@ def test_a_small_data_set_gets_the_rungs_that_rank(synthetic_root, tmp_path):
     """--rungs not given: 3 rungs on 1,293 images would leave rung 0 at 10 steps (and 3
     rungs of 40 steps or more do not fit under 10 epochs): 2 rungs, and the note says why;
     --rungs 3 given on the same data is honoured with a note on its 10-step rung 0."""
-    from budgetnas.search.study.driver import _notes
+    from budgetnas.search.study.header import start_notes
 
     assert auto_rungs(epochs=10, images=1293, eta=3, pruner="banded", batch=128) == (
         2,
@@ -596,8 +596,8 @@ def test_a_small_data_set_gets_the_rungs_that_rank(synthetic_root, tmp_path):
         "note: rung 0 (1 ep x 1,293 img) is 10 optimizer steps, fewer than the 40 it takes "
         "candidates to leave chance: its ranking is a lottery (leave --rungs out for rungs "
         "that rank)"
-    ) in _notes(chosen)
-    assert not any("lottery" in n for n in _notes(auto))
+    ) in start_notes(chosen)
+    assert not any("lottery" in n for n in start_notes(auto))
 
 
 def test_a_promotion_is_never_cut_by_the_pruner(tmp_path, synthetic_root, monkeypatch):

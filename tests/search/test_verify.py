@@ -284,7 +284,7 @@ def test_fused_seeds_verify_as_the_separate_seeds_do(tmp_path, synthetic_root, m
 
 
 def test_the_header_names_every_cap_of_a_ladder():
-    from budgetnas.search.study.driver import _caps_text
+    from budgetnas.search.study.header import caps_text
 
-    assert _caps_text((10_000,)) == "cap 10,000 params (10K)"
-    assert _caps_text((5_000, 10_000, 13_000, 25_000)) == "caps 5K, 10K, 13K, 25K params"
+    assert caps_text((10_000,)) == "cap 10,000 params (10K)"
+    assert caps_text((5_000, 10_000, 13_000, 25_000)) == "caps 5K, 10K, 13K, 25K params"
