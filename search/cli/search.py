@@ -99,6 +99,14 @@ def search(
         "The most new seeds a network gets in the race at the end "
         f"[default: {SearchConfig.race_seeds}]."
     ),
+    fuse_seeds: bool | None = opt(
+        "The race trains a network's start seeds at once as one fused model (grouped "
+        "convolutions, one copy per seed, each seeing what it would alone): each seed's result "
+        "is its separate training's up to float rounding, and is not taken from or put in the "
+        "results cache [default: on for CUDA, off on a CPU, where one thread per process "
+        "measured it slower].",
+        "--fuse-seeds/--no-fuse-seeds",
+    ),
     epochs: int | None = opt(f"Training epochs per candidate [default: {TrainConfig.epochs}]."),
     batch_size: int | None = opt(
         f"Training batch size [default: {TrainConfig.batch_size}; {ONE_EPOCH['batch_size']} with "

@@ -52,6 +52,7 @@ RESUMABLE = (
     "path",
     "verify_seeds",
     "race_seeds",
+    "fuse_seeds",
 )
 
 
@@ -103,6 +104,9 @@ class SearchConfig:
     # seed network under each cap, and the most any network gets
     verify_seeds: int = 3
     race_seeds: int = 8
+    # the race trains an entrant's start seeds as one fused model (trainers.fused); None: the
+    # device's default (on for CUDA, off on a CPU)
+    fuse_seeds: bool | None = None
     # the yardsticks' share of a --budget-time (search.yardsticks decides, for a new search):
     # the rungs the reference networks are trained at ("all", or only the "target") and the
     # new seeds they are verified with (None: verify_seeds)

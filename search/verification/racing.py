@@ -50,6 +50,7 @@ from budgetnas.search.verification.standing import (
     race_of,
     seed_seconds,
 )
+from budgetnas.trainers.fused import fuse_seeds_by_default
 
 if TYPE_CHECKING:
     from budgetnas.search.cache.store import ResultCache
@@ -140,6 +141,8 @@ def race_process(
     verifier = Verifier(
         run, device=device or cfg.device, train_subset=cfg.data.train_subset, cache=cache
     )
+    fuse = cfg.fuse_seeds
+    verifier.fuse = fuse_seeds_by_default(verifier.device) if fuse is None else fuse
     study = verifier.study
     deadline = study.user_attrs.get(DEADLINE_ATTR)
     account = {"trained": 0, "seconds": 0.0, "cached": 0, "cut": False}
@@ -166,7 +169,11 @@ def race_process(
             continue
         try:
             entrant = view.race.entrants[key]
-            item = verifier.seeds(view.items[key], entrant.done + 1)
+            seeds, start = entrant.done + 1, view.race.rules.start_of(entrant)
+            missing = start - entrant.done  # timed as separate seeds: a fused model is no slower
+            if verifier.fuse and missing > 1 and (fits is None or fits(key, missing)):
+                seeds = start  # its start seeds at once, as one fused model
+            item = verifier.seeds(view.items[key], seeds)
             for f in item.failed:
                 if f.seed in item.failed_now and on_failed is not None:
                     on_failed(item, f)
@@ -188,14 +195,14 @@ def race_process(
 
 def _fits(
     view: RaceView, study: optuna.Study, deadline: float | None, clock: Callable[[], float]
-) -> Callable[[str], bool] | None:
-    """Whether one more seed of a network fits before ``deadline`` with the reports (None:
-    no deadline, everything fits)."""
+) -> Callable[..., bool] | None:
+    """Whether one more seed of a network (``fits(key)``; ``fits(key, n)``: n more) fits
+    before ``deadline`` with the reports (None: no deadline, everything fits)."""
     if deadline is None:
         return None
 
-    def fits(key: str) -> bool:
-        needed = SAFETY * seed_seconds(view, study, key) + END_MARGIN_S
+    def fits(key: str, n: int = 1) -> bool:
+        needed = SAFETY * n * seed_seconds(view, study, key) + END_MARGIN_S
         return clock() + needed <= float(deadline)
 
     return fits
@@ -205,8 +212,8 @@ def _within_epochs(
     cfg: SearchConfig,
     study: optuna.Study,
     in_flight: int,
-    fits: Callable[[str], bool] | None,
-) -> Callable[[str], bool]:
+    fits: Callable[..., bool] | None,
+) -> Callable[..., bool]:
     """``--budget-epochs``: one more seed at the target fits when what the search trained,
     what verification trained so far (a seed from the cache trained nothing), the seeds in
     flight and this one stay within the budget (and ``fits`` holds too)."""
@@ -218,10 +225,10 @@ def _within_epochs(
     for record in stored_results(study).values():
         if record.fidelity is not None:
             spent += sum(not r.cached for r in record.runs) * record.fidelity.image_epochs
-    room = spent + (in_flight + 1) * target <= limit
 
-    def within(key: str) -> bool:
-        return room and (fits is None or fits(key))
+    def within(key: str, n: int = 1) -> bool:
+        room = spent + (in_flight + n) * target <= limit
+        return room and (fits is None or fits(key, n))
 
     return within
 

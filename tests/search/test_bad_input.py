@@ -147,7 +147,7 @@ CASES = [
         "search --resume {run} --epochs 3 --lr 0.2".split(),
         "--resume continues a run with its stored settings; --epochs, --lr cannot be changed "
         "(allowed with --resume: --trials, --timeout, --budget-time, --budget-epochs, --device, "
-        "--workers, --concurrent, --data-dir, --data, --verify-seeds, --race-seeds)",
+        "--workers, --concurrent, --data-dir, --data, --verify-seeds, --race-seeds, --fuse-seeds)",
     ),
     (
         "--resume with another space",

@@ -187,3 +187,39 @@ def test_fidelity_of_a_race_record_is_the_searchs_target(raced):
     fid = target_fidelity(cfg, cfg.recipe.to_dict())
     assert isinstance(fid, Fidelity) and fid.epochs == cfg.schedule.target.epochs
     assert fid.train_images == cfg.schedule.target.images
+
+
+@pytest.mark.slow
+def test_fused_start_seeds_race_as_the_separate_seeds_do(
+    raced, tmp_path, synthetic_root, monkeypatch
+):
+    """search --fuse-seeds: the race trains each entrant's two start seeds as one fused model
+    (one fused training each), each seed within a validation image of its separate training
+    in the same search run seed by seed (``raced``, a CPU's default)."""
+    from budgetnas.search.verification import retrain
+
+    calls = []
+    real = retrain.train_fused
+    monkeypatch.setattr(
+        retrain, "train_fused", lambda *a, **k: calls.append(list(k["seeds"])) or real(*a, **k)
+    )
+    out = tmp_path / "run"
+    cfg = quick_config(
+        synthetic_root,
+        out,
+        caps=(10_000,),
+        references="002",
+        verify_seeds=2,
+        race_seeds=3,
+        fuse_seeds=True,
+    )
+    run_search(cfg, quiet=True)
+    fused, separate = (race_of(*open_run(run)) for run in (out, raced))
+    assert set(fused.race.entrants) == set(separate.race.entrants)
+    assert len(calls) == len(fused.race.entrants) and all(len(c) == 2 for c in calls)
+    val_images = cfg.data.val_size
+    for key in fused.race.entrants:
+        a, b = fused.records[key].runs[:2], separate.records[key].runs[:2]
+        assert [r.seed for r in a] == [r.seed for r in b]
+        for x, y in zip(a, b, strict=True):
+            assert abs(x.val_acc - y.val_acc) <= 1 / val_images + 1e-9, (key, x, y)

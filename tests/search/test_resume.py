@@ -99,7 +99,7 @@ def test_resume_refuses_flags_that_change_results(local_run, extra, refused):
     line = cli_error(runner.invoke(app, ["search", "--resume", str(local_run), *extra]))
     allowed = (
         "--trials, --timeout, --budget-time, --budget-epochs, --device, --workers, --concurrent, "
-        "--data-dir, --data, --verify-seeds, --race-seeds"
+        "--data-dir, --data, --verify-seeds, --race-seeds, --fuse-seeds"
     )
     assert line == (
         f"error: --resume continues a run with its stored settings; {refused} cannot be "
