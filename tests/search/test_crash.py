@@ -364,9 +364,12 @@ def test_ctrl_c_of_a_two_process_search_stops_its_helper(tmp_path, synthetic_roo
     interrupted, not finished beside a search that has ended), the search ends with exit
     code 130 and no traceback, and the resume finishes it."""
     run = tmp_path / "run"
-    # one rung of 6 epochs and enough candidates that the helper is caught mid-trial whichever
-    # process trains what (with two rungs, the 2-epoch first rung never has 2 epochs left)
-    proc = _two_process_search(synthetic_root, run, "--rungs", "1", "--trials", "12")
+    # one rung of 16 epochs, long enough that the journal's reader catches the helper
+    # mid-trial whichever process trains what (with two rungs, the 2-epoch first rung never
+    # has 2 epochs left; a trial of 6 epochs can end between two readings)
+    extra = ("--rungs", "1", "--trials", "4", "--epochs", "16", "--train-subset", "1000")
+    extra += ("--verify-seeds", "0")  # the resume's end: no race, which is not tested here
+    proc = _two_process_search(synthetic_root, run, *extra)
     helpers: list[int] = []
     host = socket.gethostname()
     try:

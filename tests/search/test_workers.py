@@ -255,8 +255,10 @@ def test_a_helper_ends_when_the_process_that_started_it_is_killed():
     their parent's kill -9: one by Linux's parent-death signal and the pipe on its stdin, one
     by the pipe alone (how it works where there is no prctl)."""
     child = (
-        "import time; from budgetnas.search.study.processes import watch_parent; "
-        "watch_parent(deathsig={}); print('watching', flush=True); time.sleep(120)"
+        "import sys, time; from budgetnas.search.study.processes import watch_parent; "
+        # one write of a whole line: the two helpers share the parent's pipe
+        "watch_parent(deathsig={}); sys.stdout.write('watching\\n'); sys.stdout.flush(); "
+        "time.sleep(120)"
     )
     parent = (
         "import sys, time; from budgetnas.search.study.processes import start_helper; "
