@@ -78,7 +78,7 @@ class AtOnce:
         self.runs: list[Training | None] = []  # None: taken (``take``)
         self.randomness: list[_Randomness | None] = []
         self.streams: list[torch.cuda.Stream | None] = []
-        self.results: list[TrainResult | Exception | None] = []
+        self.results: list[TrainResult | Exception | None] = []  # None: in flight, or taken
         self.active: list[int] = []
         for job in jobs:
             self.add(job)
@@ -138,7 +138,8 @@ class AtOnce:
         result = self.results[k]
         if result is None:
             raise ValueError(f"training {k} is still in flight")
-        self.runs[k] = self.randomness[k] = self.streams[k] = None
+        # an error's traceback holds the training's frames: nothing here keeps it
+        self.runs[k] = self.randomness[k] = self.streams[k] = self.results[k] = None
         return result
 
 

@@ -186,8 +186,10 @@ class TimeBudget:
         rate = self.seconds_per_image_epoch(trials)
         if rate is None:
             return None
-        work = self.plan.work(trials, extra=extra, front_weight=self.front_weight(trials))
-        return rate * work / self.workers + self.overhead_s
+        weight = self.front_weight(trials)
+        work = self.plan.search_work(trials, extra=extra)
+        race = self.plan.race_work(trials, extra=extra, front_weight=weight)
+        return rate * (work + self.race_factor * race) / self.workers + self.overhead_s
 
     def race_seconds(self, trials: Sequence[FrozenTrial]) -> float | None:
         """Seconds the race at the end is planned to take (over the workers), with the

@@ -73,9 +73,14 @@ def optimize_at_once(
     many = AtOnce(device=objective.device, graphs=graphs)
     flying: dict[int, Pending] = {}
     load: dict[int, list[int]] = {}  # per training: trainings in flight summed over rounds, rounds
+    untold: dict[int, optuna.Trial] = {}  # asked or ended, not yet told (a Ctrl-C tells them)
+    told_since = [True]  # a trial was told since the schedule was last asked for a job
 
     def told(trial: optuna.Trial, outcome: tuple[Any, TrialState]) -> None:
-        frozen = study.tell(trial, outcome[0], state=outcome[1])
+        # skip_if_finished: a trial another process failed as stale meanwhile stays failed
+        frozen = study.tell(trial, outcome[0], state=outcome[1], skip_if_finished=True)
+        untold.pop(trial.number, None)
+        told_since[0] = True
         for callback in callbacks:
             after = getattr(callback, "after", None)
             if after is not None:  # the schedule does not wait on this process's trainings
@@ -93,7 +98,11 @@ def optimize_at_once(
             fail_stale_trials(study)
         with warnings.catch_warnings():  # optimize beats in a thread per trial; this loop beats
             warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
-            return study.ask()
+            trial = study.ask()
+        untold[trial.number] = trial
+        if interval:  # its first beat now: a trial with none is never found stale
+            storage.record_heartbeat(trial._trial_id)
+        return trial
 
     def beat() -> None:
         """Every trial in flight beats (a step is short: between steps is often enough)."""
@@ -107,28 +116,37 @@ def optimize_at_once(
             return False
         if timeout is not None and time.time() - start >= timeout:
             return False
-        # with trainings in flight, a trial begins only for a job: while the schedule waits
-        # (for promotions those trainings may earn), they train on
-        return not flying or schedule.job(study).kind in ("sample", "promote")
+        if not flying:
+            return True
+        # with trainings in flight, a trial begins only for a job (a queued trial, a new
+        # candidate, a promotion); while the schedule waits (for promotions those trainings
+        # may earn) they train on, and the schedule is asked again once one of them is told
+        if not told_since[0]:
+            return False
+        if schedule.job(study).kind in ("queued", "sample", "promote"):
+            return True
+        told_since[0] = False  # nothing to begin until a trial in flight is told
+        return False
+
+    def begin(trial: optuna.Trial) -> Any:
+        """The trial's values if it ends at once; else its training joins those in flight."""
+        step = objective.begin(trial)
+        if not isinstance(step, Pending):
+            return step
+        try:
+            k = many.add(step.job)  # building its model may fail (out of memory): its failure
+        except BaseException:
+            objective.ended(step)
+            raise
+        flying[k], load[k] = step, [0, 0]
+        return _STARTED
 
     try:
         while True:
             while may_begin():
                 trial = ask()
-                began: list[Pending] = []
-
-                def begin(trial: optuna.Trial = trial, began: list[Pending] = began) -> Any:
-                    step = objective.begin(trial)
-                    if isinstance(step, Pending):
-                        began.append(step)
-                        return None
-                    return step
-
-                outcome = _outcome(objective, trial, begin)
-                if began and outcome[1] == TrialState.COMPLETE:  # its training starts
-                    k = many.add(began[0].job)
-                    flying[k], load[k] = began[0], [0, 0]
-                else:  # rejected, reused, pruned on a replay, failed: told now
+                outcome = _outcome(objective, trial, lambda trial=trial: begin(trial))
+                if outcome[0] is not _STARTED:  # rejected, reused, pruned on a replay, failed
                     told(trial, outcome)
             if not flying:
                 return
@@ -141,15 +159,20 @@ def optimize_at_once(
                 step, (summed, rounds) = flying.pop(k), load.pop(k)
                 step.at_once = summed / max(1, rounds)
                 result = many.take(k)
-                told(
-                    step.trial, _outcome(objective, step.trial, _concluded(objective, step, result))
-                )
+                outcome = _outcome(objective, step.trial, _concluded(objective, step, result))
+                told(step.trial, outcome)
     except BaseException:
-        for step in flying.values():  # a Ctrl-C (or a failure of the loop itself)
-            step.trial.set_user_attr("interrupted", "interrupted (Ctrl-C)")
+        # a Ctrl-C (or a failure of the loop itself): every trial not told is interrupted
+        for step in flying.values():
             objective.ended(step)
-            study.tell(step.trial, state=TrialState.FAIL)
+            untold[step.trial.number] = step.trial
+        for trial in untold.values():
+            trial.set_user_attr("interrupted", "interrupted (Ctrl-C)")
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         raise
+
+
+_STARTED = object()  # begin's answer for a trial whose training joined those in flight
 
 
 def _outcome(

@@ -127,14 +127,16 @@ def settle(
     study with its gain, and the header's notes on it."""
     if cfg.concurrent is None and device.type != "cuda":
         return _kept(study, 1, 1.0), []
-    if device.type != "cuda":  # given: nothing is concurrent on a CPU, no gain to measure
+    if device.type != "cuda" or cfg.concurrent == 1:  # nothing at once: no gain to measure
         return _kept(study, cfg.concurrent or 1, 1.0), []
     ks = PROBE_KS if cfg.concurrent is None else sorted({1, cfg.concurrent})
     first = data.first(cfg.schedule.rungs[0].images)
-    rates = measure(probe_specs(cfg), first, cfg, device=device, ks=ks)
+    specs = probe_specs(cfg)
+    rates = measure(specs, first, cfg, device=device, ks=ks)
     k = choose(rates) if cfg.concurrent is None else cfg.concurrent
     if not rates:
-        return _kept(study, k, 1.0), ["note: too few training images to measure trainings at once"]
+        why = "no network to measure with" if not specs else "too few training images"
+        return _kept(study, k, 1.0), [f"note: {why}: {k} candidate(s) at once, unmeasured"]
     gain = rates[k] / rates[1]
     measured = ", ".join(f"{n}: {rate:,.0f}" for n, rate in rates.items())
     how = "measured" if cfg.concurrent is None else "given"

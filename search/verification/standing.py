@@ -18,6 +18,7 @@ from budgetnas.reports.front.frame import trials_frame
 from budgetnas.reports.front.pareto import pareto_front
 from budgetnas.search.schedule.budgets import MAX_VERIFIED
 from budgetnas.search.schedule.trials import rung_of
+from budgetnas.search.study.concurrency import GAIN_ATTR
 from budgetnas.search.study.config import SearchConfig
 from budgetnas.search.verification.race import Entrant, Race, RaceRules, Standing, pick_entrants
 from budgetnas.search.verification.records import Fidelity, Verified, stored_results
@@ -156,7 +157,7 @@ def _store_key(key: str, fidelity: Fidelity) -> str:
 
 def seed_seconds(view: RaceView, study: optuna.Study, key: str) -> float:
     """What one more seed of ``key`` is expected to take: the mean of its seeds trained so
-    far (not those from the cache), else its own training at the target."""
+    far (not those from the cache), else its own training at the target (alone)."""
     record = view.records.get(key)
     trained = [r.train_time_s for r in (record.runs if record else []) if not r.cached]
     if trained:
@@ -169,7 +170,10 @@ def seed_seconds(view: RaceView, study: optuna.Study, key: str) -> float:
             else t.number == int(name) and not t.user_attrs.get("reference")
         )
         if same and t.user_attrs.get("wall_time_s"):
-            return process_seconds(t.user_attrs) or 0.0
+            # its share of its process, times how much faster trainings at once ran there
+            # than one alone (the race trains one network at a time)
+            gain = float(study.user_attrs.get(GAIN_ATTR) or 1.0)
+            return (process_seconds(t.user_attrs) or 0.0) * gain
     return 0.0
 
 

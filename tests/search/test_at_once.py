@@ -194,3 +194,43 @@ def test_a_cuda_search_measures_how_many_candidates_at_once(tmp_path, synthetic_
     k = study.user_attrs[concurrency.CONCURRENT_ATTR]
     assert k in concurrency.PROBE_KS and study.user_attrs[concurrency.GAIN_ATTR] > 0
     assert not [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.FAIL]
+
+
+def test_queued_seed_networks_train_at_once_too(tmp_path, synthetic_root):
+    """The seed networks are queued trials: with K = 3 they train side by side like the
+    sampled candidates (the schedule's "queued" job opens a slot as "sample" does)."""
+    cfg = quick_config(
+        synthetic_root,
+        tmp_path / "run",
+        concurrent=3,
+        trials=1,
+        rungs=1,
+        caps=(13_000,),
+        references=("000", "001", "002"),
+    )
+    study = run_search(cfg, quiet=True)
+    references = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("reference")]
+    assert len(references) == 3 and all(t.state == TrialState.COMPLETE for t in references)
+    assert all(t.user_attrs.get("at_once", 1) > 1.5 for t in references)
+
+
+def test_a_training_that_cannot_start_fails_its_trial_alone(tmp_path, synthetic_root, monkeypatch):
+    """Building a candidate's model fails (as out of memory would) with two others in flight:
+    that trial is failed with its error, the others train on, the search ends normally."""
+    from budgetnas.trainers import many
+
+    real, calls = many.AtOnce.add, []
+
+    def add(self, job):
+        calls.append(job)
+        if len(calls) == 2:
+            raise RuntimeError("no memory for this one")
+        return real(self, job)
+
+    monkeypatch.setattr(many.AtOnce, "add", add)
+    cfg = quick_config(synthetic_root, tmp_path / "run", concurrent=3, trials=4, rungs=1)
+    study = run_search(cfg, quiet=True)
+    trials = study.get_trials(deepcopy=False)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 1 and "no memory for this one" in failed[0].user_attrs["error"]
+    assert sum(1 for t in trials if t.state == TrialState.COMPLETE) == 4
