@@ -16,15 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from budgetnas.search.errors import SearchError
-from budgetnas.search.sampling.pruners import PRUNERS, SINGLE_OBJECTIVE_PRUNERS
-from budgetnas.search.sampling.samplers import SAMPLERS, is_multi_objective
-from budgetnas.search.sampling.sizing import SIZINGS
 from budgetnas.search.schedule.promotion import Schedule
 from budgetnas.search.schedule.rungs import MIN_RUNG_STEPS, auto_rungs, plan_rungs
+from budgetnas.search.study.settings import check_fits_space, check_settings
 from budgetnas.search.study.storage import journal_url
 from budgetnas.space.choices import SpaceConfig
 from budgetnas.space.count import count_params
-from budgetnas.space.sample import Limits, smallest_costs
+from budgetnas.space.sample import Limits
 from budgetnas.space.spec import ArchSpec
 from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.data import DataConfig
@@ -135,50 +133,7 @@ class SearchConfig:
         object.__setattr__(self, "caps", tuple(sorted(set(caps))))
         if self.caps[0] < 1:
             raise SearchError(f"budget must be at least 1 parameter, got {self.caps[0]}")
-        for name in ("trials", "workers", "heartbeat", "rungs"):
-            if getattr(self, name) < 1:
-                raise SearchError(f"{flag(name)} must be at least 1, got {getattr(self, name)}")
-        if self.concurrent is not None and self.concurrent < 1:
-            raise SearchError(f"--concurrent must be at least 1 (or auto), got {self.concurrent}")
-        if self.timeout is not None and self.timeout <= 0:
-            raise SearchError(f"--timeout must be positive, got {self.timeout}")
-        if self.budget_time is not None and self.budget_time <= 0:
-            raise SearchError(f"--budget-time must be positive, got {self.budget_time:g} s")
-        if self.budget_epochs is not None and self.budget_epochs <= 0:
-            raise SearchError(f"--budget-epochs must be positive, got {self.budget_epochs:g}")
-        if self.reference_rungs not in ("all", "target"):
-            raise SearchError(
-                f"reference rungs must be all or target, got {self.reference_rungs!r}"
-            )
-        if self.reference_seeds is not None and self.reference_seeds < 0:
-            raise SearchError(f"reference seeds must be at least 0, got {self.reference_seeds}")
-        if self.verify_seeds < 0:
-            raise SearchError(f"--verify-seeds must be 0 or more, got {self.verify_seeds}")
-        if self.race_seeds < 1:
-            raise SearchError(f"--race-seeds must be at least 1, got {self.race_seeds}")
-        if self.rungs > 1 and self.pruner in SINGLE_OBJECTIVE_PRUNERS:
-            raise SearchError(
-                f"--pruner {self.pruner} compares trials across fidelities; with --rungs "
-                f"{self.rungs} use banded (it compares trials of one rung) or none"
-            )
-        if self.pruner not in PRUNERS:
-            raise SearchError(f"unknown pruner {self.pruner!r}; choose {', '.join(PRUNERS)}")
-        if self.sampler not in SAMPLERS:
-            raise SearchError(f"unknown sampler {self.sampler!r}; choose {', '.join(SAMPLERS)}")
-        if self.sizing not in SIZINGS:
-            raise SearchError(f"unknown sizing {self.sizing!r}; choose {', '.join(SIZINGS)}")
-        if is_multi_objective(self.sampler) and self.pruner in SINGLE_OBJECTIVE_PRUNERS:
-            raise SearchError(
-                f"--pruner {self.pruner} works only with a single-objective sampler (tpe, "
-                f"random); with --sampler {self.sampler} use banded or none"
-            )
-        if self.distill is not None and self.teacher is None:
-            raise SearchError(
-                "--distill is the weight of a teacher's soft targets: give --teacher auto or "
-                "the path of an exported module"
-            )
-        if self.distill is not None and not 0 < self.distill <= 1:
-            raise SearchError(f"--distill must be in (0, 1], got {self.distill:g}")
+        check_settings(self)
         object.__setattr__(self, "references", parse_references(self.references))
         self.schedule  # noqa: B018 - plans the rungs; SearchError when they do not fit
         info = self.data.info
@@ -192,31 +147,7 @@ class SearchConfig:
             object.__setattr__(self, "space", SpaceConfig(**images))
         elif any(getattr(self.space, k) != v for k, v in images.items()):
             raise SearchError(f"the space's image settings do not match {self.data.dataset}")
-        params, macs, activation = smallest_costs(self.space)
-        for cap in self.caps:
-            if cap < params:
-                raise SearchError(
-                    f"budget {cap:,} is below the smallest network the space can build "
-                    f"({params:,} parameters)"
-                )
-        if self.max_macs is not None:
-            if isinstance(self.max_macs, bool) or not isinstance(self.max_macs, int):
-                raise SearchError(f"--max-macs must be a whole number, got {self.max_macs!r}")
-            if self.max_macs < macs:
-                raise SearchError(
-                    f"--max-macs {self.max_macs:,} is below the smallest network the space can "
-                    f"build ({macs:,} MACs)"
-                )
-        if self.max_activation_kb is not None:
-            if not self.max_activation_kb > 0:
-                raise SearchError(
-                    f"--max-activation-kb must be positive, got {self.max_activation_kb}"
-                )
-            if self.limits(self.cap).activation < activation:
-                raise SearchError(
-                    f"--max-activation-kb {self.max_activation_kb:g} is below the smallest "
-                    f"network the space can build ({activation / 1024:.2f} KB at int8)"
-                )
+        check_fits_space(self)
 
     @property
     def cap(self) -> int:
