@@ -22,6 +22,7 @@ import torch
 
 from budgetnas.search.errors import SearchError
 from budgetnas.search.study.config import SearchConfig
+from budgetnas.search.study.timing import CONCURRENT_ATTR, GAIN_ATTR
 from budgetnas.space.sample import Rejected, sample_spec
 from budgetnas.space.spec import ArchSpec
 from budgetnas.trainers import graphs as graph_module
@@ -32,8 +33,6 @@ PROBE_KS = (1, 2, 4, 8, 16)
 PROBE_STEPS = 12  # timed steps of each K, after WARM_ROUNDS untimed ones
 PROBE_NETWORKS = 4  # sampled networks, trained in turn by the K trainings
 NEAR_BEST = 0.95
-CONCURRENT_ATTR = "concurrent"  # the K the search's first process settled on
-GAIN_ATTR = "concurrent_gain"  # images a second at that K over one training at a time
 
 
 def parse_concurrent(text: str | int) -> int | None:

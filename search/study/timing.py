@@ -7,7 +7,6 @@ from __future__ import annotations
 import optuna
 
 from budgetnas.search.schedule.budgets import Plan, TimeBudget
-from budgetnas.search.study.concurrency import GAIN_ATTR
 from budgetnas.search.study.config import SearchConfig
 
 DEADLINE_ATTR = "deadline"  # study user attribute: --budget-time's end, seconds since the epoch
@@ -30,6 +29,10 @@ REFERENCE_RATES_ATTR = "reference_rates"
 # helper processes starting and loading the data, the reports), as timed at the start
 OVERHEAD_ATTR = "end_overhead_s"
 
+
+# trainings at once (search.study.concurrency): the K the search settled on, and the images a
+# second at that K over one training at a time
+CONCURRENT_ATTR, GAIN_ATTR = "concurrent", "concurrent_gain"
 
 STARTED_ENV = "BUDGETNAS_STARTED"  # the command's start (seconds since the epoch), set by the CLI
 

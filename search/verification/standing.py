@@ -18,8 +18,8 @@ from budgetnas.reports.front.frame import trials_frame
 from budgetnas.reports.front.pareto import pareto_front
 from budgetnas.search.schedule.budgets import MAX_VERIFIED
 from budgetnas.search.schedule.trials import rung_of
-from budgetnas.search.study.concurrency import GAIN_ATTR
 from budgetnas.search.study.config import SearchConfig
+from budgetnas.search.study.timing import GAIN_ATTR
 from budgetnas.search.verification.race import Entrant, Race, RaceRules, Standing, pick_entrants
 from budgetnas.search.verification.records import Fidelity, Verified, stored_results
 from budgetnas.trainers.recipe import TrainConfig

@@ -367,7 +367,7 @@ def test_ctrl_c_of_a_two_process_search_stops_its_helper(tmp_path, synthetic_roo
     # one rung of 16 epochs, long enough that the journal's reader catches the helper
     # mid-trial whichever process trains what (with two rungs, the 2-epoch first rung never
     # has 2 epochs left; a trial of 6 epochs can end between two readings)
-    extra = ("--rungs", "1", "--trials", "4", "--epochs", "16", "--train-subset", "1000")
+    extra = ("--rungs", "1", "--trials", "6", "--epochs", "16", "--train-subset", "1000")
     extra += ("--verify-seeds", "0")  # the resume's end: no race, which is not tested here
     proc = _two_process_search(synthetic_root, run, *extra)
     helpers: list[int] = []
@@ -384,7 +384,9 @@ def test_ctrl_c_of_a_two_process_search_stops_its_helper(tmp_path, synthetic_roo
                     attrs.get("val_curve") or ()
                 )
                 mine = attrs.get("worker") == f"{host}:{helpers[0]}"
-                if t.state == TrialState.RUNNING and mine and attrs.get("val_curve") and left >= 2:
+                # at least 6 epochs left: a reading of the journal takes a while on a busy
+                # machine, and the search must still be at work when the Ctrl-C comes
+                if t.state == TrialState.RUNNING and mine and attrs.get("val_curve") and left >= 6:
                     return t
             return None
 
