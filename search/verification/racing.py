@@ -38,6 +38,7 @@ from budgetnas.search.study.processes import start_helper, supervised, watch_par
 from budgetnas.search.study.runs import read_config
 from budgetnas.search.study.timing import DEADLINE_ATTR
 from budgetnas.search.verification.records import stored_results
+from budgetnas.search.verification.seed_order import finished, next_seed
 from budgetnas.search.verification.seedlines import OnFailed, OnResult, printers
 from budgetnas.search.verification.standing import (
     ACCOUNT_ATTR,
@@ -153,9 +154,9 @@ def race_process(
             fits = _fits(view, study, deadline, clock)
             if cfg.budget_epochs:
                 fits = _within_epochs(cfg, study, len(claims), fits)
-            key = view.race.next_seed(busy=claims, fits=fits)
+            key = next_seed(view.race, busy=claims, fits=fits)
             if key is None:
-                wanted = view.race.next_seed(busy=claims)
+                wanted = next_seed(view.race, busy=claims)
                 if wanted is not None:  # wanted, but the compute budget has no room for it
                     account["cut"] = True
                     break
@@ -284,7 +285,7 @@ def run_race(
         "seconds": round(sum(a.get("seconds", 0.0) for a in accounts), 3),
         "cached": sum(a.get("cached", 0) for a in accounts),
         "cut": budget_word(cfg)
-        if any(a.get("cut") for a in accounts) and not view.race.finished()
+        if any(a.get("cut") for a in accounts) and not finished(view.race)
         else "",
         "fixed_seeds": cfg.verify_seeds,
         "fixed_seconds": round(fixed_cost(cfg, study, view), 3),

@@ -234,8 +234,10 @@ def answer_text(view: RaceView, standing: Standing) -> str:
 
 def race_lines(cfg: SearchConfig, study: optuna.Study) -> list[str]:
     """The race's last lines: per cap, the answer and how it stands against each seed network
-    under the cap; then what the race cost against a fixed verification, and whether the
-    time budget cut it. Empty when the run has no race."""
+    under the cap, and the smallest raced network clearly ahead of a seed network with fewer
+    parameters than it and the answer (``Race.smallest_ahead``); then what the race cost
+    against a fixed verification, and whether the time budget cut it. Empty when the run has
+    no race."""
     if not study.user_attrs.get(ENTRANTS_ATTR):
         return []
     view = race_of(cfg, study)
@@ -248,6 +250,8 @@ def race_lines(cfg: SearchConfig, study: optuna.Study) -> list[str]:
         lines.append(f"answer {under}: {answer_text(view, s)}")
         for v in s.verdicts:
             lines.append(f"verdict {under}: {v.text()}")
+        for e, v in view.race.smallest_ahead(s.cap):
+            lines.append(f"verdict {under}: {v.text_of(e)}")
         if not s.verdicts:
             lines.append(f"verdict {under}: no seed network under the cap to compare with")
     account = study.user_attrs.get(ACCOUNT_ATTR)

@@ -17,6 +17,12 @@ from budgetnas.search.verification.race import (
     pooled_spread,
     reading_spread,
 )
+from budgetnas.search.verification.seed_order import (
+    contenders,
+    finished,
+    next_seed,
+    smaller_ahead,
+)
 
 
 def test_the_reading_spread_is_binomial():
@@ -62,11 +68,11 @@ def test_start_seeds_come_first_best_reading_first():
         Entrant("trial-2", 8000, 0.992),
         Entrant("zoo-001", 9798, 0.989, yardstick=True),
     )
-    assert race.next_seed() == "trial-2"
-    assert race.next_seed(busy={"trial-2"}) == "trial-1"
+    assert next_seed(race) == "trial-2"
+    assert next_seed(race, busy={"trial-2"}) == "trial-1"
     race.entrants["trial-2"] = Entrant("trial-2", 8000, 0.992, vals=(0.99,))
     # the fewest seeds first: trial-1 before trial-2's second
-    assert race.next_seed() == "trial-1"
+    assert next_seed(race) == "trial-1"
     # decisions wait for every start seed: nothing else to do while the last ones train
     done = {
         k: Entrant(k, e.params, e.reading, e.yardstick, vals=(0.99, 0.99))
@@ -74,7 +80,7 @@ def test_start_seeds_come_first_best_reading_first():
     }
     done["zoo-001"] = Entrant("zoo-001", 9798, 0.989, True, vals=(0.99,))
     race.entrants = done
-    assert race.next_seed(busy={"zoo-001"}) is None
+    assert next_seed(race, busy={"zoo-001"}) is None
 
 
 def test_a_contender_clearly_behind_stops_and_one_level_with_the_leader_races_on():
@@ -88,12 +94,12 @@ def test_a_contender_clearly_behind_stops_and_one_level_with_the_leader_races_on
     (s,) = race.standings()
     assert s.answer.key == "trial-1" and s.out == {"trial-3"}
     assert s.needs == ("trial-1", "trial-2")  # the fewest seeds first, the leader on a tie
-    assert race.next_seed() == "trial-1"
+    assert next_seed(race) == "trial-1"
     race.entrants["trial-1"] = Entrant("trial-1", 9000, vals=(0.9910, 0.9914, 0.9912))
-    assert race.next_seed() == "trial-2"
+    assert next_seed(race) == "trial-2"
     # at the most seeds, nobody needs more: the race is over
     race.entrants = {k: Entrant(k, e.params, vals=e.vals * 3) for k, e in race.entrants.items()}
-    assert race.standings()[0].needs == () and race.finished()
+    assert race.standings()[0].needs == () and finished(race)
 
 
 def test_the_answer_and_the_strongest_yardstick_get_the_verdicts_least_seeds():
@@ -105,11 +111,11 @@ def test_the_answer_and_the_strongest_yardstick_get_the_verdicts_least_seeds():
     (s,) = race.standings()
     assert [v.word for v in s.verdicts] == ["ahead", "ahead"]  # clear at two seeds each
     assert s.needs == ()
-    assert race.next_seed() == "trial-1"  # to the verdict's 3 seeds
-    assert race.next_seed(busy={"trial-1"}) == "zoo-001"  # the strongest yardstick, not 002
+    assert next_seed(race) == "trial-1"  # to the verdict's 3 seeds
+    assert next_seed(race, busy={"trial-1"}) == "zoo-001"  # the strongest yardstick, not 002
     race.entrants["trial-1"] = Entrant("trial-1", 9000, vals=(0.995,) * 3)
     race.entrants["zoo-001"] = Entrant("zoo-001", 9798, yardstick=True, vals=(0.985,) * 3)
-    assert race.finished()  # seed 002 stays at two seeds: it shows where it stands
+    assert finished(race)  # seed 002 stays at two seeds: it shows where it stands
 
 
 def test_a_yardstick_level_with_the_answer_races_on_and_the_verdict_says_so():
@@ -148,7 +154,7 @@ def _simulate(truths, *, noise, readings, rules, rng):
         rules=rules,
     )
     seeds = 0
-    while (key := race.next_seed()) is not None:
+    while (key := next_seed(race)) is not None:
         e = race.entrants[key]
         race.entrants[key] = Entrant(
             key, e.params, e.reading, vals=e.vals + (rng.gauss(truths[key], noise),)
@@ -173,3 +179,64 @@ def test_the_race_finds_the_best_network_more_often_than_the_best_reading():
         by_race += answer == best
         assert seeds <= 5 * rules.most
     assert by_race > by_reading + 40, (by_race, by_reading)
+
+
+def _with(race, key, *vals):
+    e = race.entrants[key]
+    race.entrants[key] = Entrant(key, e.params, e.reading, e.yardstick, vals=e.vals + vals)
+
+
+def test_the_verdicts_seeds_come_before_the_start_seeds_of_the_fronts_far_members():
+    """A time budget that cannot hold every seed cuts the front's small members (far below the
+    best reading: they cannot be the answer), not the answer's and the yardstick's third
+    seeds: the 45-minute 10K search raced 11 networks at 2 seeds and ended with its answer
+    and seed 001 at 2 seeds each."""
+    race = _race(
+        Entrant("trial-9", 9104, 0.9914),
+        Entrant("trial-8", 8800, 0.9905),  # within reach of the best reading (0.28 point)
+        Entrant("trial-3", 3202, 0.9790),  # the front's smallest: far below
+        Entrant("trial-4", 4014, 0.9840),
+        Entrant("zoo-001", 9798, 0.9880, yardstick=True),
+    )
+    assert contenders(race) == {"trial-9", "trial-8", "zoo-001"}
+    order = []
+    while (key := next_seed(race)) is not None:
+        order.append(key)
+        e = race.entrants[key]
+        base = {"trial-9": 0.9914, "trial-8": 0.9890, "zoo-001": 0.9895}.get(key, 0.9800)
+        _with(race, key, base + 0.0001 * e.done)
+    starts = order[:6]
+    assert sorted(starts) == ["trial-8"] * 2 + ["trial-9"] * 2 + ["zoo-001"] * 2
+    assert order[6:8] == ["trial-9", "zoo-001"]  # the verdict's third seeds
+    assert sorted(order[8:12]) == ["trial-3"] * 2 + ["trial-4"] * 2  # then the far members
+    # a budget that holds 8 seeds: the verdict still rests on 3 + 3
+    race = _race(*(Entrant(k, e.params, e.reading, e.yardstick) for k, e in race.entrants.items()))
+    for _ in range(8):
+        key = next_seed(race)
+        _with(race, key, {"trial-9": 0.9914, "zoo-001": 0.9895}.get(key, 0.9890))
+    assert (race.entrants["trial-9"].done, race.entrants["zoo-001"].done) == (3, 3)
+    assert race.entrants["trial-3"].done == 0
+
+
+def test_a_smaller_network_ahead_of_a_yardstick_gets_the_least_seeds_and_is_named():
+    rules = RaceRules(start=2, least=3, most=3)
+    race = _race(
+        Entrant("trial-9", 9104, 0.9934, vals=(0.9935, 0.9933, 0.9934)),
+        Entrant("trial-5", 6500, 0.9910, vals=(0.9904, 0.9908)),  # out of the answer's race
+        Entrant("zoo-001", 9798, 0.9880, yardstick=True, vals=(0.9895, 0.9893, 0.9894)),
+        rules=rules,
+    )
+    assert race.standings()[0].out == {"trial-5"}
+    assert smaller_ahead(race, 10_000) == [(race.entrants["trial-5"], race.entrants["zoo-001"])]
+    assert next_seed(race) == "trial-5"  # ahead of seed 001 by 0.12, not yet clearly
+    _with(race, "trial-5", 0.9912)
+    assert smaller_ahead(race, 10_000) == [] and finished(race)
+    ((e, v),) = race.smallest_ahead(10_000)
+    assert e.key == "trial-5" and v.word == "ahead"
+    assert v.text_of(e) == (
+        "trial 5 (6,500 params: 66% of seed 001's) is ahead of seed 001 (hand-made, 9,798 "
+        "params) by 0.14 point on validation (3 + 3 seeds)"
+    )
+    # one behind the yardstick is neither raced for it nor named
+    race.entrants["trial-5"] = Entrant("trial-5", 6500, 0.9910, vals=(0.9880, 0.9885))
+    assert smaller_ahead(race, 10_000) == [] and race.smallest_ahead(10_000) == []

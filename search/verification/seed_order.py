@@ -1,0 +1,119 @@
+"""Which entrant of the race trains its next seed (``search.verification.race`` holds the
+entrants, the standings and the verdicts; this module, the order of the seeds).
+
+The order spends a time budget on the verdict before the front's far end: the contenders'
+start seeds (``contenders``: the yardsticks and the readings within reach of the best under a
+cap), the answer's and the strongest yardstick's least seeds, the start seeds of the front's
+other members, the seeds that tell level entrants apart, and last the seeds of a network
+smaller than a yardstick and ahead of it, not yet clearly (``smaller_ahead``). A pure
+function of the seeds so far, so every process of a search asks it under one lock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+from budgetnas.search.verification.race import REACH, Entrant, Race, Standing, reading_spread
+
+
+def contenders(race: Race) -> set[str]:
+    """The entrants that can be an answer or a verdict: the yardsticks, any entrant without
+    a reading, and the searched entrants within ``REACH`` reading spreads of the best reading
+    under a cap. The front's other members (small networks far below the best reading) are
+    raced to verify the front, and wait for the verdict's seeds."""
+    entrants = race.entrants.values()
+    keys = {e.key for e in entrants if e.yardstick or e.reading is None}
+    searched = [e for e in entrants if not e.yardstick and e.reading is not None]
+    for cap in race.caps:
+        under = [e for e in searched if e.params <= cap]
+        if under:
+            best = max(e.reading for e in under)
+            reach = best - REACH * reading_spread(best, race.val_images)
+            keys.update(e.key for e in under if e.reading >= reach)
+    return keys
+
+
+def next_seed(
+    race: Race, busy: Iterable[str] = (), fits: Callable[[str], bool] | None = None
+) -> str | None:
+    """The entrant to train one more seed of next (None: nothing, once ``busy`` ends), in
+    the module's order; the fewest seeds first and the best reading first among start seeds.
+    ``fits``: whether a seed of an entrant can still be trained (a time budget); those that
+    cannot are passed over."""
+    busy = set(busy)
+    rules = race.rules
+
+    def free(key: str) -> bool:
+        return key not in busy and (fits is None or fits(key))
+
+    def first_start(entrants: list[Entrant]) -> str | None:
+        todo = [e for e in entrants if e.done < rules.start_of(e) and free(e.key)]
+        if not todo:
+            return None
+        return min(todo, key=lambda e: (e.done, -(e.reading or 0), e.key)).key
+
+    inside = contenders(race)
+    inner = [e for e in race.entrants.values() if e.key in inside]
+    outer = [e for e in race.entrants.values() if e.key not in inside]
+    if key := first_start(inner):
+        return key
+    standings = race.standings()
+    if all(e.done >= rules.start_of(e) for e in inner):
+        for s in standings:
+            if s.answer is None:
+                continue
+            strongest = [v.yardstick for v in s.verdicts[:1]]
+            for e in [s.answer, *strongest]:
+                if free(e.key) and e.done < rules.least_of(e):
+                    return e.key
+    if key := first_start(outer):
+        return key
+    if any(e.done < rules.start_of(e) for e in race.entrants.values()):
+        return None  # the race's decisions wait for every start seed
+    urgent = [
+        (race.entrants[k].done, i, k) for s in standings for i, k in enumerate(s.needs) if free(k)
+    ]
+    if urgent:
+        return min(urgent)[2]
+    for s in standings:
+        for pair in smaller_ahead(race, s.cap, standings=standings):
+            for e in pair:
+                if free(e.key) and e.done < rules.least_of(e):
+                    return e.key
+    return None
+
+
+def smaller_ahead(
+    race: Race, cap: int, *, standings: Sequence[Standing] | None = None
+) -> list[tuple[Entrant, Entrant]]:
+    """Pairs (searched entrant, yardstick) under ``cap`` where the searched one has fewer
+    parameters than the answer and than the yardstick, a mean ahead of the yardstick's but
+    not yet clearly, and it or the yardstick fewer than the least seeds: the race's last use
+    of its time, for a smaller network that may dominate a hand-made one. The smallest
+    first."""
+    standings = race.standings() if standings is None else standings
+    standing = next((s for s in standings if s.cap == cap), None)
+    if standing is None or standing.answer is None:
+        return []
+    rules = race.rules
+    started = [
+        e
+        for e in race.entrants.values()
+        if e.params <= cap and e.vals and e.done >= rules.start_of(e)
+    ]
+    pairs = []
+    for y in (e for e in started if e.yardstick):
+        for e in started:
+            if e.yardstick or e.params >= min(y.params, standing.answer.params):
+                continue
+            if e.mean <= y.mean:  # one out of the answer's race may still dominate y
+                continue
+            if race.compare(e, y, standing.spread).word == "ahead":
+                continue
+            if e.done < rules.least_of(e) or y.done < rules.least_of(y):
+                pairs.append((e, y))
+    return sorted(pairs, key=lambda p: (p[0].params, p[0].key, p[1].key))
+
+
+def finished(race: Race) -> bool:
+    """Nothing left to train: every standing is decided or at the most seeds."""
+    return next_seed(race) is None
