@@ -179,9 +179,9 @@ class Verdict:
         return f"{word} {who} by {points:.2f} {unit} on validation {seeds}"
 
     def text_of(self, e: Entrant) -> str:
-        """The verdict of a network other than the answer, ``e``: ``trial 40 (6,310 params: 64%
+        """The verdict of a network other than the answer, ``e``: ``trial 40 (6,310 params: 64.4%
         of seed 001's) is ahead of seed 001 (...) by 0.21 point on validation (3 + 3 seeds)``."""
-        share = f"{e.params / self.yardstick.params:.0%} of {self.yardstick.label}'s"
+        share = f"{e.params / self.yardstick.params:.1%} of {self.yardstick.label}'s"
         return f"{e.label} ({e.params:,} params: {share}) is {self.text()}"
 
 
@@ -201,8 +201,8 @@ class Standing:
 
 @dataclass
 class Race:
-    """Every entrant's seeds so far, and the rules; ``standings`` and ``next_seed`` are
-    what the race does with them."""
+    """Every entrant's seeds so far, and the rules; ``standings`` are what the race says of
+    them (``seed_order.next_seed``: who trains next)."""
 
     entrants: dict[str, Entrant]
     caps: tuple[int, ...]
@@ -281,7 +281,8 @@ class Race:
     def smallest_ahead(self, cap: int) -> list[tuple[Entrant, Verdict]]:
         """Per yardstick under ``cap`` (the strongest first), the smallest searched entrant
         with fewer parameters than the yardstick and than the answer that is clearly ahead of
-        it: a smaller network that dominates a hand-made one, as the race's seeds say."""
+        it, both on at least the least seeds: a smaller network that dominates a hand-made
+        one, as the race's seeds say."""
         sigma = self.spread()
         standing = self.standing(cap, sigma)
         if standing.answer is None:
@@ -297,7 +298,10 @@ class Race:
             ahead = [
                 (e, v)
                 for e in started
-                if not e.yardstick and e.params < min(y.params, standing.answer.params)
+                if not e.yardstick
+                and e.params < min(y.params, standing.answer.params)
+                and e.done >= rules.least_of(e)
+                and y.done >= rules.least_of(y)
                 for v in [self.compare(e, y, sigma)]
                 if v.word == "ahead"
             ]

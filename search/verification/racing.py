@@ -156,12 +156,10 @@ def race_process(
                 fits = _within_epochs(cfg, study, len(claims), fits)
             key = next_seed(view.race, busy=claims, fits=fits)
             if key is None:
-                wanted = next_seed(view.race, busy=claims)
-                if wanted is not None:  # wanted, but the compute budget has no room for it
-                    account["cut"] = True
-                    break
+                if next_seed(view.race, busy=claims) is not None:
+                    account["cut"] = True  # wanted, but the compute budget has no room for it
                 if not claims:
-                    break
+                    break  # else others are training: their seeds may ask for one that fits
             else:
                 claims[key] = {"pid": os.getpid(), "host": HOST, "since": time.time()}
                 _write_claims(run, claims)

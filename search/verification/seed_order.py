@@ -5,7 +5,7 @@ The order spends a time budget on the verdict before the front's far end: the co
 start seeds (``contenders``: the yardsticks and the readings within reach of the best under a
 cap), the answer's and the strongest yardstick's least seeds, the start seeds of the front's
 other members, the seeds that tell level entrants apart, and last the seeds of a network
-smaller than a yardstick and ahead of it, not yet clearly (``smaller_ahead``). A pure
+smaller than a yardstick and ahead of it, to the least seeds (``smaller_ahead``). A pure
 function of the seeds so far, so every process of a search asks it under one lock."""
 
 from __future__ import annotations
@@ -38,12 +38,17 @@ def next_seed(
     """The entrant to train one more seed of next (None: nothing, once ``busy`` ends), in
     the module's order; the fewest seeds first and the best reading first among start seeds.
     ``fits``: whether a seed of an entrant can still be trained (a time budget); those that
-    cannot are passed over."""
+    cannot are passed over, and a start seed that cannot fit holds nothing up. While a
+    contender's start seed trains in another process, a free process starts a far member's
+    rather than wait."""
     busy = set(busy)
     rules = race.rules
 
     def free(key: str) -> bool:
         return key not in busy and (fits is None or fits(key))
+
+    def started(e: Entrant) -> bool:  # or never will: its start seed does not fit
+        return e.done >= rules.start_of(e) or (e.key not in busy and not free(e.key))
 
     def first_start(entrants: list[Entrant]) -> str | None:
         todo = [e for e in entrants if e.done < rules.start_of(e) and free(e.key)]
@@ -56,8 +61,8 @@ def next_seed(
     outer = [e for e in race.entrants.values() if e.key not in inside]
     if key := first_start(inner):
         return key
-    standings = race.standings()
-    if all(e.done >= rules.start_of(e) for e in inner):
+    standings = race.standings()[::-1]  # the hard cap first
+    if all(started(e) for e in inner):
         for s in standings:
             if s.answer is None:
                 continue
@@ -67,13 +72,16 @@ def next_seed(
                     return e.key
     if key := first_start(outer):
         return key
-    if any(e.done < rules.start_of(e) for e in race.entrants.values()):
+    if not all(started(e) for e in race.entrants.values()):
         return None  # the race's decisions wait for every start seed
     urgent = [
-        (race.entrants[k].done, i, k) for s in standings for i, k in enumerate(s.needs) if free(k)
+        (race.entrants[k].done, -s.cap, i, k)
+        for s in standings
+        for i, k in enumerate(s.needs)
+        if free(k)
     ]
     if urgent:
-        return min(urgent)[2]
+        return min(urgent)[-1]
     for s in standings:
         for pair in smaller_ahead(race, s.cap, standings=standings):
             for e in pair:
@@ -86,10 +94,11 @@ def smaller_ahead(
     race: Race, cap: int, *, standings: Sequence[Standing] | None = None
 ) -> list[tuple[Entrant, Entrant]]:
     """Pairs (searched entrant, yardstick) under ``cap`` where the searched one has fewer
-    parameters than the answer and than the yardstick, a mean ahead of the yardstick's but
-    not yet clearly, and it or the yardstick fewer than the least seeds: the race's last use
-    of its time, for a smaller network that may dominate a hand-made one. The smallest
-    first."""
+    parameters than the answer and than the yardstick and a mean ahead of the yardstick's,
+    and it or the yardstick has fewer than the least seeds: the race's last use of its time,
+    for a smaller network that may dominate a hand-made one (named only on the least seeds
+    each, ``Race.smallest_ahead``). Networks larger than one already named against the same
+    yardstick are left alone. The smallest first."""
     standings = race.standings() if standings is None else standings
     standing = next((s for s in standings if s.cap == cap), None)
     if standing is None or standing.answer is None:
@@ -100,15 +109,14 @@ def smaller_ahead(
         for e in race.entrants.values()
         if e.params <= cap and e.vals and e.done >= rules.start_of(e)
     ]
+    named = {y.key: e.params for e, y in ((e, v.yardstick) for e, v in race.smallest_ahead(cap))}
     pairs = []
     for y in (e for e in started if e.yardstick):
         for e in started:
             if e.yardstick or e.params >= min(y.params, standing.answer.params):
                 continue
-            if e.mean <= y.mean:  # one out of the answer's race may still dominate y
-                continue
-            if race.compare(e, y, standing.spread).word == "ahead":
-                continue
+            if e.mean <= y.mean or e.params > named.get(y.key, e.params):
+                continue  # not ahead of y, or a smaller one is already named against it
             if e.done < rules.least_of(e) or y.done < rules.least_of(y):
                 pairs.append((e, y))
     return sorted(pairs, key=lambda p: (p[0].params, p[0].key, p[1].key))

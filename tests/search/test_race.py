@@ -234,9 +234,64 @@ def test_a_smaller_network_ahead_of_a_yardstick_gets_the_least_seeds_and_is_name
     ((e, v),) = race.smallest_ahead(10_000)
     assert e.key == "trial-5" and v.word == "ahead"
     assert v.text_of(e) == (
-        "trial 5 (6,500 params: 66% of seed 001's) is ahead of seed 001 (hand-made, 9,798 "
+        "trial 5 (6,500 params: 66.3% of seed 001's) is ahead of seed 001 (hand-made, 9,798 "
         "params) by 0.14 point on validation (3 + 3 seeds)"
     )
     # one behind the yardstick is neither raced for it nor named
     race.entrants["trial-5"] = Entrant("trial-5", 6500, 0.9910, vals=(0.9880, 0.9885))
     assert smaller_ahead(race, 10_000) == [] and race.smallest_ahead(10_000) == []
+
+
+def test_a_start_seed_that_cannot_fit_holds_up_neither_the_verdict_nor_the_rest():
+    race = _race(
+        Entrant("trial-9", 9104, 0.9914, vals=(0.9914, 0.9915)),
+        Entrant("trial-3", 3202, 0.9790),  # a far member of the front
+        Entrant("zoo-001", 9798, 0.9880, yardstick=True),  # too slow for the time left
+    )
+    fits = lambda key, n=1: key != "zoo-001"  # noqa: E731
+    assert next_seed(race, fits=fits) == "trial-9"  # the answer's third seed still comes first
+    _with(race, "trial-9", 0.9913)
+    assert next_seed(race, fits=fits) == "trial-3"
+    assert next_seed(race, busy={"zoo-001"}) == "trial-3"  # in flight: no waiting for it
+
+
+def test_a_far_members_start_seed_in_flight_holds_the_level_ones_until_it_lands():
+    race = _race(
+        Entrant("trial-9", 9104, 0.9914, vals=(0.9914, 0.9915, 0.9913)),
+        Entrant("trial-8", 8800, 0.9905, vals=(0.9912, 0.9911)),  # level with the leader
+        Entrant("trial-3", 3202, 0.9790, vals=(0.98,)),  # its second seed in flight
+        Entrant("zoo-001", 9798, 0.9880, yardstick=True, vals=(0.9895, 0.9893, 0.9890)),
+    )
+    assert next_seed(race, busy={"trial-3"}) is None  # a process waits for it (racing polls)
+    _with(race, "trial-3", 0.98)
+    assert next_seed(race) == "trial-8"
+
+
+def test_a_smaller_network_clearly_ahead_on_two_seeds_is_named_only_on_the_least_seeds():
+    race = _race(
+        Entrant("trial-9", 9104, 0.9934, vals=(0.9935, 0.9933, 0.9934)),
+        Entrant("trial-2", 3000, 0.9930, vals=(0.9930, 0.9931)),  # clearly ahead already
+        Entrant("trial-5", 6500, 0.9910, vals=(0.9904, 0.9908)),  # larger than trial-2
+        Entrant("zoo-001", 9798, 0.9880, yardstick=True, vals=(0.9855, 0.9853, 0.9854)),
+        rules=RaceRules(start=2, least=3, most=3),
+    )
+    assert race.smallest_ahead(10_000) == []  # 2 seeds: not named yet
+    assert [e.key for e, _ in smaller_ahead(race, 10_000)] == ["trial-2", "trial-5"]
+    assert next_seed(race) == "trial-2"
+    _with(race, "trial-2", 0.9932)
+    ((e, v),) = race.smallest_ahead(10_000)
+    assert e.key == "trial-2" and v.word == "ahead" and v.seeds == 3
+    assert smaller_ahead(race, 10_000) == [] and finished(race)  # trial-5 cannot change it
+
+
+def test_on_a_ladder_the_hard_caps_verdict_seeds_come_first():
+    race = _race(
+        Entrant("trial-1", 4800, 0.9810, vals=(0.9810, 0.9811)),
+        Entrant("trial-2", 9500, 0.9910, vals=(0.9910, 0.9911)),
+        Entrant("zoo-004", 4900, 0.9700, yardstick=True, vals=(0.9700, 0.9701)),
+        Entrant("zoo-001", 9798, 0.9880, yardstick=True, vals=(0.9850, 0.9851)),
+        caps=(5000, 10_000),
+    )
+    assert next_seed(race) == "trial-2"
+    assert next_seed(race, busy={"trial-2"}) == "zoo-001"
+    assert next_seed(race, busy={"trial-2", "zoo-001"}) == "trial-1"
