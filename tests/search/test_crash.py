@@ -364,10 +364,11 @@ def test_ctrl_c_of_a_two_process_search_stops_its_helper(tmp_path, synthetic_roo
     interrupted, not finished beside a search that has ended), the search ends with exit
     code 130 and no traceback, and the resume finishes it."""
     run = tmp_path / "run"
-    # one rung of 16 epochs, long enough that the journal's reader catches the helper
-    # mid-trial whichever process trains what (with two rungs, the 2-epoch first rung never
-    # has 2 epochs left; a trial of 6 epochs can end between two readings)
-    extra = ("--rungs", "1", "--trials", "6", "--epochs", "16", "--train-subset", "1000")
+    # one rung of 48 epochs, long enough that the journal's reader catches the helper
+    # mid-trial whichever process trains what, with seconds to spare (with two rungs, the
+    # 2-epoch first rung never has 2 epochs left; in CI a trial of 16 epochs ended, and the
+    # search with it, between a reading that found 6 epochs left and the Ctrl-C)
+    extra = ("--rungs", "1", "--trials", "4", "--epochs", "48", "--train-subset", "1000")
     extra += ("--verify-seeds", "0")  # the resume's end: no race, which is not tested here
     proc = _two_process_search(synthetic_root, run, *extra)
     helpers: list[int] = []
@@ -384,9 +385,9 @@ def test_ctrl_c_of_a_two_process_search_stops_its_helper(tmp_path, synthetic_roo
                     attrs.get("val_curve") or ()
                 )
                 mine = attrs.get("worker") == f"{host}:{helpers[0]}"
-                # at least 6 epochs left: a reading of the journal takes a while on a busy
+                # half its epochs left: a reading of the journal takes seconds on a busy
                 # machine, and the search must still be at work when the Ctrl-C comes
-                if t.state == TrialState.RUNNING and mine and attrs.get("val_curve") and left >= 6:
+                if t.state == TrialState.RUNNING and mine and attrs.get("val_curve") and left >= 24:
                     return t
             return None
 
