@@ -222,10 +222,18 @@ class Race:
     def _se(self, a: Entrant, b: Entrant, sigma: float) -> float:
         return sigma * math.sqrt(1 / len(a.vals) + 1 / len(b.vals))
 
+    def started(self, cap: int) -> list[Entrant]:
+        """The entrants under ``cap`` with their start seeds done and one of them trained:
+        those the standings and the verdicts read."""
+        return [
+            e
+            for e in self.entrants.values()
+            if e.params <= cap and e.vals and e.done >= self.rules.start_of(e)
+        ]
+
     def standing(self, cap: int, sigma: float | None = None) -> Standing:
         sigma = self.spread() if sigma is None else sigma
-        started = [e for e in self.entrants.values() if e.params <= cap and e.vals]
-        started = [e for e in started if e.done >= self.rules.start_of(e)]
+        started = self.started(cap)
         searched = [e for e in started if not e.yardstick]
         if not searched:
             return Standing(cap, None, spread=sigma)
@@ -288,11 +296,7 @@ class Race:
         if standing.answer is None:
             return []
         rules = self.rules
-        started = [
-            e
-            for e in self.entrants.values()
-            if e.params <= cap and e.vals and e.done >= rules.start_of(e)
-        ]
+        started = self.started(cap)
         out = []
         for y in sorted((e for e in started if e.yardstick), key=lambda e: -e.mean):
             ahead = [

@@ -104,11 +104,7 @@ def smaller_ahead(
     if standing is None or standing.answer is None:
         return []
     rules = race.rules
-    started = [
-        e
-        for e in race.entrants.values()
-        if e.params <= cap and e.vals and e.done >= rules.start_of(e)
-    ]
+    started = race.started(cap)
     named = {y.key: e.params for e, y in ((e, v.yardstick) for e, v in race.smallest_ahead(cap))}
     pairs = []
     for y in (e for e in started if e.yardstick):
