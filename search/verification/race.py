@@ -112,6 +112,12 @@ def reading_spread(acc: float, val_images: int) -> float:
     return math.sqrt(p * (1 - p) / max(1, val_images))
 
 
+def reach_below(best: float, val_images: int) -> float:
+    """The lowest reading still within reach of the ``best`` one: ``REACH`` reading spreads
+    below it."""
+    return best - REACH * reading_spread(best, val_images)
+
+
 def pooled_spread(entrants: Iterable[Entrant], prior: float) -> float:
     """The seed-to-seed standard deviation pooled over ``entrants`` (each with two seeds or
     more), shrunk towards ``prior`` with ``PRIOR_DF`` pseudo-degrees of freedom."""
@@ -141,7 +147,7 @@ def pick_entrants(
         if not under:
             continue
         best = under[0][2]
-        reach = best - REACH * reading_spread(best, val_images)
+        reach = reach_below(best, val_images)
         added = 0
         for key, _, reading in under:
             if reading < reach or added >= MAX_REACH:

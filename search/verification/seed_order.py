@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
-from budgetnas.search.verification.race import REACH, Entrant, Race, Standing, reading_spread
+from budgetnas.search.verification.race import Entrant, Race, Standing, reach_below
 
 
 def contenders(race: Race) -> set[str]:
     """The entrants that can be an answer or a verdict: the yardsticks, any entrant without
-    a reading, and the searched entrants within ``REACH`` reading spreads of the best reading
+    a reading, and the searched entrants within reach of the best reading (``race.reach_below``)
     under a cap. The front's other members (small networks far below the best reading) are
     raced to verify the front, and wait for the verdict's seeds."""
     entrants = race.entrants.values()
@@ -27,7 +27,7 @@ def contenders(race: Race) -> set[str]:
         under = [e for e in searched if e.params <= cap]
         if under:
             best = max(e.reading for e in under)
-            reach = best - REACH * reading_spread(best, race.val_images)
+            reach = reach_below(best, race.val_images)
             keys.update(e.key for e in under if e.reading >= reach)
     return keys
 
