@@ -174,7 +174,13 @@ class Objective:
         space = replace(self.cfg.space_config, dropout=dropout)
         limits = self.cfg.limits(cap)
         if self.cfg.sizing == "spread":  # the sampler answers "size" with this
-            assign_size(trial, cap=cap, seed=self.cfg.seed, min_fraction=space.min_size_fraction)
+            assign_size(
+                trial,
+                cap=cap,
+                seed=self.cfg.seed,
+                min_fraction=space.min_size_fraction,
+                aims=[a / cap for a in self.cfg.aims(cap)],
+            )
         try:
             spec = sample_spec(
                 trial,

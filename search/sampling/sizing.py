@@ -13,6 +13,9 @@ to the cap, in three equal strata of log-size), the other half in three equal st
 log-size below it. The top band gets half the candidates, not the third a log-uniform draw
 would give it: the answer a user asks for ("the best network under the cap") is there, and the
 smaller half still draws the rest of the front. Each cap of a ladder has its own sequence.
+A cap with aims (``search.schedule.aims``: a share of a seed network's parameters, where a
+searched network would dominate it) has one more slot per aim in each block, sized from
+``aim / AIM_BAND`` to the aim.
 
 A candidate's slot is the first one of its cap that no other trial of the study holds (a
 failed trial, or a candidate rejected before training over a MACs or activation cap, frees
@@ -29,9 +32,12 @@ import itertools
 import math
 import random
 import time
+from collections.abc import Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+
+from budgetnas.search.schedule.aims import AIM_BAND
 
 SIZINGS = ("spread", "sampler")
 SIZE_PARAM = "size"  # the suggestion of ``space.sample.sample_spec`` the target replaces
@@ -43,27 +49,31 @@ SETTLE_S = 0.5  # seconds between the two readings of a slot's holders (as promo
 ATTEMPTS = 20  # slots tried before a trial keeps the one it has (a race lost that often)
 
 
-def strata(min_fraction: float) -> list[tuple[float, float]]:
+def strata(min_fraction: float, aims: Sequence[float] = ()) -> list[tuple[float, float]]:
     """The (low, high) log size fractions of one block's slots, top band first: three equal
-    strata from 1/TOP_BAND to 1 and three from ``min_fraction`` to 1/TOP_BAND; six over
-    ``min_fraction`` to 1 when the space's smallest target is already in the top band."""
+    strata from 1/TOP_BAND to 1 and three from ``min_fraction`` to 1/TOP_BAND (six over
+    ``min_fraction`` to 1 when the space's smallest target is already in the top band); then
+    one per aim (a fraction of the cap), from ``aim / AIM_BAND`` to the aim."""
 
     def split(low: float, high: float, n: int) -> list[tuple[float, float]]:
         step = (high - low) / n
         return [(low + i * step, low + (i + 1) * step) for i in range(n)]
 
     low, top = math.log(min_fraction), -math.log(TOP_BAND)
+    aimed = [(max(low, math.log(a / AIM_BAND)), math.log(a)) for a in aims]
     if low >= top:
-        return split(low, 0.0, BLOCK)[::-1]
+        return split(low, 0.0, BLOCK)[::-1] + aimed
     half = BLOCK // 2
-    return split(top, 0.0, half)[::-1] + split(low, top, BLOCK - half)[::-1]
+    return split(top, 0.0, half)[::-1] + split(low, top, BLOCK - half)[::-1] + aimed
 
 
-def size_fraction(slot: int, *, seed: int, cap: int, min_fraction: float) -> float:
+def size_fraction(
+    slot: int, *, seed: int, cap: int, min_fraction: float, aims: Sequence[float] = ()
+) -> float:
     """The size (a fraction of ``cap``) of the candidate in ``slot`` of ``cap``'s sequence:
-    each block of slots covers every stratum once, in an order shuffled by the seed, at a
-    log-uniform point of its stratum."""
-    bounds = strata(min_fraction)
+    each block of slots covers every stratum once (``strata``, with ``aims``), in an order
+    shuffled by the seed, at a log-uniform point of its stratum."""
+    bounds = strata(min_fraction, aims)
     block, position = divmod(slot, len(bounds))
     rng = random.Random(f"budgetnas-size:{seed}:{cap}:{block}")
     order = list(range(len(bounds)))
@@ -119,11 +129,18 @@ def _keeps(trial: optuna.Trial, slot: int, cap: int) -> bool:
     return first
 
 
-def assign_size(trial: optuna.Trial, *, cap: int, seed: int, min_fraction: float) -> float:
+def assign_size(
+    trial: optuna.Trial,
+    *,
+    cap: int,
+    seed: int,
+    min_fraction: float,
+    aims: Sequence[float] = (),
+) -> float:
     """The size fraction of this sampled candidate, stored on it (``size_slot``,
     ``size_fraction``): the one it holds already (a queued copy of a trial whose process died
     keeps its own), else that of the first slot of ``cap`` no other trial holds, written and
-    read back (``_keeps``)."""
+    read back (``_keeps``); ``aims``: the cap's aims, as fractions of it."""
     stored = trial.user_attrs.get(FRACTION_ATTR)
     if stored is not None:
         return float(stored)
@@ -139,6 +156,6 @@ def assign_size(trial: optuna.Trial, *, cap: int, seed: int, min_fraction: float
         if _keeps(trial, slot, cap):
             break
         lost.add(slot)
-    fraction = size_fraction(slot, seed=seed, cap=cap, min_fraction=min_fraction)
+    fraction = size_fraction(slot, seed=seed, cap=cap, min_fraction=min_fraction, aims=aims)
     trial.set_user_attr(FRACTION_ATTR, fraction)
     return fraction

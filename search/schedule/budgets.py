@@ -51,11 +51,11 @@ class Plan:
     """The work a search is committed to, in image-epochs: what sampling ``extra`` more
     candidates adds (themselves at rung 0, their expected promotions: a share ``1 / eta ** r``
     of rung 0 reaches rung r), plus the promotions its candidates are still expected to make
-    and the race at the end: the front (at most ``MAX_VERIFIED``) with ``verify_seeds``
-    seeds (weighed by ``front_weight`` in ``work``: a front member's image-epoch in a
-    candidate's) and the reference networks at the target with ``reference_seeds`` (each
-    weighed by its ``reference_weight`` and its ``reference_pending``: the share not in the
-    results cache)."""
+    and the race at the end: the front (at most ``MAX_VERIFIED``) and the best network under
+    each aim with ``verify_seeds`` seeds (weighed by ``front_weight`` in ``work``: a front
+    member's image-epoch in a candidate's) and the reference networks at the target with
+    ``reference_seeds`` (each weighed by its ``reference_weight`` and its
+    ``reference_pending``: the share not in the results cache)."""
 
     schedule: Schedule
     verify_seeds: int = 3
@@ -109,13 +109,15 @@ class Plan:
     def race_work(
         self, trials: Sequence[FrozenTrial], *, extra: int = 0, front_weight: float = 1.0
     ) -> int:
-        """The race at the end, as a fixed verification of the front and the references."""
+        """The race at the end, as a fixed verification of the front, of the best network
+        under each aim (``Schedule.lines``: the seed networks' aims) and of the references."""
         searched = [t for t in trials if is_searched(t) and t.state != TrialState.FAIL]
         n0 = sum(1 for t in searched if rung0_used(t)) + extra
         rungs = self.schedule.rungs
         top = math.ceil(n0 / self.schedule.eta ** (len(rungs) - 1)) if n0 else 0
         seeds = self.verify_seeds if self.reference_seeds is None else self.reference_seeds
-        verified = min(MAX_VERIFIED, top) * self.verify_seeds * front_weight
+        aimed = len(self.schedule.lines) if top else 0
+        verified = (min(MAX_VERIFIED, top) + aimed) * self.verify_seeds * front_weight
         verified += seeds * self.references_cost()
         return round(verified * self.schedule.target.image_epochs)
 

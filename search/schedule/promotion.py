@@ -10,7 +10,9 @@ with between ``params / band`` and ``params * band`` parameters reached a higher
 accuracy there. The rung's top ``floor(n / eta)`` by (band rank, accuracy) move up, ``n``
 being the candidates that finished at the rung (``ceil`` once the rung is closed: nothing
 more will arrive), so the best network of every size moves up before a second-best of a
-crowded size does, and the front at the target spans the cap.
+crowded size does, and the front at the target spans the cap. A band does not cross an aim
+(``search.schedule.aims``: a share of a seed network's parameters), so the best network under
+each aim moves up too, whatever the larger networks beside it read.
 
 Everything is read from the study (each trial stores its ``rung`` and, when promoted, the
 trial it was ``promoted_from``), so several processes share one schedule, and a resumed search
@@ -45,13 +47,25 @@ BAND = 1.5  # the size band of the promotion rule (as the banded pruner's)
 # ---- the promotion rule ----------------------------------------------------------------------
 
 
-def band_ranks(trials: Sequence[FrozenTrial], band: float = BAND) -> dict[int, int]:
+def band_ranks(
+    trials: Sequence[FrozenTrial], band: float = BAND, lines: Sequence[int] = ()
+) -> dict[int, int]:
     """Trial number -> how many of ``trials`` (completed, one rung) within ``band`` of its
-    parameter count have a higher validation accuracy."""
+    parameter count, and on its side of every one of ``lines`` (parameter counts: the aims,
+    ``search.schedule.aims``; at or under a line is its lower side), have a higher validation
+    accuracy."""
     points = [(t.number, float(t.user_attrs["params"]), _acc(t)) for t in trials]
     width = math.log(band)
+
+    def side(p: float) -> tuple[bool, ...]:
+        return tuple(p <= line for line in lines)
+
     return {
-        n: sum(1 for _, q, b in points if abs(math.log(q / p)) <= width and b > a)
+        n: sum(
+            1
+            for _, q, b in points
+            if abs(math.log(q / p)) <= width and b > a and side(q) == side(p)
+        )
         for n, p, a in points
     }
 
@@ -60,10 +74,13 @@ def _acc(trial: FrozenTrial) -> float:
     return float(trial.values[0])
 
 
-def promotion_order(trials: Sequence[FrozenTrial], band: float = BAND) -> list[FrozenTrial]:
-    """Completed trials of one rung in the order they are promoted: band rank, then
-    validation accuracy (higher first), then fewer parameters, then the earlier trial."""
-    ranks = band_ranks(trials, band)
+def promotion_order(
+    trials: Sequence[FrozenTrial], band: float = BAND, lines: Sequence[int] = ()
+) -> list[FrozenTrial]:
+    """Completed trials of one rung in the order they are promoted: band rank (``lines``:
+    the aims its bands keep to), then validation accuracy (higher first), then fewer
+    parameters, then the earlier trial."""
+    ranks = band_ranks(trials, band, lines)
     return sorted(
         trials,
         key=lambda t: (ranks[t.number], -_acc(t), int(t.user_attrs["params"]), t.number),
@@ -98,6 +115,7 @@ class Schedule:
     rungs: tuple[Rung, ...]
     eta: int = 3
     band: float = BAND
+    lines: tuple[int, ...] = ()  # the aims the size bands keep to (``search.schedule.aims``)
 
     @property
     def target(self) -> Rung:
@@ -148,7 +166,8 @@ class Schedule:
             free = quota(len(finished), self.eta, closed=closed) - sum(
                 1 for to in claimed.values() if to == r + 1
             )
-            order = [t for t in promotion_order(complete, self.band) if t.number not in claimed]
+            ranked = promotion_order(complete, self.band, self.lines)
+            order = [t for t in ranked if t.number not in claimed]
             pending.append(order[: max(0, free)])
             closed = closed and not pending[-1] and not any(rung_of(t) == r + 1 for t in running)
         for r in reversed(range(len(pending))):  # the highest rung first: the target sooner

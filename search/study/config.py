@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from budgetnas.search.errors import SearchError
+from budgetnas.search.schedule.aims import aims_under
 from budgetnas.search.schedule.promotion import Schedule
-from budgetnas.search.schedule.rungs import MIN_RUNG_STEPS, auto_rungs, plan_rungs
+from budgetnas.search.schedule.rungs import MIN_RUNG_STEPS, Rung, auto_rungs, plan_rungs
 from budgetnas.search.study.settings import check_fits_space, check_settings
 from budgetnas.search.study.storage import journal_url
 from budgetnas.space.choices import SpaceConfig
@@ -135,7 +136,7 @@ class SearchConfig:
             raise SearchError(f"budget must be at least 1 parameter, got {self.caps[0]}")
         check_settings(self)
         object.__setattr__(self, "references", parse_references(self.references))
-        self.schedule  # noqa: B018 - plans the rungs; SearchError when they do not fit
+        self.fidelity_rungs()  # SearchError when they do not fit
         info = self.data.info
         images = {
             "in_channels": info.in_channels,
@@ -164,20 +165,21 @@ class SearchConfig:
         assert self.space is not None  # filled in by __post_init__
         return self.space
 
+    def fidelity_rungs(self) -> tuple[Rung, ...]:
+        """The fidelity rungs of this search, the last the recipe on the training split."""
+        return plan_rungs(
+            epochs=self.recipe.epochs,
+            images=self.data.train_images,
+            rungs=self.rungs,
+            eta=self.eta,
+            min_steps=self.min_rung_steps,
+            batch=self.recipe.batch_size,
+        )
+
     @property
     def schedule(self) -> Schedule:
-        """The fidelity rungs of this search, the last the recipe on the training split."""
-        return Schedule(
-            plan_rungs(
-                epochs=self.recipe.epochs,
-                images=self.data.train_images,
-                rungs=self.rungs,
-                eta=self.eta,
-                min_steps=self.min_rung_steps,
-                batch=self.recipe.batch_size,
-            ),
-            eta=self.eta,
-        )
+        """The fidelity rungs and the promotion rule of this search."""
+        return Schedule(self.fidelity_rungs(), eta=self.eta, lines=self.aim_lines())
 
     @property
     def seeds_of_references(self) -> int:
@@ -206,6 +208,17 @@ class SearchConfig:
             if holding:
                 out[key] = (spec, holding[0])
         return out
+
+    def aims(self, cap: int) -> tuple[int, ...]:
+        """The aimed sizes under ``cap`` (``search.schedule.aims``): a share of each of its
+        largest reference networks' parameters, largest first; none without references."""
+        params = [count_params(spec) for spec, _ in self.reference_specs().values()]
+        smallest = self.space_config.min_size_fraction * cap
+        return aims_under(cap, params, smallest=smallest)
+
+    def aim_lines(self) -> tuple[int, ...]:
+        """Every cap's aims, ascending: the lines the promotion rule's size bands keep to."""
+        return tuple(sorted({a for cap in self.caps for a in self.aims(cap)}))
 
     # ---- what defines a result ---------------------------------------------------------
 

@@ -9,8 +9,9 @@ same way), run on new seeds at the target fidelity:
 
 - **Entrants**: the front at the target (at most ``MAX_VERIFIED`` of it, spread over the
   sizes), the candidates whose reading is within reach of the best reading under a cap
-  (``REACH`` reading spreads, at most ``MAX_REACH`` of them per cap), and the yardsticks (the
-  seed networks under a cap).
+  (``REACH`` reading spreads, at most ``MAX_REACH`` of them per cap) or under an aim
+  (``search.schedule.aims``: a share of a yardstick's parameters; ``MAX_AIM_REACH`` per aim),
+  and the yardsticks (the seed networks under a cap).
 - Every entrant starts with ``RaceRules.start`` new seeds. Under each cap the *leader* is the
   searched entrant with the best mean validation accuracy; a searched entrant whose interval
   overlaps the leader's gets another seed (so does the leader), up to ``RaceRules.most``; one
@@ -20,10 +21,11 @@ same way), run on new seeds at the target fidelity:
   strongest yardstick under the cap end with at least ``RaceRules.least`` seeds (the
   verdict's).
 - Order (``seed_order.next_seed``): the *contenders'* start seeds (the yardsticks and the readings
-  within reach of the best under a cap), the verdict's least seeds, then the start seeds of
-  the front's other members, then the seeds that tell level entrants apart, then those of a
-  network smaller than a yardstick and ahead of it, not yet clearly. A time budget that
-  cannot hold them all cuts the far end of that order.
+  within reach of the best under a cap or an aim), the verdict's least seeds, then the start
+  seeds of the front's other members, then the seeds that tell level entrants apart, then
+  those of a network smaller than a yardstick and ahead of it on the mean, not yet clearly
+  (up to the most seeds). A time budget that cannot hold them all cuts the far end of that
+  order.
 - The *verdict* compares the answer with each yardstick under the cap: ahead, level or
   behind, by how much, on how many seeds each; and names the smallest network clearly ahead
   of a yardstick with fewer parameters than it and the answer (``Race.smallest_ahead``).
@@ -41,6 +43,8 @@ import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+
+from budgetnas.search.schedule.aims import MAX_AIM_REACH
 
 Z = 2.0  # standard errors between two means that make a difference clear
 REACH = 2.0  # reading spreads below the best reading under a cap that are still within reach
@@ -136,21 +140,24 @@ def pick_entrants(
     *,
     caps: Sequence[int],
     val_images: int,
+    aims: Sequence[int] = (),
 ) -> list[str]:
     """The searched entrants: every key of ``front`` (``(key, params, reading)``, already cut
     to what is verified), then, per cap, up to ``MAX_REACH`` more of ``readings`` (every
     searched network read at the target) under the cap whose reading is within ``REACH``
-    reading spreads of the best reading there, the best first."""
+    reading spreads of the best reading there, the best first; then the same per aim
+    (``search.schedule.aims``), up to ``MAX_AIM_REACH``."""
     keys = [k for k, _, _ in front]
-    for cap in caps:
-        under = sorted((r for r in readings if r[1] <= cap), key=lambda r: (-r[2], r[1], r[0]))
+    lines = [(cap, MAX_REACH) for cap in caps] + [(aim, MAX_AIM_REACH) for aim in aims]
+    for line, most in lines:
+        under = sorted((r for r in readings if r[1] <= line), key=lambda r: (-r[2], r[1], r[0]))
         if not under:
             continue
         best = under[0][2]
         reach = reach_below(best, val_images)
         added = 0
         for key, _, reading in under:
-            if reading < reach or added >= MAX_REACH:
+            if reading < reach or added >= most:
                 break
             if key not in keys:
                 keys.append(key)
@@ -214,6 +221,13 @@ class Race:
     caps: tuple[int, ...]
     rules: RaceRules = field(default_factory=RaceRules)
     val_images: int = 5000
+    aims: tuple[int, ...] = ()  # sizes under which the best readings contend too
+
+    @property
+    def lines(self) -> tuple[int, ...]:
+        """The caps and the aims, ascending: the sizes under which the best readings are
+        contenders (``seed_order.contenders``)."""
+        return tuple(sorted({*self.caps, *self.aims}))
 
     def prior(self) -> float:
         """The reading spread at the best reading of the race's networks."""

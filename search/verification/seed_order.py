@@ -3,9 +3,10 @@ entrants, the standings and the verdicts; this module, the order of the seeds).
 
 The order spends a time budget on the verdict before the front's far end: the contenders'
 start seeds (``contenders``: the yardsticks and the readings within reach of the best under a
-cap), the answer's and the strongest yardstick's least seeds, the start seeds of the front's
-other members, the seeds that tell level entrants apart, and last the seeds of a network
-smaller than a yardstick and ahead of it, to the least seeds (``smaller_ahead``). A pure
+cap or an aim), the answer's and the strongest yardstick's least seeds, the start seeds of the
+front's other members, the seeds that tell level entrants apart, and last the seeds of a
+network smaller than a yardstick and ahead of it on the mean: to the least seeds, and while
+the two are level, to the most (``smaller_ahead``). A pure
 function of the seeds so far, so every process of a search asks it under one lock."""
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from budgetnas.search.verification.race import Entrant, Race, Standing, reach_be
 def contenders(race: Race) -> set[str]:
     """The entrants that can be an answer or a verdict: the yardsticks, any entrant without
     a reading, and the searched entrants within reach of the best reading (``race.reach_below``)
-    under a cap. The front's other members (small networks far below the best reading) are
-    raced to verify the front, and wait for the verdict's seeds."""
+    under a cap or an aim (``Race.lines``). The front's other members (small networks far below
+    the best reading) are raced to verify the front, and wait for the verdict's seeds."""
     entrants = race.entrants.values()
     keys = {e.key for e in entrants if e.yardstick or e.reading is None}
     searched = [e for e in entrants if not e.yardstick and e.reading is not None]
-    for cap in race.caps:
-        under = [e for e in searched if e.params <= cap]
+    for line in race.lines:
+        under = [e for e in searched if e.params <= line]
         if under:
             best = max(e.reading for e in under)
             reach = reach_below(best, race.val_images)
@@ -82,12 +83,21 @@ def next_seed(
     ]
     if urgent:
         return min(urgent)[-1]
+    sigma = race.spread()
     for s in standings:
-        for pair in smaller_ahead(race, s.cap, standings=standings):
-            for e in pair:
-                if free(e.key) and e.done < rules.least_of(e):
-                    return e.key
+        for e, y in smaller_ahead(race, s.cap, standings=standings):
+            for x in sorted(_short(race, e, y, sigma), key=lambda x: x.done):
+                if free(x.key):
+                    return x.key
     return None
+
+
+def _short(race: Race, e: Entrant, y: Entrant, sigma: float | None = None) -> list[Entrant]:
+    """Of searched entrant ``e``, ahead of yardstick ``y`` on the mean, and ``y``: those short
+    of the seeds the pair needs, the least each and, while the two are level, the most."""
+    level = race.compare(e, y, sigma).word == "level"
+    rules = race.rules
+    return [x for x in (e, y) if x.done < (rules.most if level else rules.least_of(x))]
 
 
 def smaller_ahead(
@@ -95,16 +105,17 @@ def smaller_ahead(
 ) -> list[tuple[Entrant, Entrant]]:
     """Pairs (searched entrant, yardstick) under ``cap`` where the searched one has fewer
     parameters than the answer and than the yardstick and a mean ahead of the yardstick's,
-    and it or the yardstick has fewer than the least seeds: the race's last use of its time,
-    for a smaller network that may dominate a hand-made one (named only on the least seeds
-    each, ``Race.smallest_ahead``). Networks larger than one already named against the same
+    and it or the yardstick has fewer than the least seeds, or fewer than the most while the
+    two are level: the race's last use of its time, for a smaller network that may dominate a
+    hand-made one (named only when clearly ahead on the least seeds each,
+    ``Race.smallest_ahead``). Networks larger than one already named against the same
     yardstick are left alone. The smallest first."""
     standings = race.standings() if standings is None else standings
     standing = next((s for s in standings if s.cap == cap), None)
     if standing is None or standing.answer is None:
         return []
-    rules = race.rules
     started = race.started(cap)
+    sigma = race.spread()
     named = {y.key: e.params for e, y in ((e, v.yardstick) for e, v in race.smallest_ahead(cap))}
     pairs = []
     for y in (e for e in started if e.yardstick):
@@ -113,7 +124,7 @@ def smaller_ahead(
                 continue
             if e.mean <= y.mean or e.params > named.get(y.key, e.params):
                 continue  # not ahead of y, or a smaller one is already named against it
-            if e.done < rules.least_of(e) or y.done < rules.least_of(y):
+            if _short(race, e, y, sigma):
                 pairs.append((e, y))
     return sorted(pairs, key=lambda p: (p[0].params, p[0].key, p[1].key))
 

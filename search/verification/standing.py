@@ -57,8 +57,8 @@ def front_to_verify(front, k: int = MAX_VERIFIED) -> list[int]:
 
 def choose_entrants(cfg: SearchConfig, study: optuna.Study) -> list[str]:
     """The race's networks: the front at the target (``front_to_verify``), the searched
-    networks within reach of the best reading under each cap (``race.pick_entrants``), and
-    the seed networks under a cap (when they are verified at all)."""
+    networks within reach of the best reading under each cap and aim (``race.pick_entrants``),
+    and the seed networks under a cap (when they are verified at all)."""
     target = cfg.schedule.target.index
     df = trials_frame(study.get_trials(deepcopy=False))
     front = pareto_front(df, cap=cfg.cap, rung=target)
@@ -77,6 +77,7 @@ def choose_entrants(cfg: SearchConfig, study: optuna.Study) -> list[str]:
         readings,
         caps=cfg.caps,
         val_images=cfg.data.val_images,
+        aims=cfg.aim_lines(),
     )
     if cfg.seeds_of_references:
         keys += [f"zoo-{k}" for k in cfg.reference_specs()]
@@ -147,7 +148,9 @@ def race_of(cfg: SearchConfig, study: optuna.Study, keys: list[str] | None = Non
             vals=tuple(r.val_acc for r in runs),
             failed=len(record.failed) if record else 0,
         )
-    race = Race(entrants, cfg.caps, rules_of(cfg), val_images=cfg.data.val_images)
+    race = Race(
+        entrants, cfg.caps, rules_of(cfg), val_images=cfg.data.val_images, aims=cfg.aim_lines()
+    )
     return RaceView(race, records, items)
 
 
