@@ -186,9 +186,11 @@ def search(
     ),
     sizing: str | None = opt(
         f"One of: {', '.join(SIZINGS)}. spread: each candidate's size is assigned, spread over "
-        "log(parameters) from the space's smallest target to the cap, half of them within 1.5x "
-        "of the cap; sampler: the sampler chooses sizes too (a multi-objective one drifts to "
-        f"small networks) [default: {SearchConfig.sizing}]."
+        "log(parameters) from the space's smallest target to the cap, three in six within 1.5x "
+        "of the cap; aimed: spread, plus a share sized just under 70% of the two largest seed "
+        "networks under the cap (where a network would dominate one), ranked and raced there; "
+        "sampler: the sampler chooses sizes too (a multi-objective one drifts to small "
+        f"networks) [default: {SearchConfig.sizing}]."
     ),
     pruner: str | None = opt(
         f"One of: {', '.join(PRUNERS)}. banded: median pruning among trials of similar size "

@@ -28,7 +28,7 @@ from budgetnas.search.sampling.jobs import WORKER, take_job
 from budgetnas.search.sampling.pruners import BandedMedianPruner
 from budgetnas.search.sampling.recipe import sample_recipe
 from budgetnas.search.sampling.samplers import flat_space, is_multi_objective
-from budgetnas.search.sampling.sizing import assign_size
+from budgetnas.search.sampling.sizing import ASSIGNED, assign_size
 from budgetnas.search.schedule.rungs import Rung, rung_steps
 from budgetnas.search.schedule.trials import rung_of
 from budgetnas.search.study.config import SearchConfig
@@ -173,7 +173,7 @@ class Objective:
             recipe, dropout = sample_recipe(trial, self.cfg.recipe)
         space = replace(self.cfg.space_config, dropout=dropout)
         limits = self.cfg.limits(cap)
-        if self.cfg.sizing == "spread":  # the sampler answers "size" with this
+        if self.cfg.sizing in ASSIGNED:  # the sampler answers "size" with this
             assign_size(
                 trial,
                 cap=cap,

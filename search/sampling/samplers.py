@@ -34,7 +34,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from budgetnas.search.sampling.sizing import FRACTION_ATTR, SIZE_PARAM
+from budgetnas.search.sampling.sizing import ASSIGNED, FRACTION_ATTR, SIZE_PARAM
 from budgetnas.search.schedule.trials import is_reference, is_sampled
 
 SAMPLERS = ("motpe", "tpe", "nsga2", "random")
@@ -180,4 +180,4 @@ def _inner(name: str, seed: int) -> optuna.samplers.BaseSampler:
 def make_sampler(name: str, seed: int, sizing: str = "sampler") -> optuna.samplers.BaseSampler:
     """The sampler ``name`` seeded with ``seed``, blind to reference networks; with
     ``sizing`` ``spread`` it leaves each candidate's size to ``search.sizing``."""
-    return SearchedOnly(_inner(name, seed), assigned_size=sizing == "spread")
+    return SearchedOnly(_inner(name, seed), assigned_size=sizing in ASSIGNED)

@@ -15,7 +15,8 @@ would give it: the answer a user asks for ("the best network under the cap") is 
 smaller half still draws the rest of the front. Each cap of a ladder has its own sequence.
 A cap with aims (``search.schedule.aims``: a share of a seed network's parameters, where a
 searched network would dominate it) has one more slot per aim in each block, sized from
-``aim / AIM_BAND`` to the aim.
+``aim / AIM_BAND`` to the aim (under 10K: blocks of eight, three of them in the top band and
+part of one aimed slot).
 
 A candidate's slot is the first one of its cap that no other trial of the study holds (a
 failed trial, or a candidate rejected before training over a MACs or activation cap, frees
@@ -23,7 +24,8 @@ its slot: the next candidate gets that target, so the spread holds over the cand
 trained), and its target is a pure function of the run's seed, the cap and the slot: a
 resumed run continues the same sequence. A slot is taken once: written, then read back, and
 when processes took it at once the earliest trial keeps it and the others take the next free
-one. ``sampler`` sizing leaves ``size`` to the sampler, as before.
+one. ``aimed`` sizing (the default) spreads the sizes so and aims (above); ``spread`` (runs made
+before aims) does not aim; ``sampler`` sizing leaves ``size`` to the sampler, as before.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from budgetnas.search.schedule.aims import AIM_BAND
 
-SIZINGS = ("spread", "sampler")
+SIZINGS = ("aimed", "spread", "sampler")
+ASSIGNED = ("aimed", "spread")  # the sizings that assign each candidate its size
 SIZE_PARAM = "size"  # the suggestion of ``space.sample.sample_spec`` the target replaces
 SLOT_ATTR = "size_slot"
 FRACTION_ATTR = "size_fraction"  # the assigned size, as a fraction of the trial's cap

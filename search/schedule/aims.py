@@ -7,14 +7,16 @@ alone, a search spends little there: the sizing puts half the candidates in the 
 / 1.5 to the cap), the promotion rule ranks a network against the larger ones of its size band,
 and the race looks at the readings within reach of the best under the cap, which a network a
 third smaller is rarely in. So each cap gets *aims*: ``DOMINATE`` of the parameters of each of
-its ``AIMS_PER_CAP`` largest yardsticks (the strongest, as a rule), above the space's smallest
-target, and the search aims at each:
+its ``AIMS_PER_CAP`` largest yardsticks (whatever their accuracy: the largest is the strongest
+as a rule, the second need not be), above the space's smallest target, and the search aims
+at each (with ``--sizing aimed``, the default):
 
 - sizing (``search.sampling.sizing``): each block of slots holds one slot per aim, its size
   drawn log-uniformly from ``aim / AIM_BAND`` to the aim;
 - promotion (``search.schedule.promotion``): an aim is a line no size band crosses: a network
   at or under it is ranked among the networks on its side, so the best reading under each aim
-  moves up the rungs whatever the larger networks read;
+  is first in its band and moves up with the best of the other bands (by accuracy among them,
+  within the rung's quota);
 - the race (``search.verification.race``): the readings within reach of the best under an aim
   are entrants and contenders (``MAX_AIM_REACH`` of them per aim), and a network smaller than a
   yardstick and ahead of it on the mean gets seeds, up to the most, until the verdict is clear.

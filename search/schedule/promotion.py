@@ -12,7 +12,8 @@ being the candidates that finished at the rung (``ceil`` once the rung is closed
 more will arrive), so the best network of every size moves up before a second-best of a
 crowded size does, and the front at the target spans the cap. A band does not cross an aim
 (``search.schedule.aims``: a share of a seed network's parameters), so the best network under
-each aim moves up too, whatever the larger networks beside it read.
+each aim ranks first in its band, as the best of each band does, whatever the larger networks
+beside it read.
 
 Everything is read from the study (each trial stores its ``rung`` and, when promoted, the
 trial it was ``promoted_from``), so several processes share one schedule, and a resumed search

@@ -80,7 +80,7 @@ class SearchConfig:
     study_name: str = "budgetnas"
     sampler: str = "motpe"
     # spread: each candidate's size assigned over the cap (search.sizing); sampler: sampled
-    sizing: str = "spread"
+    sizing: str = "aimed"
     pruner: str = "banded"
     references: tuple[str, ...] = tuple(ZOO)  # zoo networks trained in the study, as yardsticks
     search_recipe: bool = False
@@ -211,7 +211,10 @@ class SearchConfig:
 
     def aims(self, cap: int) -> tuple[int, ...]:
         """The aimed sizes under ``cap`` (``search.schedule.aims``): a share of each of its
-        largest reference networks' parameters, largest first; none without references."""
+        largest reference networks' parameters, largest first; none without references, or
+        with another sizing than ``aimed`` (a run made before aims keeps its own)."""
+        if self.sizing != "aimed":
+            return ()
         params = [count_params(spec) for spec, _ in self.reference_specs().values()]
         smallest = self.space_config.min_size_fraction * cap
         return aims_under(cap, params, smallest=smallest)
@@ -219,6 +222,11 @@ class SearchConfig:
     def aim_lines(self) -> tuple[int, ...]:
         """Every cap's aims, ascending: the lines the promotion rule's size bands keep to."""
         return tuple(sorted({a for cap in self.caps for a in self.aims(cap)}))
+
+    def race_aims(self) -> tuple[int, ...]:
+        """The aims the race looks under: none when the seed networks are not raced (no
+        verdict to aim at)."""
+        return self.aim_lines() if self.seeds_of_references else ()
 
     # ---- what defines a result ---------------------------------------------------------
 

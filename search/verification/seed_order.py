@@ -84,19 +84,24 @@ def next_seed(
     if urgent:
         return min(urgent)[-1]
     sigma = race.spread()
-    for s in standings:
-        for e, y in smaller_ahead(race, s.cap, standings=standings):
-            for x in sorted(_short(race, e, y, sigma), key=lambda x: x.done):
+    pairs = [p for s in standings for p in smaller_ahead(race, s.cap, standings=standings)]
+    for beyond_least in (False, True):  # every pair to the least seeds before any to the most
+        for e, y in pairs:
+            short = _short(race, e, y, sigma, beyond_least=beyond_least)
+            for x in sorted(short, key=lambda x: x.done):
                 if free(x.key):
                     return x.key
     return None
 
 
-def _short(race: Race, e: Entrant, y: Entrant, sigma: float | None = None) -> list[Entrant]:
+def _short(
+    race: Race, e: Entrant, y: Entrant, sigma: float | None = None, *, beyond_least: bool = True
+) -> list[Entrant]:
     """Of searched entrant ``e``, ahead of yardstick ``y`` on the mean, and ``y``: those short
-    of the seeds the pair needs, the least each and, while the two are level, the most."""
-    level = race.compare(e, y, sigma).word == "level"
+    of the seeds the pair needs: the least each and, while the two are level (and
+    ``beyond_least``), the most."""
     rules = race.rules
+    level = beyond_least and race.compare(e, y, sigma).word == "level"
     return [x for x in (e, y) if x.done < (rules.most if level else rules.least_of(x))]
 
 

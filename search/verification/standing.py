@@ -77,7 +77,7 @@ def choose_entrants(cfg: SearchConfig, study: optuna.Study) -> list[str]:
         readings,
         caps=cfg.caps,
         val_images=cfg.data.val_images,
-        aims=cfg.aim_lines(),
+        aims=cfg.race_aims(),
     )
     if cfg.seeds_of_references:
         keys += [f"zoo-{k}" for k in cfg.reference_specs()]
@@ -149,7 +149,7 @@ def race_of(cfg: SearchConfig, study: optuna.Study, keys: list[str] | None = Non
             failed=len(record.failed) if record else 0,
         )
     race = Race(
-        entrants, cfg.caps, rules_of(cfg), val_images=cfg.data.val_images, aims=cfg.aim_lines()
+        entrants, cfg.caps, rules_of(cfg), val_images=cfg.data.val_images, aims=cfg.race_aims()
     )
     return RaceView(race, records, items)
 

@@ -9,15 +9,22 @@ import math
 import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
+from typer.testing import CliRunner
 
-from budgetnas.search.sampling.sizing import size_fraction, strata
+from budgetnas.search.cli import app
+from budgetnas.search.sampling.sizing import FRACTION_ATTR, size_fraction, strata
 from budgetnas.search.schedule.aims import AIM_BAND, DOMINATE, MAX_AIM_REACH, aims_under
 from budgetnas.search.schedule.budgets import Plan
 from budgetnas.search.schedule.promotion import Schedule, band_ranks, promotion_order
 from budgetnas.search.schedule.rungs import plan_rungs
+from budgetnas.search.study.config import SearchConfig
 from budgetnas.search.study.options import new_config
+from budgetnas.search.study.runs import open_run
 from budgetnas.search.verification.race import Entrant, Race, RaceRules, pick_entrants
 from budgetnas.search.verification.seed_order import contenders, next_seed, smaller_ahead
+from tests.helpers import search_args
+
+runner = CliRunner()
 
 SEEDS = {"000": 12_400, "001": 9_798, "002": 8_530, "003": 23_398, "004": 16_966}
 
@@ -36,10 +43,19 @@ def test_a_search_takes_its_aims_from_its_reference_networks(tmp_path, synthetic
     assert cfg.aims(10_000) == (6_858, 5_971) and cfg.schedule.lines == (5_971, 6_858)
     ladder = new_config(out=tmp_path / "b", caps=(10_000, 25_000), data_dir=str(synthetic_root))
     assert ladder.aim_lines() == (5_971, 6_858, 11_876, 16_378)
+    assert cfg.race_aims() == (5_971, 6_858)
     bare = new_config(
         out=tmp_path / "c", caps=(10_000,), data_dir=str(synthetic_root), references="none"
     )
     assert bare.aims(10_000) == () and bare.schedule.lines == ()
+    # a run made before aims (sizing "spread", stored with it) resumes without them
+    old = cfg.to_dict() | {"sizing": "spread"}
+    assert SearchConfig.from_dict(old).aim_lines() == ()
+    # seed networks not raced: the sizing and the promotion aim, the race does not
+    unraced = new_config(
+        out=tmp_path / "d", caps=(10_000,), data_dir=str(synthetic_root), reference_seeds=0
+    )
+    assert unraced.aim_lines() == (5_971, 6_858) and unraced.race_aims() == ()
 
 
 def _one_each(fractions, bounds) -> bool:
@@ -163,7 +179,7 @@ def test_a_smaller_network_level_with_a_yardstick_but_ahead_gets_seeds_up_to_the
         _with(race, key, 0.9910 if key == "trial-5" else 0.9890)
     assert order[:2] == ["trial-5", "zoo-001"] and set(order) == {"trial-5", "zoo-001"}
     ((e, v),) = race.smallest_ahead(10_000)
-    assert (e.key, v.word) == ("trial-5", "ahead") and v.seeds < most + 1
+    assert (e.key, v.word) == ("trial-5", "ahead") and 3 < v.seeds < most
     assert v.text_of(e).startswith("trial 5 (6,500 params: 66.3% of seed 001's) is ahead of")
 
 
@@ -176,3 +192,68 @@ def test_a_time_budget_keeps_room_for_the_best_network_under_each_aim():
     aimed = Plan(Schedule(rungs, lines=(5_971, 6_858)), verify_seeds=3).race_work(trials)
     assert plain == 3 * 3 * 2_000 and aimed == (3 + 2) * 3 * 2_000
     assert Plan(Schedule(rungs, lines=(5_971,)), verify_seeds=3).race_work([]) == 0
+    unraced = Plan(Schedule(rungs, lines=(5_971, 6_858)), verify_seeds=3, reference_seeds=0)
+    assert unraced.race_work(trials) == plain  # no seed network raced: nothing to aim at
+
+
+def _race(*entrants, most=8):
+    return Race({e.key: e for e in entrants}, (10_000,), RaceRules(start=2, least=3, most=most))
+
+
+def test_every_smaller_network_gets_its_least_seeds_before_a_level_one_gets_more():
+    """trial-1 (3K) is level with seed 001, trial-2 (6K) clearly ahead on 2 seeds: trial-2's
+    third seed (which names it) comes before trial-1's fourth."""
+    race = _race(
+        Entrant("trial-9", 9_104, 0.9960, vals=(0.9960, 0.9961, 0.9959)),
+        Entrant("trial-1", 3_000, 0.9895, vals=(0.9900, 0.9880, 0.9895)),
+        Entrant("trial-2", 6_000, 0.9930, vals=(0.9930, 0.9931)),
+        Entrant("zoo-001", 9_798, 0.9880, yardstick=True, vals=(0.9885, 0.9880, 0.9884)),
+    )
+    ys = race.entrants["zoo-001"]
+    assert race.compare(race.entrants["trial-1"], ys).word == "level"
+    assert race.compare(race.entrants["trial-2"], ys).word == "ahead"
+    assert next_seed(race) == "trial-2"
+    _with(race, "trial-2", 0.9932)
+    ((e, v),) = race.smallest_ahead(10_000)
+    assert e.key == "trial-2" and v.seeds == 3
+    assert next_seed(race) == "trial-1"  # then the level one, towards the most
+
+
+def test_a_pair_that_stays_level_stops_at_the_most_seeds():
+    """New seeds at each one's mean keep trial-5 0.07 point ahead of seed 001: level on 5 + 5
+    seeds, and 5 is the most."""
+    race = _race(
+        Entrant("trial-9", 9_104, 0.9960, vals=(0.9960, 0.9961, 0.9959)),
+        Entrant("trial-5", 6_500, 0.9890, vals=(0.9900, 0.9880, 0.9890)),
+        Entrant("zoo-001", 9_798, 0.9880, yardstick=True, vals=(0.9885, 0.9880, 0.9884)),
+        most=5,
+    )
+    means = {"trial-5": 0.9890, "zoo-001": 0.98830}
+    order = []
+    while (key := next_seed(race)) is not None:
+        order.append(key)
+        _with(race, key, means[key])
+    assert sorted(order) == ["trial-5", "trial-5", "zoo-001", "zoo-001"]
+    e, y = race.entrants["trial-5"], race.entrants["zoo-001"]
+    assert (e.done, y.done) == (5, 5) and race.compare(e, y).word == "level"
+    assert race.smallest_ahead(10_000) == []  # level: not named
+
+
+@pytest.mark.slow
+def test_a_search_sizes_one_candidate_of_each_block_under_its_aim(tmp_path, synthetic_root):
+    """Seed 001 as the one seed network under 10K: blocks of seven, one slot sized from 5,486
+    to 6,858 parameters; the candidates' sizes are the sequence with that aim."""
+    run = tmp_path / "run"
+    extra = ("--trials", "7", "--references", "001", "--rungs", "1", "--verify-seeds", "0")
+    result = runner.invoke(app, search_args(synthetic_root, run, *extra, budget="10k"))
+    assert result.exit_code == 0, result.stderr
+    cfg, study = open_run(run)
+    assert cfg.sizing == "aimed" and cfg.aims(10_000) == (6_858,)
+    sampled = [t for t in study.trials if FRACTION_ATTR in t.user_attrs]
+    assert len(sampled) == 7
+    expected = [
+        size_fraction(k, seed=cfg.seed, cap=10_000, min_fraction=0.3, aims=(0.6858,))
+        for k in range(7)
+    ]
+    assert sorted(t.user_attrs[FRACTION_ATTR] for t in sampled) == sorted(expected)
+    assert sum(0.6858 / AIM_BAND <= f <= 0.6858 for f in expected) >= 1

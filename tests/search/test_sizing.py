@@ -188,16 +188,18 @@ def test_the_sampler_answers_size_with_the_assigned_value_and_keeps_its_distribu
 
 
 def test_sizing_is_a_setting_and_old_runs_keep_the_sampler_choosing(tmp_path):
-    assert SearchConfig(out=str(tmp_path), caps=(5000,)).sizing == "spread"
-    with pytest.raises(SearchError, match="unknown sizing 'even'; choose spread, sampler"):
+    assert SearchConfig(out=str(tmp_path), caps=(5000,)).sizing == "aimed"
+    with pytest.raises(SearchError, match="unknown sizing 'even'; choose aimed, spread, sampler"):
         SearchConfig(out=str(tmp_path), caps=(5000,), sizing="even")
     old = SearchConfig(out=str(tmp_path), caps=(5000,), sizing="sampler").to_dict()
     del old["sizing"]
     restored = SearchConfig.from_dict(old)
     assert restored.sizing == "sampler"
     assert "sizing" not in restored.fingerprint()  # an old run's fingerprint is unchanged
-    spread = SearchConfig(out=str(tmp_path), caps=(5000,))
-    assert spread.fingerprint()["sizing"] == "spread"
+    aimed = SearchConfig(out=str(tmp_path), caps=(5000,))
+    assert aimed.fingerprint()["sizing"] == "aimed"
+    spread = SearchConfig(out=str(tmp_path), caps=(5000,), sizing="spread")
+    assert spread.fingerprint()["sizing"] == "spread"  # a run made before aims keeps its own
 
 
 def test_band_edges_and_counts_are_exact():
