@@ -116,10 +116,10 @@ class Plan:
         rungs = self.schedule.rungs
         top = math.ceil(n0 / self.schedule.eta ** (len(rungs) - 1)) if n0 else 0
         seeds = self.verify_seeds if self.reference_seeds is None else self.reference_seeds
-        # the best under each aim, when the seed networks race (an estimate: its entrants may
-        # be on the front already, or be two, or race a level seed network to the most seeds)
-        aimed = min(len(self.schedule.lines), top) if self.reference_seeds != 0 else 0
-        verified = (min(MAX_VERIFIED, top) + aimed) * self.verify_seeds * front_weight
+        # and the best under each aim, when the seed networks race; no more networks than
+        # reach the target (an aim's best is often a member of the front already)
+        aimed = len(self.schedule.lines) if self.reference_seeds != 0 else 0
+        verified = min(MAX_VERIFIED + aimed, top) * self.verify_seeds * front_weight
         verified += seeds * self.references_cost()
         return round(verified * self.schedule.target.image_epochs)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from budgetnas.search.schedule.aims import DOMINATE
 from budgetnas.search.schedule.rungs import MIN_RUNG_STEPS, auto_rungs, rung_steps
 from budgetnas.search.study.config import UNLIMITED, SearchConfig
 from budgetnas.search.units import format_params
+from budgetnas.space.count import count_params
 from budgetnas.trainers.data import TrainVal
 
 
@@ -56,10 +58,30 @@ def caps_text(caps: tuple[int, ...]) -> str:
     return f"caps {', '.join(format_params(c) for c in caps)} params"
 
 
+def aims_line(cfg: SearchConfig) -> str | None:
+    """``aims: 6,858 (70% of seed 001's), 5,971 (70% of seed 002's) params under 10,000: ...``;
+    None without aims (``search.schedule.aims``)."""
+    of = {
+        int(DOMINATE * count_params(spec)): key for key, (spec, _) in cfg.reference_specs().items()
+    }
+    share = f"{DOMINATE:.0%}"
+    parts = [
+        ", ".join(f"{a:,} ({share} of seed {of[a]}'s)" for a in aims) + f" params under {cap:,}"
+        for cap in cfg.caps
+        if (aims := cfg.aims(cap))
+    ]
+    if not parts:
+        return None
+    return (
+        f"aims: {'; '.join(parts)}: candidates are sized, promoted and raced there too, where "
+        "one as accurate would dominate the seed network (--sizing spread: no aims)"
+    )
+
+
 def start_notes(cfg: SearchConfig) -> list[str]:
-    """What a user should know at the start: fewer rungs than the default and why, how the
-    test set is chosen, and when no seed network fits the data (no yardsticks then)."""
-    notes = []
+    """What a user should know at the start: the aims, fewer rungs than the default and why,
+    how the test set is chosen, and when no seed network fits the data (no yardsticks then)."""
+    notes = [line] if (line := aims_line(cfg)) else []
     rungs, why = auto_rungs(
         epochs=cfg.recipe.epochs,
         images=cfg.data.train_images,

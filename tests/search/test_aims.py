@@ -18,6 +18,7 @@ from budgetnas.search.schedule.budgets import Plan
 from budgetnas.search.schedule.promotion import Schedule, band_ranks, promotion_order
 from budgetnas.search.schedule.rungs import plan_rungs
 from budgetnas.search.study.config import SearchConfig
+from budgetnas.search.study.header import aims_line, start_notes
 from budgetnas.search.study.options import new_config
 from budgetnas.search.study.runs import open_run
 from budgetnas.search.verification.race import Entrant, Race, RaceRules, pick_entrants
@@ -56,6 +57,13 @@ def test_a_search_takes_its_aims_from_its_reference_networks(tmp_path, synthetic
         out=tmp_path / "d", caps=(10_000,), data_dir=str(synthetic_root), reference_seeds=0
     )
     assert unraced.aim_lines() == (5_971, 6_858) and unraced.race_aims() == ()
+    # said at the start
+    assert aims_line(cfg) == (
+        "aims: 6,858 (70% of seed 001's), 5,971 (70% of seed 002's) params under 10,000: "
+        "candidates are sized, promoted and raced there too, where one as accurate would "
+        "dominate the seed network (--sizing spread: no aims)"
+    )
+    assert aims_line(cfg) in start_notes(cfg) and aims_line(bare) is None
 
 
 def _one_each(fractions, bounds) -> bool:
@@ -184,13 +192,18 @@ def test_a_smaller_network_level_with_a_yardstick_but_ahead_gets_seeds_up_to_the
 
 
 def test_a_time_budget_keeps_room_for_the_best_network_under_each_aim():
-    """The race's reserve: the front's members and, per aim, one network with the least
-    seeds, each a training at the target (1,000 images x 2 epochs here)."""
+    """The race's reserve: the front's members (at most 5) and, per aim, one network with the
+    least seeds, each a training at the target (1,000 images x 2 epochs here), but no more
+    networks than reach the target."""
     rungs = plan_rungs(epochs=2, images=1000, rungs=2, eta=3)
-    trials = [_trial(n, 5_000 + n, 0.9) for n in range(9)]  # 3 reach the target: 3 on the front
+    trials = [_trial(n, 5_000 + n, 0.9) for n in range(18)]  # 6 reach the target
     plain = Plan(Schedule(rungs), verify_seeds=3).race_work(trials)
     aimed = Plan(Schedule(rungs, lines=(5_971, 6_858)), verify_seeds=3).race_work(trials)
-    assert plain == 3 * 3 * 2_000 and aimed == (3 + 2) * 3 * 2_000
+    assert plain == 5 * 3 * 2_000 and aimed == 6 * 3 * 2_000
+    few = trials[:9]  # 3 reach the target: the front and the aims' best are among those 3
+    assert Plan(Schedule(rungs, lines=(5_971, 6_858)), verify_seeds=3).race_work(few) == (
+        3 * 3 * 2_000
+    )
     assert Plan(Schedule(rungs, lines=(5_971,)), verify_seeds=3).race_work([]) == 0
     unraced = Plan(Schedule(rungs, lines=(5_971, 6_858)), verify_seeds=3, reference_seeds=0)
     assert unraced.race_work(trials) == plain  # no seed network raced: nothing to aim at

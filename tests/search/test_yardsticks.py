@@ -174,10 +174,10 @@ def test_a_richer_level_the_cache_holds_whole_is_taken(synthetic_root, tmp_path)
 def test_the_time_budget_keeps_no_time_for_a_verification_the_cache_holds(synthetic_root, tmp_path):
     """Seed 001's verify seed 1 is cached, seed 002's is not (at half 001's rate): a third of
     the references' verification is still to train; all of it cached, none. The plan of one
-    more candidate: 667 + 2,000 image-epochs, its verification 2 x 2,000, that of the best
-    network under an aim (70% of seed 001's or of seed 002's parameters; two aims, but one
-    network expected at the target) 2 x 2,000, and the references' 2 x 1 seed x 2,000 x their
-    weight (100) x that share."""
+    more candidate: 667 + 2,000 image-epochs, its verification 2 x 2,000 (the best under
+    each of the two aims, 70% of seed 001's and seed 002's parameters, is that same network:
+    one is expected at the target), and the references' 2 x 1 seed x 2,000 x their weight (100)
+    x that share."""
     from budgetnas.search.study.timing import plan
 
     cfg = _cfg(synthetic_root, tmp_path / "r", references="001,002", reference_seeds=1)
@@ -186,7 +186,7 @@ def test_the_time_budget_keeps_no_time_for_a_verification_the_cache_holds(synthe
     assert pending_verification(cfg, rates, {"001": held, "002": held}) == 0
     assert pending_verification(cfg, rates, {}) == 1.0
     assert cfg.schedule.lines == (5_971, 6_858)
-    own = 667 + 2000 + 2 * 2000 + 2 * 2000
+    own = 667 + 2000 + 2 * 2000
     assert plan(cfg, reference_weight=100.0).work([], extra=1) == own + 2 * 2000 * 100
     assert plan(cfg, reference_weight=100.0, reference_pending=0.0).work([], extra=1) == own
     third = plan(cfg, reference_weight=100.0, reference_pending=1 / 3)
