@@ -180,9 +180,16 @@ def test_reference_trials_use_the_objective_not_the_sampler(monkeypatch, tmp_pat
     assert len(study.trials) == 3 and len(calls) == 1
 
 
-def _searched(root, out, *, sampler, references, trials=14):
+def _searched(root, out, *, sampler, references, trials=14, sizing="aimed"):
     cfg = quick_config(
-        root, out, caps=(10_000,), trials=trials, sampler=sampler, references=references, seed=1
+        root,
+        out,
+        caps=(10_000,),
+        trials=trials,
+        sampler=sampler,
+        references=references,
+        seed=1,
+        sizing=sizing,
     )
     study = run_search(cfg, quiet=True)
     return [t for t in study.trials if not t.user_attrs.get("reference")]
@@ -195,9 +202,11 @@ def _searched(root, out, *, sampler, references, trials=14):
 )
 def test_references_do_not_change_what_a_sampler_proposes(tmp_path, synthetic_root, sampler):
     """Same seed, no pruning: the same candidates with and without reference networks, past
-    TPE's start-up trials and NSGA-II's first generation."""
-    without = _searched(synthetic_root, tmp_path / "none", sampler=sampler, references="none")
-    with_refs = _searched(synthetic_root, tmp_path / "all", sampler=sampler, references="all")
+    TPE's start-up trials and NSGA-II's first generation (with ``spread`` sizing: ``aimed``
+    sizes some candidates at the seed networks' aims, by design)."""
+    args = {"sampler": sampler, "sizing": "spread"}
+    without = _searched(synthetic_root, tmp_path / "none", references="none", **args)
+    with_refs = _searched(synthetic_root, tmp_path / "all", references="all", **args)
     assert len(without) == 14
     assert [t.user_attrs.get("spec") for t in with_refs] == [
         t.user_attrs.get("spec") for t in without

@@ -233,7 +233,8 @@ def test_promotions_follow_the_rule_as_it_stood(climbed):
             and s.state in (TrialState.COMPLETE, TrialState.PRUNED)
             and s.datetime_complete <= t.datetime_start
         ]
-        top = promotion_order([s for s in before if s.state == TrialState.COMPLETE])
+        lines = cfg.schedule.lines  # the seed networks' aims: bands do not cross them
+        top = promotion_order([s for s in before if s.state == TrialState.COMPLETE], lines=lines)
         # the rounded-down quota while the rung was open, the rounded-up one once closed
         allowed = top[: quota(len(before), cfg.eta, closed=True)]
         assert source.number in [s.number for s in allowed]
@@ -241,7 +242,9 @@ def test_promotions_follow_the_rule_as_it_stood(climbed):
     # the whole rung 0, once closed: its top third went up
     rung0 = [s for s in searched if rung_of(s) == 0 and s.state == TrialState.COMPLETE]
     finished0 = [s for s in searched if rung_of(s) == 0 and s.state != TrialState.FAIL]
-    final_top = promotion_order(rung0)[: quota(len(finished0), 3, closed=True)]
+    final_top = promotion_order(rung0, lines=cfg.schedule.lines)[
+        : quota(len(finished0), 3, closed=True)
+    ]
     assert {s.number for s in final_top} <= set(sources)
 
 
