@@ -79,7 +79,7 @@ def write_reports(
         refs = refs[refs["rung"] == at]
     files = ReportFiles(out_dir / "report.html", out_dir / "trials.csv", out_dir / "pareto.csv")
     df.to_csv(files.trials_csv, index=False)
-    pareto_csv(front, refs, target).to_csv(files.pareto_csv, index=False)
+    pareto_csv(front, refs, target, df).to_csv(files.pareto_csv, index=False)
 
     by_number = {t.number: t for t in trials}
     best = best_row(df, cap=cap)

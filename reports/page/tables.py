@@ -105,16 +105,25 @@ TARGET_COLUMNS = ["seeds", "failed", "val_mean", "val_std", "test_mean", "test_s
 
 
 def pareto_csv(
-    front: pd.DataFrame, refs: pd.DataFrame, target: pd.DataFrame | None
+    front: pd.DataFrame, refs: pd.DataFrame, target: pd.DataFrame | None, trials: pd.DataFrame
 ) -> pd.DataFrame:
-    """The front's rows (``role`` front) and the reference networks' (``role`` reference) at
-    the same fidelity, each with its verification at the target when there is one
-    (``verified_seeds``, ``verified_val_mean``, ... over the verify seeds that finished;
-    ``verified_failed``: the seeds whose training failed; a std of one seed is empty)."""
-    rows = pd.concat([front.assign(role="front"), refs.assign(role="reference")], ignore_index=True)
+    """The front's rows (``role`` front), the searched networks off the front verified at
+    the target (``role`` verified: the race's other entrants, ``verify --trial``; the answer
+    may be one of them) and the reference networks' (``role`` reference) at the same
+    fidelity, each with its verification at the target when there is one (``verified_seeds``,
+    ``verified_val_mean``, ... over the verify seeds that finished; ``verified_failed``: the
+    seeds whose training failed; a std of one seed is empty). ``trials``: every trial's row
+    (``trials_frame``), where the verified rows are taken from."""
     names = {c: f"verified_{c}" for c in TARGET_COLUMNS}
     if target is None or target.empty:
+        rows = pd.concat(
+            [front.assign(role="front"), refs.assign(role="reference")], ignore_index=True
+        )
         return rows.assign(**{name: None for name in names.values()})
+    numbers = set(target["number"].dropna().astype(int)) - set(front["number"].astype(int))
+    off = trials[trials["number"].isin(numbers)].sort_values("params")
+    parts = [front.assign(role="front"), off.assign(role="verified"), refs.assign(role="reference")]
+    rows = pd.concat([p for p in parts if not p.empty] or parts[:1], ignore_index=True)
     by_number = target.dropna(subset=["number"]).set_index("number")[TARGET_COLUMNS]
     by_ref = target.dropna(subset=["reference"]).set_index("reference")[TARGET_COLUMNS]
     for column, name in names.items():

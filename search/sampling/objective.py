@@ -203,11 +203,11 @@ class Objective:
         raised); else the training to run (``Pending``: ``finish`` it with its result, or
         ``ended`` if it raised). Raises ``TrialPruned`` for a rejected candidate, an idle
         trial or a pruned replay."""
+        trial.set_user_attr("worker", WORKER)  # first: an idle trial says whose it was too
         source = self._job(trial)
         if source is not None and "cap" not in trial.user_attrs:
             trial.set_user_attr("cap", source.user_attrs.get("cap"))
         cap = assign_cap(trial, self.cfg.caps)
-        trial.set_user_attr("worker", WORKER)
         rung = self.schedule.rungs[rung_of(trial)]
         spec, recipe = self._candidate(trial, cap, source)
         recipe = replace(recipe, epochs=rung.epochs)

@@ -183,3 +183,35 @@ def test_reference_runs_are_counted_at_the_rungs_they_ran_at():
     assert counts_text(uneven, rungs=3).endswith(
         "; 3 reference network runs (1 at rung 0, 2 at rung 2, the target)"
     )
+
+
+def test_pareto_csv_lists_the_verified_networks_off_the_front():
+    """The race's answer may be off the front (an aim's best): pareto.csv lists every
+    searched network verified at the target, front or not, with its verified readings."""
+    from budgetnas.reports.page.tables import pareto_csv
+
+    trials = pd.DataFrame(
+        {
+            "number": [2, 3, 4, 5],
+            "params": [3138, 6145, 6589, 7000],
+            "val_acc": [0.3, 0.8, 0.7, 0.6],
+        }
+    )
+    front, refs = trials[trials["number"].isin([2, 3])], trials.iloc[0:0]
+    target = pd.DataFrame(
+        {
+            "number": [3.0, 4.0, None],
+            "reference": [None, None, "001"],
+            "seeds": [3, 5, 4],
+            "failed": [0, 0, 0],
+            "val_mean": [0.71, 0.72, 0.5],
+            "val_std": [0.01, 0.02, 0.01],
+            "test_mean": [0.7, 0.71, 0.5],
+            "test_std": [0.01, 0.01, 0.01],
+        }
+    )
+    rows = pareto_csv(front, refs, target, trials)
+    assert rows[["number", "role"]].values.tolist() == [[2, "front"], [3, "front"], [4, "verified"]]
+    assert rows["verified_seeds"].tolist()[1:] == [3, 5]  # trial 5, never verified, is not listed
+    assert rows["verified_val_mean"].tolist()[2] == 0.72
+    assert pd.isna(rows["verified_seeds"].tolist()[0])

@@ -218,7 +218,9 @@ def test_real_mnist_search_and_export(tmp_path, mnist_root):
     # the search verified its front with new seeds: export takes the best verified searched
     # network (mean validation accuracy, then fewer parameters) ...
     pareto = pd.read_csv(run / "pareto.csv", dtype={"reference": str})
-    verified = pareto[(pareto["role"] == "front") & pareto["verified_val_mean"].notna()]
+    # (the race's entrants off the front too: an aim's best may be the answer)
+    searched = pareto["role"].isin(["front", "verified"])
+    verified = pareto[searched & pareto["verified_val_mean"].notna()]
     # the race: every entrant 2 new seeds or more, the answer (the best mean) --verify-seeds 3
     assert len(verified) >= 1 and (verified["verified_seeds"] >= 2).all()
     best = verified.sort_values(["verified_val_mean", "params"], ascending=[False, True]).iloc[0]
