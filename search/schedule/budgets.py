@@ -23,6 +23,13 @@ from budgetnas.search.schedule.trials import (
 
 MAX_VERIFIED = 5  # front members verified with new seeds at the end of a search
 
+# the most of --budget-time the race at the end is planned to take while candidates are
+# sampled: on a slow CPU a target training takes minutes, and the race's full plan (every
+# entrant's seeds and the seed networks') took 60% of a 45-minute 10K search, leaving 30
+# candidates; above this share the race spends what is left in its own order (the verdict's
+# seeds first, ``search.verification.seed_order``) and stops at the deadline
+RACE_SHARE = 0.4
+
 
 def trained_image_epochs(trials: Sequence[FrozenTrial], rungs: Sequence[Rung] | None = None) -> int:
     """Image-epochs the study's ended trials trained: every epoch a trial reported, whether
@@ -148,13 +155,23 @@ class TimeBudget:
     trials (the race's processes starting, the reports). The race's networks are weighed as
     the largest trained so far (``front_weight``): a network near the cap trains slower than
     the mean candidate. ``race_factor``: how much faster the trials ran, several at once in
-    a process (``search.study.concurrency``), than the race's one network at a time."""
+    a process (``search.study.concurrency``), than the race's one network at a time.
+    ``length_s``: the budget's seconds (``--budget-time``); the race is planned to take no
+    more than its ``RACE_SHARE`` (with the overhead), so that the search keeps the rest for
+    its candidates (None: no bound)."""
 
     deadline: float
     plan: Plan
     workers: int = 1
     overhead_s: float = 0.0
     race_factor: float = 1.0
+    length_s: float | None = None
+
+    def _race_bounded(self, race_s: float) -> float:
+        """``race_s`` (the race's planned seconds, over the workers) bounded by its share."""
+        if self.length_s is None:
+            return race_s
+        return min(race_s, RACE_SHARE * self.length_s)
 
     def seconds_per_image_epoch(self, trials: Sequence[FrozenTrial]) -> float | None:
         """Seconds per candidate image-epoch, over the study's timed trials: a reference
@@ -193,7 +210,8 @@ class TimeBudget:
         weight = self.front_weight(trials)
         work = self.plan.search_work(trials, extra=extra)
         race = self.plan.race_work(trials, extra=extra, front_weight=weight)
-        return rate * (work + self.race_factor * race) / self.workers + self.overhead_s
+        race_s = self._race_bounded(rate * self.race_factor * race / self.workers)
+        return rate * work / self.workers + race_s + self.overhead_s
 
     def race_seconds(self, trials: Sequence[FrozenTrial]) -> float | None:
         """Seconds the race at the end is planned to take (over the workers), with the
@@ -202,7 +220,7 @@ class TimeBudget:
         if rate is None:
             return None
         work = self.plan.race_work(trials, front_weight=self.front_weight(trials))
-        return rate * self.race_factor * work / self.workers + self.overhead_s
+        return self._race_bounded(rate * self.race_factor * work / self.workers) + self.overhead_s
 
     def race_due(self, trials: Sequence[FrozenTrial], now: float) -> bool:
         """Whether the race must start now to fit before the deadline: no more trials."""

@@ -53,6 +53,7 @@ def time_budget(cfg: SearchConfig, study: optuna.Study) -> TimeBudget | None:
         workers=cfg.workers,
         overhead_s=float(study.user_attrs.get(OVERHEAD_ATTR) or 0.0),
         race_factor=float(study.user_attrs.get(GAIN_ATTR) or 1.0),
+        length_s=float(cfg.budget_time) if cfg.budget_time else None,
     )
 
 

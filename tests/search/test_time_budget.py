@@ -205,3 +205,32 @@ def test_a_time_budget_ends_within_ten_seconds_of_what_was_given(synthetic_root,
     assert result.returncode == 0, result.stderr[-2000:]
     assert wall <= 60 + 10, (wall, result.stderr[-3000:])
     assert any(line.startswith("answer under 10,000: ") for line in result.stderr.splitlines())
+
+
+def test_the_race_is_planned_at_most_its_share_of_the_budget():
+    """On a slow CPU the race's full plan can take most of --budget-time: while candidates
+    are sampled it is planned at no more than RACE_SHARE of the budget's length, and spends
+    what is left in its own order once sampling stops."""
+    from budgetnas.search.schedule.budgets import RACE_SHARE
+
+    cfg_plan = Plan(SCHEDULE, verify_seeds=3)
+    trials = [_trial(n, images=300, wall=2.0) for n in range(9)]
+    unbounded = TimeBudget(time.time() + 100, cfg_plan, overhead_s=5.0)
+    full = unbounded.race_seconds(trials) - 5.0
+    length = full  # the whole plan would take the whole budget
+    bounded = TimeBudget(time.time() + length, cfg_plan, overhead_s=5.0, length_s=length)
+    assert bounded.race_seconds(trials) == pytest.approx(RACE_SHARE * length + 5.0)
+    # the search itself is planned the same: only the race's part is bounded
+    rate = bounded.seconds_per_image_epoch(trials)
+    assert rate == pytest.approx(2.0 / 300)
+    search_s = rate * cfg_plan.search_work(trials, extra=1)
+    assert search_s > 0
+    assert bounded.remaining(trials, extra=1) == pytest.approx(
+        search_s + RACE_SHARE * length + 5.0, rel=1e-6
+    )
+    assert unbounded.remaining(trials, extra=1) > bounded.remaining(trials, extra=1) + 10
+    assert bounded.race_due(trials, time.time() + length * (1 - RACE_SHARE))
+    assert not bounded.race_due(trials, time.time() + length * (1 - RACE_SHARE) - 10)
+    # a plan under its share is planned whole
+    roomy = TimeBudget(time.time() + 100 * full, cfg_plan, overhead_s=5.0, length_s=100 * full)
+    assert roomy.race_seconds(trials) == pytest.approx(full + 5.0)
