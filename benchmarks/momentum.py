@@ -54,7 +54,7 @@ def main() -> None:
     data = load_train_val(
         "mnist", data_dir=args.data_dir, train_subset=args.train_subset, device=device
     )
-    recipe = default_recipe(args.epochs)
+    recipe = default_recipe(args.epochs, optimizer="sgd")  # SGD's momentum is measured
     rows = []
     for key in args.zoo.split(","):
         for name in ("cycled 0.85-0.95 (before)", f"constant {recipe.momentum:g} (now)"):

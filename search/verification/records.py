@@ -56,6 +56,7 @@ class Fidelity:
                 if r.get("optimizer") == "sgd" and r.get("momentum", 0.9) != 0.9
                 else ""
             )
+            + (f" beta1 {r.get('beta1', 0.9):g}" if r.get("optimizer") == "adamw" else "")
             + (f" wd {r['weight_decay']:g}" if r.get("weight_decay", 5e-4) != 5e-4 else "")
             + (f" {r['precision']}" if r.get("precision", "fp32") != "fp32" else "")
         )

@@ -138,7 +138,7 @@ def test_resume_with_an_edited_config_is_refused(local_run):
     path.write_text(json.dumps(config))
     line = cli_error(runner.invoke(app, ["search", "--resume", str(local_run)]))
     assert line == (
-        f"error: {path} does not match its study's settings (recipe.lr: 0.1 there, 0.5 here); "
+        f"error: {path} does not match its study's settings (recipe.lr: 0.03 there, 0.5 here); "
         "nothing was run"
     )
     _, study = open_run(local_run)

@@ -185,7 +185,7 @@ def test_verify_at_another_fidelity_records_it(ladder_run, monkeypatch):
     assert two.fidelity.epochs == 2 and two.fidelity.train_images == 150
     assert two.fidelity.recipe["lr"] == 0.02 and one.fidelity.recipe["lr"] == cfg.recipe.lr
     assert "seed" not in two.fidelity.recipe
-    assert two.fidelity_label == "2 ep x 150 img, sgd lr 0.02 b50 aug 0.5"
+    assert two.fidelity_label == "2 ep x 150 img, adamw lr 0.02 b50 aug 0.5 beta1 0.7 wd 0.01"
     _, study = open_run(ladder_run)
     stored = stored_results(study)
     assert one.store_key != two.store_key and {one.store_key, two.store_key} <= set(stored)

@@ -227,3 +227,25 @@ def test_bad_later_settings_are_one_actionable_error(kwargs, message):
     with pytest.raises(ConfigError, match=message) as err:
         TrainConfig(**kwargs)
     assert "\n" not in str(err.value)
+
+
+def test_the_default_recipe_trains_with_adamw_and_a_named_optimizer_takes_its_own_defaults():
+    """AdamW (lr 0.03, weight decay 0.01, beta1 0.7) at both recipes; ``--optimizer sgd``
+    without other settings is the SGD recipe as it was (lr 0.05, 0.1 at one epoch; its L2
+    penalty; no beta1 stored); what a user gives wins over both."""
+    from budgetnas.trainers.recipe import ONE_EPOCH_DEFAULTS, ConfigError, default_recipe
+
+    for epochs in (3, 1):
+        r = default_recipe(epochs)
+        assert (r.optimizer, r.lr, r.weight_decay, r.beta1) == ("adamw", 0.03, 0.01, 0.7)
+        sgd = default_recipe(epochs, optimizer="sgd")
+        assert (sgd.lr, sgd.weight_decay) == (
+            ONE_EPOCH_DEFAULTS["lr"] if epochs == 1 else TrainConfig.lr,
+            TrainConfig.weight_decay,
+        )
+        assert "beta1" not in sgd.to_dict()  # an SGD recipe's results and keys are as before
+    one = default_recipe(1)
+    assert (one.batch_size, one.augment) == (64, ONE_EPOCH_DEFAULTS["augment"])
+    assert default_recipe(3, lr=0.01).lr == 0.01 and default_recipe(3, lr=0.01).beta1 == 0.7
+    with pytest.raises(ConfigError, match="optimizer must be one of sgd, adamw"):
+        default_recipe(3, optimizer="lamb")
