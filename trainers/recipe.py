@@ -208,10 +208,21 @@ def default_recipe(epochs: int | None = None, **overrides: Any) -> TrainConfig:
     """The recipe for an epoch budget: ``TrainConfig``'s defaults, or with ``epochs == 1`` the
     one-epoch defaults, trained with ``DEFAULT_OPTIMIZER`` (or the ``optimizer`` given) at
     its ``OPTIMIZER_DEFAULTS``; ``overrides`` (settings the user gave) win over all."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     epochs = TrainConfig.epochs if epochs is None else epochs
     optimizer = overrides.get("optimizer") or DEFAULT_OPTIMIZER
     if optimizer not in OPTIMIZER_DEFAULTS:
         raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
+    check_momentum(optimizer, overrides)
     base = dict(ONE_EPOCH_DEFAULTS) if epochs == 1 else {}
     base.update(optimizer=optimizer, **OPTIMIZER_DEFAULTS[optimizer])
     return TrainConfig(epochs=epochs, **{**base, **overrides})
+
+
+def check_momentum(optimizer: str, given: dict[str, Any]) -> None:
+    """A momentum given for AdamW would change nothing but the recipe's name: refused."""
+    if optimizer == "adamw" and given.get("momentum") is not None:
+        raise ConfigError(
+            "--momentum is SGD's; AdamW (the default optimizer) has its beta1: add "
+            "--optimizer sgd to train with SGD and this momentum"
+        )

@@ -31,7 +31,7 @@ class Weights:
     seed: int
     epochs: int
     train_images: int
-    fidelity: str  # "15 ep x 55,000 img, sgd lr 0.05 b128 aug 1"
+    fidelity: str  # "3 ep x 55,000 img, adamw lr 0.03 b128 aug 1 beta1 0.7 wd 0.01"
     val_acc: float
     test_acc: float | None  # recorded by verify; the search never reads the test set
     path: str  # relative to the run folder

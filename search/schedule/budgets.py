@@ -27,7 +27,8 @@ MAX_VERIFIED = 5  # front members verified with new seeds at the end of a search
 # sampled: on a slow CPU a target training takes minutes, and the race's full plan (every
 # entrant's seeds and the seed networks') took 60% of a 45-minute 10K search, leaving 30
 # candidates; above this share the race spends what is left in its own order (the verdict's
-# seeds first, ``search.verification.seed_order``) and stops at the deadline
+# seeds first, ``search.verification.seed_order``) and stops at the deadline. What a verdict
+# needs is always kept: the seed networks' seeds, the answer's and each aim's best's
 RACE_SHARE = 0.4
 
 
@@ -118,6 +119,15 @@ class Plan:
     ) -> int:
         """The race at the end, as a fixed verification of the front, of the best network
         under each aim (``Schedule.lines``: the seed networks' aims) and of the references."""
+        searched, _, references = self.race_parts(trials, extra=extra, front_weight=front_weight)
+        return round(searched + references)
+
+    def race_parts(
+        self, trials: Sequence[FrozenTrial], *, extra: int = 0, front_weight: float = 1.0
+    ) -> tuple[float, float, float]:
+        """The race's work (image-epochs) in three parts: the searched networks', the least
+        of it a verdict needs (the answer and the best under each aim, ``verify_seeds``
+        each), the reference networks'."""
         searched = [t for t in trials if is_searched(t) and t.state != TrialState.FAIL]
         n0 = sum(1 for t in searched if rung0_used(t)) + extra
         rungs = self.schedule.rungs
@@ -126,9 +136,10 @@ class Plan:
         # and the best under each aim, when the seed networks race; no more networks than
         # reach the target (an aim's best is often a member of the front already)
         aimed = len(self.schedule.lines) if self.reference_seeds != 0 else 0
-        verified = min(MAX_VERIFIED + aimed, top) * self.verify_seeds * front_weight
-        verified += seeds * self.references_cost()
-        return round(verified * self.schedule.target.image_epochs)
+        one = self.verify_seeds * front_weight * self.schedule.target.image_epochs
+        networks = min(MAX_VERIFIED + aimed, top)
+        references = seeds * self.references_cost() * self.schedule.target.image_epochs
+        return networks * one, min(1 + aimed, networks) * one, references
 
 
 def _rate(trials: Iterable[FrozenTrial], weight: Callable[[FrozenTrial], float]) -> float | None:
@@ -157,8 +168,8 @@ class TimeBudget:
     the mean candidate. ``race_factor``: how much faster the trials ran, several at once in
     a process (``search.study.concurrency``), than the race's one network at a time.
     ``length_s``: the budget's seconds (``--budget-time``); the race is planned to take no
-    more than its ``RACE_SHARE`` (with the overhead), so that the search keeps the rest for
-    its candidates (None: no bound)."""
+    more than its ``RACE_SHARE`` (the overhead besides), or what its verdict needs where that
+    is more, so that the search keeps the rest for its candidates (None: no bound)."""
 
     deadline: float
     plan: Plan
@@ -167,11 +178,15 @@ class TimeBudget:
     race_factor: float = 1.0
     length_s: float | None = None
 
-    def _race_bounded(self, race_s: float) -> float:
-        """``race_s`` (the race's planned seconds, over the workers) bounded by its share."""
+    def _race_seconds(self, trials: Sequence[FrozenTrial], rate: float, *, extra: int = 0) -> float:
+        """The race's planned seconds (over the workers, without the overhead): its whole
+        plan, bounded by ``RACE_SHARE`` of the budget but never below what the verdict needs
+        (the seed networks' seeds, the answer's and each aim's best's ``verify_seeds``)."""
+        parts = self.plan.race_parts(trials, extra=extra, front_weight=self.front_weight(trials))
+        searched, least, references = (rate * self.race_factor * w / self.workers for w in parts)
         if self.length_s is None:
-            return race_s
-        return min(race_s, RACE_SHARE * self.length_s)
+            return searched + references
+        return min(searched + references, max(RACE_SHARE * self.length_s, least + references))
 
     def seconds_per_image_epoch(self, trials: Sequence[FrozenTrial]) -> float | None:
         """Seconds per candidate image-epoch, over the study's timed trials: a reference
@@ -207,10 +222,8 @@ class TimeBudget:
         rate = self.seconds_per_image_epoch(trials)
         if rate is None:
             return None
-        weight = self.front_weight(trials)
         work = self.plan.search_work(trials, extra=extra)
-        race = self.plan.race_work(trials, extra=extra, front_weight=weight)
-        race_s = self._race_bounded(rate * self.race_factor * race / self.workers)
+        race_s = self._race_seconds(trials, rate, extra=extra)
         return rate * work / self.workers + race_s + self.overhead_s
 
     def race_seconds(self, trials: Sequence[FrozenTrial]) -> float | None:
@@ -219,8 +232,7 @@ class TimeBudget:
         rate = self.seconds_per_image_epoch(trials)
         if rate is None:
             return None
-        work = self.plan.race_work(trials, front_weight=self.front_weight(trials))
-        return self._race_bounded(rate * self.race_factor * work / self.workers) + self.overhead_s
+        return self._race_seconds(trials, rate) + self.overhead_s
 
     def race_due(self, trials: Sequence[FrozenTrial], now: float) -> bool:
         """Whether the race must start now to fit before the deadline: no more trials."""

@@ -20,7 +20,7 @@ from budgetnas.search.verification.records import Verified
 from budgetnas.space.count import count_params
 from budgetnas.space.spec import ArchSpec
 from budgetnas.space.zoo import ZOO
-from budgetnas.trainers.recipe import AugmentConfig, TrainConfig
+from budgetnas.trainers.recipe import AugmentConfig, TrainConfig, check_momentum
 
 
 def _choose(
@@ -129,6 +129,7 @@ def verify_recipe(base: TrainConfig, **overrides: Any) -> TrainConfig:
     """``base`` with the recipe settings given to ``verify`` (``None``: not given).
     ``augment`` is a strength, as for ``search``."""
     given = {k: v for k, v in overrides.items() if v is not None}
+    check_momentum(given.get("optimizer", base.optimizer), given)
     if "augment" in given:
         given["augment"] = AugmentConfig.scaled(float(given["augment"]))
     return replace(base, **given)

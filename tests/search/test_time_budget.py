@@ -234,3 +234,19 @@ def test_the_race_is_planned_at_most_its_share_of_the_budget():
     # a plan under its share is planned whole
     roomy = TimeBudget(time.time() + 100 * full, cfg_plan, overhead_s=5.0, length_s=100 * full)
     assert roomy.race_seconds(trials) == pytest.approx(full + 5.0)
+
+
+def test_the_races_bound_keeps_what_its_verdict_needs():
+    """Seed networks that take most of the race's share: the bound never cuts below their
+    seeds and the answer's (``verify_seeds`` of one network at the target)."""
+    from budgetnas.search.schedule.budgets import RACE_SHARE
+
+    plan = Plan(SCHEDULE, verify_seeds=3, references_at_target=2, reference_weight=4.0)
+    trials = [_trial(n, images=300, wall=2.0) for n in range(9)]
+    searched, least, references = plan.race_parts(trials)
+    assert 0 < least < searched and references == 3 * 2 * 4.0 * SCHEDULE.target.image_epochs
+    rate = 2.0 / 300
+    need = rate * (least + references)
+    length = need / RACE_SHARE / 2  # the share is half of what the verdict needs
+    budget = TimeBudget(time.time() + length, plan, length_s=length)
+    assert budget.race_seconds(trials) == pytest.approx(need)

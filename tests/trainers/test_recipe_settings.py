@@ -249,3 +249,14 @@ def test_the_default_recipe_trains_with_adamw_and_a_named_optimizer_takes_its_ow
     assert default_recipe(3, lr=0.01).lr == 0.01 and default_recipe(3, lr=0.01).beta1 == 0.7
     with pytest.raises(ConfigError, match="optimizer must be one of sgd, adamw"):
         default_recipe(3, optimizer="lamb")
+    # a momentum would change nothing under AdamW but the recipe's name: refused, in search
+    # and in verify of an AdamW run; SGD takes it
+    with pytest.raises(ConfigError, match="--momentum is SGD's"):
+        default_recipe(3, momentum=0.8)
+    assert default_recipe(3, optimizer="sgd", momentum=0.8).momentum == 0.8
+    assert default_recipe(3, optimizer=None).optimizer == "adamw"  # None: not given
+    from budgetnas.search.verification.choose import verify_recipe
+
+    with pytest.raises(ConfigError, match="--momentum is SGD's"):
+        verify_recipe(default_recipe(3), momentum=0.8)
+    assert verify_recipe(default_recipe(3, optimizer="sgd"), momentum=0.8).momentum == 0.8
