@@ -37,7 +37,7 @@ FORMAT = 2
 # the digest of the code it was raised for (``training_code_digest``): a test compares them,
 # so a change to that code fails until this is looked at (raised, and the digest recorded).
 TRAINING = 2
-TRAINING_CODE = "f319d3853201daaef5613e463e323a850b9fe7fe2e9027f8fcceec73be246de1"
+TRAINING_CODE = "e6914b3f7ecdb15514be69c92f6a2a51eabee9d739f636d78a35341123e0a48a"
 # The modules whose code decides a training's bits for a given key: the loop, its step (and
 # the CUDA graphs of it), augmentation, EMA, distillation, evaluation, the recipe's defaults,
 # and how a spec becomes a network. (The data module is not among them: the key holds the

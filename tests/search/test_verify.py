@@ -263,7 +263,11 @@ def test_fused_seeds_verify_as_the_separate_seeds_do(tmp_path, synthetic_root, m
     from budgetnas.search.verification import retrain
 
     out = tmp_path / "run"
-    run_search(quick_config(synthetic_root, out, caps=(5000,), trials=2), quiet=True)
+    # SGD: on 300 synthetic images AdamW's normalised steps carry a float rounding to 2-4
+    # flipped images of 100 in one epoch; fused AdamW against separate AdamW is checked
+    # where the weights can be compared (tests/trainers/test_fused.py, adamw-ema)
+    cfg = quick_config(synthetic_root, out, caps=(5000,), trials=2, optimizer="sgd")
+    run_search(cfg, quiet=True)
     shutil.copytree(out, tmp_path / "copy")
     fused_calls = []
     real = retrain.train_fused
