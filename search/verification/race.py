@@ -20,12 +20,13 @@ same way), run on new seeds at the target fidelity:
 - The answer under a cap is its leader, with its seed count and spread; it and the
   strongest yardstick under the cap end with at least ``RaceRules.least`` seeds (the
   verdict's).
-- Order (``seed_order.next_seed``): the *contenders'* start seeds (the yardsticks and the readings
-  within reach of the best under a cap or an aim), the verdict's least seeds, then the start
-  seeds of the front's other members, then the seeds that tell level entrants apart, then
-  those of a network smaller than a yardstick and ahead of it on the mean, not yet clearly
-  (up to the most seeds). A time budget that cannot hold them all cuts the far end of that
-  order.
+- Order (``seed_order.next_seed``): the start seeds of the yardsticks and of the best reading
+  under each cap and aim, the verdict's least seeds (and a few more while it is level with the
+  answer ahead on the mean), the other contenders' start seeds (the readings within reach of
+  the best), then the start seeds of the front's other members, then the seeds that tell
+  level entrants apart, then those of a network smaller than a yardstick and ahead of it on
+  the mean, not yet clearly (up to the most seeds). A time budget that cannot hold them all
+  cuts the far end of that order.
 - The *verdict* compares the answer with each yardstick under the cap: ahead, level or
   behind, by how much, on how many seeds each; and names the smallest network clearly ahead
   of a yardstick with fewer parameters than it and the answer (``Race.smallest_ahead``).

@@ -20,6 +20,7 @@ from budgetnas.search.verification.race import (
 from budgetnas.search.verification.seed_order import (
     contenders,
     finished,
+    leads,
     next_seed,
     smaller_ahead,
 )
@@ -68,11 +69,13 @@ def test_start_seeds_come_first_best_reading_first():
         Entrant("trial-2", 8000, 0.992),
         Entrant("zoo-001", 9798, 0.989, yardstick=True),
     )
+    assert leads(race) == {"trial-2", "zoo-001"}  # the best reading under the cap, the yardstick
     assert next_seed(race) == "trial-2"
-    assert next_seed(race, busy={"trial-2"}) == "trial-1"
+    assert next_seed(race, busy={"trial-2"}) == "zoo-001"
+    assert next_seed(race, busy={"trial-2", "zoo-001"}) == "trial-1"  # no waiting for the leads
     race.entrants["trial-2"] = Entrant("trial-2", 8000, 0.992, vals=(0.99,))
-    # the fewest seeds first: trial-1 before trial-2's second
-    assert next_seed(race) == "trial-1"
+    # the best reading to its start seeds: trial-2's second before seed 001's first
+    assert next_seed(race) == "trial-2"
     # decisions wait for every start seed: nothing else to do while the last ones train
     done = {
         k: Entrant(k, e.params, e.reading, e.yardstick, vals=(0.99, 0.99))
@@ -205,9 +208,9 @@ def test_the_verdicts_seeds_come_before_the_start_seeds_of_the_fronts_far_member
         e = race.entrants[key]
         base = {"trial-9": 0.9914, "trial-8": 0.9890, "zoo-001": 0.9895}.get(key, 0.9800)
         _with(race, key, base + 0.0001 * e.done)
-    starts = order[:6]
-    assert sorted(starts) == ["trial-8"] * 2 + ["trial-9"] * 2 + ["zoo-001"] * 2
-    assert order[6:8] == ["trial-9", "zoo-001"]  # the verdict's third seeds
+    assert order[:4] == ["trial-9"] * 2 + ["zoo-001"] * 2  # the leads' start seeds
+    assert order[4:6] == ["trial-9", "zoo-001"]  # the verdict's third seeds (clear at 3 + 3)
+    assert order[6:8] == ["trial-8"] * 2  # then the other contender
     assert sorted(order[8:12]) == ["trial-3"] * 2 + ["trial-4"] * 2  # then the far members
     # a budget that holds 8 seeds: the verdict still rests on 3 + 3
     race = _race(*(Entrant(k, e.params, e.reading, e.yardstick) for k, e in race.entrants.items()))
@@ -295,3 +298,82 @@ def test_on_a_ladder_the_hard_caps_verdict_seeds_come_first():
     assert next_seed(race) == "trial-2"
     assert next_seed(race, busy={"trial-2"}) == "zoo-001"
     assert next_seed(race, busy={"trial-2", "zoo-001"}) == "trial-1"
+
+
+def test_a_budget_of_23_seeds_gives_the_verdict_its_seeds_before_ten_contenders_theirs():
+    """The 45-minute 10K search on a CPU (fp32): 10 contenders within reach under the cap and
+    its aims, seeds 001 and 002; 23 seeds before the deadline went to every contender's start
+    seeds and left seed 001 at 2. Replayed with each network's measured mean as every one of
+    its seeds, spread 0.1 point: the answer and seed 001 end with at least the least seeds, the
+    answer's lead (0.15 point) turns clear on the early seeds, and the cut falls on the lowest
+    readings."""
+    readings = {  # key: (params, reading, measured mean)
+        "trial-99": (6676, 0.9906, 0.9910),
+        "trial-151": (6750, 0.9906, 0.9912),
+        "trial-138": (8899, 0.9902, 0.9900),
+        "trial-87": (8918, 0.9900, 0.9887),
+        "trial-111": (6663, 0.9898, 0.9893),
+        "trial-123": (9080, 0.9896, 0.9895),
+        "trial-48": (5434, 0.9894, 0.9874),
+        "trial-20": (6534, 0.9884, 0.9880),
+        "trial-74": (5668, 0.9878, 0.9892),
+    }
+    yardsticks = {"zoo-001": (9798, 0.9900, 0.9897), "zoo-002": (8530, 0.9740, 0.9734)}
+    entrants = [Entrant(k, p, r) for k, (p, r, _) in readings.items()]
+    entrants += [Entrant(k, p, r, yardstick=True) for k, (p, r, _) in yardsticks.items()]
+    race = Race(
+        {e.key: e for e in entrants},
+        (10_000,),
+        RaceRules(start=2, least=3, most=8, yardstick_least=3),
+        val_images=5000,
+        aims=(5971, 6858),
+    )
+    assert leads(race) == {"trial-99", "trial-48", "zoo-001", "zoo-002"}
+    noise = iter([0.001, -0.001, 0.0] * 10)  # a seed spread of 0.1 point, as measured
+    truth = {k: m for k, (_, _, m) in (readings | yardsticks).items()}
+    for _ in range(23):
+        key = next_seed(race)
+        _with(race, key, truth[key] + next(noise))
+    (s,) = race.standings()
+    answer, strongest = s.answer, s.verdicts[0]
+    assert strongest.yardstick.key == "zoo-001"
+    assert answer.done >= 3 and strongest.yardstick.done >= 3
+    assert strongest.word == "ahead", strongest.text()
+    # what the budget cut is the contenders with the lowest readings, whole: none at one seed
+    done = {k: race.entrants[k].done for k in readings}
+    assert set(done.values()) <= {0, 2, 3, 4, 5}
+    left = [readings[k][1] for k in readings if done[k] == 0]
+    assert left and max(left) <= min(readings[k][1] for k in readings if done[k] and k != "trial-48")
+
+
+def test_a_level_verdict_gets_early_seeds_only_with_the_answer_ahead_on_the_mean():
+    def race_with(yardstick_vals):
+        return _race(
+            Entrant("trial-9", 9104, 0.9914, vals=(0.9912, 0.9914, 0.9913)),
+            Entrant("trial-8", 8800, 0.9905),  # a contender not started yet
+            Entrant("zoo-001", 9798, 0.9880, yardstick=True, vals=yardstick_vals),
+        )
+
+    ahead = race_with((0.9900, 0.9902, 0.9901))  # +0.12 on 3 + 3: level, ahead on the mean
+    (v,) = ahead.standings()[0].verdicts
+    assert (v.word, v.margin > 0) == ("level", True)
+    assert next_seed(ahead) == "trial-9"  # its fourth seed before trial-8's first
+    assert next_seed(ahead, busy={"trial-9"}) == "zoo-001"
+    assert next_seed(ahead, busy={"trial-9", "zoo-001"}) == "trial-8"  # no waiting
+    _with(ahead, "trial-9", 0.9913, 0.9912)
+    _with(ahead, "zoo-001", 0.9901, 0.9900)  # 5 + 5: EARLY spent (or the verdict clear)
+    assert next_seed(ahead) == "trial-8"
+    behind = race_with((0.9924, 0.9926, 0.9925))  # level, behind on the mean
+    assert behind.standings()[0].verdicts[0].word == "level"
+    assert next_seed(behind) == "trial-8"  # a contender may beat seed 001: it comes first
+
+
+def test_a_contender_that_overtakes_the_answer_gets_the_verdicts_seeds_next():
+    race = _race(
+        Entrant("trial-9", 9104, 0.9914, vals=(0.9900, 0.9902, 0.9901)),
+        Entrant("trial-8", 8800, 0.9905, vals=(0.9930, 0.9931)),  # now ahead of trial-9
+        Entrant("trial-7", 8700, 0.9904),
+        Entrant("zoo-001", 9798, 0.9880, yardstick=True, vals=(0.9850, 0.9851, 0.9850)),
+    )
+    assert race.standings()[0].answer.key == "trial-8"
+    assert next_seed(race) == "trial-8"  # its third seed before trial-7's start seeds
