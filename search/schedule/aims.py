@@ -32,10 +32,15 @@ AIM_BAND = 1.25  # an aimed slot's sizes: aim / AIM_BAND to the aim
 MAX_AIM_REACH = 2  # searched entrants within reach of the best reading under an aim
 
 
+def aim_of(params: int) -> int:
+    """The aim at a yardstick of ``params`` parameters: ``DOMINATE`` of them."""
+    return int(DOMINATE * params)
+
+
 def aims_under(cap: int, yardsticks: Iterable[int], *, smallest: float = 0) -> tuple[int, ...]:
     """The aims of ``cap``, largest first: ``DOMINATE`` of the parameters of each of the
     ``AIMS_PER_CAP`` largest ``yardsticks`` (parameter counts) under the cap, those at
     ``smallest`` parameters or more (the space's smallest target)."""
     largest = sorted((p for p in yardsticks if p <= cap), reverse=True)[:AIMS_PER_CAP]
-    aims = {int(DOMINATE * p) for p in largest}
+    aims = {aim_of(p) for p in largest}
     return tuple(sorted((a for a in aims if a >= smallest), reverse=True))

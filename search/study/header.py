@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from budgetnas.search.schedule.aims import DOMINATE
+from budgetnas.search.schedule.aims import DOMINATE, aim_of
 from budgetnas.search.schedule.rungs import MIN_RUNG_STEPS, auto_rungs, rung_steps
 from budgetnas.search.study.config import UNLIMITED, SearchConfig
 from budgetnas.search.units import format_params
@@ -61,9 +61,7 @@ def caps_text(caps: tuple[int, ...]) -> str:
 def aims_line(cfg: SearchConfig) -> str | None:
     """``aims: 6,858 (70% of seed 001's), 5,971 (70% of seed 002's) params under 10,000: ...``;
     None without aims (``search.schedule.aims``)."""
-    of = {
-        int(DOMINATE * count_params(spec)): key for key, (spec, _) in cfg.reference_specs().items()
-    }
+    of = {aim_of(count_params(spec)): key for key, (spec, _) in cfg.reference_specs().items()}
     share = f"{DOMINATE:.0%}"
     parts = [
         ", ".join(f"{a:,} ({share} of seed {of[a]}'s)" for a in aims) + f" params under {cap:,}"
