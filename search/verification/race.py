@@ -240,6 +240,24 @@ class Race:
     def spread(self) -> float:
         return pooled_spread(self.entrants.values(), self.prior())
 
+    def far(self, e: Entrant) -> bool:
+        """Whether yardstick ``e``'s reading at the target is out of reach of the best searched
+        reading under every cap it is under (``reach_below``): clearly behind on its one
+        unselected reading, it starts with one seed (``start_of``)."""
+        if not e.yardstick or e.reading is None:
+            return False
+        searched = [x for x in self.entrants.values() if not x.yardstick and x.reading]
+        for cap in (c for c in self.caps if e.params <= c):
+            best = max((x.reading for x in searched if x.params <= cap), default=None)
+            if best is None or e.reading >= reach_below(best, self.val_images):
+                return False
+        return True
+
+    def start_of(self, e: Entrant) -> int:
+        """The seeds entrant ``e`` starts with: ``RaceRules.start_of``, one for a yardstick
+        far behind (``far``; the strongest yardstick still ends with the least seeds)."""
+        return min(1, self.rules.start_of(e)) if self.far(e) else self.rules.start_of(e)
+
     def _se(self, a: Entrant, b: Entrant, sigma: float) -> float:
         return sigma * math.sqrt(1 / len(a.vals) + 1 / len(b.vals))
 
@@ -249,7 +267,7 @@ class Race:
         return [
             e
             for e in self.entrants.values()
-            if e.params <= cap and e.vals and e.done >= self.rules.start_of(e)
+            if e.params <= cap and e.vals and e.done >= self.start_of(e)
         ]
 
     def standing(self, cap: int, sigma: float | None = None) -> Standing:

@@ -168,7 +168,7 @@ def race_process(
             continue
         try:
             entrant = view.race.entrants[key]
-            seeds, start = entrant.done + 1, view.race.rules.start_of(entrant)
+            seeds, start = entrant.done + 1, view.race.start_of(entrant)
             missing = start - entrant.done  # timed as separate seeds: a fused model is no slower
             if verifier.fuse and missing > 1 and (fits is None or fits(key, missing)):
                 seeds = start  # its start seeds at once, as one fused model

@@ -78,10 +78,10 @@ def next_seed(
         return key not in busy and (fits is None or fits(key))
 
     def started(e: Entrant) -> bool:  # or never will: its start seed does not fit
-        return e.done >= rules.start_of(e) or (e.key not in busy and not free(e.key))
+        return e.done >= race.start_of(e) or (e.key not in busy and not free(e.key))
 
     def first_start(entrants: list[Entrant]) -> str | None:
-        todo = [e for e in entrants if e.done < rules.start_of(e) and free(e.key)]
+        todo = [e for e in entrants if e.done < race.start_of(e) and free(e.key)]
         if not todo:
             return None
         # the best reading first, to its start seeds (a race cut short leaves whole
@@ -114,7 +114,10 @@ def next_seed(
     if key := first_start(first):
         return key
     standings = race.standings()[::-1]  # the hard cap first
-    if all(started(e) for e in first) and (key := verdict_seeds(standings)):
+    # the verdict once the answer is known (every searched lead started) and the yardsticks
+    # that can be the strongest: a far one's seed in flight holds nothing up
+    ready = all(started(e) for e in first if not race.far(e))
+    if ready and (key := verdict_seeds(standings)):
         return key
     if key := first_start(inner):
         return key

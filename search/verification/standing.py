@@ -20,7 +20,14 @@ from budgetnas.search.schedule.budgets import MAX_VERIFIED
 from budgetnas.search.schedule.trials import rung_of
 from budgetnas.search.study.config import SearchConfig
 from budgetnas.search.study.timing import GAIN_ATTR
-from budgetnas.search.verification.race import Entrant, Race, RaceRules, Standing, pick_entrants
+from budgetnas.search.verification.race import (
+    Entrant,
+    Race,
+    RaceRules,
+    Standing,
+    Verdict,
+    pick_entrants,
+)
 from budgetnas.search.verification.records import Fidelity, Verified, stored_results
 from budgetnas.trainers.recipe import TrainConfig
 
@@ -244,6 +251,9 @@ def race_lines(cfg: SearchConfig, study: optuna.Study) -> list[str]:
     if not study.user_attrs.get(ENTRANTS_ATTR):
         return []
     view = race_of(cfg, study)
+    account = study.user_attrs.get(ACCOUNT_ATTR) or {}
+    cut = account.get("cut")
+    cut = (cut if isinstance(cut, str) else "--budget-time") if cut else None  # True: older runs
     lines = []
     for s in view.standings():
         under = f"under {s.cap:,}"
@@ -251,16 +261,31 @@ def race_lines(cfg: SearchConfig, study: optuna.Study) -> list[str]:
             lines.append(f"answer {under}: none (no searched network finished its seeds)")
             continue
         lines.append(f"answer {under}: {answer_text(view, s)}")
-        for v in s.verdicts:
-            lines.append(f"verdict {under}: {v.text()}")
+        for i, v in enumerate(s.verdicts):
+            lines.append(f"verdict {under}: {v.text()}{held_back(view.race, v, i == 0, cut)}")
         for e, v in view.race.smallest_ahead(s.cap):
             lines.append(f"verdict {under}: {v.text_of(e)}")
         if not s.verdicts:
             lines.append(f"verdict {under}: no seed network under the cap to compare with")
-    account = study.user_attrs.get(ACCOUNT_ATTR)
     if account:
         lines.append(account_text(account))
     return lines
+
+
+def held_back(race: Race, v: Verdict, strongest: bool, cut: str | None) -> str:
+    """What a race cut short (``cut``: the budget's option) left verdict ``v`` without:
+    ``; cut short by --budget-time: wanted 3 + 3 seeds, up to 8 + 8 while level`` (the least
+    seeds for the strongest yardstick's verdict, the most while level); empty when it has
+    them, or nothing was cut."""
+    if not cut:
+        return ""
+    rules, y = race.rules, v.yardstick
+    wants = []
+    if strongest and (v.seeds < rules.least or v.their_seeds < rules.least_of(y)):
+        wants.append(f"{rules.least} + {rules.least_of(y)} seeds")
+    if v.word == "level" and min(v.seeds, v.their_seeds) < rules.most:
+        wants.append(f"up to {rules.most} + {rules.most}{'' if wants else ' seeds'} while level")
+    return f"; cut short by {cut}: wanted " + ", ".join(wants) if wants else ""
 
 
 def account_text(account: dict[str, Any]) -> str:

@@ -67,7 +67,7 @@ def test_start_seeds_come_first_best_reading_first():
     race = _race(
         Entrant("trial-1", 9000, 0.990),
         Entrant("trial-2", 8000, 0.992),
-        Entrant("zoo-001", 9798, 0.989, yardstick=True),
+        Entrant("zoo-001", 9798, 0.991, yardstick=True),
     )
     assert leads(race) == {"trial-2", "zoo-001"}  # the best reading under the cap, the yardstick
     assert next_seed(race) == "trial-2"
@@ -81,7 +81,7 @@ def test_start_seeds_come_first_best_reading_first():
         k: Entrant(k, e.params, e.reading, e.yardstick, vals=(0.99, 0.99))
         for k, e in race.entrants.items()
     }
-    done["zoo-001"] = Entrant("zoo-001", 9798, 0.989, True, vals=(0.99,))
+    done["zoo-001"] = Entrant("zoo-001", 9798, 0.991, True, vals=(0.99,))
     race.entrants = done
     assert next_seed(race, busy={"zoo-001"}) is None
 
@@ -199,7 +199,7 @@ def test_the_verdicts_seeds_come_before_the_start_seeds_of_the_fronts_far_member
         Entrant("trial-8", 8800, 0.9905),  # within reach of the best reading (0.28 point)
         Entrant("trial-3", 3202, 0.9790),  # the front's smallest: far below
         Entrant("trial-4", 4014, 0.9840),
-        Entrant("zoo-001", 9798, 0.9880, yardstick=True),
+        Entrant("zoo-001", 9798, 0.9895, yardstick=True),
     )
     assert contenders(race) == {"trial-9", "trial-8", "zoo-001"}
     order = []
@@ -329,16 +329,18 @@ def test_a_budget_of_23_seeds_gives_the_verdict_its_seeds_before_ten_contenders_
         aims=(5971, 6858),
     )
     assert leads(race) == {"trial-99", "trial-48", "zoo-001", "zoo-002"}
-    noise = iter([0.001, -0.001, 0.0] * 10)  # a seed spread of 0.1 point, as measured
+    noise = [0.001, -0.001, 0.0] * 3  # each network's seeds: a spread of 0.1 point, as measured
     truth = {k: m for k, (_, _, m) in (readings | yardsticks).items()}
     for _ in range(23):
         key = next_seed(race)
-        _with(race, key, truth[key] + next(noise))
+        _with(race, key, truth[key] + noise[race.entrants[key].done])
     (s,) = race.standings()
     answer, strongest = s.answer, s.verdicts[0]
     assert strongest.yardstick.key == "zoo-001"
     assert answer.done >= 3 and strongest.yardstick.done >= 3
     assert strongest.word == "ahead", strongest.text()
+    # seed 002, 1.7 points below the best reading, shows where it stands on one seed
+    assert race.entrants["zoo-002"].done == 1 and s.verdicts[1].word == "ahead"
     # what the budget cut is the contenders with the lowest readings, whole: none at one seed
     done = {k: race.entrants[k].done for k in readings}
     assert set(done.values()) <= {0, 2, 3, 4, 5}
@@ -378,3 +380,55 @@ def test_a_contender_that_overtakes_the_answer_gets_the_verdicts_seeds_next():
     )
     assert race.standings()[0].answer.key == "trial-8"
     assert next_seed(race) == "trial-8"  # its third seed before trial-7's start seeds
+
+
+def test_a_yardstick_far_below_the_best_reading_starts_with_one_seed_and_holds_nothing_up():
+    race = _race(
+        Entrant("trial-9", 9104, 0.9914, vals=(0.9914, 0.9912)),
+        Entrant("zoo-001", 9798, 0.9900, yardstick=True, vals=(0.9890, 0.9896)),
+        Entrant("zoo-002", 8530, 0.9740, yardstick=True),  # 1.7 points below: far
+        Entrant("trial-8", 8800, 0.9905),
+    )
+    assert [race.far(e) for e in race.entrants.values()] == [False, False, True, False]
+    assert race.start_of(race.entrants["zoo-002"]) == 1
+    assert next_seed(race) == "zoo-002"
+    # its one seed in flight: the verdict's seeds go on (the answer is known) before trial-8's
+    assert next_seed(race, busy={"zoo-002"}) == "trial-9"
+    _with(race, "zoo-002", 0.9734)
+    (s,) = race.standings()
+    assert [(v.yardstick.key, v.word, v.their_seeds) for v in s.verdicts] == [
+        ("zoo-001", "level", 2),
+        ("zoo-002", "ahead", 1),
+    ]
+    # a far yardstick that turns out the strongest still gets the verdict's least seeds
+    race = _race(
+        Entrant("trial-9", 9104, 0.8794, vals=(0.8650, 0.8742)),
+        Entrant("zoo-001", 9798, 0.8662, yardstick=True, vals=(0.8735,)),
+    )
+    assert race.far(race.entrants["zoo-001"]) and next_seed(race) == "trial-9"
+    _with(race, "trial-9", 0.8696)
+    assert next_seed(race) == "zoo-001"
+
+
+def test_a_verdict_cut_short_says_what_it_wanted():
+    from budgetnas.search.verification.standing import held_back
+
+    race = _race(
+        Entrant("trial-41", 6689, 0.9912, vals=(0.9908, 0.9908)),
+        Entrant("zoo-001", 9798, 0.9900, yardstick=True, vals=(0.9882, 0.9912)),
+        Entrant("zoo-002", 8530, 0.9740, yardstick=True, vals=(0.9734, 0.9734)),
+    )
+    (s,) = race.standings()
+    strongest, weak = s.verdicts
+    assert strongest.word == "level" and weak.word == "ahead"
+    assert held_back(race, strongest, True, "--budget-time") == (
+        "; cut short by --budget-time: wanted 3 + 3 seeds, up to 8 + 8 while level"
+    )
+    assert held_back(race, weak, False, "--budget-time") == ""  # clear, and not the strongest
+    assert held_back(race, strongest, True, None) == ""  # not cut: the race ended on its own
+    _with(race, "trial-41", 0.9908)
+    _with(race, "zoo-001", 0.9897)
+    (s,) = race.standings()
+    assert held_back(race, s.verdicts[0], True, "--budget-epochs") == (
+        "; cut short by --budget-epochs: wanted up to 8 + 8 seeds while level"
+    )
