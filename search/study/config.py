@@ -27,7 +27,7 @@ from budgetnas.space.sample import Limits
 from budgetnas.space.spec import ArchSpec
 from budgetnas.space.zoo import ZOO
 from budgetnas.trainers.data import DataConfig
-from budgetnas.trainers.recipe import AugmentConfig, TrainConfig
+from budgetnas.trainers.recipe import AugmentConfig, TrainConfig, default_recipe
 
 CONFIG_FILE = "config.json"
 STUDY_FILE = "study.db"
@@ -70,7 +70,7 @@ class SearchConfig:
     max_macs: int | None = None  # multiply-accumulates per image
     max_activation_kb: float | None = None  # peak activation memory, KB (1,024 bytes) at int8
     data: DataConfig = field(default_factory=DataConfig)
-    recipe: TrainConfig = field(default_factory=TrainConfig)
+    recipe: TrainConfig = field(default_factory=default_recipe)  # what the CLI trains
     space: SpaceConfig | None = None  # default: the space for the data set's images
     trials: int = 50
     timeout: float | None = None
