@@ -6,9 +6,9 @@ The order spends a time budget on the verdict before the breadth of the race:
 1. the start seeds of the *leads* (``leads``: the yardsticks and, under each cap and aim, the
    best reading), so that every line has an answer and a verdict early;
 2. the answer's and the strongest yardstick's least seeds (the verdict's), and while the two
-   are level with the answer ahead on the mean, up to ``EARLY`` seeds more each (it may turn
-   into a clear lead; one behind on the mean waits for the other contenders instead, one of
-   which may beat the yardstick);
+   are level with the answer ahead on the mean by enough to be clear on ``EARLY`` seeds more
+   each if the margin holds, those seeds (a smaller lead, or one behind, waits for the other
+   contenders instead: one of them may be clearly ahead);
 3. the other contenders' start seeds (``contenders``: the readings within reach of the best
    under a cap or an aim), the best reading first; a contender that overtakes the answer
    gets the verdict's seeds of step 2 before the next start seed;
@@ -24,11 +24,12 @@ lock."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 
-from budgetnas.search.verification.race import Entrant, Race, Standing, reach_below
+from budgetnas.search.verification.race import Entrant, Race, Standing, Z, reach_below
 
-EARLY = 2  # seeds past the least that a level verdict, the answer ahead, gets in step 2
+EARLY = 2  # seeds past the least that a level verdict that may turn clear gets in step 2
 
 
 def contenders(race: Race) -> set[str]:
@@ -90,19 +91,27 @@ def next_seed(
 
     def verdict_seeds(standings: list[Standing]) -> str | None:
         """The answer's and the strongest yardstick's least seeds, under each cap (the hard
-        cap first); then, while the two are level with the answer ahead on the mean, up to
-        ``EARLY`` more each, the fewer seeds first."""
+        cap first); then, while the two are level with the answer ahead on the mean by more
+        than ``Z`` standard errors at ``EARLY`` more seeds each, those seeds, the fewer
+        seeds first."""
         pairs = [(s.answer, s.verdicts[0] if s.verdicts else None) for s in standings if s.answer]
         for answer, verdict in pairs:
             for e in [answer] + ([verdict.yardstick] if verdict else []):
                 if free(e.key) and e.done < rules.least_of(e):
                     return e.key
+        sigma = race.spread()
         for answer, verdict in pairs:
-            if verdict is None or verdict.word != "level" or verdict.margin <= 0:
+            if verdict is None or verdict.word != "level":
                 continue
-            pair = sorted([answer, verdict.yardstick], key=lambda e: (e.done, e.yardstick))
-            for e in pair:
-                if free(e.key) and e.done < min(rules.least_of(e) + EARLY, rules.most):
+            y = verdict.yardstick
+            early = {e.key: min(rules.least_of(e) + EARLY, rules.most) for e in (answer, y)}
+            # clear on the early seeds if the margin holds: else they are better spent on the
+            # other contenders (one of them may be clearly ahead)
+            se = sigma * math.sqrt(1 / early[answer.key] + 1 / early[y.key])
+            if verdict.margin <= Z * se:
+                continue
+            for e in sorted([answer, y], key=lambda e: (e.done, e.yardstick)):
+                if free(e.key) and e.done < early[e.key]:
                     return e.key
         return None
 

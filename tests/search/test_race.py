@@ -304,9 +304,8 @@ def test_a_budget_of_23_seeds_gives_the_verdict_its_seeds_before_ten_contenders_
     """The 45-minute 10K search on a CPU (fp32): 10 contenders within reach under the cap and
     its aims, seeds 001 and 002; 23 seeds before the deadline went to every contender's start
     seeds and left seed 001 at 2. Replayed with each network's measured mean as every one of
-    its seeds, spread 0.1 point: the answer and seed 001 end with at least the least seeds, the
-    answer's lead (0.15 point) turns clear on the early seeds, and the cut falls on the lowest
-    readings."""
+    its seeds, spread 0.1 point: the answer (one of the two best networks) and seed 001 end
+    with at least the least seeds, and the cut falls on the lowest readings."""
     readings = {  # key: (params, reading, measured mean)
         "trial-99": (6676, 0.9906, 0.9910),
         "trial-151": (6750, 0.9906, 0.9912),
@@ -338,7 +337,7 @@ def test_a_budget_of_23_seeds_gives_the_verdict_its_seeds_before_ten_contenders_
     answer, strongest = s.answer, s.verdicts[0]
     assert strongest.yardstick.key == "zoo-001"
     assert answer.done >= 3 and strongest.yardstick.done >= 3
-    assert strongest.word == "ahead", strongest.text()
+    assert answer.key in {"trial-151", "trial-99"} and strongest.margin > 0, strongest.text()
     # seed 002, 1.7 points below the best reading, shows where it stands on one seed
     assert race.entrants["zoo-002"].done == 1 and s.verdicts[1].word == "ahead"
     # what the budget cut is the contenders with the lowest readings, whole: none at one seed
@@ -349,7 +348,7 @@ def test_a_budget_of_23_seeds_gives_the_verdict_its_seeds_before_ten_contenders_
     assert left and max(left) <= min(started)
 
 
-def test_a_level_verdict_gets_early_seeds_only_with_the_answer_ahead_on_the_mean():
+def test_a_level_verdict_gets_early_seeds_only_with_a_lead_that_would_be_clear_on_them():
     def race_with(yardstick_vals):
         return _race(
             Entrant("trial-9", 9104, 0.9914, vals=(0.9912, 0.9914, 0.9913)),
@@ -369,6 +368,9 @@ def test_a_level_verdict_gets_early_seeds_only_with_the_answer_ahead_on_the_mean
     behind = race_with((0.9924, 0.9926, 0.9925))  # level, behind on the mean
     assert behind.standings()[0].verdicts[0].word == "level"
     assert next_seed(behind) == "trial-8"  # a contender may beat seed 001: it comes first
+    slight = race_with((0.9909, 0.9911, 0.9910))  # +0.03: not clear on 5 + 5 if it holds
+    assert slight.standings()[0].verdicts[0].margin > 0
+    assert next_seed(slight) == "trial-8"
 
 
 def test_a_contender_that_overtakes_the_answer_gets_the_verdicts_seeds_next():
