@@ -32,20 +32,25 @@ from budgetnas.search.verification.race import Entrant, Race, Standing, Z, reach
 EARLY = 2  # seeds past the least that a level verdict that may turn clear gets in step 2
 
 
+def _by_line(race: Race) -> tuple[set[str], list[list[Entrant]]]:
+    """The yardsticks and any entrant without a reading; and under each cap and aim
+    (``Race.lines``) with one, the searched entrants with a reading."""
+    entrants = race.entrants.values()
+    keys = {e.key for e in entrants if e.yardstick or e.reading is None}
+    searched = [e for e in entrants if not e.yardstick and e.reading is not None]
+    unders = [under for line in race.lines if (under := [e for e in searched if e.params <= line])]
+    return keys, unders
+
+
 def contenders(race: Race) -> set[str]:
     """The entrants that can be an answer or a verdict: the yardsticks, any entrant without
     a reading, and the searched entrants within reach of the best reading (``race.reach_below``)
     under a cap or an aim (``Race.lines``). The front's other members (small networks far below
     the best reading) are raced to verify the front, and wait for the verdict's seeds."""
-    entrants = race.entrants.values()
-    keys = {e.key for e in entrants if e.yardstick or e.reading is None}
-    searched = [e for e in entrants if not e.yardstick and e.reading is not None]
-    for line in race.lines:
-        under = [e for e in searched if e.params <= line]
-        if under:
-            best = max(e.reading for e in under)
-            reach = reach_below(best, race.val_images)
-            keys.update(e.key for e in under if e.reading >= reach)
+    keys, unders = _by_line(race)
+    for under in unders:
+        reach = reach_below(max(e.reading for e in under), race.val_images)
+        keys.update(e.key for e in under if e.reading >= reach)
     return keys
 
 
@@ -53,13 +58,8 @@ def leads(race: Race) -> set[str]:
     """The entrants whose start seeds come first: the yardsticks, any entrant without a
     reading, and under each cap and aim (``Race.lines``) the searched entrant with the best
     reading (the fewer parameters on a tie)."""
-    entrants = race.entrants.values()
-    keys = {e.key for e in entrants if e.yardstick or e.reading is None}
-    searched = [e for e in entrants if not e.yardstick and e.reading is not None]
-    for line in race.lines:
-        under = [e for e in searched if e.params <= line]
-        if under:
-            keys.add(min(under, key=lambda e: (-e.reading, e.params, e.key)).key)
+    keys, unders = _by_line(race)
+    keys.update(min(under, key=lambda e: (-e.reading, e.params, e.key)).key for under in unders)
     return keys
 
 
