@@ -12,7 +12,8 @@ same way), run on new seeds at the target fidelity:
   (``REACH`` reading spreads, at most ``MAX_REACH`` of them per cap) or under an aim
   (``search.schedule.aims``: a share of a yardstick's parameters; ``MAX_AIM_REACH`` per aim),
   and the yardsticks (the seed networks under a cap).
-- Every entrant starts with ``RaceRules.start`` new seeds. Under each cap the *leader* is the
+- Every entrant starts with ``RaceRules.start`` new seeds (a yardstick far below the best
+  reading, ``Race.far``, with one). Under each cap the *leader* is the
   searched entrant with the best mean validation accuracy; a searched entrant whose interval
   overlaps the leader's gets another seed (so does the leader), up to ``RaceRules.most``; one
   clearly behind (by more than ``Z`` standard errors) stops. A yardstick gets seeds while it
@@ -246,8 +247,11 @@ class Race:
         unselected reading, it starts with one seed (``start_of``)."""
         if not e.yardstick or e.reading is None:
             return False
-        searched = [x for x in self.entrants.values() if not x.yardstick and x.reading]
-        for cap in (c for c in self.caps if e.params <= c):
+        searched = [x for x in self.entrants.values() if not x.yardstick and x.reading is not None]
+        caps = [c for c in self.caps if e.params <= c]
+        if not caps:
+            return False
+        for cap in caps:
             best = max((x.reading for x in searched if x.params <= cap), default=None)
             if best is None or e.reading >= reach_below(best, self.val_images):
                 return False

@@ -70,8 +70,8 @@ def next_seed(
     the module's order; among start seeds, the best reading first, to its start seeds.
     ``fits``: whether a seed of an entrant can still be trained (a time budget); those that
     cannot are passed over, and a start seed that cannot fit holds nothing up. While a
-    contender's start seed trains in another process, a free process starts a far member's
-    rather than wait."""
+    contender's start seed trains in another process, a free process starts the next
+    contender's or a far member's rather than wait."""
     busy = set(busy)
     rules = race.rules
 

@@ -198,7 +198,8 @@ def race_header(cfg: SearchConfig, keys: list[str]) -> str:
     return (
         f"race at the target ({cfg.schedule.target.label()}): {who} (the front and the "
         f"readings within reach of its best), {rules.start} new seed"
-        f"{'s' * (rules.start != 1)} each, more up to {rules.most} while one is level with "
+        f"{'s' * (rules.start != 1)} each (1 for a seed network far below the best reading), "
+        f"more up to {rules.most} while one is level with "
         f"the leader; the answer and the strongest seed network under each cap end with "
         f"{rules.least} or more"
     )
@@ -261,8 +262,8 @@ def race_lines(cfg: SearchConfig, study: optuna.Study) -> list[str]:
             lines.append(f"answer {under}: none (no searched network finished its seeds)")
             continue
         lines.append(f"answer {under}: {answer_text(view, s)}")
-        for i, v in enumerate(s.verdicts):
-            lines.append(f"verdict {under}: {v.text()}{held_back(view.race, v, i == 0, cut)}")
+        for v in s.verdicts:
+            lines.append(f"verdict {under}: {v.text()}{held_back(view.race, s, v, cut)}")
         for e, v in view.race.smallest_ahead(s.cap):
             lines.append(f"verdict {under}: {v.text_of(e)}")
         if not s.verdicts:
@@ -272,18 +273,20 @@ def race_lines(cfg: SearchConfig, study: optuna.Study) -> list[str]:
     return lines
 
 
-def held_back(race: Race, v: Verdict, strongest: bool, cut: str | None) -> str:
-    """What a race cut short (``cut``: the budget's option) left verdict ``v`` without:
-    ``; cut short by --budget-time: wanted 3 + 3 seeds, up to 8 + 8 while level`` (the least
-    seeds for the strongest yardstick's verdict, the most while level); empty when it has
-    them, or nothing was cut."""
-    if not cut:
+def held_back(race: Race, s: Standing, v: Verdict, cut: str | None) -> str:
+    """What a race cut short (``cut``: the budget's option) left verdict ``v`` of standing
+    ``s`` without: ``; cut short by --budget-time: wanted 3 + 3 seeds, up to 8 + 8 while
+    level`` (the least seeds for the strongest yardstick's verdict; the most while level and
+    the race still wants seeds of the pair, ``Standing.needs``); empty when it has them, or
+    nothing was cut. Seeds are counted as the race counts them (a failed seed is done)."""
+    if not cut or s.answer is None:
         return ""
-    rules, y = race.rules, v.yardstick
+    rules, a, y = race.rules, s.answer, v.yardstick
     wants = []
-    if strongest and (v.seeds < rules.least or v.their_seeds < rules.least_of(y)):
+    strongest = bool(s.verdicts) and s.verdicts[0].yardstick.key == y.key
+    if strongest and (a.done < rules.least or y.done < rules.least_of(y)):
         wants.append(f"{rules.least} + {rules.least_of(y)} seeds")
-    if v.word == "level" and min(v.seeds, v.their_seeds) < rules.most:
+    if v.word == "level" and y.key in s.needs:
         wants.append(f"up to {rules.most} + {rules.most}{'' if wants else ' seeds'} while level")
     return f"; cut short by {cut}: wanted " + ", ".join(wants) if wants else ""
 

@@ -249,8 +249,9 @@ def test_a_start_seed_that_cannot_fit_holds_up_neither_the_verdict_nor_the_rest(
     race = _race(
         Entrant("trial-9", 9104, 0.9914, vals=(0.9914, 0.9915)),
         Entrant("trial-3", 3202, 0.9790),  # a far member of the front
-        Entrant("zoo-001", 9798, 0.9880, yardstick=True),  # too slow for the time left
+        Entrant("zoo-001", 9798, 0.9895, yardstick=True),  # too slow for the time left
     )
+    assert not race.far(race.entrants["zoo-001"])  # a lead: its start seed would hold the verdict
     fits = lambda key, n=1: key != "zoo-001"  # noqa: E731
     assert next_seed(race, fits=fits) == "trial-9"  # the answer's third seed still comes first
     _with(race, "trial-9", 0.9913)
@@ -406,9 +407,12 @@ def test_a_yardstick_far_below_the_best_reading_starts_with_one_seed_and_holds_n
     race = _race(
         Entrant("trial-9", 9104, 0.8794, vals=(0.8650, 0.8742)),
         Entrant("zoo-001", 9798, 0.8662, yardstick=True, vals=(0.8735,)),
+        Entrant("zoo-003", 9000, 0.8760, yardstick=True, vals=(0.8600, 0.8610)),  # not far
     )
-    assert race.far(race.entrants["zoo-001"]) and next_seed(race) == "trial-9"
+    assert race.far(race.entrants["zoo-001"]) and not race.far(race.entrants["zoo-003"])
+    assert next_seed(race) == "trial-9"
     _with(race, "trial-9", 0.8696)
+    assert race.standings()[0].verdicts[0].yardstick.key == "zoo-001"  # the strongest
     assert next_seed(race) == "zoo-001"
 
 
@@ -423,14 +427,27 @@ def test_a_verdict_cut_short_says_what_it_wanted():
     (s,) = race.standings()
     strongest, weak = s.verdicts
     assert strongest.word == "level" and weak.word == "ahead"
-    assert held_back(race, strongest, True, "--budget-time") == (
+    assert held_back(race, s, strongest, "--budget-time") == (
         "; cut short by --budget-time: wanted 3 + 3 seeds, up to 8 + 8 while level"
     )
-    assert held_back(race, weak, False, "--budget-time") == ""  # clear, and not the strongest
-    assert held_back(race, strongest, True, None) == ""  # not cut: the race ended on its own
+    assert held_back(race, s, weak, "--budget-time") == ""  # clear, and not the strongest
+    assert held_back(race, s, strongest, None) == ""  # not cut: the race ended on its own
     _with(race, "trial-41", 0.9908)
     _with(race, "zoo-001", 0.9897)
     (s,) = race.standings()
-    assert held_back(race, s.verdicts[0], True, "--budget-epochs") == (
+    assert held_back(race, s, s.verdicts[0], "--budget-epochs") == (
         "; cut short by --budget-epochs: wanted up to 8 + 8 seeds while level"
     )
+    # the yardstick at the most seeds: the race wants no more of the pair, nor does the line
+    race.entrants["zoo-001"] = Entrant("zoo-001", 9798, 0.99, True, vals=(0.9887, 0.9907) * 4)
+    race.entrants["trial-41"] = Entrant("trial-41", 6689, 0.9912, vals=(0.9892, 0.9912) * 4)
+    (s,) = race.standings()
+    assert (
+        s.verdicts[0].word == "level" and held_back(race, s, s.verdicts[0], "--budget-time") == ""
+    )
+    # a failed seed is done: no wanting a seed the race will not train
+    race.entrants["trial-41"] = Entrant("trial-41", 6689, 0.9912, vals=(0.9908, 0.9908), failed=1)
+    race.entrants["zoo-001"] = Entrant("zoo-001", 9798, 0.99, True, vals=(0.9897,) * 3)
+    race.rules = RaceRules(start=2, least=3, most=3)
+    (s,) = race.standings()
+    assert held_back(race, s, s.verdicts[0], "--budget-time") == ""
