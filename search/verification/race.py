@@ -22,8 +22,8 @@ same way), run on new seeds at the target fidelity:
   strongest yardstick under the cap end with at least ``RaceRules.least`` seeds (the
   verdict's).
 - Order (``seed_order.next_seed``): the start seeds of the yardsticks and of the best reading
-  under each cap and aim, the verdict's least seeds (and a few more while it is level with the
-  answer ahead on the mean), the other contenders' start seeds (the readings within reach of
+  under each cap and aim, the verdict's least seeds (and a few more while it is level with a lead
+  that would be clear on them), the other contenders' start seeds (the readings within reach of
   the best), then the start seeds of the front's other members, then the seeds that tell
   level entrants apart, then those of a network smaller than a yardstick and ahead of it on
   the mean, not yet clearly (up to the most seeds). A time budget that cannot hold them all

@@ -253,8 +253,7 @@ def race_lines(cfg: SearchConfig, study: optuna.Study) -> list[str]:
         return []
     view = race_of(cfg, study)
     account = study.user_attrs.get(ACCOUNT_ATTR) or {}
-    cut = account.get("cut")
-    cut = (cut if isinstance(cut, str) else "--budget-time") if cut else None  # True: older runs
+    cut = cut_word(account)
     lines = []
     for s in view.standings():
         under = f"under {s.cap:,}"
@@ -271,6 +270,13 @@ def race_lines(cfg: SearchConfig, study: optuna.Study) -> list[str]:
     if account:
         lines.append(account_text(account))
     return lines
+
+
+def cut_word(account: dict[str, Any]) -> str | None:
+    """The option whose budget cut the race short, as its account stored it (older runs
+    stored True: ``--budget-time``); None when nothing was cut."""
+    cut = account.get("cut")
+    return (cut if isinstance(cut, str) else "--budget-time") if cut else None
 
 
 def held_back(race: Race, s: Standing, v: Verdict, cut: str | None) -> str:
@@ -306,8 +312,7 @@ def account_text(account: dict[str, Any]) -> str:
             f"; a fixed {account.get('fixed_seeds')} seeds of the front and the seed networks: "
             f"{duration(fixed)} (each seed timed as the race times it)"
         )
-    if account.get("cut"):
-        cut = account["cut"] if isinstance(account["cut"], str) else "--budget-time"
+    if cut := cut_word(account):
         text += f"; cut short by {cut}: some networks could not be told apart"
     return text
 
